@@ -1,0 +1,1 @@
+//! The plan compiler (to be written).

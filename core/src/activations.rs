@@ -1,0 +1,121 @@
+//! How the activations region, the KV cache and the workspace are sized and carved.
+//!
+//! The compiler reserves these regions in the arena; the runtime's backends
+//! carve them with the same functions, so the sizes can never disagree.
+//! The residual stream is kept in f32; the inputs and outputs of matrix
+//! products are in the model's dtype (the GEMMs accumulate in f32).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Architecture, Dtype};
+use crate::units::align_up;
+
+/// Alignment of every buffer carved out of a region.
+pub const BUFFER_ALIGN: u64 = 256;
+
+/// Scratch for cuBLAS(Lt) and kernels, in the workspace region.
+pub const WORKSPACE_BYTES: u64 = 32 << 20;
+
+/// The shape a plan is compiled for.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RunShape {
+    /// Tokens of the prompt the prefill phase is sized (and timed) for.
+    pub prompt_len: u64,
+    /// Longest sequence (prompt plus generated tokens) the KV cache holds.
+    pub max_seq_len: u64,
+    /// Sequences decoded together.
+    pub batch: u64,
+}
+
+/// One named buffer inside a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buffer {
+    pub name: &'static str,
+    pub dtype: Dtype,
+    pub elems: u64,
+    pub offset: u64,
+}
+
+impl Buffer {
+    pub fn bytes(&self) -> u64 {
+        self.elems * self.dtype.size()
+    }
+}
+
+/// The activation buffers of one forward pass of up to `tokens` tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivationLayout {
+    /// Tokens the buffers are sized for (`prompt_len * batch`, at least `batch`).
+    pub tokens: u64,
+    pub buffers: Vec<Buffer>,
+    pub bytes: u64,
+}
+
+impl ActivationLayout {
+    pub fn new(arch: &Architecture, dtype: Dtype, shape: &RunShape) -> ActivationLayout {
+        let t = (shape.prompt_len * shape.batch).max(shape.batch);
+        // Attention scores for the widest row block: a prefill of t tokens
+        // over itself, or a decode step over the whole cache.
+        let score_elems = arch.num_heads * (t * shape.prompt_len).max(shape.batch * shape.max_seq_len);
+        let specs: [(&'static str, Dtype, u64); 12] = [
+            ("tokens", Dtype::F32, t),                            // [t] u32 token ids (4-byte slots)
+            ("x", Dtype::F32, t * arch.hidden_size),              // [t, hidden] residual stream
+            ("xn", dtype, t * arch.hidden_size),                  // [t, hidden] normed input to a GEMM
+            ("q", dtype, t * arch.q_dim()),                       // [t, heads*head_dim]
+            ("k", dtype, t * arch.kv_dim()),                      // [t, kv_heads*head_dim]
+            ("v", dtype, t * arch.kv_dim()),                      // [t, kv_heads*head_dim]
+            ("scores", Dtype::F32, score_elems),                  // [heads, t, seq] softmax scratch
+            ("attn", dtype, t * arch.q_dim()),                    // [t, heads*head_dim] attention output
+            ("proj", dtype, t * arch.hidden_size),                // [t, hidden] o_proj / down_proj output
+            ("gate", dtype, t * arch.intermediate_size),          // [t, intermediate] gate, then silu(gate)*up
+            ("up", dtype, t * arch.intermediate_size),            // [t, intermediate]
+            ("logits", Dtype::F32, shape.batch * arch.vocab_size), // [batch, vocab] last position only
+        ];
+        let mut offset = 0;
+        let mut buffers = Vec::with_capacity(specs.len());
+        for (name, dtype, elems) in specs {
+            offset = align_up(offset, BUFFER_ALIGN);
+            buffers.push(Buffer { name, dtype, elems, offset });
+            offset += elems * dtype.size();
+        }
+        ActivationLayout { tokens: t, buffers, bytes: align_up(offset, BUFFER_ALIGN) }
+    }
+
+    pub fn buffer(&self, name: &str) -> &Buffer {
+        self.buffers
+            .iter()
+            .find(|b| b.name == name)
+            .unwrap_or_else(|| panic!("activation layout has no buffer {name:?}"))
+    }
+}
+
+/// KV cache layout: `[layer][k|v][batch][max_seq_len][kv_heads*head_dim]` in the model dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvLayout {
+    pub layers: u64,
+    pub batch: u64,
+    pub max_seq_len: u64,
+    pub kv_dim: u64,
+    pub dtype: Dtype,
+}
+
+impl KvLayout {
+    pub fn new(arch: &Architecture, dtype: Dtype, shape: &RunShape) -> KvLayout {
+        KvLayout { layers: arch.num_layers, batch: shape.batch, max_seq_len: shape.max_seq_len, kv_dim: arch.kv_dim(), dtype }
+    }
+
+    /// Bytes of one K (or V) plane of one layer.
+    pub fn plane_bytes(&self) -> u64 {
+        self.batch * self.max_seq_len * self.kv_dim * self.dtype.size()
+    }
+
+    /// Byte offset of layer `layer`'s K plane (`which = 0`) or V plane (`which = 1`).
+    pub fn plane_offset(&self, layer: u64, which: u64) -> u64 {
+        (layer * 2 + which) * self.plane_bytes()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        2 * self.layers * self.plane_bytes()
+    }
+}

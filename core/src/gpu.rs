@@ -1,0 +1,82 @@
+//! The GPU profile: what the compiler's cost model knows about a device.
+//!
+//! Presets (`djinn-compile --gpu l4`) and measured profiles
+//! (`djinn-compile --gpu profile.toml`, written by `djinn-profile`) share this
+//! format. Every rate is an *effective* figure, what a program achieves, not a
+//! datasheet peak; presets say in comments where each number comes from.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::BlockKind;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GpuProfile {
+    /// Short name (`l4`, `h100-sxm`, or whatever a measured profile calls itself).
+    pub name: String,
+    /// Where the figures come from (a preset's sources, or the profiler run).
+    pub source: String,
+    /// Physical device memory.
+    pub memory_bytes: u64,
+    /// What one process can allocate once the driver and context have taken theirs;
+    /// the default budget.
+    pub usable_bytes: u64,
+    /// Effective device-memory read bandwidth, GB/s (10^9 bytes per second).
+    pub hbm_gbps: f64,
+    /// Achievable dense fp16/bf16 tensor-core rate with fp32 accumulation, TFLOP/s.
+    pub fp16_tflops: f64,
+    pub pcie_gen: u32,
+    pub pcie_lanes: u32,
+    /// Effective pinned host-to-device bandwidth for large copies, GB/s.
+    pub h2d_gbps: f64,
+    /// Fixed cost of one host-to-device copy (setup and first-byte latency), µs.
+    pub copy_latency_us: f64,
+    /// Fixed cost of one kernel on the compute lane (launch and tail), µs.
+    pub kernel_overhead_us: f64,
+    /// Measured pinned host-to-device bandwidth by copy size (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub h2d_curve: Vec<BandwidthPoint>,
+    /// Measured compute time of blocks (optional); overrides the roofline
+    /// estimate for a matching model, block kind, phase and token count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_times: Vec<BlockTime>,
+    /// The host CPU as a compute lane (optional; used by a later placement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuLane>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BandwidthPoint {
+    pub bytes: u64,
+    pub gbps: f64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseKind {
+    Prefill,
+    Decode,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlockTime {
+    /// The model name the measurement was taken with (`llama2-13b`).
+    pub model: String,
+    pub kind: BlockKind,
+    pub phase: PhaseKind,
+    /// Tokens in the forward pass (the prompt length for prefill, the batch for decode).
+    pub tokens: u64,
+    pub us: f64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CpuLane {
+    pub cores: u32,
+    /// f16 matrix-vector rate streaming weights from host RAM, GB/s.
+    pub gemv_f16_gbps: f64,
+    /// The same while the copy lane runs at full rate, GB/s.
+    pub gemv_f16_gbps_during_copy: f64,
+}

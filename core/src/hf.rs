@@ -1,0 +1,1 @@
+//! Reading Hugging Face model directories (to be written).

@@ -1,0 +1,418 @@
+//! The plan: the one contract between `djinn-compile` and `djinn-exec`.
+//!
+//! A plan is XLA-style memory-space assignment made explicit. The device
+//! memory is one arena of named, non-overlapping regions. Every block is
+//! either *resident* (its image lives in its own region for the whole run) or
+//! *streamed* (its image is copied from pinned host memory into one of a small
+//! ring of slot regions before each use). Each phase — `prefill` once, then
+//! the `decode` loop body once per token — is one ordered list of steps, each
+//! on a lane (`copy` or `compute`). The executor issues the steps in list
+//! order onto their lanes and synchronises the lanes only through the steps'
+//! events:
+//!
+//! * `record = "e"` marks the completion of the step.
+//! * `wait = ["e"]` holds the step until the latest earlier record of `e` in
+//!   the current phase (for decode: the current iteration) has completed.
+//! * `wait_prev = ["e"]` (decode only) waits on the record of `e` made by the
+//!   *previous* iteration; for the first decode iteration, by prefill. This is
+//!   how the copy of the next token's first streamed blocks, issued while the
+//!   current token's last blocks compute, is consumed.
+//!
+//! The executor decides nothing; [`crate::verify`] proves a plan safe before it runs.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use crate::activations::RunShape;
+use crate::gpu::GpuProfile;
+use crate::model::{Block, ModelSpec};
+
+/// Version of this schema. Bumped on any change a reader of an older plan would misread.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub format_version: u32,
+    /// The program that wrote the plan (`djinn-compile 0.1.0`).
+    pub generator: String,
+    pub strategy: Strategy,
+    /// Device memory the plan may use, in bytes; the arena fits inside it.
+    pub budget_bytes: u64,
+    pub shape: RunShape,
+    pub prediction: Prediction,
+    pub arena: Arena,
+    /// One entry per block of `model.blocks`, in the same order.
+    pub placements: Vec<BlockPlacement>,
+    pub prefill: Phase,
+    pub decode: Phase,
+    pub gpu: GpuProfile,
+    pub model: ModelSpec,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Maximal residency, streamed blocks prefetched as early as their slot frees.
+    Djinn,
+    /// Same residency, but each copy waits for the compute before it (no overlap).
+    Sync,
+    /// Only embedding, final norm and LM head resident; every layer streamed.
+    StreamAll,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 3] = [Strategy::Djinn, Strategy::Sync, Strategy::StreamAll];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Djinn => "djinn",
+            Strategy::Sync => "sync",
+            Strategy::StreamAll => "stream-all",
+        }
+    }
+}
+
+/// What the compiler's simulation of the two lanes predicts.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Prediction {
+    /// Prefill of `shape.prompt_len` tokens, first token sampled, ms.
+    pub ttft_ms: f64,
+    /// One steady-state decode iteration, ms.
+    pub decode_ms_per_token: f64,
+    /// Fraction of the decode iteration during which the copy lane is busy.
+    pub decode_copy_busy: f64,
+    /// Fraction of prefill during which the copy lane is busy.
+    pub prefill_copy_busy: f64,
+    pub resident_blocks: u64,
+    pub streamed_blocks: u64,
+    pub resident_bytes: u64,
+    /// Bytes the copy lane moves per decode iteration.
+    pub streamed_bytes_per_token: u64,
+    pub slots: u64,
+    pub slot_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub activation_bytes: u64,
+    pub workspace_bytes: u64,
+}
+
+/// The device memory, as one allocation carved into named regions.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Arena {
+    /// Size of the one device allocation; `<= budget_bytes`.
+    pub bytes: u64,
+    /// Every region offset is a multiple of this.
+    pub alignment: u64,
+    pub regions: Vec<Region>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// `resident.layer.3`, `slot.0`, `kv_cache`, `activations`, `workspace`.
+    pub name: String,
+    pub kind: RegionKind,
+    pub offset: u64,
+    pub bytes: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionKind {
+    Resident,
+    Slot,
+    KvCache,
+    Activations,
+    Workspace,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BlockPlacement {
+    pub block: String,
+    #[serde(flatten)]
+    pub placement: Placement,
+}
+
+/// Where a block's weights live while it computes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Placement {
+    /// Copied in once at load into its own region.
+    Resident { region: String },
+    /// Copied into a slot before each use (the slot is named by each step).
+    Streamed,
+    // A third placement, computed on the host CPU lane, is reserved for a later format version.
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub steps: Vec<Step>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// The high-priority host-to-device copy stream.
+    Copy,
+    /// The stream that runs kernels.
+    Compute,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Copy a block's image from pinned host memory into `slot`.
+    Copy,
+    /// Run a block's forward computation, reading its weights from its
+    /// resident region or from `slot`.
+    Compute,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub lane: Lane,
+    pub op: Op,
+    pub block: String,
+    /// The slot a copy writes, or a streamed compute reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wait: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wait_prev: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    /// Predicted start and end, µs from the start of the phase (decode: of the iteration).
+    pub start_us: f64,
+    pub end_us: f64,
+}
+
+#[derive(Debug, Error)]
+pub enum PlanIoError {
+    #[error("cannot read plan {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write plan {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("plan {path} is not valid TOML or does not match the plan schema: {message}")]
+    Parse { path: String, message: String },
+    #[error("plan {path} has format_version {found}, but this build reads format_version {expected}; recompile the plan with this djinn-compile")]
+    Version { path: String, found: i64, expected: u32 },
+    #[error("plan {path} has no integer `format_version` field at the top level")]
+    NoVersion { path: String },
+}
+
+impl Plan {
+    /// Parses a plan, checking `format_version` before the rest of the schema
+    /// so that a plan from another version gets a version error, not a field error.
+    /// `origin` names the source in errors (a path, or `<stdin>`).
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Plan, PlanIoError> {
+        let path = origin.to_string();
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| PlanIoError::Parse { path: path.clone(), message: e.to_string() })?;
+        match table.get("format_version").and_then(|v| v.as_integer()) {
+            None => return Err(PlanIoError::NoVersion { path }),
+            Some(v) if v != FORMAT_VERSION as i64 => {
+                return Err(PlanIoError::Version { path, found: v, expected: FORMAT_VERSION })
+            }
+            Some(_) => {}
+        }
+        toml::from_str(text).map_err(|e| PlanIoError::Parse { path, message: e.to_string() })
+    }
+
+    pub fn load(path: &Path) -> Result<Plan, PlanIoError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PlanIoError::Read { path: path.display().to_string(), source })?;
+        Plan::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// The plan as TOML. Deterministic: the same plan always gives the same bytes.
+    pub fn to_toml_string(&self) -> String {
+        let compact = toml::to_string(self).expect("a plan always serializes to TOML");
+        // A blank line before every table header, for people reading the plan.
+        let mut out = String::with_capacity(compact.len() + compact.len() / 8);
+        for line in compact.lines() {
+            if line.starts_with('[') {
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), PlanIoError> {
+        std::fs::write(path, self.to_toml_string())
+            .map_err(|source| PlanIoError::Write { path: path.display().to_string(), source })
+    }
+
+    pub fn region(&self, name: &str) -> Option<&Region> {
+        self.arena.regions.iter().find(|r| r.name == name)
+    }
+
+    /// The region of the given kind (for the singletons: KV cache, activations, workspace).
+    pub fn region_of_kind(&self, kind: RegionKind) -> Option<&Region> {
+        self.arena.regions.iter().find(|r| r.kind == kind)
+    }
+
+    /// Slot regions in slot order (`slot.0`, `slot.1`, …).
+    pub fn slot_region(&self, slot: u64) -> Option<&Region> {
+        self.region(&slot_region_name(slot)).filter(|r| r.kind == RegionKind::Slot)
+    }
+
+    pub fn slot_count(&self) -> u64 {
+        self.arena.regions.iter().filter(|r| r.kind == RegionKind::Slot).count() as u64
+    }
+
+    pub fn placement(&self, block: &str) -> Option<&Placement> {
+        self.placements.iter().find(|p| p.block == block).map(|p| &p.placement)
+    }
+
+    pub fn block(&self, name: &str) -> Option<&Block> {
+        self.model.block(name)
+    }
+
+    pub fn phase(&self, which: PhaseName) -> &Phase {
+        match which {
+            PhaseName::Prefill => &self.prefill,
+            PhaseName::Decode => &self.decode,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PhaseName {
+    Prefill,
+    Decode,
+}
+
+impl std::fmt::Display for PhaseName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PhaseName::Prefill => "prefill",
+            PhaseName::Decode => "decode",
+        })
+    }
+}
+
+pub fn slot_region_name(slot: u64) -> String {
+    format!("slot.{slot}")
+}
+
+pub fn resident_region_name(block: &str) -> String {
+    format!("resident.{block}")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::{Architecture, Dtype};
+
+    /// A small, structurally complete plan for schema and verifier tests:
+    /// two layers, all resident, no streaming.
+    pub(crate) fn tiny_plan() -> Plan {
+        let arch = Architecture {
+            family: "llama".into(),
+            hidden_size: 64,
+            intermediate_size: 128,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 16,
+            vocab_size: 100,
+            rope_theta: 10000.0,
+            rms_norm_eps: 1e-5,
+            max_position_embeddings: 128,
+            tie_word_embeddings: false,
+        };
+        let model = ModelSpec::from_arch("tiny", arch, Dtype::F16);
+        let mut regions = Vec::new();
+        let mut offset = 0;
+        let mut placements = Vec::new();
+        let mut steps = Vec::new();
+        for b in &model.blocks {
+            regions.push(Region { name: resident_region_name(&b.name), kind: RegionKind::Resident, offset, bytes: b.bytes });
+            offset += b.bytes;
+            placements.push(BlockPlacement {
+                block: b.name.clone(),
+                placement: Placement::Resident { region: resident_region_name(&b.name) },
+            });
+            steps.push(Step {
+                lane: Lane::Compute,
+                op: Op::Compute,
+                block: b.name.clone(),
+                slot: None,
+                wait: vec![],
+                wait_prev: vec![],
+                record: None,
+                start_us: 0.0,
+                end_us: 1.0,
+            });
+        }
+        Plan {
+            format_version: FORMAT_VERSION,
+            generator: "test".into(),
+            strategy: Strategy::Djinn,
+            budget_bytes: offset,
+            shape: RunShape { prompt_len: 4, max_seq_len: 16, batch: 1 },
+            prediction: Prediction {
+                ttft_ms: 1.0,
+                decode_ms_per_token: 1.0,
+                decode_copy_busy: 0.0,
+                prefill_copy_busy: 0.0,
+                resident_blocks: 5,
+                streamed_blocks: 0,
+                resident_bytes: offset,
+                streamed_bytes_per_token: 0,
+                slots: 0,
+                slot_bytes: 0,
+                kv_cache_bytes: 0,
+                activation_bytes: 0,
+                workspace_bytes: 0,
+            },
+            arena: Arena { bytes: offset, alignment: 256, regions },
+            placements,
+            prefill: Phase { steps: steps.clone() },
+            decode: Phase { steps },
+            gpu: GpuProfile {
+                name: "test".into(),
+                source: "unit test".into(),
+                memory_bytes: 1 << 30,
+                usable_bytes: 1 << 30,
+                hbm_gbps: 100.0,
+                fp16_tflops: 10.0,
+                pcie_gen: 4,
+                pcie_lanes: 16,
+                h2d_gbps: 20.0,
+                copy_latency_us: 10.0,
+                kernel_overhead_us: 5.0,
+                h2d_curve: vec![],
+                block_times: vec![],
+                cpu: None,
+            },
+            model,
+        }
+    }
+
+    #[test]
+    fn toml_round_trip_is_exact_and_deterministic() {
+        let plan = tiny_plan();
+        let text = plan.to_toml_string();
+        let back = Plan::from_toml_str(&text, "mem").unwrap();
+        assert_eq!(back, plan);
+        assert_eq!(back.to_toml_string(), text);
+        assert!(text.starts_with("format_version = 1\n"), "{}", &text[..200]);
+    }
+
+    #[test]
+    fn unknown_format_version_is_named() {
+        let text = tiny_plan().to_toml_string().replacen("format_version = 1", "format_version = 99", 1);
+        let err = Plan::from_toml_str(&text, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("p.toml") && err.contains("format_version 99"), "{err}");
+    }
+}

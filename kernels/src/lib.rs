@@ -1,0 +1,1 @@
+//! Kernels and their CPU twins (to be written).
