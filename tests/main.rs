@@ -1,1 +1,7 @@
-mod smoke { #[test] fn builds() {} }
+//! The one integration-test binary. Each module tests one part end to end.
+
+mod compiler;
+mod cuda;
+mod hf;
+mod runtime_cpu;
+mod verifier;

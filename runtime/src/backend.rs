@@ -1,0 +1,47 @@
+//! What the replay engine asks of a backend.
+//!
+//! The engine ([`crate::replay`]) walks a plan's steps and calls these
+//! methods in plan order; a backend turns them into work on its lanes. The
+//! CUDA backend maps lanes to streams and events to CUDA events; the CPU
+//! backend runs each call to completion, so its events are trivially
+//! satisfied. Neither decides anything: which block, which slot, which event
+//! all come from the plan.
+
+use djinn_core::plan::Lane;
+
+/// A plan event, numbered by the engine (index into its table of event names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventId(pub usize);
+
+/// One forward pass: the tokens it feeds and where they sit in the sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    /// Token ids of this pass (the prompt for prefill, the last token for decode).
+    pub tokens: Vec<u32>,
+    /// Tokens already in the KV cache before this pass.
+    pub pos0: u64,
+}
+
+pub trait Backend {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Called once per pass before its first step: stage the pass's token ids.
+    fn begin_pass(&mut self, pass: &Pass) -> Result<(), Self::Error>;
+
+    /// Copy lane: copy block `block` (index into `plan.model.blocks`) from host
+    /// memory into the arena at byte `dst_offset` (a slot region's offset).
+    fn copy_block(&mut self, block: usize, dst_offset: u64) -> Result<(), Self::Error>;
+
+    /// Compute lane: run block `block`'s forward computation for the current
+    /// pass, reading its image at arena byte `weights_offset`.
+    fn compute_block(&mut self, block: usize, weights_offset: u64, pass: &Pass) -> Result<(), Self::Error>;
+
+    /// Mark the completion of everything issued so far on `lane` as `event`.
+    fn record(&mut self, lane: Lane, event: EventId) -> Result<(), Self::Error>;
+
+    /// Hold `lane` until the most recent record of `event` has completed.
+    fn wait(&mut self, lane: Lane, event: EventId) -> Result<(), Self::Error>;
+
+    /// Wait for the compute lane and return the last position's logits, `[vocab]` f32.
+    fn logits(&mut self) -> Result<Vec<f32>, Self::Error>;
+}

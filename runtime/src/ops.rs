@@ -1,0 +1,93 @@
+//! The kernel interface the forward pass is written against.
+//!
+//! [`crate::forward`] is written once; the CPU backend implements [`Ops`]
+//! with the CPU twins in `djinn-kernels`, the CUDA backend with the `.cu`
+//! kernels and cuBLAS. Every operand is a [`Buf`]: a typed window into the
+//! plan's arena (activations, KV cache, a resident region or a slot), so the
+//! same offsets mean the same bytes on either backend.
+//!
+//! Conventions: row-major; `matmul` computes `out[m, n] = x[m, k] · w[n, k]ᵀ`
+//! (weights stored `[out_features, in_features]`, as Hugging Face stores
+//! them) with f32 accumulation; the residual stream is f32; everything else is
+//! in the model dtype (`f16` or `bf16`), which each call dispatches on.
+
+use djinn_core::Dtype;
+
+/// A typed window into the arena: `elems` elements of `dtype` at byte `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buf {
+    pub offset: u64,
+    pub elems: u64,
+    pub dtype: Dtype,
+}
+
+impl Buf {
+    pub fn bytes(&self) -> u64 {
+        self.elems * self.dtype.size()
+    }
+
+    /// The sub-window of `elems` elements starting `start` elements in.
+    pub fn slice(&self, start: u64, elems: u64) -> Buf {
+        assert!(start + elems <= self.elems, "slice {start}+{elems} out of {}", self.elems);
+        Buf { offset: self.offset + start * self.dtype.size(), elems, dtype: self.dtype }
+    }
+}
+
+/// Attention geometry shared by the RoPE, KV-store and attention kernels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttnShape {
+    /// Query rows in this pass.
+    pub tokens: u64,
+    /// Position of the first query row in the sequence (tokens already in the cache).
+    pub pos0: u64,
+    pub num_heads: u64,
+    pub num_kv_heads: u64,
+    pub head_dim: u64,
+    pub rope_theta: f64,
+}
+
+/// The operations of a Llama forward pass. Each call is issued on the
+/// backend's compute lane (CUDA: enqueued on the compute stream; CPU: run now).
+pub trait Ops {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// `x[t, :] = f32(table[tokens[t], :])` for `t < n`. `tokens` holds u32 ids
+    /// (a `Buf` of dtype f32 used as 4-byte slots), `table` is `[vocab, hidden]`.
+    fn embed(&mut self, x: Buf, table: Buf, tokens: Buf, n: u64, hidden: u64) -> Result<(), Self::Error>;
+
+    /// `out[r, :] = x[r, :] / rms(x[r, :]) * w` for `r < rows`; `x` f32, `out` model dtype.
+    fn rmsnorm(&mut self, out: Buf, x: Buf, w: Buf, rows: u64, dim: u64, eps: f64) -> Result<(), Self::Error>;
+
+    /// `out[m, n] = x[m, k] · w[n, k]ᵀ`, f32 accumulation, output in `out.dtype`.
+    fn matmul(&mut self, out: Buf, x: Buf, w: Buf, m: u64, n: u64, k: u64) -> Result<(), Self::Error>;
+
+    /// Rotary embedding, Hugging Face rotate-half convention, applied in place
+    /// to `q` `[tokens, num_heads*head_dim]` and `k` `[tokens, num_kv_heads*head_dim]`
+    /// at positions `pos0..pos0+tokens`.
+    fn rope(&mut self, q: Buf, k: Buf, shape: AttnShape) -> Result<(), Self::Error>;
+
+    /// Writes `k`, `v` `[tokens, kv_dim]` into the layer's cache planes
+    /// `[max_seq_len, kv_dim]` at rows `pos0..pos0+tokens`.
+    fn kv_store(&mut self, k_cache: Buf, v_cache: Buf, k: Buf, v: Buf, shape: AttnShape) -> Result<(), Self::Error>;
+
+    /// Causal attention of the `tokens` query rows over cache rows
+    /// `0..pos0+tokens` (query row t sees rows `<= pos0+t`), grouped-query:
+    /// head h reads kv head `h / (num_heads/num_kv_heads)`. `scores` is f32
+    /// scratch of at least `num_heads*tokens*(pos0+tokens)` elements.
+    /// `out` is `[tokens, num_heads*head_dim]`.
+    fn attention(
+        &mut self,
+        out: Buf,
+        q: Buf,
+        k_cache: Buf,
+        v_cache: Buf,
+        scores: Buf,
+        shape: AttnShape,
+    ) -> Result<(), Self::Error>;
+
+    /// `gate[i] = silu(gate[i]) * up[i]` for `i < n`.
+    fn silu_mul(&mut self, gate: Buf, up: Buf, n: u64) -> Result<(), Self::Error>;
+
+    /// `x[i] += f32(y[i])` for `i < n` (the residual add; `x` f32).
+    fn add(&mut self, x: Buf, y: Buf, n: u64) -> Result<(), Self::Error>;
+}

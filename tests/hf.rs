@@ -1,0 +1,1 @@
+//! Integration tests: hf (to be written).

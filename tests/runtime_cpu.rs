@@ -1,0 +1,1 @@
+//! Integration tests: runtime_cpu (to be written).
