@@ -1,1 +1,83 @@
-//! Kernels and their CPU twins (to be written).
+//! Kernels and their CPU twins.
+//!
+//! The CUDA kernels live in `cuda/*.cu` (compiled by NVRTC at run time); each
+//! has a CPU twin here with the same name and signature — plain slices plus
+//! dimensions — so a test can run both on the same random inputs and compare
+//! them, and so the CPU backend proves the forward pass on any machine.
+//!
+//! Each op is written once, generic over the model dtype ([`Half`]: f16 or
+//! bf16), in its module; the `{op}_{dtype}` functions below are the thin
+//! monomorphic entry points. A `_f32` suffix after the dtype names an f32
+//! output (the LM head writes f32 logits). Conventions are those of
+//! `djinn_runtime::ops`: row-major, weights `[out_features, in_features]`,
+//! f32 residual stream, f32 accumulation and softmax.
+
+pub mod attention;
+pub mod check;
+pub mod elem;
+pub mod elementwise;
+pub mod matmul;
+pub mod rng;
+pub mod rope;
+pub mod sample;
+pub mod simd;
+
+pub use elem::{Elem, Half};
+pub use half::{bf16, f16};
+pub use rng::Rng;
+pub use sample::{argmax_f32, sample_top_p_f32};
+
+/// Declares the monomorphic `{op}_{dtype}` entry points of every generic kernel, per dtype.
+macro_rules! twins {
+    ($($dtype:ident, $t:ty, $embed:ident, $rmsnorm:ident, $matmul:ident, $matmul32:ident, $rope:ident,
+       $kv_store:ident, $attention:ident, $silu_mul:ident, $add:ident;)*) => {$(
+        #[doc = concat!("`x[t, :] = f32(table[tokens[t], :])`, ", stringify!($dtype), " table `[vocab, hidden]`.")]
+        pub fn $embed(x: &mut [f32], table: &[$t], tokens: &[u32], hidden: usize) {
+            elementwise::embed(x, table, tokens, hidden)
+        }
+        #[doc = concat!("RMSNorm of f32 rows into ", stringify!($dtype), ".")]
+        pub fn $rmsnorm(out: &mut [$t], x: &[f32], w: &[$t], rows: usize, dim: usize, eps: f32) {
+            elementwise::rmsnorm(out, x, w, rows, dim, eps)
+        }
+        #[doc = concat!("`out[m, n] = x[m, k] · w[n, k]ᵀ` in ", stringify!($dtype), ", f32 accumulation.")]
+        pub fn $matmul(out: &mut [$t], x: &[$t], w: &[$t], m: usize, n: usize, k: usize) {
+            matmul::matmul(out, x, w, m, n, k)
+        }
+        #[doc = concat!("`out[m, n] = x[m, k] · w[n, k]ᵀ`, ", stringify!($dtype), " inputs, f32 output (the LM head).")]
+        pub fn $matmul32(out: &mut [f32], x: &[$t], w: &[$t], m: usize, n: usize, k: usize) {
+            matmul::matmul(out, x, w, m, n, k)
+        }
+        #[doc = concat!("RoPE (rotate-half) in place on ", stringify!($dtype), " q and k.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $rope(q: &mut [$t], k: &mut [$t], tokens: usize, pos0: usize, num_heads: usize,
+                     num_kv_heads: usize, head_dim: usize, theta: f32) {
+            rope::rope(q, k, tokens, pos0, num_heads, num_kv_heads, head_dim, theta)
+        }
+        #[doc = concat!("Stores ", stringify!($dtype), " k, v rows into the cache at `pos0`.")]
+        pub fn $kv_store(k_cache: &mut [$t], v_cache: &mut [$t], k: &[$t], v: &[$t], tokens: usize,
+                         pos0: usize, kv_dim: usize) {
+            attention::kv_store(k_cache, v_cache, k, v, tokens, pos0, kv_dim)
+        }
+        #[doc = concat!("Causal grouped-query attention over a ", stringify!($dtype), " KV cache.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $attention(out: &mut [$t], q: &[$t], k_cache: &[$t], v_cache: &[$t], scores: &mut [f32],
+                          tokens: usize, pos0: usize, num_heads: usize, num_kv_heads: usize, head_dim: usize) {
+            attention::attention(out, q, k_cache, v_cache, scores, tokens, pos0, num_heads, num_kv_heads, head_dim)
+        }
+        #[doc = concat!("`gate = silu(gate) * up`, ", stringify!($dtype), ".")]
+        pub fn $silu_mul(gate: &mut [$t], up: &[$t], n: usize) {
+            elementwise::silu_mul(gate, up, n)
+        }
+        #[doc = concat!("`x += f32(y)`, ", stringify!($dtype), " y (the residual add).")]
+        pub fn $add(x: &mut [f32], y: &[$t], n: usize) {
+            elementwise::add(x, y, n)
+        }
+    )*};
+}
+
+twins! {
+    f16, f16, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16,
+        kv_store_f16, attention_f16, silu_mul_f16, add_f16;
+    bf16, bf16, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16,
+        kv_store_bf16, attention_bf16, silu_mul_bf16, add_bf16;
+}

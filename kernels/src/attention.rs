@@ -1,0 +1,163 @@
+//! The KV-cache store and causal grouped-query attention.
+//!
+//! The cache of one layer is a K plane and a V plane, each
+//! `[max_seq_len, kv_heads * head_dim]` in the model dtype; a pass of
+//! `tokens` tokens starting at position `pos0` writes rows
+//! `pos0..pos0+tokens` and its query row `t` attends to rows `0..=pos0+t`.
+//! Query head `h` reads kv head `h / (num_heads / num_kv_heads)`, as
+//! transformers' `repeat_kv` does. Scores are scaled by `1/sqrt(head_dim)`,
+//! soft-maxed in f32 (max-subtracted), and the weighted sum of V rows is
+//! accumulated in f32 and rounded once to the model dtype.
+
+use rayon::prelude::*;
+
+use crate::elem::Half;
+
+/// Copies `k`, `v` `[tokens, kv_dim]` into cache rows `pos0..pos0+tokens`.
+pub fn kv_store<W: Half>(
+    k_cache: &mut [W],
+    v_cache: &mut [W],
+    k: &[W],
+    v: &[W],
+    tokens: usize,
+    pos0: usize,
+    kv_dim: usize,
+) {
+    let (lo, hi) = (pos0 * kv_dim, (pos0 + tokens) * kv_dim);
+    assert!(hi <= k_cache.len() && hi <= v_cache.len(), "kv_store: rows {pos0}..{} past the cache", pos0 + tokens);
+    k_cache[lo..hi].copy_from_slice(&k[..tokens * kv_dim]);
+    v_cache[lo..hi].copy_from_slice(&v[..tokens * kv_dim]);
+}
+
+/// Causal attention; see the module doc. `scores` is f32 scratch of at least
+/// `num_heads * tokens * (pos0 + tokens)` elements; `out` is `[tokens, num_heads*head_dim]`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention<W: Half>(
+    out: &mut [W],
+    q: &[W],
+    k_cache: &[W],
+    v_cache: &[W],
+    scores: &mut [f32],
+    tokens: usize,
+    pos0: usize,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+) {
+    assert!(num_kv_heads > 0 && num_heads % num_kv_heads == 0, "attention: {num_heads} heads over {num_kv_heads}");
+    let seq = pos0 + tokens;
+    let (q_dim, kv_dim) = (num_heads * head_dim, num_kv_heads * head_dim);
+    let group = num_heads / num_kv_heads;
+    assert!(scores.len() >= num_heads * tokens * seq, "attention: scores scratch too small");
+    assert!(k_cache.len() >= seq * kv_dim && v_cache.len() >= seq * kv_dim, "attention: cache shorter than {seq}");
+    assert!(out.len() >= tokens * q_dim && q.len() >= tokens * q_dim, "attention: q/out smaller than tokens*q_dim");
+    let scale = (head_dim as f64).powf(-0.5) as f32;
+    // One task per query row: its scores are a [num_heads, seq] block of the scratch.
+    out[..tokens * q_dim]
+        .par_chunks_mut(q_dim)
+        .zip(scores[..num_heads * tokens * seq].par_chunks_mut(num_heads * seq))
+        .enumerate()
+        .for_each(|(t, (orow, srow))| {
+            let visible = pos0 + t + 1;
+            let mut qh = vec![0f32; head_dim];
+            let mut acc = vec![0f32; head_dim];
+            for h in 0..num_heads {
+                let kvh = h / group;
+                W::to_f32_slice(&q[t * q_dim + h * head_dim..t * q_dim + (h + 1) * head_dim], &mut qh);
+                let s = &mut srow[h * seq..h * seq + visible];
+                for (p, sv) in s.iter_mut().enumerate() {
+                    let krow = &k_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim];
+                    *sv = W::dot(&qh, krow) * scale;
+                }
+                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for sv in s.iter_mut() {
+                    *sv = (*sv - max).exp();
+                    sum += *sv;
+                }
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for (p, &sv) in s.iter().enumerate() {
+                    let vrow = &v_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim];
+                    for (a, vv) in acc.iter_mut().zip(vrow) {
+                        *a += sv * vv.to_f32();
+                    }
+                }
+                for (o, a) in orow[h * head_dim..(h + 1) * head_dim].iter_mut().zip(&acc) {
+                    *o = W::from_f32(a / sum);
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use half::{bf16, f16};
+
+    use super::*;
+    use crate::check::close;
+    use crate::rng::Rng;
+
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        q: &[f32],
+        kc: &[f32],
+        vc: &[f32],
+        tokens: usize,
+        pos0: usize,
+        nh: usize,
+        nkv: usize,
+        d: usize,
+    ) -> Vec<f64> {
+        let (qd, kvd) = (nh * d, nkv * d);
+        let mut out = vec![0f64; tokens * qd];
+        for t in 0..tokens {
+            for h in 0..nh {
+                let g = h * nkv / nh;
+                let s: Vec<f64> = (0..=pos0 + t)
+                    .map(|p| {
+                        (0..d).map(|i| q[t * qd + h * d + i] as f64 * kc[p * kvd + g * d + i] as f64).sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for i in 0..d {
+                    out[t * qd + h * d + i] =
+                        e.iter().enumerate().map(|(p, w)| w * vc[p * kvd + g * d + i] as f64).sum::<f64>() / z;
+                }
+            }
+        }
+        out
+    }
+
+    fn case<W: Half>(tokens: usize, pos0: usize, nh: usize, nkv: usize, d: usize) {
+        let mut rng = Rng::new((tokens * 7 + pos0 * 3 + nh) as u64);
+        let max_seq = pos0 + tokens + 3;
+        let h = |v: Vec<f32>| v.into_iter().map(W::from_f32).collect::<Vec<W>>();
+        let mut kc: Vec<W> = h(rng.normals(max_seq * nkv * d, 1.0));
+        let mut vc: Vec<W> = h(rng.normals(max_seq * nkv * d, 1.0));
+        let q: Vec<W> = h(rng.normals(tokens * nh * d, 1.0));
+        let k: Vec<W> = h(rng.normals(tokens * nkv * d, 1.0));
+        let v: Vec<W> = h(rng.normals(tokens * nkv * d, 1.0));
+        kv_store(&mut kc, &mut vc, &k, &v, tokens, pos0, nkv * d);
+        assert_eq!(&kc[pos0 * nkv * d..(pos0 + tokens) * nkv * d], &k[..]);
+        let mut out = vec![W::from_f32(0.0); tokens * nh * d];
+        let mut scores = vec![f32::NAN; nh * tokens * (pos0 + tokens)];
+        attention(&mut out, &q, &kc, &vc, &mut scores, tokens, pos0, nh, nkv, d);
+        let wide = |v: &[W]| v.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
+        let want = reference(&wide(&q), &wide(&kc), &wide(&vc), tokens, pos0, nh, nkv, d);
+        let rtol = if W::NAME == "f16" { 1.0 / 2048.0 } else { 1.0 / 256.0 };
+        close(&format!("attention {} t={tokens} pos0={pos0} {nh}/{nkv}", W::NAME), &wide(&out), &want, 1e-5, rtol)
+            .unwrap();
+    }
+
+    #[test]
+    fn causal_gqa_attention_matches_f64() {
+        case::<f16>(1, 0, 4, 4, 16); // first decode-style row
+        case::<f16>(5, 0, 4, 4, 16); // prefill, multi-head
+        case::<f16>(6, 0, 6, 2, 16); // prefill, grouped-query
+        case::<f16>(1, 9, 6, 2, 16); // decode over a filled cache
+        case::<bf16>(3, 4, 8, 1, 32); // chunk after a prefix, multi-query
+    }
+}

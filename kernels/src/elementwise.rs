@@ -1,0 +1,155 @@
+//! The row-wise and element-wise kernels: embedding lookup, RMSNorm, the
+//! residual add and the SiLU-gated product of the MLP.
+//!
+//! The residual stream `x` is f32 (as in `djinn_core::activations`); what
+//! these kernels hand to a matrix product is rounded once to the model dtype.
+//! Arithmetic is f32 throughout, like the reference implementation in
+//! Hugging Face transformers (which upcasts RMSNorm's variance to f32).
+
+use rayon::prelude::*;
+
+use crate::elem::Half;
+
+/// Rows per parallel task for row-wise kernels.
+const ROWS_PER_TASK: usize = 4;
+
+/// `x[t, :] = f32(table[tokens[t], :])`; `table` is `[vocab, hidden]`.
+pub fn embed<W: Half>(x: &mut [f32], table: &[W], tokens: &[u32], hidden: usize) {
+    assert!(x.len() >= tokens.len() * hidden, "embed: x too small for {} tokens", tokens.len());
+    let vocab = table.len() / hidden;
+    for (row, &tok) in x.chunks_mut(hidden).zip(tokens) {
+        assert!((tok as usize) < vocab, "embed: token id {tok} outside the vocabulary of {vocab}");
+        W::to_f32_slice(&table[tok as usize * hidden..(tok as usize + 1) * hidden], row);
+    }
+}
+
+/// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) * w` for `r < rows`.
+pub fn rmsnorm<W: Half>(out: &mut [W], x: &[f32], w: &[W], rows: usize, dim: usize, eps: f32) {
+    assert!(out.len() >= rows * dim && x.len() >= rows * dim, "rmsnorm: buffers smaller than rows*dim");
+    assert!(w.len() >= dim, "rmsnorm: weight has {} elements, needs {dim}", w.len());
+    out[..rows * dim].par_chunks_mut(dim * ROWS_PER_TASK).enumerate().for_each(|(task, chunk)| {
+        for (r, orow) in chunk.chunks_mut(dim).enumerate() {
+            let row = task * ROWS_PER_TASK + r;
+            let xr = &x[row * dim..(row + 1) * dim];
+            let ss: f32 = xr.iter().map(|v| v * v).sum();
+            let inv = 1.0 / (ss / dim as f32 + eps).sqrt();
+            for ((o, &xv), &wv) in orow.iter_mut().zip(xr).zip(w) {
+                *o = W::from_f32(xv * inv * wv.to_f32());
+            }
+        }
+    });
+}
+
+/// `x[i] += f32(y[i])` for `i < n`: the residual add.
+pub fn add<W: Half>(x: &mut [f32], y: &[W], n: usize) {
+    for (a, b) in x[..n].iter_mut().zip(&y[..n]) {
+        *a += b.to_f32();
+    }
+}
+
+/// `gate[i] = silu(gate[i]) * up[i]` for `i < n`, `silu(g) = g / (1 + e^-g)`.
+pub fn silu_mul<W: Half>(gate: &mut [W], up: &[W], n: usize) {
+    gate[..n].par_chunks_mut(4096).zip(up[..n].par_chunks(4096)).for_each(|(g, u)| {
+        for (gv, uv) in g.iter_mut().zip(u) {
+            let a = gv.to_f32();
+            *gv = W::from_f32(a / (1.0 + (-a).exp()) * uv.to_f32());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use half::{bf16, f16};
+
+    use super::*;
+    use crate::check::close;
+    use crate::rng::Rng;
+
+    fn halves<W: Half>(v: &[f32]) -> Vec<W> {
+        v.iter().map(|&a| W::from_f32(a)).collect()
+    }
+
+    fn widen<W: Half>(v: &[W]) -> Vec<f32> {
+        v.iter().map(|a| a.to_f32()).collect()
+    }
+
+    /// Half an ulp of the output type, relative.
+    fn half_ulp<W: Half>() -> f64 {
+        if W::NAME == "f16" {
+            1.0 / 2048.0
+        } else {
+            1.0 / 256.0
+        }
+    }
+
+    fn rmsnorm_case<W: Half>(rows: usize, dim: usize) {
+        let mut rng = Rng::new(dim as u64);
+        let x = rng.normals(rows * dim, 3.0);
+        let w: Vec<W> = halves(&rng.normals(dim, 1.0));
+        let mut out = vec![W::from_f32(0.0); rows * dim];
+        rmsnorm(&mut out, &x, &w, rows, dim, 1e-5);
+        let mut want = vec![0f64; rows * dim];
+        for r in 0..rows {
+            let xr = &x[r * dim..(r + 1) * dim];
+            let ms = xr.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / dim as f64;
+            for i in 0..dim {
+                want[r * dim + i] = xr[i] as f64 / (ms + 1e-5).sqrt() * w[i].to_f32() as f64;
+            }
+        }
+        close(&format!("rmsnorm {} {rows}x{dim}", W::NAME), &widen(&out), &want, 1e-5, half_ulp::<W>() * 1.01).unwrap();
+    }
+
+    #[test]
+    fn rmsnorm_matches_f64() {
+        for (rows, dim) in [(1, 1), (1, 64), (5, 96), (9, 4096)] {
+            rmsnorm_case::<f16>(rows, dim);
+            rmsnorm_case::<bf16>(rows, dim);
+        }
+    }
+
+    fn silu_case<W: Half>() {
+        let mut rng = Rng::new(11);
+        let n = 10_000;
+        let g: Vec<W> = halves(&rng.normals(n, 4.0));
+        let u: Vec<W> = halves(&rng.normals(n, 1.0));
+        let mut out = g.clone();
+        silu_mul(&mut out, &u, n);
+        let want: Vec<f64> = g
+            .iter()
+            .zip(&u)
+            .map(|(a, b)| {
+                let a = a.to_f32() as f64;
+                a / (1.0 + (-a).exp()) * b.to_f32() as f64
+            })
+            .collect();
+        close(&format!("silu_mul {}", W::NAME), &widen(&out), &want, 1e-6, half_ulp::<W>() * 1.01).unwrap();
+    }
+
+    #[test]
+    fn silu_mul_matches_f64() {
+        silu_case::<f16>();
+        silu_case::<bf16>();
+    }
+
+    #[test]
+    fn embed_copies_rows_and_add_accumulates() {
+        let mut rng = Rng::new(2);
+        let (vocab, hidden) = (10, 6);
+        let table: Vec<bf16> = halves(&rng.normals(vocab * hidden, 1.0));
+        let mut x = vec![0f32; 3 * hidden];
+        embed(&mut x, &table, &[9, 0, 4], hidden);
+        assert_eq!(&x[..hidden], &widen(&table[9 * hidden..10 * hidden])[..]);
+        assert_eq!(&x[2 * hidden..], &widen(&table[4 * hidden..5 * hidden])[..]);
+        let y: Vec<f16> = halves(&[1.0, -2.0, 0.5]);
+        let mut acc = vec![1.0f32, 1.0, 1.0, 7.0];
+        add(&mut acc, &y, 3);
+        assert_eq!(acc, vec![2.0, -1.0, 1.5, 7.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "token id 10 outside the vocabulary of 10")]
+    fn embed_refuses_an_out_of_vocabulary_token() {
+        let table = vec![f16::ZERO; 10 * 4];
+        embed(&mut [0f32; 4], &table, &[10], 4);
+    }
+}

@@ -1,0 +1,119 @@
+//! Rotary position embedding, Hugging Face "rotate-half" convention.
+//!
+//! Llama checkpoints on the Hub have their q/k projection rows permuted so
+//! that a head's first half pairs with its second half (not even with odd):
+//! for `i < d/2`, `(a, b) = (x[i], x[i + d/2])` becomes
+//! `(a cos θ - b sin θ, b cos θ + a sin θ)` with `θ = pos · inv_freq[i]`.
+//! `inv_freq[i] = 1 / theta^(2i/d)` and the angle are computed in f32, as
+//! transformers' `LlamaRotaryEmbedding` does (its `freqs` matmul runs with
+//! autocast off, in f32), so positions far into the sequence round the same way.
+
+use crate::elem::Half;
+
+/// `inv_freq[i] = 1 / theta^(2i / head_dim)` in f32, `i < head_dim / 2`.
+pub fn inv_freq(head_dim: usize, theta: f32) -> Vec<f32> {
+    (0..head_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect()
+}
+
+/// Applies RoPE in place to `x` `[tokens, heads * head_dim]` at positions `pos0..pos0+tokens`.
+fn rotate<W: Half>(x: &mut [W], tokens: usize, heads: usize, head_dim: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    for t in 0..tokens {
+        let (c, s) = (&cos[t * half..(t + 1) * half], &sin[t * half..(t + 1) * half]);
+        for h in 0..heads {
+            let v = &mut x[(t * heads + h) * head_dim..(t * heads + h + 1) * head_dim];
+            for i in 0..half {
+                let (a, b) = (v[i].to_f32(), v[i + half].to_f32());
+                v[i] = W::from_f32(a * c[i] - b * s[i]);
+                v[i + half] = W::from_f32(b * c[i] + a * s[i]);
+            }
+        }
+    }
+}
+
+/// RoPE on `q` `[tokens, num_heads*head_dim]` and `k` `[tokens, num_kv_heads*head_dim]`, in place.
+#[allow(clippy::too_many_arguments)]
+pub fn rope<W: Half>(
+    q: &mut [W],
+    k: &mut [W],
+    tokens: usize,
+    pos0: usize,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    theta: f32,
+) {
+    assert!(head_dim % 2 == 0, "rope: head_dim {head_dim} is odd");
+    assert!(q.len() >= tokens * num_heads * head_dim, "rope: q smaller than tokens*num_heads*head_dim");
+    assert!(k.len() >= tokens * num_kv_heads * head_dim, "rope: k smaller than tokens*num_kv_heads*head_dim");
+    let freq = inv_freq(head_dim, theta);
+    let half = head_dim / 2;
+    let (mut cos, mut sin) = (vec![0f32; tokens * half], vec![0f32; tokens * half]);
+    for t in 0..tokens {
+        let pos = (pos0 + t) as f32;
+        for i in 0..half {
+            let angle = pos * freq[i];
+            cos[t * half + i] = angle.cos();
+            sin[t * half + i] = angle.sin();
+        }
+    }
+    rotate(q, tokens, num_heads, head_dim, &cos, &sin);
+    rotate(k, tokens, num_kv_heads, head_dim, &cos, &sin);
+}
+
+#[cfg(test)]
+mod tests {
+    use half::{bf16, f16};
+
+    use super::*;
+    use crate::check::close;
+    use crate::rng::Rng;
+
+    /// The textbook form, in f64: rotate_half(x) = cat(-x2, x1); x*cos + rotate_half(x)*sin.
+    fn reference(x: &[f32], tokens: usize, heads: usize, d: usize, pos0: usize, theta: f64) -> Vec<f64> {
+        let mut out = vec![0f64; x.len()];
+        for t in 0..tokens {
+            for h in 0..heads {
+                let base = (t * heads + h) * d;
+                for j in 0..d {
+                    let i = j % (d / 2);
+                    let angle = (pos0 + t) as f64 / theta.powf((2 * i) as f64 / d as f64);
+                    let rot = if j < d / 2 { -(x[base + j + d / 2] as f64) } else { x[base + j - d / 2] as f64 };
+                    out[base + j] = x[base + j] as f64 * angle.cos() + rot * angle.sin();
+                }
+            }
+        }
+        out
+    }
+
+    fn case<W: Half>(tokens: usize, pos0: usize, heads: usize, kv_heads: usize, d: usize, theta: f32) {
+        let mut rng = Rng::new((tokens * 31 + pos0) as u64);
+        let q: Vec<W> = rng.normals(tokens * heads * d, 1.0).into_iter().map(W::from_f32).collect();
+        let k: Vec<W> = rng.normals(tokens * kv_heads * d, 1.0).into_iter().map(W::from_f32).collect();
+        let (mut q2, mut k2) = (q.clone(), k.clone());
+        rope(&mut q2, &mut k2, tokens, pos0, heads, kv_heads, d, theta);
+        let wide = |v: &[W]| v.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
+        // f32 angles of positions up to ~300 lose ~300 * 2^-24 rad; the output rounds once to W.
+        let rtol = if W::NAME == "f16" { 1.0 / 1024.0 } else { 1.0 / 128.0 };
+        for (name, before, after, h) in [("q", &q, &q2, heads), ("k", &k, &k2, kv_heads)] {
+            let want = reference(&wide(before), tokens, h, d, pos0, theta as f64);
+            close(&format!("rope {} {name} pos0={pos0}", W::NAME), &wide(after), &want, 2e-3, rtol).unwrap();
+        }
+    }
+
+    #[test]
+    fn rope_matches_the_rotate_half_definition() {
+        case::<f16>(1, 0, 4, 4, 16, 10000.0);
+        case::<f16>(5, 3, 6, 2, 16, 500000.0);
+        case::<bf16>(7, 250, 4, 1, 32, 10000.0);
+        case::<f16>(1, 300, 8, 8, 128, 10000.0);
+    }
+
+    #[test]
+    fn position_zero_is_the_identity() {
+        let q: Vec<f16> = (0..32).map(|i| f16::from_f32(i as f32 - 7.0)).collect();
+        let (mut q2, mut k2) = (q.clone(), q.clone());
+        rope(&mut q2, &mut k2, 1, 0, 2, 2, 16, 10000.0);
+        assert_eq!(q2, q);
+    }
+}
