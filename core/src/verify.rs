@@ -1,1 +1,0 @@
-//! The plan verifier (to be written).

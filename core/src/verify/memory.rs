@@ -1,0 +1,296 @@
+//! Rules `arena` and `placement`: the device memory the plan asks for is
+//! carved correctly, and every block has a home in it.
+//!
+//! The executor makes one allocation of `arena.bytes` and hands out regions by
+//! offset without looking at them again. Overlapping regions would let a copy
+//! clobber the KV cache; an undersized KV or activation region would let a
+//! kernel write past it. The required sizes are recomputed with the same
+//! functions the runtime carves the regions with ([`crate::activations`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::identity::MAX_DIM;
+use super::{Rule, Violation};
+use crate::activations::{ActivationLayout, KvLayout, WORKSPACE_BYTES};
+use crate::plan::{slot_region_name, Placement, Plan, RegionKind};
+use crate::units::fmt_bytes;
+
+pub(super) fn check_arena(plan: &Plan, out: &mut Vec<Violation>) {
+    check_shape(plan, out);
+    let arena = &plan.arena;
+    let fail = |out: &mut Vec<Violation>, subject: String, message: String| {
+        out.push(Violation::new(Rule::Arena, message).subject(subject));
+    };
+    if arena.bytes > plan.budget_bytes {
+        fail(
+            out,
+            "arena".into(),
+            format!(
+                "arena.bytes = {} ({}) exceeds budget_bytes = {} ({}); the plan must fit its budget",
+                arena.bytes,
+                fmt_bytes(arena.bytes),
+                plan.budget_bytes,
+                fmt_bytes(plan.budget_bytes)
+            ),
+        );
+    }
+    let align_ok = arena.alignment.is_power_of_two();
+    if !align_ok {
+        fail(out, "arena".into(), format!("arena.alignment = {} is not a power of two", arena.alignment));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in arena.regions.iter().enumerate() {
+        let subject = format!("region {}", r.name);
+        if let Some(first) = seen.insert(&r.name, i) {
+            fail(
+                out,
+                subject.clone(),
+                format!("arena.regions[{i}] reuses the name of arena.regions[{first}]; region names must be unique"),
+            );
+        }
+        if r.bytes == 0 {
+            fail(out, subject.clone(), "is empty (bytes = 0)".into());
+        }
+        if align_ok && r.offset % arena.alignment != 0 {
+            fail(
+                out,
+                subject.clone(),
+                format!("starts at offset {}, not a multiple of arena.alignment {}", r.offset, arena.alignment),
+            );
+        }
+        match r.offset.checked_add(r.bytes) {
+            Some(end) if end <= arena.bytes => {}
+            _ => fail(
+                out,
+                subject,
+                format!(
+                    "spans bytes {}..{}, past the end of the arena ({} bytes)",
+                    r.offset,
+                    r.offset.saturating_add(r.bytes),
+                    arena.bytes
+                ),
+            ),
+        }
+    }
+    for (i, a) in arena.regions.iter().enumerate() {
+        for b in &arena.regions[i + 1..] {
+            let (a_end, b_end) = (a.offset.saturating_add(a.bytes), b.offset.saturating_add(b.bytes));
+            if a.offset < b_end && b.offset < a_end && a.bytes > 0 && b.bytes > 0 {
+                fail(
+                    out,
+                    format!("region {}", b.name),
+                    format!(
+                        "bytes {}..{b_end} overlap region {} (bytes {}..{a_end}); regions must be disjoint",
+                        b.offset, a.name, a.offset
+                    ),
+                );
+            }
+        }
+    }
+    check_singletons(plan, out);
+    check_slot_names(plan, out);
+}
+
+/// Run-shape sanity (part of rule `arena`: the shape sizes the KV and activation regions).
+fn check_shape(plan: &Plan, out: &mut Vec<Violation>) {
+    let s = &plan.shape;
+    let max_pos = plan.model.arch.max_position_embeddings;
+    let mut bad = |m: String| out.push(Violation::new(Rule::Arena, m).subject("shape"));
+    if s.prompt_len == 0 {
+        bad("shape.prompt_len is 0; prefill needs at least one token".into());
+    }
+    if s.prompt_len > s.max_seq_len {
+        bad(format!(
+            "shape.prompt_len = {} exceeds shape.max_seq_len = {}; the KV cache could not hold the prompt",
+            s.prompt_len, s.max_seq_len
+        ));
+    }
+    if s.max_seq_len > max_pos {
+        bad(format!("shape.max_seq_len = {} exceeds the model's max_position_embeddings = {max_pos}", s.max_seq_len));
+    }
+    if s.batch == 0 {
+        bad("shape.batch is 0; at least one sequence is decoded".into());
+    }
+}
+
+/// KV cache and activation bytes for the plan's shape, or `None` where a size
+/// is zero or so large that the layout arithmetic could overflow.
+fn required_sizes(plan: &Plan) -> Option<(u64, u64)> {
+    let a = &plan.model.arch;
+    let s = &plan.shape;
+    let dims =
+        [a.hidden_size, a.intermediate_size, a.num_layers, a.num_heads, a.num_kv_heads, a.head_dim, a.vocab_size];
+    if dims.iter().any(|&d| d == 0 || d > MAX_DIM) || s.prompt_len == 0 || s.batch == 0 || s.max_seq_len == 0 {
+        return None;
+    }
+    let w = |x: u64| x as u128;
+    let t = w(s.prompt_len) * w(s.batch);
+    let terms = [
+        w(a.num_heads) * t * w(s.prompt_len),
+        w(a.num_heads) * w(s.batch) * w(s.max_seq_len),
+        t * w(a.num_heads) * w(a.head_dim),
+        t * w(a.hidden_size),
+        t * w(a.intermediate_size),
+        w(s.batch) * w(a.vocab_size),
+        w(a.num_layers) * w(s.batch) * w(s.max_seq_len) * w(a.num_kv_heads) * w(a.head_dim),
+    ];
+    if terms.iter().any(|&x| x >= 1 << 56) {
+        return None;
+    }
+    let dtype = plan.model.dtype;
+    let kv = KvLayout::new(a, dtype, s).bytes();
+    let act = ActivationLayout::new(a, dtype, s).bytes;
+    Some((kv, act))
+}
+
+fn check_singletons(plan: &Plan, out: &mut Vec<Violation>) {
+    let sizes = required_sizes(plan);
+    let s = &plan.shape;
+    let kinds = [
+        (RegionKind::KvCache, "kv_cache", sizes.map(|x| x.0), "the KV cache (activations::KvLayout)"),
+        (
+            RegionKind::Activations,
+            "activations",
+            sizes.map(|x| x.1),
+            "the activation buffers (activations::ActivationLayout)",
+        ),
+        (
+            RegionKind::Workspace,
+            "workspace",
+            Some(WORKSPACE_BYTES),
+            "the GEMM workspace (activations::WORKSPACE_BYTES)",
+        ),
+    ];
+    for (kind, what, need, purpose) in kinds {
+        let found: Vec<_> = plan.arena.regions.iter().filter(|r| r.kind == kind).collect();
+        if found.len() != 1 {
+            let names: Vec<&str> = found.iter().map(|r| r.name.as_str()).collect();
+            out.push(
+                Violation::new(
+                    Rule::Arena,
+                    match names.len() {
+                        0 => format!("the arena needs exactly one region of kind {what}, found none"),
+                        n => format!(
+                            "the arena needs exactly one region of kind {what}, found {n}: {}",
+                            names.join(", ")
+                        ),
+                    },
+                )
+                .subject("arena.regions"),
+            );
+            continue;
+        }
+        if let Some(need) = need.filter(|&n| found[0].bytes < n) {
+            out.push(
+                Violation::new(
+                    Rule::Arena,
+                    format!(
+                        "is {} bytes ({}), but {purpose} for batch {} × max_seq_len {} × prompt_len {} needs {need} \
+                         bytes ({}); grow the region",
+                        found[0].bytes,
+                        fmt_bytes(found[0].bytes),
+                        s.batch,
+                        s.max_seq_len,
+                        s.prompt_len,
+                        fmt_bytes(need)
+                    ),
+                )
+                .subject(format!("region {}", found[0].name)),
+            );
+        }
+    }
+}
+
+fn check_slot_names(plan: &Plan, out: &mut Vec<Violation>) {
+    let n = plan.slot_count();
+    let valid = |name: &str| (0..n).any(|i| slot_region_name(i) == name);
+    for r in &plan.arena.regions {
+        let subject = format!("region {}", r.name);
+        if r.kind == RegionKind::Slot && !valid(&r.name) {
+            let last = n.saturating_sub(1);
+            out.push(
+                Violation::new(
+                    Rule::Arena,
+                    format!("is a slot region, but with {n} slots they must be named slot.0 … slot.{last}"),
+                )
+                .subject(subject),
+            );
+        } else if r.kind != RegionKind::Slot && r.name.starts_with("slot.") {
+            out.push(
+                Violation::new(
+                    Rule::Arena,
+                    format!("has kind {:?}, but names slot.N are reserved for regions of kind slot", r.kind),
+                )
+                .subject(subject),
+            );
+        }
+    }
+}
+
+pub(super) fn check_placement(plan: &Plan, out: &mut Vec<Violation>) {
+    let blocks = &plan.model.blocks;
+    if plan.placements.len() != blocks.len() {
+        out.push(
+            Violation::new(
+                Rule::Placement,
+                format!(
+                    "plan has {} placements for {} model blocks; it needs one per block, in model order",
+                    plan.placements.len(),
+                    blocks.len()
+                ),
+            )
+            .subject("placements"),
+        );
+    }
+    let mut users: BTreeMap<&str, &str> = BTreeMap::new(); // resident region -> block
+    for (i, (p, b)) in plan.placements.iter().zip(blocks).enumerate() {
+        let subject = format!("placements[{i}] (block {})", p.block);
+        if p.block != b.name {
+            out.push(
+                Violation::new(
+                    Rule::Placement,
+                    format!(
+                        "is for block {}, but model block {i} is {}; placements must follow model order",
+                        p.block, b.name
+                    ),
+                )
+                .block(&p.block)
+                .subject(subject),
+            );
+            continue;
+        }
+        let Placement::Resident { region } = &p.placement else { continue };
+        let fail = |m: String| Violation::new(Rule::Placement, m).block(&b.name).subject(subject.clone());
+        match plan.region(region) {
+            None => out.push(fail(format!("names region {region}, which the arena does not have"))),
+            Some(r) if r.kind != RegionKind::Resident => out.push(fail(format!(
+                "names region {region} of kind {:?}; a resident block needs a region of kind resident",
+                r.kind
+            ))),
+            Some(r) if r.bytes < b.bytes => out.push(fail(format!(
+                "names region {region} of {} bytes, but the block image is {} bytes ({})",
+                r.bytes,
+                b.bytes,
+                fmt_bytes(b.bytes)
+            ))),
+            Some(_) => {
+                if let Some(other) = users.insert(region, &b.name) {
+                    out.push(fail(format!(
+                        "names region {region}, which block {other} already uses; each resident block needs its own region"
+                    )));
+                }
+            }
+        }
+    }
+    for r in plan.arena.regions.iter().filter(|r| r.kind == RegionKind::Resident) {
+        if !users.contains_key(r.name.as_str()) {
+            out.push(
+                Violation::new(
+                    Rule::Placement,
+                    "is a resident region no block is placed in; remove it or place its block there".to_string(),
+                )
+                .subject(format!("region {}", r.name)),
+            );
+        }
+    }
+}
