@@ -10,12 +10,12 @@
 //! reported, not just the first, each naming the phase / step / block / slot
 //! at fault and how to fix it. The rules, in order:
 //!
-//! * structural ([`identity`], [`memory`], [`steps`]): the format version; the
+//! * structural (modules `identity`, `memory`, `steps`): the format version; the
 //!   model's block table is exactly what its architecture requires; the arena
 //!   is carved correctly and fits the budget; every block is placed; every
 //!   step is well-formed; computes follow model order; waits name events that
 //!   are recorded where the plan's semantics say they are;
-//! * data races ([`races`], over the unrolled run of [`trace`]: prefill, then
+//! * data races (module `races`, over the unrolled run of module `trace`: prefill, then
 //!   three decode iterations): every compute reading a slot sees the copy of its own
 //!   block, and no copy overwrites a slot before its previous reader is done.
 
