@@ -1,1 +1,123 @@
-//! The plan compiler (to be written).
+//! `djinn-compile`: turns a model and a GPU into a verified execution plan.
+//!
+//! The plan is XLA-style memory-space assignment made explicit (see
+//! `docs/plan-format.md`): which blocks stay in device memory, which stream
+//! through a ring of slots, and the exact order of copies and computes on two
+//! lanes. The pipeline, one module each:
+//!
+//! model spec ([`presets`]) → GPU profile ([`presets`]) → cost model ([`cost`])
+//! → residency, slots and schedule ([`solve`], [`schedule`], [`arena`]) →
+//! graph ([`graph`]) → simulation ([`simulate`]) → plan ([`emit`]) → the
+//! verifier (`djinn_core::verify`, which every plan must pass before it is
+//! written) → summary ([`summary`]).
+//!
+//! [`compile`] is what the binary and the tests call; [`run`] is the whole
+//! command line, argument parsing included.
+
+pub mod arena;
+pub mod cli;
+pub mod cost;
+pub mod emit;
+pub mod error;
+pub mod graph;
+pub mod presets;
+pub mod schedule;
+pub mod simulate;
+pub mod solve;
+pub mod summary;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod solver_tests;
+
+use djinn_core::gpu::GpuProfile;
+use djinn_core::model::{Dtype, ModelSpec};
+use djinn_core::plan::{Plan, RunShape, Strategy};
+
+pub use cli::{run, CliError, CliOutput};
+pub use error::CompileError;
+
+/// `--prompt-len` default.
+pub const DEFAULT_PROMPT_LEN: u64 = 512;
+/// `--max-seq-len` default (capped at the model's `max_position_embeddings`).
+pub const DEFAULT_MAX_SEQ_LEN: u64 = 2048;
+
+/// Everything but the model and the GPU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Device memory the plan may use; `None`: the GPU's `usable_bytes`.
+    pub budget: Option<u64>,
+    pub prompt_len: u64,
+    /// `None`: [`DEFAULT_MAX_SEQ_LEN`]. Either way capped at `max_position_embeddings`.
+    pub max_seq_len: Option<u64>,
+    pub batch: u64,
+    pub strategy: Strategy,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { budget: None, prompt_len: DEFAULT_PROMPT_LEN, max_seq_len: None, batch: 1, strategy: Strategy::Djinn }
+    }
+}
+
+/// A compilation as the command line states it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompileRequest {
+    /// A GPU preset name or a profile file (`*.toml`).
+    pub gpu: String,
+    /// A model preset name or a Hugging Face model directory.
+    pub model: String,
+    pub options: Options,
+}
+
+/// A verified plan and its human summary.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub plan: Plan,
+    pub summary: String,
+}
+
+/// Resolves the GPU and the model, then [`compile_model`].
+pub fn compile(req: &CompileRequest) -> Result<Compiled, CompileError> {
+    let gpu = presets::load_gpu(&req.gpu)?;
+    let model = presets::load_model(&req.model)?;
+    compile_model(&model, &gpu, &req.options)
+}
+
+/// Compiles `model` for `gpu`: solve, simulate, emit, verify, summarise.
+pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Result<Compiled, CompileError> {
+    for (field, v) in [("--prompt-len", opts.prompt_len), ("--batch", opts.batch)] {
+        if v == 0 {
+            return Err(CompileError::Zero { field });
+        }
+    }
+    if !matches!(model.dtype, Dtype::F16 | Dtype::Bf16) {
+        return Err(CompileError::Dtype { model: model.name.clone(), dtype: model.dtype });
+    }
+    let mut notes = Vec::new();
+    let asked = opts.max_seq_len.unwrap_or(DEFAULT_MAX_SEQ_LEN);
+    if asked == 0 {
+        return Err(CompileError::Zero { field: "--max-seq-len" });
+    }
+    let max_pos = model.arch.max_position_embeddings;
+    let max_seq_len = asked.min(max_pos);
+    if max_seq_len < asked {
+        notes.push(format!("max seq len {asked} capped at the model's max_position_embeddings {max_pos}"));
+    }
+    if opts.prompt_len > max_seq_len {
+        return Err(CompileError::PromptTooLong { prompt_len: opts.prompt_len, max_seq_len });
+    }
+    let budget = opts.budget.unwrap_or(gpu.usable_bytes);
+    if budget > gpu.memory_bytes {
+        return Err(CompileError::BudgetAboveMemory { budget, gpu: gpu.name.clone(), memory: gpu.memory_bytes });
+    }
+    let shape = RunShape { prompt_len: opts.prompt_len, max_seq_len, batch: opts.batch };
+    let cost = cost::Roofline::new(gpu, model, shape);
+    let problem = solve::Problem { model, shape, budget, strategy: opts.strategy };
+    let solution = solve::solve(&problem, &cost)?;
+    let plan = emit::emit(&solution, model, gpu, shape, budget)?;
+    djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;
+    let summary = summary::render(&plan, &notes);
+    Ok(Compiled { plan, summary })
+}

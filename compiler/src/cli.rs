@@ -1,0 +1,129 @@
+//! The command line of `djinn-compile`, as a library function so that tests
+//! exercise exactly what the binary does (argument parsing, errors, output).
+//!
+//! ```text
+//! djinn-compile --gpu l4 --model llama2-13b -o plans/l4-llama2-13b.toml
+//! djinn-compile --gpu h100-sxm --budget 22GiB --model path/to/hf-model-dir --prompt-len 512 --max-seq-len 4096 -o plan.toml
+//! djinn-compile --gpu profile.toml --model llama2-70b --strategy sync -o sync.toml
+//! ```
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use djinn_core::plan::Strategy;
+use djinn_core::units::parse_bytes;
+use thiserror::Error;
+
+use crate::{compile, CompileError, CompileRequest, Options, DEFAULT_PROMPT_LEN};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "djinn-compile",
+    version,
+    about = "Compile a model and a GPU into a verified execution plan (TOML).",
+    long_about = "Compile a model and a GPU into a verified execution plan (TOML).\n\n\
+                  Prints a summary on stderr and writes the plan to -o (stdout without it)."
+)]
+pub struct Args {
+    /// GPU preset (l4, t4, a10g, rtx4090, a100-40gb, a100-80gb, h100-pcie, h100-sxm, h200) or a profile file.
+    #[arg(long, value_name = "NAME|FILE.toml")]
+    pub gpu: String,
+    /// Model preset (llama2-7b, llama2-13b, llama2-70b, llama3-8b, mistral-7b, tinyllama-1.1b) or a Hugging Face model directory.
+    #[arg(long, value_name = "NAME|DIR")]
+    pub model: String,
+    /// Device memory the plan may use (22GiB, 20000MB, bytes). Default: the GPU's usable memory.
+    #[arg(long, value_name = "BYTES", value_parser = parse_budget)]
+    pub budget: Option<u64>,
+    /// Prompt tokens prefill is sized and timed for.
+    #[arg(long, default_value_t = DEFAULT_PROMPT_LEN)]
+    pub prompt_len: u64,
+    /// Longest sequence the KV cache holds [default: 2048, capped at the model's max_position_embeddings].
+    #[arg(long)]
+    pub max_seq_len: Option<u64>,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
+    #[arg(long, value_enum, default_value_t = StrategyArg::Djinn)]
+    pub strategy: StrategyArg,
+    /// Where to write the plan (stdout without it).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    /// Maximal residency, streamed layers prefetched as early as their slot frees.
+    Djinn,
+    /// Same residency, copies and computes never overlap (the baseline).
+    Sync,
+    /// Only embedding, final norm and LM head resident; every layer streamed.
+    StreamAll,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(s: StrategyArg) -> Strategy {
+        match s {
+            StrategyArg::Djinn => Strategy::Djinn,
+            StrategyArg::Sync => Strategy::Sync,
+            StrategyArg::StreamAll => Strategy::StreamAll,
+        }
+    }
+}
+
+fn parse_budget(s: &str) -> Result<u64, String> {
+    parse_bytes(s).map_err(|e| e.to_string())
+}
+
+impl Args {
+    pub fn request(&self) -> CompileRequest {
+        CompileRequest {
+            gpu: self.gpu.clone(),
+            model: self.model.clone(),
+            options: Options {
+                budget: self.budget,
+                prompt_len: self.prompt_len,
+                max_seq_len: self.max_seq_len,
+                batch: self.batch,
+                strategy: self.strategy.into(),
+            },
+        }
+    }
+}
+
+/// What a successful run produced; the binary prints `summary` on stderr and,
+/// without `-o`, `plan_toml` on stdout.
+#[derive(Debug, Clone)]
+pub struct CliOutput {
+    pub summary: String,
+    pub plan_toml: String,
+    /// The file the plan was written to (`-o`).
+    pub written_to: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// Bad arguments, or `--help` / `--version` (clap renders and exits).
+    #[error("{0}")]
+    Args(#[from] clap::Error),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error("cannot write plan {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+/// The whole command: `args` includes the program name, as `std::env::args_os` gives it.
+pub fn run<I, T>(args: I) -> Result<CliOutput, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args = Args::try_parse_from(args)?;
+    let compiled = compile(&args.request())?;
+    let plan_toml = compiled.plan.to_toml_string();
+    if let Some(path) = &args.output {
+        std::fs::write(path, &plan_toml)
+            .map_err(|source| CliError::Write { path: path.display().to_string(), source })?;
+    }
+    Ok(CliOutput { summary: compiled.summary, plan_toml, written_to: args.output })
+}

@@ -1,0 +1,289 @@
+//! The cost model: how long a copy and a block's computation take.
+//!
+//! The solver never reads a GPU profile directly; it asks a [`CostModel`]. The
+//! real one, [`Roofline`], is a roofline over the profile's *effective* rates;
+//! tests inject [`UnitCosts`] so that a timeline can be derived by hand.
+//!
+//! Roofline, per block and phase:
+//!
+//! * `copy_us(bytes) = copy_latency_us + bytes / (h2d_gbps · 10³)`, with the
+//!   bandwidth interpolated from `h2d_curve` (linear in bytes, clamped at the
+//!   ends) when the profile has one.
+//! * `compute_us = max(bytes moved / hbm, flops / fp16 rate) + kernels · kernel_overhead_us`.
+//!   A layer moves its weights plus the K and V rows it reads; its flops are
+//!   `2 · params · tokens` plus attention, `4 · tokens · context · q_dim`,
+//!   halved in prefill because attention is causal. Prefill's final norm and
+//!   LM head only process the last position of each sequence (only its logits
+//!   are sampled); the embedding gathers `tokens` rows, never the whole table.
+//! * Decode is costed at `context = prompt_len`: the first generated tokens,
+//!   where a plan's prediction is checked against a measurement.
+//! * A measured `block_times` entry matching (model name, block kind, phase,
+//!   tokens) replaces the estimate.
+//!
+//! Between two forward passes the host reads the logits, samples, and issues the
+//! next pass: [`HOST_TURNAROUND_US`]. It is one constant for every GPU, taken from
+//! the project's H100 machine, where PyTorch's version of that loop (a kernel, a
+//! 32000-entry f32 logits copy to pinned memory, a stream sync, a numpy argmax,
+//! the token copied back) took 62–68 µs per token (`presets/gpus/measure.py`).
+//! An executor calling the driver directly has less in the way; the constant
+//! is kept at the measured figure.
+
+use djinn_core::gpu::{GpuProfile, PhaseKind};
+use djinn_core::model::{Block, BlockKind, ModelSpec};
+use djinn_core::plan::RunShape;
+
+/// Host time between the end of one forward pass and the start of the next, µs
+/// (PyTorch's turnaround loop measured on the project's H100: 62–68 µs).
+pub const HOST_TURNAROUND_US: f64 = 65.0;
+
+/// Kernels one transformer layer launches: 2 rmsnorm, 7 matmul, rope,
+/// kv_store, attention, silu_mul, 2 residual adds (see `djinn_runtime::ops`).
+pub const LAYER_KERNELS: u64 = 15;
+
+/// What the solver and the simulation need to know about time.
+pub trait CostModel {
+    /// Host-to-device copy of a block's image, µs.
+    fn copy_us(&self, block: &Block) -> f64;
+    /// The block's forward computation in `phase`, µs.
+    fn compute_us(&self, block: &Block, phase: PhaseKind) -> f64;
+    /// Host time between two forward passes, µs.
+    fn turnaround_us(&self) -> f64;
+}
+
+/// Fixed costs for hand-checked tests: every copy, every compute, every turnaround.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UnitCosts {
+    pub copy: f64,
+    pub compute: f64,
+    pub turnaround: f64,
+}
+
+impl UnitCosts {
+    /// Copy = 1, compute = 1, no turnaround.
+    pub const ONE: UnitCosts = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 0.0 };
+}
+
+impl CostModel for UnitCosts {
+    fn copy_us(&self, _: &Block) -> f64 {
+        self.copy
+    }
+    fn compute_us(&self, _: &Block, _: PhaseKind) -> f64 {
+        self.compute
+    }
+    fn turnaround_us(&self) -> f64 {
+        self.turnaround
+    }
+}
+
+/// The roofline cost model over a GPU profile, for one model and run shape.
+#[derive(Debug, Clone)]
+pub struct Roofline<'a> {
+    pub gpu: &'a GpuProfile,
+    pub model: &'a ModelSpec,
+    pub shape: RunShape,
+}
+
+impl<'a> Roofline<'a> {
+    pub fn new(gpu: &'a GpuProfile, model: &'a ModelSpec, shape: RunShape) -> Roofline<'a> {
+        Roofline { gpu, model, shape }
+    }
+
+    /// Effective host-to-device bandwidth for a copy of `bytes`, GB/s.
+    pub fn h2d_gbps(&self, bytes: u64) -> f64 {
+        let curve = &self.gpu.h2d_curve;
+        let (Some(first), Some(last)) = (curve.first(), curve.last()) else {
+            return self.gpu.h2d_gbps;
+        };
+        if bytes <= first.bytes {
+            return first.gbps;
+        }
+        if bytes >= last.bytes {
+            return last.gbps;
+        }
+        for w in curve.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            if bytes >= a.bytes && bytes <= b.bytes && b.bytes > a.bytes {
+                let f = (bytes - a.bytes) as f64 / (b.bytes - a.bytes) as f64;
+                return a.gbps + f * (b.gbps - a.gbps);
+            }
+        }
+        self.gpu.h2d_gbps
+    }
+
+    pub fn copy_bytes_us(&self, bytes: u64) -> f64 {
+        self.gpu.copy_latency_us + bytes as f64 / (self.h2d_gbps(bytes) * 1e3)
+    }
+
+    /// Tokens a pass of `phase` processes and the context each attends over.
+    pub fn tokens_and_context(&self, phase: PhaseKind) -> (u64, u64) {
+        let s = &self.shape;
+        match phase {
+            PhaseKind::Prefill => (s.prompt_len * s.batch, s.prompt_len),
+            PhaseKind::Decode => (s.batch, s.prompt_len),
+        }
+    }
+
+    /// The roofline estimate for `block` processing `tokens` tokens over `context`.
+    pub fn estimate_us(&self, block: &Block, phase: PhaseKind, tokens: u64, context: u64) -> f64 {
+        let arch = &self.model.arch;
+        let dsize = self.model.dtype.size() as f64;
+        let h = arch.hidden_size as f64;
+        let batch = self.shape.batch as f64;
+        // Rows the final norm and the LM head process: the last position of each sequence.
+        let last_rows = match phase {
+            PhaseKind::Prefill => batch,
+            PhaseKind::Decode => tokens as f64,
+        };
+        let (bytes, flops, kernels) = match block.kind {
+            // Gather `tokens` rows, write them as the f32 residual stream.
+            BlockKind::Embedding => (tokens as f64 * h * (dsize + 4.0), 0.0, 1),
+            BlockKind::Layer => {
+                let kv_read = 2.0 * batch * context as f64 * arch.kv_dim() as f64 * dsize;
+                let mut attn = 4.0 * tokens as f64 * context as f64 * arch.q_dim() as f64;
+                if phase == PhaseKind::Prefill {
+                    attn /= 2.0;
+                }
+                let flops = 2.0 * arch.layer_params() as f64 * tokens as f64 + attn;
+                (block.bytes as f64 + kv_read, flops, LAYER_KERNELS)
+            }
+            BlockKind::FinalNorm => (block.bytes as f64 + last_rows * h * (4.0 + dsize), 0.0, 1),
+            BlockKind::LmHead => {
+                let flops = 2.0 * arch.vocab_size as f64 * h * last_rows;
+                (block.bytes as f64, flops, 1)
+            }
+        };
+        let memory_us = bytes / (self.gpu.hbm_gbps * 1e3);
+        let math_us = flops / (self.gpu.fp16_tflops * 1e6);
+        memory_us.max(math_us) + kernels as f64 * self.gpu.kernel_overhead_us
+    }
+
+    /// A measured time for this block, if the profile has one for this model and pass size.
+    pub fn measured_us(&self, block: &Block, phase: PhaseKind, tokens: u64) -> Option<f64> {
+        self.gpu
+            .block_times
+            .iter()
+            .find(|t| t.model == self.model.name && t.kind == block.kind && t.phase == phase && t.tokens == tokens)
+            .map(|t| t.us)
+    }
+}
+
+impl CostModel for Roofline<'_> {
+    fn copy_us(&self, block: &Block) -> f64 {
+        self.copy_bytes_us(block.bytes)
+    }
+
+    fn compute_us(&self, block: &Block, phase: PhaseKind) -> f64 {
+        let (tokens, context) = self.tokens_and_context(phase);
+        self.measured_us(block, phase, tokens).unwrap_or_else(|| self.estimate_us(block, phase, tokens, context))
+    }
+
+    fn turnaround_us(&self) -> f64 {
+        HOST_TURNAROUND_US
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use djinn_core::gpu::{BandwidthPoint, BlockTime};
+    use djinn_core::model::{Architecture, Dtype};
+
+    fn gpu() -> GpuProfile {
+        GpuProfile {
+            name: "g".into(),
+            source: "test".into(),
+            memory_bytes: 1 << 34,
+            usable_bytes: 1 << 34,
+            hbm_gbps: 1000.0,
+            fp16_tflops: 100.0,
+            pcie_gen: 4,
+            pcie_lanes: 16,
+            h2d_gbps: 20.0,
+            copy_latency_us: 10.0,
+            kernel_overhead_us: 2.0,
+            h2d_curve: vec![],
+            block_times: vec![],
+            cpu: None,
+        }
+    }
+
+    fn model() -> ModelSpec {
+        let arch = Architecture {
+            family: "llama".into(),
+            hidden_size: 4096,
+            intermediate_size: 11008,
+            num_layers: 2,
+            num_heads: 32,
+            num_kv_heads: 32,
+            head_dim: 128,
+            vocab_size: 32000,
+            rope_theta: 1e4,
+            rms_norm_eps: 1e-5,
+            max_position_embeddings: 4096,
+            tie_word_embeddings: false,
+        };
+        ModelSpec::from_arch("m", arch, Dtype::F16)
+    }
+
+    const SHAPE: RunShape = RunShape { prompt_len: 512, max_seq_len: 2048, batch: 1 };
+
+    #[test]
+    fn copy_is_latency_plus_bytes_over_bandwidth() {
+        let (g, m) = (gpu(), model());
+        let r = Roofline::new(&g, &m, SHAPE);
+        // 20 GB/s = 20_000 bytes per µs: 2 MB takes 100 µs, plus 10 µs latency.
+        assert!((r.copy_bytes_us(2_000_000) - 110.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn h2d_curve_is_interpolated_and_clamped() {
+        let mut g = gpu();
+        g.h2d_curve = vec![BandwidthPoint { bytes: 1000, gbps: 2.0 }, BandwidthPoint { bytes: 3000, gbps: 6.0 }];
+        let m = model();
+        let r = Roofline::new(&g, &m, SHAPE);
+        assert_eq!(r.h2d_gbps(10), 2.0);
+        assert_eq!(r.h2d_gbps(2000), 4.0);
+        assert_eq!(r.h2d_gbps(1 << 30), 6.0);
+    }
+
+    #[test]
+    fn decode_layer_is_memory_bound_and_prefill_layer_compute_bound() {
+        let (g, m) = (gpu(), model());
+        let r = Roofline::new(&g, &m, SHAPE);
+        let layer = m.block("layer.0").unwrap();
+        // Decode: weights (404 MB) + KV read (2·512·4096·2 B = 8.4 MB) at 1000 GB/s,
+        // plus 15 kernels × 2 µs.
+        let kv = 2.0 * 512.0 * 4096.0 * 2.0;
+        let want = (layer.bytes as f64 + kv) / 1e6 + 30.0;
+        assert!((r.compute_us(layer, PhaseKind::Decode) - want).abs() < 1e-6);
+        // Prefill: 2·params·512 + causal attention 2·512·512·4096 flops at 100 TFLOP/s.
+        let flops = 2.0 * m.arch.layer_params() as f64 * 512.0 + 2.0 * 512.0 * 512.0 * 4096.0;
+        let want = flops / 1e8 + 30.0;
+        assert!((r.compute_us(layer, PhaseKind::Prefill) - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn prefill_lm_head_only_computes_the_last_position() {
+        let (g, m) = (gpu(), model());
+        let r = Roofline::new(&g, &m, SHAPE);
+        let head = m.block("lm_head").unwrap();
+        assert_eq!(r.compute_us(head, PhaseKind::Prefill), r.compute_us(head, PhaseKind::Decode));
+    }
+
+    #[test]
+    fn measured_block_time_overrides_the_estimate() {
+        let mut g = gpu();
+        g.block_times = vec![BlockTime {
+            model: "m".into(),
+            kind: BlockKind::Layer,
+            phase: PhaseKind::Decode,
+            tokens: 1,
+            us: 123.0,
+        }];
+        let m = model();
+        let r = Roofline::new(&g, &m, SHAPE);
+        let layer = m.block("layer.1").unwrap();
+        assert_eq!(r.compute_us(layer, PhaseKind::Decode), 123.0);
+        assert_ne!(r.compute_us(layer, PhaseKind::Prefill), 123.0, "prefill has no measurement");
+    }
+}

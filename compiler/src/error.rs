@@ -1,0 +1,72 @@
+//! Everything `compile` can refuse, each naming what was wrong and what was expected.
+
+use djinn_core::units::fmt_bytes;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CompileError {
+    #[error("unknown GPU {name:?}: expected a preset ({valid}) or a profile file ending in .toml")]
+    UnknownGpu { name: String, valid: String },
+
+    #[error("cannot read GPU profile {path}: {source}")]
+    GpuFileRead { path: String, source: std::io::Error },
+
+    #[error("GPU profile {path} is invalid: {message}")]
+    GpuFileInvalid { path: String, message: String },
+
+    #[error("unknown model {name:?}: expected a preset ({valid}) or a Hugging Face model directory")]
+    UnknownModel { name: String, valid: String },
+
+    /// A model directory or a preset's `config.json` (the message names the file and field).
+    #[error(transparent)]
+    Model(#[from] djinn_core::hf::HfError),
+
+    #[error(
+        "budget {} ({budget} B) exceeds the memory of GPU {gpu}: {} ({memory} B)",
+        fmt_bytes(*budget),
+        fmt_bytes(*memory)
+    )]
+    BudgetAboveMemory { budget: u64, gpu: String, memory: u64 },
+
+    #[error("model {model} stores {dtype} weights; plans hold f16 or bf16 weights only (convert the checkpoint)")]
+    Dtype { model: String, dtype: djinn_core::Dtype },
+
+    #[error("{field} must be at least 1, got 0")]
+    Zero { field: &'static str },
+
+    #[error("--prompt-len {prompt_len} exceeds --max-seq-len {max_seq_len} (the KV cache could not hold the prompt)")]
+    PromptTooLong { prompt_len: u64, max_seq_len: u64 },
+
+    #[error(
+        "budget {} ({budget} B) too small: needs at least {} ({needed} B) (KV cache {}, activations {}, \
+         workspace {}, {slots} slots {}, embed/norm/head {})",
+        fmt_bytes(*budget),
+        fmt_bytes(*needed),
+        fmt_bytes(*kv_cache),
+        fmt_bytes(*activations),
+        fmt_bytes(*workspace),
+        fmt_bytes(*slot_total),
+        fmt_bytes(*fixed_blocks)
+    )]
+    BudgetTooSmall {
+        budget: u64,
+        needed: u64,
+        kv_cache: u64,
+        activations: u64,
+        workspace: u64,
+        slots: u64,
+        slot_total: u64,
+        fixed_blocks: u64,
+    },
+
+    #[error("strategy {strategy} needs at least 2 layers to stream through 2 slots; model {model} has {layers}")]
+    TooFewLayers { strategy: &'static str, model: String, layers: u64 },
+
+    /// The verifier rejected a plan the compiler built: a bug in the compiler, not in the input.
+    #[error("compiler bug: the emitted plan fails verification:\n{0}")]
+    Verify(String),
+
+    /// An internal invariant of the scheduler broke: a bug in the compiler.
+    #[error("compiler bug: {0}")]
+    Internal(String),
+}

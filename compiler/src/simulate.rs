@@ -1,0 +1,120 @@
+//! List scheduling of the run graph on the two lanes.
+//!
+//! A step starts when its lane is free and every predecessor has ended (a
+//! `Host` edge adds the host turnaround); steps on a lane run in list order.
+//! The nodes are already in issue order, a topological order, so one pass
+//! computes every start and end.
+//!
+//! Prefill runs first; then [`ITERATIONS`] decode iterations, enough for the
+//! pipeline to reach its steady state (the first iteration consumes prefill's
+//! prologue, which may have been issued earlier or later than a body's copies).
+//! Iteration `t` starts when the host issues it: the end of the previous
+//! pass's last compute plus the turnaround. The decode time per token is the
+//! *last* iteration's length, start to the start of the next one.
+
+use djinn_core::gpu::PhaseKind;
+use djinn_core::model::ModelSpec;
+use djinn_core::plan::Lane;
+use petgraph::graph::NodeIndex;
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use crate::cost::CostModel;
+use crate::graph::{Edge, Pass, RunGraph};
+use crate::schedule::Work;
+
+/// Decode iterations simulated after prefill.
+pub const ITERATIONS: usize = 4;
+
+/// Start and end of every node, µs from the start of prefill.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub start: Vec<f64>,
+    pub end: Vec<f64>,
+}
+
+/// What the simulation predicts, µs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Metrics {
+    /// End of prefill's last compute.
+    pub prefill_end_us: f64,
+    /// Prefill plus the host turnaround: the first token is sampled.
+    pub ttft_us: f64,
+    /// When the host issued the last simulated iteration.
+    pub last_iteration_start_us: f64,
+    /// The last iteration's length (steady state), turnaround included.
+    pub decode_us: f64,
+    /// Fraction of `[0, prefill_end]` the copy lane is busy.
+    pub prefill_copy_busy: f64,
+    /// Copy time of one iteration's steps over the iteration length, at most 1.
+    pub decode_copy_busy: f64,
+}
+
+/// Runs the list schedule.
+pub fn simulate(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel) -> Timeline {
+    let n = g.graph.node_count();
+    let mut start = vec![0.0; n];
+    let mut end = vec![0.0; n];
+    let turnaround = cost.turnaround_us();
+    for ix in g.graph.node_indices() {
+        let node = g.graph[ix];
+        let mut t: f64 = 0.0;
+        for e in g.graph.edges_directed(ix, Direction::Incoming) {
+            let src = e.source().index();
+            debug_assert!(src < ix.index(), "edges point forward in issue order");
+            let ready = end[src] + if *e.weight() == Edge::Host { turnaround } else { 0.0 };
+            t = t.max(ready);
+        }
+        let phase = match node.pass {
+            Pass::Prefill => PhaseKind::Prefill,
+            Pass::Decode(_) => PhaseKind::Decode,
+        };
+        let block = &model.blocks[node.work.block()];
+        let dur = match node.work {
+            Work::Copy { .. } => cost.copy_us(block),
+            Work::Compute { .. } => cost.compute_us(block, phase),
+        };
+        start[ix.index()] = t;
+        end[ix.index()] = t + dur;
+    }
+    Timeline { start, end }
+}
+
+/// End of the last compute step of a pass.
+fn pass_end(g: &RunGraph, tl: &Timeline, nodes: &[NodeIndex]) -> f64 {
+    nodes.iter().filter(|&&n| g.graph[n].lane() == Lane::Compute).map(|n| tl.end[n.index()]).fold(0.0, f64::max)
+}
+
+/// Derives the predictions from a timeline.
+pub fn metrics(g: &RunGraph, tl: &Timeline, cost: &dyn CostModel) -> Metrics {
+    let turnaround = cost.turnaround_us();
+    let prefill_end = pass_end(g, tl, &g.prefill);
+    let copy_nodes = |nodes: &[NodeIndex]| -> Vec<usize> {
+        nodes.iter().filter(|&&n| g.graph[n].lane() == Lane::Copy).map(|n| n.index()).collect()
+    };
+    let busy_in = |nodes: &[usize], from: f64, to: f64| -> f64 {
+        // fold from +0.0: an empty f64 `sum()` is -0.0, which a plan would print as `-0.0`.
+        nodes.iter().map(|&i| (tl.end[i].min(to) - tl.start[i].max(from)).max(0.0)).fold(0.0, |a, b| a + b)
+    };
+    let prefill_copy_busy =
+        if prefill_end > 0.0 { busy_in(&copy_nodes(&g.prefill), 0.0, prefill_end) / prefill_end } else { 0.0 };
+
+    let (decode_start, decode_us, decode_copy_busy) = match g.decode.last() {
+        Some(last) => {
+            let t = g.decode.len() - 1;
+            let begin = if t == 0 { prefill_end } else { pass_end(g, tl, &g.decode[t - 1]) } + turnaround;
+            let len = pass_end(g, tl, last) + turnaround - begin;
+            let copy = copy_nodes(last).iter().map(|&i| tl.end[i] - tl.start[i]).fold(0.0, |a, b| a + b);
+            (begin, len, if len > 0.0 { (copy / len).min(1.0) } else { 0.0 })
+        }
+        None => (prefill_end + turnaround, 0.0, 0.0),
+    };
+    Metrics {
+        prefill_end_us: prefill_end,
+        ttft_us: prefill_end + turnaround,
+        last_iteration_start_us: decode_start,
+        decode_us,
+        prefill_copy_busy,
+        decode_copy_busy,
+    }
+}

@@ -1,0 +1,204 @@
+//! The solver: which blocks stay resident, which layers stream, through how
+//! many slots, and the resulting schedule.
+//!
+//! 1. **Residency.** The embedding, the final norm and the LM head are always
+//!    resident (streaming a whole embedding table to gather a few rows would be
+//!    absurd). Layers fill what is left of the budget once the KV cache, the
+//!    activations, the workspace and the slots are laid out, measured by laying
+//!    out the arena for real ([`crate::arena::lay_out`]). If every layer fits,
+//!    nothing streams and there are no slots.
+//! 2. **Which layers stream.** Spread evenly through the model (`s_i` is the
+//!    last layer of the i-th of m equal groups), so every streamed layer's copy
+//!    overlaps the computation of the resident layers before it; and also the
+//!    last m layers. Both are simulated; the faster wins (decode time first,
+//!    then TTFT; ties go to the even spread).
+//! 3. **Slots.** At least 2, each the size of the largest streamed block. Each
+//!    k in 2..=8 is tried with the same budget, so more slots mean fewer
+//!    resident layers; the fewest slots among the fastest plans win. A streamed
+//!    set no larger than k would take no less memory than making it resident,
+//!    and the all-resident plan is tried first, so m ≥ k always.
+//! 4. **Schedule** ([`crate::schedule`]), unrolled ([`crate::graph`]) and
+//!    simulated ([`crate::simulate`]) for every candidate.
+//! 5. **Strategies.** `djinn` as above; `sync` keeps djinn's residency and slots
+//!    but serialises copies and computes; `stream-all` keeps only the embedding,
+//!    norm and head resident and streams every layer with djinn's schedule.
+
+use djinn_core::model::{BlockKind, ModelSpec};
+use djinn_core::plan::{Arena, RunShape, Strategy};
+
+use crate::arena::{lay_out, FixedRegions};
+use crate::cost::CostModel;
+use crate::error::CompileError;
+use crate::graph::{unroll, RunGraph};
+use crate::schedule::{build, Program};
+use crate::simulate::{metrics, simulate, Metrics, Timeline, ITERATIONS};
+
+/// Most slots the solver tries.
+pub const MAX_SLOTS: u64 = 8;
+
+/// What the solver is asked.
+#[derive(Debug, Clone)]
+pub struct Problem<'a> {
+    pub model: &'a ModelSpec,
+    pub shape: RunShape,
+    pub budget: u64,
+    pub strategy: Strategy,
+}
+
+/// Where the streamed layers sit among the layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Spread {
+    Even,
+    Last,
+}
+
+/// A placement of every block and the arena it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    /// Resident blocks, indices into `model.blocks`, ascending.
+    pub resident: Vec<usize>,
+    /// Streamed blocks (layers), ascending: `s_0 … s_{m-1}`.
+    pub streamed: Vec<usize>,
+    pub slots: u64,
+    pub slot_bytes: u64,
+    pub fixed: FixedRegions,
+    pub arena: Arena,
+}
+
+/// A layout with its schedule, simulated.
+#[derive(Debug, Clone)]
+pub struct Solution {
+    pub strategy: Strategy,
+    pub spread: Spread,
+    pub layout: Layout,
+    pub program: Program,
+    pub graph: RunGraph,
+    pub timeline: Timeline,
+    pub metrics: Metrics,
+}
+
+impl Solution {
+    /// The ordering key: decode time, TTFT (to 0.1 µs), fewer slots, spread.
+    fn key(&self) -> (i64, i64, u64, Spread) {
+        let q = |us: f64| (us * 10.0).round() as i64;
+        (q(self.metrics.decode_us), q(self.metrics.ttft_us), self.layout.slots, self.spread)
+    }
+}
+
+/// Indices of the layer blocks, in model order.
+pub fn layer_blocks(model: &ModelSpec) -> Vec<usize> {
+    model.blocks.iter().enumerate().filter(|(_, b)| b.kind == BlockKind::Layer).map(|(i, _)| i).collect()
+}
+
+/// `m` of `layers` placed by `spread`.
+pub fn pick_streamed(layers: &[usize], m: usize, spread: Spread) -> Vec<usize> {
+    let l = layers.len();
+    assert!(m <= l, "cannot stream {m} of {l} layers");
+    match spread {
+        // (i+1)·l/m grows by l/m ≥ 1 per step, so the picks are distinct and ascending.
+        Spread::Even => (0..m).map(|i| layers[(i + 1) * l / m - 1]).collect(),
+        Spread::Last => layers[l - m..].to_vec(),
+    }
+}
+
+/// Lays out the arena with `streamed` going through `slots` slots and every other block resident.
+pub fn layout_for(model: &ModelSpec, fixed: &FixedRegions, streamed: &[usize], slots: u64) -> Layout {
+    let resident: Vec<usize> = (0..model.blocks.len()).filter(|b| !streamed.contains(b)).collect();
+    let slot_bytes = streamed.iter().map(|&b| model.blocks[b].bytes).max().unwrap_or(0);
+    let arena = lay_out(model, &resident, slots, slot_bytes, fixed);
+    Layout { resident, streamed: streamed.to_vec(), slots, slot_bytes, fixed: *fixed, arena }
+}
+
+/// Builds, unrolls and simulates the schedule of a layout.
+pub fn evaluate(
+    model: &ModelSpec,
+    layout: Layout,
+    spread: Spread,
+    strategy: Strategy,
+    cost: &dyn CostModel,
+) -> Result<Solution, CompileError> {
+    let program = build(model.blocks.len(), &layout.streamed, layout.slots, strategy);
+    let graph = unroll(&program, ITERATIONS)?;
+    let timeline = simulate(&graph, model, cost);
+    let metrics = metrics(&graph, &timeline, cost);
+    Ok(Solution { strategy, spread, layout, program, graph, timeline, metrics })
+}
+
+/// Solves `problem` with `cost`.
+pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, CompileError> {
+    let model = problem.model;
+    let fixed = FixedRegions::new(model, &problem.shape);
+    let layers = layer_blocks(model);
+    let fits = |l: &Layout| l.arena.bytes <= problem.budget;
+
+    let streaming = match problem.strategy {
+        Strategy::Djinn | Strategy::Sync => {
+            let all = layout_for(model, &fixed, &[], 0);
+            if fits(&all) {
+                return evaluate(model, all, Spread::Even, problem.strategy, cost);
+            }
+            let mut layouts = Vec::new();
+            for k in 2..=MAX_SLOTS.min(layers.len() as u64) {
+                for spread in [Spread::Even, Spread::Last] {
+                    let found = (k as usize..=layers.len())
+                        .map(|m| layout_for(model, &fixed, &pick_streamed(&layers, m, spread), k))
+                        .find(|l| fits(l));
+                    layouts.extend(found.map(|l| (l, spread)));
+                }
+            }
+            layouts
+        }
+        Strategy::StreamAll => {
+            if layers.len() < 2 {
+                return Err(CompileError::TooFewLayers {
+                    strategy: problem.strategy.name(),
+                    model: model.name.clone(),
+                    layers: layers.len() as u64,
+                });
+            }
+            (2..=MAX_SLOTS.min(layers.len() as u64))
+                .map(|k| layout_for(model, &fixed, &layers, k))
+                .filter(|l| fits(l))
+                .map(|l| (l, Spread::Even))
+                .collect()
+        }
+    };
+    if streaming.is_empty() {
+        return Err(too_small(problem, &fixed, &layers));
+    }
+    let mut best: Option<Solution> = None;
+    for (layout, spread) in streaming {
+        // Sync is timed with djinn's choice of layout: pick the layout by djinn's schedule.
+        let strategy = if problem.strategy == Strategy::Sync { Strategy::Djinn } else { problem.strategy };
+        let sol = evaluate(model, layout, spread, strategy, cost)?;
+        if !matches!(&best, Some(b) if b.key() <= sol.key()) {
+            best = Some(sol);
+        }
+    }
+    let best = best.expect("at least one candidate");
+    if problem.strategy == Strategy::Sync {
+        return evaluate(model, best.layout, best.spread, Strategy::Sync, cost);
+    }
+    Ok(best)
+}
+
+/// The budget error: what the smallest streaming plan (no resident layer, 2 slots) needs.
+fn too_small(problem: &Problem, fixed: &FixedRegions, layers: &[usize]) -> CompileError {
+    let model = problem.model;
+    let min = layout_for(model, fixed, layers, 2);
+    let mut needed = min.arena.bytes;
+    if problem.strategy != Strategy::StreamAll {
+        needed = needed.min(layout_for(model, fixed, &[], 0).arena.bytes);
+    }
+    let fixed_blocks = model.blocks.iter().filter(|b| b.kind != BlockKind::Layer).map(|b| b.bytes).sum();
+    CompileError::BudgetTooSmall {
+        budget: problem.budget,
+        needed,
+        kv_cache: fixed.kv_cache,
+        activations: fixed.activations,
+        workspace: fixed.workspace,
+        slots: 2,
+        slot_total: 2 * min.slot_bytes,
+        fixed_blocks,
+    }
+}

@@ -1,0 +1,109 @@
+//! The short human summary `djinn-compile` prints on stderr.
+//!
+//! Everything in it comes from the plan, so it is as deterministic as the plan
+//! (the golden tests pin it with insta).
+
+use djinn_core::model::BlockKind;
+use djinn_core::plan::{Placement, Plan};
+use djinn_core::units::fmt_bytes;
+
+/// Renders the summary; `notes` are extra informational lines (e.g. a capped `--max-seq-len`).
+pub fn render(plan: &Plan, notes: &[String]) -> String {
+    let m = &plan.model;
+    let p = &plan.prediction;
+    let layers = m.arch.num_layers;
+    let mut out = String::new();
+    let mut line = |s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    line(format!(
+        "{}: {} ({}, {} layers, {}) on {}, strategy {}",
+        plan.generator,
+        m.name,
+        m.dtype,
+        layers,
+        fmt_bytes(m.total_bytes()),
+        plan.gpu.name,
+        plan.strategy.name()
+    ));
+    line(format!(
+        "budget {} (GPU memory {}); arena {} in {} regions",
+        fmt_bytes(plan.budget_bytes),
+        fmt_bytes(plan.gpu.memory_bytes),
+        fmt_bytes(plan.arena.bytes),
+        plan.arena.regions.len()
+    ));
+    for n in notes {
+        line(format!("note: {n}"));
+    }
+    let others = p.kv_cache_bytes + p.activation_bytes + p.workspace_bytes;
+    if m.total_bytes() > plan.budget_bytes {
+        line(format!(
+            "note: the model's weights ({}) exceed the budget ({}); {} of {} layers stream from pinned host memory",
+            fmt_bytes(m.total_bytes()),
+            fmt_bytes(plan.budget_bytes),
+            p.streamed_blocks,
+            layers
+        ));
+    } else if m.total_bytes() + others > plan.budget_bytes {
+        line(format!(
+            "note: the weights ({}) fit the budget ({}) but not with the KV cache, activations and workspace ({}); \
+             {} of {} layers stream from pinned host memory",
+            fmt_bytes(m.total_bytes()),
+            fmt_bytes(plan.budget_bytes),
+            fmt_bytes(others),
+            p.streamed_blocks,
+            layers
+        ));
+    }
+    let resident_layers = plan
+        .placements
+        .iter()
+        .zip(&m.blocks)
+        .filter(|(pl, b)| b.kind == BlockKind::Layer && matches!(pl.placement, Placement::Resident { .. }))
+        .count();
+    line(format!(
+        "resident: {} blocks, {} (embed, norm, lm_head and {} of {} layers)",
+        p.resident_blocks,
+        fmt_bytes(p.resident_bytes),
+        resident_layers,
+        layers
+    ));
+    if p.streamed_blocks > 0 {
+        let streamed: Vec<String> = plan
+            .placements
+            .iter()
+            .zip(&m.blocks)
+            .filter(|(pl, _)| pl.placement == Placement::Streamed)
+            .map(|(_, b)| b.layer.map_or_else(|| b.name.clone(), |l| l.to_string()))
+            .collect();
+        line(format!(
+            "streamed: {} layers through {} slots of {}, {} copied per token",
+            p.streamed_blocks,
+            p.slots,
+            fmt_bytes(p.slot_bytes),
+            fmt_bytes(p.streamed_bytes_per_token)
+        ));
+        line(format!("streamed layers: {}", streamed.join(", ")));
+    } else {
+        line("streamed: nothing (every block is resident)".to_string());
+    }
+    line(format!(
+        "kv cache {} (prompt {}, max seq {}, batch {}), activations {}, workspace {}",
+        fmt_bytes(p.kv_cache_bytes),
+        plan.shape.prompt_len,
+        plan.shape.max_seq_len,
+        plan.shape.batch,
+        fmt_bytes(p.activation_bytes),
+        fmt_bytes(p.workspace_bytes)
+    ));
+    line(format!(
+        "predicted: TTFT {:.1} ms, decode {:.2} ms/token; copy lane busy {:.1}% of decode, {:.1}% of prefill",
+        p.ttft_ms,
+        p.decode_ms_per_token,
+        p.decode_copy_busy * 100.0,
+        p.prefill_copy_busy * 100.0
+    ));
+    out
+}
