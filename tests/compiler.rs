@@ -1,1 +1,272 @@
-//! Integration tests: compiler (to be written).
+//! Integration tests of `djinn-compile`: the golden plans in `plans/`, their
+//! summaries (insta snapshots in `tests/snapshots/`), the verifier on those
+//! plans and on corrupted copies, and the command line's errors.
+//!
+//! The command line is tested through `djinn_compiler::run`, the function the
+//! binary's `main` calls with its arguments, so no binary has to be located.
+//!
+//! Regenerate the golden plans after an intended change with
+//! `DJINN_BLESS=1 cargo test --test djinn compiler::goldens`
+//! (and accept the summary snapshots with `INSTA_UPDATE=always` or `cargo insta review`).
+
+use std::path::{Path, PathBuf};
+
+use djinn_compiler::{run, CliError, CliOutput, CompileError};
+use djinn_core::plan::{Lane, Plan};
+use djinn_core::verify::verify;
+
+/// Every golden plan: its file in `plans/` and the exact `djinn-compile` arguments that produce it.
+const GOLDENS: &[(&str, &[&str])] = &[
+    ("l4-llama2-13b.toml", &["--gpu", "l4", "--model", "llama2-13b"]),
+    ("l4-llama2-7b.toml", &["--gpu", "l4", "--model", "llama2-7b"]),
+    ("h100-sxm-llama2-70b.toml", &["--gpu", "h100-sxm", "--model", "llama2-70b"]),
+    ("rtx4090-llama3-8b.toml", &["--gpu", "rtx4090", "--model", "llama3-8b"]),
+    ("l4-llama2-13b-sync.toml", &["--gpu", "l4", "--model", "llama2-13b", "--strategy", "sync"]),
+    ("l4-llama2-13b-stream-all.toml", &["--gpu", "l4", "--model", "llama2-13b", "--strategy", "stream-all"]),
+    ("t4-tinyllama-1.1b.toml", &["--gpu", "t4", "--model", "tinyllama-1.1b", "--budget", "1GiB"]),
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn plans_dir() -> PathBuf {
+    root().join("plans")
+}
+
+fn cli(args: &[&str]) -> Result<CliOutput, CliError> {
+    run(std::iter::once("djinn-compile").chain(args.iter().copied()))
+}
+
+fn cli_err(args: &[&str]) -> String {
+    match cli(args) {
+        Ok(_) => panic!("djinn-compile {} succeeded", args.join(" ")),
+        Err(e) => format!("{:#}", anyhow::Error::from(e)),
+    }
+}
+
+/// The first differing line of two texts, with three lines of context from each.
+fn first_difference(want: &str, got: &str) -> String {
+    let (w, g): (Vec<_>, Vec<_>) = (want.lines().collect(), got.lines().collect());
+    let at = w.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(w.len().min(g.len()));
+    let from = at.saturating_sub(3);
+    let show = |lines: &[&str]| {
+        lines.iter().enumerate().skip(from).take(7).map(|(i, l)| format!("  {:>6} {l}\n", i + 1)).collect::<String>()
+    };
+    format!(
+        "first difference at line {} ({} lines on disk, {} compiled)\n--- on disk:\n{}+++ compiled:\n{}",
+        at + 1,
+        w.len(),
+        g.len(),
+        show(&w),
+        show(&g)
+    )
+}
+
+/// Compiles every golden through the command line and compares it with `plans/`.
+/// `DJINN_BLESS=1 cargo test --test djinn compiler::goldens` rewrites them instead.
+#[test]
+fn goldens() {
+    let bless = std::env::var_os("DJINN_BLESS").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for (file, args) in GOLDENS {
+        let out = cli(args).unwrap_or_else(|e| panic!("djinn-compile {}: {e}", args.join(" ")));
+        let path = plans_dir().join(file);
+        if bless {
+            std::fs::create_dir_all(plans_dir()).unwrap();
+            std::fs::write(&path, &out.plan_toml).unwrap();
+        } else {
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            if on_disk != out.plan_toml {
+                stale.push(format!(
+                    "plans/{file} (djinn-compile {}): {}",
+                    args.join(" "),
+                    first_difference(&on_disk, &out.plan_toml)
+                ));
+            }
+        }
+        let name = format!("summary-{}", file.trim_end_matches(".toml"));
+        let description = format!("djinn-compile {}", args.join(" "));
+        insta::with_settings!({ description => description, omit_expression => true }, {
+            insta::assert_snapshot!(name, out.summary);
+        });
+    }
+    assert!(
+        stale.is_empty(),
+        "{} golden plan(s) are stale; regenerate with `DJINN_BLESS=1 cargo test --test djinn compiler::goldens`:\n\n{}",
+        stale.len(),
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn same_inputs_give_byte_identical_plans() {
+    let args = ["--gpu", "t4", "--model", "tinyllama-1.1b", "--budget", "1GiB"];
+    assert_eq!(cli(&args).unwrap().plan_toml, cli(&args).unwrap().plan_toml);
+}
+
+/// Loads every plan file in `plans/`.
+fn golden_plans() -> Vec<(String, Plan)> {
+    let mut files: Vec<_> = std::fs::read_dir(plans_dir())
+        .expect("plans/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let mut listed: Vec<_> = GOLDENS.iter().map(|(f, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(names, listed, "every file in plans/ is a golden listed in GOLDENS, and the reverse");
+    files.iter().map(|p| (p.display().to_string(), Plan::load(p).unwrap_or_else(|e| panic!("{e}")))).collect()
+}
+
+#[test]
+fn verifier_accepts_every_golden_plan() {
+    for (path, plan) in golden_plans() {
+        verify(&plan).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(plan.arena.bytes <= plan.budget_bytes, "{path}");
+    }
+}
+
+#[test]
+fn verifier_rejects_corrupted_goldens() {
+    let mut corrupted_waits = 0;
+    for (path, plan) in golden_plans() {
+        // A streamed compute that no longer waits for its copy.
+        if let Some(i) = plan.prefill.steps.iter().position(|s| s.lane == Lane::Compute && s.slot.is_some()) {
+            let mut bad = plan.clone();
+            bad.prefill.steps[i].wait.clear();
+            let err = verify(&bad).expect_err(&format!("{path}: a compute without its copy's wait passes")).to_string();
+            assert!(err.contains("copy-before-compute"), "{path}: {err}");
+            assert!(err.contains(&plan.prefill.steps[i].block), "{path}: the message names the block: {err}");
+            corrupted_waits += 1;
+        }
+        // A budget smaller than the arena.
+        let mut bad = plan.clone();
+        bad.budget_bytes = plan.arena.bytes - 1;
+        let err = verify(&bad).expect_err(&format!("{path}: an arena over budget passes")).to_string();
+        assert!(err.contains("budget"), "{path}: {err}");
+    }
+    assert!(corrupted_waits >= 4, "most goldens stream, so most get a corrupted wait");
+}
+
+#[test]
+fn l4_streams_llama2_13b_through_at_least_two_slots() {
+    let out = cli(&["--gpu", "l4", "--model", "llama2-13b"]).unwrap();
+    let plan = Plan::from_toml_str(&out.plan_toml, "stdout").unwrap();
+    let p = &plan.prediction;
+    assert!(p.streamed_blocks > 0 && p.streamed_blocks < 40, "{} of 40 layers stream", p.streamed_blocks);
+    assert!(p.slots >= 2);
+    assert!(plan.arena.bytes <= plan.gpu.usable_bytes && plan.budget_bytes == plan.gpu.usable_bytes);
+    // Prefetching beats the synchronous baseline on the same residency.
+    let sync = cli(&["--gpu", "l4", "--model", "llama2-13b", "--strategy", "sync"]).unwrap();
+    let sync = Plan::from_toml_str(&sync.plan_toml, "stdout").unwrap();
+    assert_eq!(sync.placements, plan.placements);
+    assert!(p.decode_ms_per_token < sync.prediction.decode_ms_per_token);
+    assert!(p.ttft_ms < sync.prediction.ttft_ms);
+}
+
+#[test]
+fn output_file_holds_the_plan() {
+    let dir = scratch_dir("output_file");
+    let path = dir.join("plan.toml");
+    let out =
+        cli(&["--gpu", "t4", "--model", "tinyllama-1.1b", "--budget", "1GiB", "-o", path.to_str().unwrap()]).unwrap();
+    assert_eq!(out.written_to.as_deref(), Some(path.as_path()));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), out.plan_toml);
+}
+
+/// A fresh directory under the system temp dir for one test.
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("djinn-compiler-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn model_directory_is_named_by_its_last_component() {
+    let dir = root().join("tests/fixtures/tiny-llama-gqa");
+    let out =
+        cli(&["--gpu", "l4", "--model", dir.to_str().unwrap(), "--prompt-len", "16", "--max-seq-len", "64"]).unwrap();
+    let plan = Plan::from_toml_str(&out.plan_toml, "stdout").unwrap();
+    assert_eq!(plan.model.name, "tiny-llama-gqa");
+    assert!(!out.plan_toml.contains(root().to_str().unwrap()), "the plan carries no absolute path");
+    assert!(plan.model.arch.tie_word_embeddings && plan.model.arch.num_kv_heads == 2);
+    verify(&plan).unwrap();
+}
+
+#[test]
+fn unknown_gpu_lists_the_presets() {
+    let err = cli_err(&["--gpu", "v100", "--model", "llama2-7b"]);
+    for name in ["\"v100\"", "l4", "t4", "a10g", "rtx4090", "a100-40gb", "a100-80gb", "h100-pcie", "h100-sxm", "h200"] {
+        assert!(err.contains(name), "{name} missing: {err}");
+    }
+}
+
+#[test]
+fn unknown_model_lists_the_presets() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama4-405b"]);
+    for name in
+        ["\"llama4-405b\"", "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "mistral-7b", "tinyllama-1.1b"]
+    {
+        assert!(err.contains(name), "{name} missing: {err}");
+    }
+}
+
+#[test]
+fn budget_too_small_names_the_bytes() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-13b", "--budget", "1GiB"]);
+    assert!(err.contains("budget 1.00 GiB (1073741824 B) too small: needs at least"), "{err}");
+    for part in ["KV cache", "activations", "workspace", "2 slots", "embed/norm/head"] {
+        assert!(err.contains(part), "{part} missing: {err}");
+    }
+}
+
+#[test]
+fn bad_budget_string_is_refused() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--budget", "22 parsecs"]);
+    assert!(err.contains("22 parsecs") && err.contains("--budget"), "{err}");
+    assert!(matches!(cli(&["--gpu", "l4", "--model", "llama2-7b", "--budget", "x"]), Err(CliError::Args(_))));
+}
+
+#[test]
+fn budget_above_the_gpu_memory_is_refused() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--budget", "80GiB"]);
+    assert!(err.contains("exceeds the memory of GPU l4"), "{err}");
+}
+
+#[test]
+fn prompt_longer_than_the_sequence_is_refused() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--prompt-len", "4096", "--max-seq-len", "1024"]);
+    assert!(err.contains("--prompt-len 4096 exceeds --max-seq-len 1024"), "{err}");
+    // --max-seq-len is capped at max_position_embeddings (4096 for Llama 2).
+    let out = cli(&["--gpu", "h100-sxm", "--model", "llama2-7b", "--max-seq-len", "100000"]).unwrap();
+    assert!(out.summary.contains("capped at the model's max_position_embeddings 4096"), "{}", out.summary);
+}
+
+#[test]
+fn malformed_config_json_names_the_file_and_field() {
+    let dir = scratch_dir("malformed_config");
+    let text = std::fs::read_to_string(root().join("tests/fixtures/tiny-llama-gqa/config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), text.replace("\"hidden_size\": 96,", "")).unwrap();
+    let err = cli_err(&["--gpu", "l4", "--model", dir.to_str().unwrap()]);
+    assert!(err.contains("config.json") && err.contains("hidden_size"), "{err}");
+}
+
+#[test]
+fn malformed_gpu_profile_names_the_file_and_field() {
+    let dir = scratch_dir("malformed_profile");
+    let path = dir.join("profile.toml");
+    std::fs::write(&path, "name = \"x\"\nsource = \"test\"\nmemory_bytes = 1000\n").unwrap();
+    let err = cli_err(&["--gpu", path.to_str().unwrap(), "--model", "llama2-7b"]);
+    assert!(err.contains("profile.toml") && err.contains("usable_bytes"), "{err}");
+    let err = cli_err(&["--gpu", dir.join("missing.toml").to_str().unwrap(), "--model", "llama2-7b"]);
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn compile_errors_are_typed() {
+    let err = cli(&["--gpu", "l4", "--model", "llama2-7b", "--batch", "0"]).unwrap_err();
+    assert!(matches!(err, CliError::Compile(CompileError::Zero { field: "--batch" })), "{err}");
+}
