@@ -121,18 +121,21 @@ fn dir_name(path: &Path) -> String {
         .unwrap_or_else(|| "model".to_string())
 }
 
-/// `--gpu NAME|FILE.toml`: a preset, or a profile file.
+/// `--gpu NAME|FILE.toml`: a preset, or a profile file (any argument ending in
+/// `.toml`, or naming an existing file that is not a preset name).
 pub fn load_gpu(arg: &str) -> Result<GpuProfile, CompileError> {
     let path = Path::new(arg);
-    if arg.ends_with(".toml") || path.is_file() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| CompileError::GpuFileRead { path: arg.to_string(), source })?;
-        return parse_gpu_profile(&text, arg);
+    if !arg.ends_with(".toml") {
+        if let Some(p) = gpu_preset(arg) {
+            return parse_gpu_profile(p.toml, &format!("compiler/presets/gpus/{}.toml", p.name));
+        }
+        if !path.is_file() {
+            return Err(CompileError::UnknownGpu { name: arg.to_string(), valid: names(GPU_PRESETS, |p| p.name) });
+        }
     }
-    match gpu_preset(arg) {
-        Some(p) => parse_gpu_profile(p.toml, &format!("compiler/presets/gpus/{}.toml", p.name)),
-        None => Err(CompileError::UnknownGpu { name: arg.to_string(), valid: names(GPU_PRESETS, |p| p.name) }),
-    }
+    let text =
+        std::fs::read_to_string(path).map_err(|source| CompileError::GpuFileRead { path: arg.to_string(), source })?;
+    parse_gpu_profile(&text, arg)
 }
 
 /// Parses and checks a GPU profile; `origin` names it in errors.
