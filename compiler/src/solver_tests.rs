@@ -315,3 +315,34 @@ fn all_resident_plan_prints_no_negative_zero() {
     let text = plan_of(&sol, 4).to_toml_string();
     assert!(!text.contains("-0.0"), "{}", &text[..600]);
 }
+
+/// Not only the plans the solver picks: every schedule it can build (each layer
+/// count, slot count, streamed count, spread and strategy) emits a plan the
+/// verifier accepts.
+#[test]
+fn every_schedule_the_solver_can_build_verifies() {
+    let mut checked = 0;
+    for layers in 2..=9u64 {
+        let m = model(layers);
+        let fixed = FixedRegions::new(&m, &SHAPE);
+        let all = layer_blocks(&m);
+        for k in 2..=crate::solve::MAX_SLOTS.min(layers) {
+            for count in k as usize..=all.len() {
+                for spread in [Spread::Even, Spread::Last] {
+                    for strategy in Strategy::ALL {
+                        let layout = layout_for(&m, &fixed, &pick_streamed(&all, count, spread), k);
+                        let sol = evaluate(&m, layout, spread, strategy, &UnitCosts::ONE).unwrap();
+                        let plan = plan_of(&sol, layers);
+                        if let Err(e) = djinn_core::verify::verify(&plan) {
+                            panic!(
+                                "{layers} layers, {count} streamed ({spread:?}) through {k} slots, {strategy:?}:\n{e}"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+}
