@@ -137,7 +137,7 @@ fn verifier_rejects_corrupted_goldens() {
             let mut bad = plan.clone();
             bad.prefill.steps[i].wait.clear();
             let err = verify(&bad).expect_err(&format!("{path}: a compute without its copy's wait passes")).to_string();
-            assert!(err.contains("copy-before-compute"), "{path}: {err}");
+            assert!(err.contains("rule copy-before-compute broken"), "{path}: {err}");
             assert!(err.contains(&plan.prefill.steps[i].block), "{path}: the message names the block: {err}");
             corrupted_waits += 1;
         }
@@ -145,7 +145,7 @@ fn verifier_rejects_corrupted_goldens() {
         let mut bad = plan.clone();
         bad.budget_bytes = plan.arena.bytes - 1;
         let err = verify(&bad).expect_err(&format!("{path}: an arena over budget passes")).to_string();
-        assert!(err.contains("budget"), "{path}: {err}");
+        assert!(err.contains("rule arena broken") && err.contains("exceeds budget_bytes"), "{path}: {err}");
     }
     assert!(corrupted_waits >= 4, "most goldens stream, so most get a corrupted wait");
 }
