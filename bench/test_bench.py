@@ -215,7 +215,7 @@ class FakeRunner:
                 return Outcome(101, False, 0.5, "thread 'main' panicked at runtime/src/replay.rs:1:1")
             with open(plan) as f:
                 pred = djinn._parse_toml_table(f.read(), "prediction")
-            steps = [pred["decode_ms_per_token"] * 1.1] * (int(self.flag(cmd, "--new-tokens")) - 1)
+            steps = [pred["decode_ms_per_token"] * 1.1] * (int(self.flag(cmd, "--max-new-tokens")) - 1)
             with open(self.flag(cmd, "--json"), "w") as f:
                 json.dump({"ttft_ms": pred["ttft_ms"] * 1.2, "decode_step_ms": steps, "peak_device_bytes": 21 * GIB}, f)
             return Outcome(0, False, 1.0, "")

@@ -54,7 +54,7 @@ def exec_cmd(bin_dir, plan_path, model_dir, prompt_ids_txt, new_tokens, metrics_
         "--backend", "cuda",
         "--enforce-budget",
         "--prompt-ids", prompt_ids_txt,
-        "--new-tokens", str(new_tokens),
+        "--max-new-tokens", str(new_tokens),
         "--json", metrics_path,
     ]  # fmt: skip
 

@@ -105,6 +105,10 @@ def run_djinn(ctx: Context, strategy: str, budget_bytes: int, name: Optional[str
     if row.ttft_ms is None or row.decode_ms_per_token is None:
         row.status, row.reason = FAILED, f"djinn-exec metrics {metrics} lack ttft_ms or decode timings: keys {sorted(m['raw'])}"
         return row
+    steps = len(row.decode_step_ms)
+    if steps and steps != ctx.new_tokens - 1:
+        # A run that stopped early (an end-of-sequence token) timed fewer tokens than the others.
+        row.extra["note"] = f"only {steps + 1} of {ctx.new_tokens} tokens generated"
     row.status = OK
     return row
 
