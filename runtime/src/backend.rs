@@ -4,10 +4,11 @@
 //! methods in plan order; a backend turns them into work on its lanes. The
 //! CUDA backend maps lanes to streams and events to CUDA events; the CPU
 //! backend runs each call to completion, so its events are trivially
-//! satisfied. Neither decides anything: which block, which slot, which event
-//! all come from the plan.
+//! satisfied (its adversarial mode instead defers work as far as the
+//! declared events allow). Neither decides anything: which block, which
+//! slot, which event all come from the plan.
 
-use djinn_core::plan::Lane;
+use djinn_core::plan::{Lane, PhaseName};
 
 /// A plan event, numbered by the engine (index into its table of event names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,6 +21,8 @@ pub struct Pass {
     pub tokens: Vec<u32>,
     /// Tokens already in the KV cache before this pass.
     pub pos0: u64,
+    /// The plan phase whose steps run this pass.
+    pub phase: PhaseName,
 }
 
 pub trait Backend {
@@ -44,4 +47,14 @@ pub trait Backend {
 
     /// Wait for the compute lane and return the last position's logits, `[vocab]` f32.
     fn logits(&mut self) -> Result<Vec<f32>, Self::Error>;
+
+    /// A short name for reports (`cpu`, `cpu-adversarial`, `cuda (NVIDIA L4)`).
+    fn describe(&self) -> String {
+        std::any::type_name::<Self>().rsplit("::").next().unwrap_or("backend").to_string()
+    }
+
+    /// Peak device memory in bytes, for backends with a device (the CPU backend has none).
+    fn peak_device_bytes(&self) -> Option<u64> {
+        None
+    }
 }

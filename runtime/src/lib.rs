@@ -1,10 +1,22 @@
 //! `djinn-exec`'s library: replays a Djinn plan.
 //!
-//! The plan decides; this crate executes. [`replay`] walks the plan's steps
-//! and drives a [`backend::Backend`]; [`forward`] is the one Llama forward
-//! pass, written against [`ops::Ops`]; the CPU backend implements it with the
-//! CPU twins of the kernels, the CUDA backend with the `.cu` kernels.
+//! The plan decides; this crate executes. [`weights`] checks a checkpoint
+//! against the plan and packs block images; [`replay`] walks the plan's steps
+//! and drives a [`backend::Backend`]; [`generate`] runs the prompt and the
+//! token loop over it; [`forward`] is the one Llama forward pass, written
+//! against [`ops::Ops`]; the [`cpu`] backend implements it with the CPU twins
+//! of the kernels, the [`cuda`] backend with the `.cu` kernels; [`tokenizer`]
+//! turns text into ids and streams ids back into text; [`exec`] is the
+//! command line.
 
 pub mod backend;
+pub mod cpu;
 pub mod cuda;
+pub mod exec;
+pub mod forward;
+pub mod generate;
 pub mod ops;
+pub mod replay;
+pub mod report;
+pub mod tokenizer;
+pub mod weights;

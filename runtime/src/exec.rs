@@ -1,0 +1,277 @@
+//! The command line of `djinn-exec`, as a library function so that tests run
+//! exactly what the binary runs (argument parsing, errors, output).
+//!
+//! ```text
+//! djinn-exec plan.toml --weights DIR [--tokenizer tokenizer.json] --prompt "Once upon a time" \
+//!     --max-new-tokens 64 [--temperature 0.7 --top-p 0.9 --seed 1] [--backend cpu|cuda] \
+//!     [--json metrics.json] [--replay in-order|adversarial] [--enforce-budget] [--trace trace.json]
+//! ```
+//!
+//! Order of work: read and verify the plan (cheap, and a bad plan should not
+//! cost a weight load), check the weights against it, tokenize, build the
+//! backend, generate while streaming text to stdout, then the report on
+//! stderr (and `--json`).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+use djinn_core::plan::{Plan, PlanIoError};
+use thiserror::Error;
+
+use crate::backend::Backend;
+use crate::cpu::{AdversarialCpu, CpuBackend, CpuError};
+use crate::cuda::{CudaBackend, CudaError, CudaOptions};
+use crate::generate::{generate, GenerateError, GenerateOptions, Generation, Sampling};
+use crate::replay::{Replay, ReplayError, ReplayOptions};
+use crate::report::Report;
+use crate::tokenizer::{TextStream, Tokenizer, TokenizerError};
+use crate::weights::{Weights, WeightsError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "djinn-exec",
+    version,
+    about = "Replay a Djinn plan: generate text with a model on a GPU (or the CPU)."
+)]
+pub struct Args {
+    /// The plan written by djinn-compile.
+    pub plan: PathBuf,
+    /// The Hugging Face model directory the plan was compiled for.
+    #[arg(long, value_name = "DIR")]
+    pub weights: PathBuf,
+    /// tokenizer.json to use [default: the one in --weights].
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// The prompt text (BOS added as the tokenizer's config says).
+    #[arg(long, required_unless_present = "prompt_ids", conflicts_with = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// A file of whitespace-separated token ids, used as they are (BOS included if wanted).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_ids: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: u64,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    pub backend: BackendArg,
+    /// Write the run's metrics as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// in-order, or adversarial: a CPU test mode that respects only the plan's declared events.
+    #[arg(long, value_enum, default_value_t = ReplayArg::InOrder)]
+    pub replay: ReplayArg,
+    /// CUDA: first take all free device memory beyond the plan's budget.
+    #[arg(long)]
+    pub enforce_budget: bool,
+    /// CUDA: write a Chrome/Perfetto trace of both lanes here.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+    /// Keep generating past an end-of-sequence token (benchmarks).
+    #[arg(long)]
+    pub ignore_eos: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayArg {
+    InOrder,
+    Adversarial,
+}
+
+/// Everything `djinn-exec` can refuse. Each message is complete on its own
+/// (inner errors are formatted into it, not chained as sources), so
+/// `{:#}` prints every cause exactly once.
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("{0}")]
+    Args(clap::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Plan(PlanIoError),
+    #[error("refusing to run plan {}: {error}", path.display())]
+    Replay { path: PathBuf, error: ReplayError },
+    #[error("{0}")]
+    Weights(WeightsError),
+    #[error("{0}")]
+    Tokenizer(TokenizerError),
+    #[error("prompt ids file {}: {message}", path.display())]
+    PromptIds { path: PathBuf, message: String },
+    #[error("CPU backend: {0}")]
+    Cpu(CpuError),
+    #[error("CUDA backend: {0}")]
+    Cuda(CudaError),
+    #[error("{0}")]
+    Generate(GenerateError),
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
+}
+
+macro_rules! from {
+    ($($t:ty => $v:ident),*) => {$(
+        impl From<$t> for ExecError {
+            fn from(e: $t) -> ExecError {
+                ExecError::$v(e)
+            }
+        }
+    )*};
+}
+from!(clap::Error => Args, PlanIoError => Plan, WeightsError => Weights, TokenizerError => Tokenizer,
+      CpuError => Cpu, CudaError => Cuda, GenerateError => Generate);
+
+/// Parses `argv` (program name first) and runs; text goes to `stdout`, the report to `stderr`.
+pub fn run<I, T>(argv: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<Report, ExecError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args = Args::try_parse_from(argv)?;
+    if args.backend == BackendArg::Cuda && args.replay == ReplayArg::Adversarial {
+        return Err(ExecError::Usage("--replay adversarial is a CPU test mode; use it with --backend cpu".into()));
+    }
+    if args.backend == BackendArg::Cpu && (args.enforce_budget || args.trace.is_some()) {
+        return Err(ExecError::Usage("--enforce-budget and --trace apply to --backend cuda only".into()));
+    }
+    let plan = Plan::load(&args.plan)?;
+    let replay = Replay::new(&plan, ReplayOptions::default())
+        .map_err(|error| ExecError::Replay { path: args.plan.clone(), error })?;
+    let weights = Weights::open(&args.weights, &plan)?;
+    let bos = weights.config().bos_token_id;
+    let (tokenizer, prompt) = match (&args.prompt, &args.prompt_ids) {
+        (Some(text), _) => {
+            let tok = Tokenizer::load(&args.weights, args.tokenizer.as_deref(), bos)?;
+            let ids = tok.encode(text)?;
+            (Some(tok), ids)
+        }
+        (None, Some(path)) => {
+            let has_tokenizer = args.tokenizer.is_some() || args.weights.join("tokenizer.json").is_file();
+            let tok = if has_tokenizer {
+                Some(Tokenizer::load(&args.weights, args.tokenizer.as_deref(), bos)?)
+            } else {
+                None
+            };
+            (tok, read_prompt_ids(path)?)
+        }
+        (None, None) => unreachable!("clap requires --prompt or --prompt-ids"),
+    };
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        sampling: Sampling { temperature: args.temperature, top_p: args.top_p, seed: args.seed },
+        stop_tokens: if args.ignore_eos { Vec::new() } else { weights.config().eos_token_ids.clone() },
+    };
+    let io = Io { tokenizer: tokenizer.as_ref(), stdout };
+    let (gen, text, name, peak, device) = match (args.backend, args.replay) {
+        (BackendArg::Cpu, ReplayArg::InOrder) => {
+            let mut b = CpuBackend::new(&plan, &weights)?;
+            let (gen, text) = drive(&replay, &mut b, &prompt, &opts, io)?;
+            (gen, text, b.describe(), b.peak_device_bytes(), None)
+        }
+        (BackendArg::Cpu, ReplayArg::Adversarial) => {
+            let mut b = AdversarialCpu::new(&plan, &weights)?;
+            let (gen, text) = drive(&replay, &mut b, &prompt, &opts, io)?;
+            (gen, text, b.describe(), b.peak_device_bytes(), None)
+        }
+        (BackendArg::Cuda, _) => {
+            let cuda_opts =
+                CudaOptions { enforce_budget: args.enforce_budget, trace: args.trace.clone(), device: args.device };
+            let mut b = CudaBackend::new(&plan, &weights, &cuda_opts)?;
+            let (gen, text) = drive(&replay, &mut b, &prompt, &opts, io)?;
+            let m = b.metrics()?;
+            let device = serde_json::json!({
+                "device": m.device,
+                "prefill_device_ms": m.prefill_device_ms,
+                "decode_device_ms_per_token": m.decode_device_ms_per_token,
+                "copy_gbps": m.copy_gbps,
+                "prefill_copy_busy": m.prefill_copy_busy,
+                "decode_copy_busy": m.decode_copy_busy,
+                "arena_bytes": m.arena_bytes,
+                "ballast_bytes": m.ballast_bytes,
+                "pinned_bytes": m.pinned_bytes,
+            });
+            (gen, text, b.describe(), b.peak_device_bytes(), Some(device))
+        }
+    };
+    let mut report = Report::new(&plan, &gen, name, peak);
+    report.text = text;
+    report.device = device;
+    let _ = write!(stderr, "{}", report.render());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
+        std::fs::write(path, json + "\n").map_err(|error| ExecError::Write { path: path.clone(), error })?;
+    }
+    Ok(report)
+}
+
+/// Where generated tokens go.
+struct Io<'a> {
+    tokenizer: Option<&'a Tokenizer>,
+    stdout: &'a mut dyn Write,
+}
+
+/// Generates on `backend`, streaming text (or, without a tokenizer, token ids) to stdout.
+fn drive<B: Backend>(
+    replay: &Replay,
+    backend: &mut B,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    io: Io,
+) -> Result<(Generation, Option<String>), ExecError>
+where
+    ExecError: From<B::Error>,
+{
+    let Io { tokenizer, stdout } = io;
+    let mut stream = TextStream::new(prompt);
+    let mut text = String::new();
+    let mut decode_error = None;
+    let gen = generate(replay, backend, prompt, opts, |e| {
+        match tokenizer {
+            Some(tok) => match stream.push(tok, e.token) {
+                Ok(Some(piece)) => {
+                    text.push_str(&piece);
+                    stdout.write_all(piece.as_bytes())?;
+                }
+                Ok(None) => {}
+                Err(err) => decode_error = Some(err),
+            },
+            None => write!(stdout, "{} ", e.token)?,
+        }
+        stdout.flush()
+    })?;
+    if let Some(err) = decode_error {
+        return Err(err.into());
+    }
+    if let Some(tok) = tokenizer {
+        if let Some(rest) = stream.finish(tok)? {
+            text.push_str(&rest);
+            let _ = stdout.write_all(rest.as_bytes());
+        }
+    }
+    let _ = writeln!(stdout);
+    let _ = stdout.flush();
+    Ok((gen, tokenizer.map(|_| text)))
+}
+
+fn read_prompt_ids(path: &Path) -> Result<Vec<u32>, ExecError> {
+    let err = |message: String| ExecError::PromptIds { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    text.split_whitespace()
+        .enumerate()
+        .map(|(i, w)| w.parse::<u32>().map_err(|_| err(format!("item {i} is {w:?}; expected a token id (an integer)"))))
+        .collect()
+}

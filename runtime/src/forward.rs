@@ -1,0 +1,263 @@
+//! The Llama forward pass — the one and only copy, for every backend.
+//!
+//! Follow a token through it: [`Forward::compute_block`] is called once per
+//! block, in model order, by whichever backend replays the plan. The
+//! embedding block turns token ids into rows of the f32 residual stream `x`.
+//! Each layer block then does, top to bottom (see [`Forward::layer`]):
+//!
+//! ```text
+//! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
+//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections
+//! q, k = rope(q, k)                     # rotate by position
+//! cache[pos0..pos0+n] = k, v            # append to this layer's KV cache
+//! attn = softmax(q·Kᵀ/√d) · V           # causal, grouped-query
+//! x += attn·Woᵀ                         # residual add
+//! xn = rmsnorm(x) · mlp_norm
+//! x += (silu(xn·Wgateᵀ) * xn·Wupᵀ)·Wdownᵀ
+//! ```
+//!
+//! The final-norm block normalises the last position only, and the LM-head
+//! block turns it into f32 logits. Nothing here allocates or owns memory:
+//! every operand is a [`Buf`] into the plan's arena — activations and KV
+//! cache carved with `djinn_core::activations` (the same functions the
+//! compiler sized the regions with), weights at the tensor offsets of the
+//! plan's block table inside the block image the replay points at. f16 and
+//! bf16 models run through the same code: each `Buf` carries its dtype.
+
+use djinn_core::activations::{ActivationLayout, KvLayout};
+use djinn_core::model::{Architecture, Block, BlockKind, Dtype, TensorRole};
+use djinn_core::plan::{Plan, RegionKind};
+use thiserror::Error;
+
+use crate::backend::Pass;
+use crate::ops::{AttnShape, Buf, Ops};
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ForwardError {
+    #[error("the plan has no {0:?} region")]
+    NoRegion(RegionKind),
+    #[error("region `{region}` is {have} bytes; the {what} layout needs {need}")]
+    RegionTooSmall { region: String, what: &'static str, have: u64, need: u64 },
+    #[error("the plan is for batch {0}; this executor runs batch 1")]
+    Batch(u64),
+    #[error("the model dtype is {0}; the forward pass runs f16 and bf16 models")]
+    Dtype(Dtype),
+    #[error("block `{block}` has no {role:?} tensor in the plan's block table")]
+    NoTensor { block: String, role: TensorRole },
+}
+
+/// The activation buffers, as absolute windows into the arena (`t` = the
+/// plan's `prompt_len`, the most tokens one pass feeds).
+#[derive(Debug, Clone, Copy)]
+pub struct Activations {
+    /// `[t]` u32 token ids of the pass (f32-typed 4-byte slots).
+    pub tokens: Buf,
+    /// `[t, hidden]` f32: the residual stream.
+    pub x: Buf,
+    /// `[t, hidden]` model dtype: the normalised input of the next projections.
+    pub xn: Buf,
+    /// `[t, num_heads*head_dim]`: queries.
+    pub q: Buf,
+    /// `[t, num_kv_heads*head_dim]`: keys of this pass.
+    pub k: Buf,
+    /// `[t, num_kv_heads*head_dim]`: values of this pass.
+    pub v: Buf,
+    /// f32 scratch of at least `[num_heads, t, seq]`: attention scores.
+    pub scores: Buf,
+    /// `[t, num_heads*head_dim]`: attention output, before `o_proj`.
+    pub attn: Buf,
+    /// `[t, hidden]`: `o_proj` and `down_proj` outputs, added into `x`.
+    pub proj: Buf,
+    /// `[t, intermediate]`: gate projection, then `silu(gate) * up`.
+    pub gate: Buf,
+    /// `[t, intermediate]`: up projection.
+    pub up: Buf,
+    /// `[vocab]` f32: logits of the last position.
+    pub logits: Buf,
+}
+
+impl Activations {
+    fn carve(layout: &ActivationLayout, base: u64) -> Activations {
+        let b = |name: &str| {
+            let buf = layout.buffer(name);
+            Buf { offset: base + buf.offset, elems: buf.elems, dtype: buf.dtype }
+        };
+        Activations {
+            tokens: b("tokens"),
+            x: b("x"),
+            xn: b("xn"),
+            q: b("q"),
+            k: b("k"),
+            v: b("v"),
+            scores: b("scores"),
+            attn: b("attn"),
+            proj: b("proj"),
+            gate: b("gate"),
+            up: b("up"),
+            logits: b("logits"),
+        }
+    }
+}
+
+/// One layer's weights inside its block image.
+struct LayerWeights {
+    attn_norm: Buf, // [hidden]
+    q: Buf,         // [num_heads*head_dim, hidden]
+    k: Buf,         // [num_kv_heads*head_dim, hidden]
+    v: Buf,         // [num_kv_heads*head_dim, hidden]
+    o: Buf,         // [hidden, num_heads*head_dim]
+    mlp_norm: Buf,  // [hidden]
+    gate: Buf,      // [intermediate, hidden]
+    up: Buf,        // [intermediate, hidden]
+    down: Buf,      // [hidden, intermediate]
+}
+
+/// The forward pass of one plan: its model and where its buffers are.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    arch: Architecture,
+    /// The plan's block table: tensor offsets inside each block image.
+    blocks: Vec<Block>,
+    act: Activations,
+    kv: KvLayout,
+    /// Arena offset of the KV cache region.
+    kv_base: u64,
+}
+
+impl Forward {
+    pub fn new(plan: &Plan) -> Result<Forward, ForwardError> {
+        let (arch, dtype, shape) = (&plan.model.arch, plan.model.dtype, &plan.shape);
+        if shape.batch != 1 {
+            return Err(ForwardError::Batch(shape.batch));
+        }
+        if dtype == Dtype::F32 {
+            return Err(ForwardError::Dtype(dtype));
+        }
+        for b in &plan.model.blocks {
+            if let Some(&role) = roles(b.kind).iter().find(|&&r| b.tensor(r).is_none()) {
+                return Err(ForwardError::NoTensor { block: b.name.clone(), role });
+            }
+        }
+        let layout = ActivationLayout::new(arch, dtype, shape);
+        let kv = KvLayout::new(arch, dtype, shape);
+        let act_region = region(plan, RegionKind::Activations, "activation", layout.bytes)?;
+        let kv_region = region(plan, RegionKind::KvCache, "KV cache", kv.bytes())?;
+        Ok(Forward {
+            arch: arch.clone(),
+            blocks: plan.model.blocks.clone(),
+            act: Activations::carve(&layout, act_region),
+            kv,
+            kv_base: kv_region,
+        })
+    }
+
+    pub fn activations(&self) -> &Activations {
+        &self.act
+    }
+
+    /// Runs block `block` (index into the plan's block table) for `pass`,
+    /// its image at arena byte `weights`.
+    pub fn compute_block<O: Ops>(&self, ops: &mut O, block: usize, weights: u64, pass: &Pass) -> Result<(), O::Error> {
+        let (a, h) = (&self.act, self.arch.hidden_size);
+        let n = pass.tokens.len() as u64;
+        let b = &self.blocks[block];
+        let w = |role| self.weight(b, role, weights);
+        match b.kind {
+            BlockKind::Embedding => ops.embed(a.x, w(TensorRole::Embed), a.tokens, n, h),
+            BlockKind::Layer => self.layer(ops, b, weights, n, pass.pos0),
+            // Only the last position's logits are needed: normalise its row alone.
+            BlockKind::FinalNorm => {
+                let last = a.x.slice((n - 1) * h, h);
+                ops.rmsnorm(a.xn, last, w(TensorRole::FinalNorm), 1, h, self.arch.rms_norm_eps)
+            }
+            BlockKind::LmHead => ops.matmul(a.logits, a.xn, w(TensorRole::LmHead), 1, self.arch.vocab_size, h),
+        }
+    }
+
+    /// One transformer layer over `n` tokens at positions `pos0..pos0+n`.
+    fn layer<O: Ops>(&self, ops: &mut O, b: &Block, weights: u64, n: u64, pos0: u64) -> Result<(), O::Error> {
+        let (a, arch) = (&self.act, &self.arch);
+        let (h, q_dim, kv_dim, inter) = (arch.hidden_size, arch.q_dim(), arch.kv_dim(), arch.intermediate_size);
+        let eps = arch.rms_norm_eps;
+        let w = self.layer_weights(b, weights);
+        let shape = AttnShape {
+            tokens: n,
+            pos0,
+            num_heads: arch.num_heads,
+            num_kv_heads: arch.num_kv_heads,
+            head_dim: arch.head_dim,
+            rope_theta: arch.rope_theta,
+        };
+        let layer = b.layer.expect("a layer block has a layer index");
+        let (k_cache, v_cache) = self.kv_planes(layer);
+
+        // Attention.
+        ops.rmsnorm(a.xn, a.x, w.attn_norm, n, h, eps)?;
+        ops.matmul(a.q, a.xn, w.q, n, q_dim, h)?;
+        ops.matmul(a.k, a.xn, w.k, n, kv_dim, h)?;
+        ops.matmul(a.v, a.xn, w.v, n, kv_dim, h)?;
+        ops.rope(a.q, a.k, shape)?;
+        ops.kv_store(k_cache, v_cache, a.k, a.v, shape)?;
+        ops.attention(a.attn, a.q, k_cache, v_cache, a.scores, shape)?;
+        ops.matmul(a.proj, a.attn, w.o, n, h, q_dim)?;
+        ops.add(a.x, a.proj, n * h)?;
+
+        // MLP.
+        ops.rmsnorm(a.xn, a.x, w.mlp_norm, n, h, eps)?;
+        ops.matmul(a.gate, a.xn, w.gate, n, inter, h)?;
+        ops.matmul(a.up, a.xn, w.up, n, inter, h)?;
+        ops.silu_mul(a.gate, a.up, n * inter)?;
+        ops.matmul(a.proj, a.gate, w.down, n, h, inter)?;
+        ops.add(a.x, a.proj, n * h)
+    }
+
+    /// Layer `layer`'s K and V planes, `[max_seq_len, kv_dim]` each.
+    fn kv_planes(&self, layer: u64) -> (Buf, Buf) {
+        let elems = self.kv.batch * self.kv.max_seq_len * self.kv.kv_dim;
+        let plane =
+            |which| Buf { offset: self.kv_base + self.kv.plane_offset(layer, which), elems, dtype: self.kv.dtype };
+        (plane(0), plane(1))
+    }
+
+    fn layer_weights(&self, b: &Block, base: u64) -> LayerWeights {
+        let w = |role| self.weight(b, role, base);
+        LayerWeights {
+            attn_norm: w(TensorRole::AttnNorm),
+            q: w(TensorRole::Q),
+            k: w(TensorRole::K),
+            v: w(TensorRole::V),
+            o: w(TensorRole::O),
+            mlp_norm: w(TensorRole::MlpNorm),
+            gate: w(TensorRole::Gate),
+            up: w(TensorRole::Up),
+            down: w(TensorRole::Down),
+        }
+    }
+
+    /// A weight of block `b` whose image starts at arena byte `base` ([`Forward::new`]
+    /// checked that every block has the tensors of its kind).
+    fn weight(&self, b: &Block, role: TensorRole, base: u64) -> Buf {
+        let t = b.tensor(role).expect("Forward::new checked the block's tensors");
+        Buf { offset: base + t.offset, elems: t.shape.iter().product(), dtype: t.dtype }
+    }
+}
+
+/// The tensors the forward pass reads from a block of `kind`.
+fn roles(kind: BlockKind) -> &'static [TensorRole] {
+    use TensorRole::*;
+    match kind {
+        BlockKind::Embedding => &[Embed],
+        BlockKind::Layer => &[AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down],
+        BlockKind::FinalNorm => &[FinalNorm],
+        BlockKind::LmHead => &[LmHead],
+    }
+}
+
+/// The offset of the plan's `kind` region, checked to hold `need` bytes.
+fn region(plan: &Plan, kind: RegionKind, what: &'static str, need: u64) -> Result<u64, ForwardError> {
+    let r = plan.region_of_kind(kind).ok_or(ForwardError::NoRegion(kind))?;
+    if r.bytes < need {
+        return Err(ForwardError::RegionTooSmall { region: r.name.clone(), what, have: r.bytes, need });
+    }
+    Ok(r.offset)
+}

@@ -1,0 +1,175 @@
+//! Generation: prefill the prompt, then one decode pass per new token.
+//!
+//! The plan's prefill phase is sized for `prompt_len` tokens; a longer
+//! prompt (up to `max_seq_len`) is fed in two parts — prefill for its first
+//! `prompt_len` tokens, then one decode pass per remaining prompt token, which
+//! is the same computation in smaller pieces. A prompt longer than
+//! `max_seq_len` is refused, and generation stops when the KV cache is full.
+
+use std::time::Instant;
+
+use djinn_core::plan::PhaseName;
+use djinn_kernels::{sample_top_p_f32, Rng};
+use thiserror::Error;
+
+use crate::backend::{Backend, Pass};
+use crate::replay::{Replay, ReplayError};
+
+/// How the next token is chosen. `temperature <= 0` is greedy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Sampling {
+    pub fn greedy() -> Sampling {
+        Sampling { temperature: 0.0, top_p: 1.0, seed: 0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    pub max_new_tokens: u64,
+    pub sampling: Sampling,
+    /// Generation stops when one of these is sampled (it is not emitted).
+    pub stop_tokens: Vec<u32>,
+}
+
+#[derive(Debug, Error)]
+pub enum GenerateError {
+    #[error("{0}")]
+    Replay(ReplayError),
+    #[error("the prompt is empty (not even a BOS token)")]
+    EmptyPrompt,
+    #[error(
+        "the prompt is {prompt} tokens, longer than the plan's max_seq_len of {max_seq_len}; \
+         shorten the prompt or recompile the plan with a larger --max-seq-len"
+    )]
+    PromptTooLong { prompt: u64, max_seq_len: u64 },
+    #[error(
+        "token id {token} at prompt position {pos} is outside the model's vocabulary of {vocab} (wrong tokenizer?)"
+    )]
+    Token { token: u32, pos: usize, vocab: u64 },
+    #[error("cannot write the generated text: {0}")]
+    Output(std::io::Error),
+}
+
+impl From<ReplayError> for GenerateError {
+    fn from(e: ReplayError) -> GenerateError {
+        GenerateError::Replay(e)
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    MaxNewTokens,
+    /// A stop token (EOS) was sampled.
+    Eos(u32),
+    /// The KV cache holds `max_seq_len` tokens.
+    MaxSeqLen,
+}
+
+/// One new token and the logits it was chosen from.
+#[derive(Debug)]
+pub struct Emitted<'a> {
+    /// 0 for the first generated token.
+    pub index: usize,
+    pub token: u32,
+    pub logits: &'a [f32],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    pub prompt_tokens: usize,
+    /// The generated tokens (a stop token excluded).
+    pub tokens: Vec<u32>,
+    pub stop: StopReason,
+    /// Prompt in, first token chosen.
+    pub ttft_ms: f64,
+    /// One entry per decode pass after the first token.
+    pub decode_ms: Vec<f64>,
+    /// Bytes the copy lane moved in each of those decode passes.
+    pub decode_copy_bytes: Vec<u64>,
+}
+
+/// Runs `prompt` through the plan and generates; `on_token` sees each new token as it is chosen.
+pub fn generate<B: Backend>(
+    replay: &Replay,
+    backend: &mut B,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    mut on_token: impl FnMut(&Emitted) -> std::io::Result<()>,
+) -> Result<Generation, GenerateError> {
+    let shape = replay.plan().shape;
+    let vocab = replay.plan().model.arch.vocab_size;
+    let len = prompt.len() as u64;
+    if prompt.is_empty() {
+        return Err(GenerateError::EmptyPrompt);
+    }
+    if len > shape.max_seq_len {
+        return Err(GenerateError::PromptTooLong { prompt: len, max_seq_len: shape.max_seq_len });
+    }
+    if let Some((pos, &token)) = prompt.iter().enumerate().find(|(_, &t)| t as u64 >= vocab) {
+        return Err(GenerateError::Token { token, pos, vocab });
+    }
+    let mut rng = Rng::new(opts.sampling.seed);
+    let mut choose = |logits: &[f32]| {
+        let s = &opts.sampling;
+        sample_top_p_f32(logits, s.temperature, s.top_p, &mut rng) as u32
+    };
+    let pass = |tokens: &[u32], pos0: u64, phase| Pass { tokens: tokens.to_vec(), pos0, phase };
+
+    let start = Instant::now();
+    let first = len.min(shape.prompt_len) as usize;
+    replay.run_pass(backend, &pass(&prompt[..first], 0, PhaseName::Prefill))?;
+    let mut logits = replay.logits(backend, PhaseName::Prefill)?;
+    for (pos, &token) in prompt.iter().enumerate().skip(first) {
+        replay.run_pass(backend, &pass(&[token], pos as u64, PhaseName::Decode))?;
+        logits = replay.logits(backend, PhaseName::Decode)?;
+    }
+    let mut gen = Generation {
+        prompt_tokens: prompt.len(),
+        tokens: Vec::new(),
+        stop: StopReason::MaxNewTokens,
+        ttft_ms: 0.0,
+        decode_ms: Vec::new(),
+        decode_copy_bytes: Vec::new(),
+    };
+    if opts.max_new_tokens == 0 {
+        gen.ttft_ms = ms(start);
+        return Ok(gen);
+    }
+    let mut token = choose(&logits);
+    gen.ttft_ms = ms(start);
+    loop {
+        if opts.stop_tokens.contains(&token) {
+            gen.stop = StopReason::Eos(token);
+            break;
+        }
+        on_token(&Emitted { index: gen.tokens.len(), token, logits: &logits }).map_err(GenerateError::Output)?;
+        gen.tokens.push(token);
+        if gen.tokens.len() as u64 >= opts.max_new_tokens {
+            break;
+        }
+        // The token just chosen goes into the cache at this position.
+        let pos = len + gen.tokens.len() as u64 - 1;
+        if pos >= shape.max_seq_len {
+            gen.stop = StopReason::MaxSeqLen;
+            break;
+        }
+        let t = Instant::now();
+        let copied = replay.run_pass(backend, &pass(&[token], pos, PhaseName::Decode))?;
+        logits = replay.logits(backend, PhaseName::Decode)?;
+        token = choose(&logits);
+        gen.decode_ms.push(ms(t));
+        gen.decode_copy_bytes.push(copied);
+    }
+    Ok(gen)
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}

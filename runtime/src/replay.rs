@@ -1,0 +1,202 @@
+//! The replay engine: walks a plan's steps and drives a [`Backend`].
+//!
+//! It decides nothing. [`Replay::new`] runs the verifier (a plan on disk may
+//! have been edited or written by a buggy compiler) and resolves every name
+//! once — block names to block indices, slots and resident regions to arena
+//! offsets, event names to [`EventId`]s. [`Replay::run_pass`] then issues one
+//! phase's steps in plan order: for each step, a `wait` for each of its
+//! `wait` and `wait_prev` events, the op, and its `record`.
+//!
+//! `wait_prev` needs no special case: a backend's `wait` binds to the most
+//! recent record of the event issued so far (CUDA semantics), and the
+//! verifier guarantees that in the decode body a `wait_prev = ["e"]` step is
+//! issued before the current iteration's record of `e` — so it binds to the
+//! previous iteration's record, or prefill's for the first iteration (see
+//! `djinn_core::plan`).
+
+use std::collections::HashMap;
+
+use djinn_core::plan::{Lane, Op, PhaseName, Placement, Plan};
+use djinn_core::verify::{verify, VerifyError};
+use thiserror::Error;
+
+use crate::backend::{Backend, EventId, Pass};
+
+/// How to replay. `skip_verify` exists for tests that prove the adversarial
+/// backend catches plans the verifier rejects; no command-line flag sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayOptions {
+    pub skip_verify: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Verify(VerifyError),
+    #[error("the plan is for batch {0}; djinn-exec runs batch 1 (recompile with --batch 1)")]
+    Batch(u64),
+    #[error("{phase} step {step} ({what}): {problem}")]
+    Resolve { phase: PhaseName, step: usize, what: String, problem: String },
+    #[error("a {phase} pass of {tokens} tokens at position {pos0} does not fit the plan ({limit})")]
+    PassShape { phase: PhaseName, tokens: u64, pos0: u64, limit: String },
+    #[error("{phase} step {step} ({what}): {error}")]
+    Backend { phase: PhaseName, step: String, what: String, error: Box<dyn std::error::Error + Send + Sync> },
+}
+
+/// What a step does, with every name resolved.
+#[derive(Debug, Clone, PartialEq)]
+enum Action {
+    Copy { block: usize, dst: u64, bytes: u64 },
+    Compute { block: usize, weights: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Resolved {
+    lane: Lane,
+    action: Action,
+    /// `wait` then `wait_prev`, in the plan's order.
+    waits: Vec<EventId>,
+    record: Option<EventId>,
+    /// `copy layer.3 into slot 1`, for error messages.
+    what: String,
+}
+
+/// A verified plan, resolved for replay.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    plan: Plan,
+    events: Vec<String>,
+    prefill: Vec<Resolved>,
+    decode: Vec<Resolved>,
+}
+
+impl Replay {
+    pub fn new(plan: &Plan, opts: ReplayOptions) -> Result<Replay, ReplayError> {
+        if !opts.skip_verify {
+            verify(plan).map_err(ReplayError::Verify)?;
+        }
+        if plan.shape.batch != 1 {
+            return Err(ReplayError::Batch(plan.shape.batch));
+        }
+        let mut events = Vec::new();
+        let mut ids = HashMap::new();
+        let mut resolve = |phase| resolve_phase(plan, phase, &mut events, &mut ids);
+        let prefill = resolve(PhaseName::Prefill)?;
+        let decode = resolve(PhaseName::Decode)?;
+        Ok(Replay { plan: plan.clone(), events, prefill, decode })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The event names, indexed by [`EventId`].
+    pub fn events(&self) -> &[String] {
+        &self.events
+    }
+
+    /// Issues the steps of `pass.phase` on `backend`; returns the bytes its copy steps move.
+    /// A prefill pass feeds at most `prompt_len` tokens, a decode pass one; both end within `max_seq_len`.
+    pub fn run_pass<B: Backend>(&self, backend: &mut B, pass: &Pass) -> Result<u64, ReplayError> {
+        let shape = &self.plan.shape;
+        let n = pass.tokens.len() as u64;
+        let (cap, limit) = match pass.phase {
+            PhaseName::Prefill => {
+                (shape.prompt_len, format!("prefill feeds 1 to {} tokens (prompt_len)", shape.prompt_len))
+            }
+            PhaseName::Decode => (1, "decode feeds 1 token".to_string()),
+        };
+        let fits_seq = pass.pos0 + n <= shape.max_seq_len;
+        if n == 0 || n > cap || !fits_seq {
+            let limit = if fits_seq { limit } else { format!("max_seq_len is {}", shape.max_seq_len) };
+            return Err(ReplayError::PassShape { phase: pass.phase, tokens: n, pos0: pass.pos0, limit });
+        }
+        let fail = |step: String, what: &str| {
+            let what = what.to_string();
+            move |e: B::Error| ReplayError::Backend { phase: pass.phase, step, what, error: Box::new(e) }
+        };
+        backend.begin_pass(pass).map_err(fail("start".into(), "staging the pass's tokens"))?;
+        let steps = match pass.phase {
+            PhaseName::Prefill => &self.prefill,
+            PhaseName::Decode => &self.decode,
+        };
+        let mut copied = 0;
+        for (i, s) in steps.iter().enumerate() {
+            let err = || fail(i.to_string(), &s.what);
+            for &e in &s.waits {
+                backend.wait(s.lane, e).map_err(err())?;
+            }
+            match s.action {
+                Action::Copy { block, dst, bytes } => {
+                    backend.copy_block(block, dst).map_err(err())?;
+                    copied += bytes;
+                }
+                Action::Compute { block, weights } => backend.compute_block(block, weights, pass).map_err(err())?,
+            }
+            if let Some(e) = s.record {
+                backend.record(s.lane, e).map_err(err())?;
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Waits for the pass's compute and returns the last position's logits.
+    pub fn logits<B: Backend>(&self, backend: &mut B, phase: PhaseName) -> Result<Vec<f32>, ReplayError> {
+        backend.logits().map_err(|e| ReplayError::Backend {
+            phase,
+            step: "end".into(),
+            what: "reading the logits".into(),
+            error: Box::new(e),
+        })
+    }
+}
+
+fn resolve_phase(
+    plan: &Plan,
+    phase: PhaseName,
+    events: &mut Vec<String>,
+    ids: &mut HashMap<String, EventId>,
+) -> Result<Vec<Resolved>, ReplayError> {
+    let mut id = |name: &String| {
+        *ids.entry(name.clone()).or_insert_with(|| {
+            events.push(name.clone());
+            EventId(events.len() - 1)
+        })
+    };
+    let mut out = Vec::new();
+    for (i, step) in plan.phase(phase).steps.iter().enumerate() {
+        let what = match (step.op, step.slot) {
+            (Op::Copy, Some(s)) => format!("copy {} into slot {s}", step.block),
+            (Op::Compute, Some(s)) => format!("compute {} from slot {s}", step.block),
+            (op, None) => format!("{} {}", if op == Op::Copy { "copy" } else { "compute" }, step.block),
+        };
+        let problem = |p: String| ReplayError::Resolve { phase, step: i, what: what.clone(), problem: p };
+        let block = plan.model.block_index(&step.block).ok_or_else(|| problem("no such block in the model".into()))?;
+        let slot = |s: Option<u64>| {
+            let s = s.ok_or_else(|| problem("names no slot".into()))?;
+            plan.slot_region(s).map(|r| r.offset).ok_or_else(|| problem(format!("slot {s} has no region")))
+        };
+        let action = match step.op {
+            Op::Copy => Action::Copy { block, dst: slot(step.slot)?, bytes: plan.model.blocks[block].bytes },
+            Op::Compute => {
+                let weights = match plan.placement(&step.block) {
+                    Some(Placement::Resident { region }) => plan
+                        .region(region)
+                        .map(|r| r.offset)
+                        .ok_or_else(|| problem(format!("resident region `{region}` does not exist")))?,
+                    Some(Placement::Streamed) => slot(step.slot)?,
+                    None => return Err(problem("the block has no placement".into())),
+                };
+                Action::Compute { block, weights }
+            }
+        };
+        out.push(Resolved {
+            lane: step.lane,
+            action,
+            waits: step.wait.iter().chain(&step.wait_prev).map(&mut id).collect(),
+            record: step.record.as_ref().map(&mut id),
+            what,
+        });
+    }
+    Ok(out)
+}
