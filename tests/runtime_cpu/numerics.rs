@@ -1,0 +1,112 @@
+//! The CPU forward pass against transformers' float32 reference.
+//!
+//! **Tolerance.** The reference runs the fp16 checkpoint's values in float32
+//! end to end. The runtime keeps the residual stream and every accumulation
+//! and softmax in f32 too, but — like any fp16 inference engine, and as the
+//! activation layout of the plan prescribes — rounds the operands and
+//! results of the matrix products to f16: per layer `xn`, `q`, `k`, `v`,
+//! `attn`, `proj`, `xn`, `gate`, `up`, `silu·up`, `proj` (11 roundings, each
+//! off by up to 2^-11 ≈ 4.9e-4 relative, ~2.8e-4 rms), plus the final `xn`.
+//! Independent roundings add in quadrature, so over L = 3–4 layers the
+//! hidden state is off by ≈ sqrt(11·4+1)·2.8e-4 ≈ 1.9e-3 relative, and a
+//! logit — a dot product of that state with an exact weight row — by about
+//! that fraction of the logits' scale (|logit| ≲ 3.7 here): a few 1e-3.
+//! Measured: max |err| 3.6e-3 over all prompts, both fixtures, prefill and
+//! decode logits (mean |err| ≈ 5e-4). We allow `atol 1e-2 + rtol 1e-2·|ref|`,
+//! ≈ 3× the measured maximum; a structural bug (RoPE convention, GQA head
+//! mapping, KV positions, a missing norm weight) moves logits by 0.1 or more.
+
+use djinn_kernels::check::close;
+use djinn_runtime::replay::ReplayOptions;
+use djinn_runtime::tokenizer::{TextStream, Tokenizer};
+
+use super::*;
+
+const ATOL: f64 = 1e-2;
+const RTOL: f64 = 1e-2;
+/// The mean error is bounded too: a bias shared by all logits would hide under the max.
+const MEAN_ATOL: f64 = 1.5e-3;
+
+fn check_logits(what: &str, got: &[f32], want: &[f64]) {
+    let c = close(what, got, want, ATOL, RTOL).unwrap_or_else(|e| panic!("{e}"));
+    let mean = got.iter().zip(want).map(|(g, w)| (*g as f64 - w).abs()).sum::<f64>() / want.len() as f64;
+    println!("{what}: max |err| {:.2e} at token {}, mean |err| {mean:.2e}", c.max_abs_err, c.at);
+    assert!(mean <= MEAN_ATOL, "{what}: mean |err| {mean:.3e} > {MEAN_ATOL:e}");
+}
+
+#[test]
+fn prefill_and_decode_logits_match_the_float32_reference() {
+    for name in FIXTURES {
+        let plan = resident_plan(name);
+        for r in reference(name) {
+            let step = r.decode_check_step;
+            let run = run(&plan, name, &r.input_ids, step as u64 + 1, Mode::InOrder, ReplayOptions::default());
+            check_logits(&format!("{name} {:?} prefill logits", r.prompt), &run.logits[0], &r.last_logits);
+            check_logits(&format!("{name} {:?} decode logits at step {step}", r.prompt), &run.logits[step], &r.step_logits);
+        }
+    }
+}
+
+#[test]
+fn greedy_tokens_match_the_reference_for_32_tokens() {
+    for name in FIXTURES {
+        let plan = resident_plan(name);
+        for r in reference(name) {
+            let run = run(&plan, name, &r.input_ids, r.greedy_ids.len() as u64, Mode::InOrder, ReplayOptions::default());
+            assert_eq!(run.tokens, r.greedy_ids, "{name} {:?}", r.prompt);
+        }
+    }
+}
+
+/// The 32-token prompt through a plan whose prefill is sized for 8: the
+/// first 8 tokens prefill, the other 24 go through decode passes.
+#[test]
+fn a_prompt_longer_than_prompt_len_is_fed_through_decode_passes() {
+    let plan = plan_for(GQA, Strategy::Djinn, None, 8, 256);
+    let r = reference(GQA).iter().find(|r| r.input_ids.len() > 8).unwrap();
+    let run = run(&plan, GQA, &r.input_ids, 32, Mode::InOrder, ReplayOptions::default());
+    check_logits(&format!("{GQA} {:?} prefill logits (chunked)", r.prompt), &run.logits[0], &r.last_logits);
+    assert_eq!(run.tokens, r.greedy_ids);
+}
+
+#[test]
+fn tokenizer_gives_the_reference_ids_with_bos_exactly_once() {
+    for name in FIXTURES {
+        let dir = fixture(name);
+        let tok = Tokenizer::load(&dir, None, Some(1)).unwrap();
+        for r in reference(name) {
+            let ids = tok.encode(&r.prompt).unwrap();
+            assert_eq!(ids, r.input_ids, "{name} {:?}", r.prompt);
+            assert_eq!(ids.iter().filter(|&&t| t == 1).count(), 1);
+        }
+    }
+}
+
+/// Streaming pieces concatenate to the decode of the whole sequence after the
+/// prompt — multi-byte characters built from byte-fallback tokens included.
+#[test]
+fn streamed_text_equals_the_reference_decode() {
+    let tok = Tokenizer::load(&fixture(MHA), None, Some(1)).unwrap();
+    // <0xE2> <0x96> <0x81> is "▁" (U+2581) in three byte-fallback tokens; 29871 is "▁" (a space).
+    let bytes = [tok.token_to_id("<0xE2>").unwrap(), tok.token_to_id("<0x96>").unwrap(), tok.token_to_id("<0x81>").unwrap()];
+    let mut cases: Vec<(Vec<u32>, Vec<u32>)> =
+        FIXTURES.iter().flat_map(|n| reference(n)).map(|r| (r.input_ids.clone(), r.greedy_ids.clone())).collect();
+    cases.push((vec![1, 9038], [&bytes[..], &[2501], &bytes[..2], &[263]].concat()));
+    for (prompt, gen) in cases {
+        let mut stream = TextStream::new(&prompt);
+        let mut pieces = Vec::new();
+        for &t in &gen {
+            pieces.extend(stream.push(&tok, t).unwrap());
+        }
+        pieces.extend(stream.finish(&tok).unwrap());
+        let all = tok.decode(&[&prompt[..], &gen[..]].concat()).unwrap();
+        let head = tok.decode(&prompt).unwrap();
+        assert_eq!(pieces.concat(), all[head.len()..], "prompt {prompt:?} gen {gen:?}");
+        assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')) || gen.ends_with(&bytes[..2]) == false);
+    }
+    for r in reference(MHA) {
+        let mut stream = TextStream::new(&r.input_ids);
+        let text: String = r.greedy_ids.iter().filter_map(|&t| stream.push(&tok, t).unwrap()).collect();
+        assert_eq!(text.trim_start(), r.greedy_text.trim_start());
+    }
+}
