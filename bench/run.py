@@ -76,6 +76,8 @@ def parse_args(argv=None):
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="no untimed warm-up generate for transformers")
     p.add_argument("--python", default=sys.executable, help="interpreter for the torch workers")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--cpu", action="store_true",
+                   help="smoke run on the CPU, for tiny models: djinn-exec --backend cpu, transformers on the CPU, no cap")
     p.add_argument("--deadline", type=float, default=None,
                    help="seconds: start no system after this, and cut each system's timeout to the time left")
     p.add_argument("--merge-from", default=None,
@@ -207,8 +209,10 @@ class Harness:
             bin_dir=a.bin, model_dir=a.model_dir, out_dir=a.out, cap_bytes=a.cap, prompt_len=a.prompt_len,
             new_tokens=a.new_tokens, max_seq_len=a.max_seq_len, gpu=a.gpu, dtype=dtype, runner=self.runner,
             prompt_paths=paths, python=a.python, timeout_s=a.timeout, hf_headroom_bytes=a.hf_headroom,
-            warmup=a.warmup,
+            warmup=a.warmup, backend="cpu" if a.cpu else "cuda",
         )  # fmt: skip
+        if a.cpu:
+            self.meta["notes"].append("--cpu smoke run: no GPU, no cap; timings are CPU timings")
 
         self.echo("== pinned host-to-device bandwidth")
         measured = systems.measure_h2d(ctx)

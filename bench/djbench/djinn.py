@@ -46,17 +46,20 @@ def compile_cmd(bin_dir, gpu, budget_bytes, model_dir, prompt_len, max_seq_len, 
     ]  # fmt: skip
 
 
-def exec_cmd(bin_dir, plan_path, model_dir, prompt_ids_txt, new_tokens, metrics_path):
-    return [
+def exec_cmd(bin_dir, plan_path, model_dir, prompt_ids_txt, new_tokens, metrics_path, backend="cuda"):
+    """djinn-exec under the plan's budget (`--enforce-budget`: a ballast takes the rest of the device),
+    on exactly the prompt's ids, for exactly `new_tokens` tokens (`--ignore-eos`, as transformers is run)."""
+    cmd = [
         os.path.join(bin_dir, "djinn-exec"),
         plan_path,
         "--weights", model_dir,
-        "--backend", "cuda",
-        "--enforce-budget",
+        "--backend", backend,
         "--prompt-ids", prompt_ids_txt,
         "--max-new-tokens", str(new_tokens),
+        "--ignore-eos",
         "--json", metrics_path,
     ]  # fmt: skip
+    return cmd + ["--enforce-budget"] if backend == "cuda" else cmd
 
 
 def synth_cmd(bin_dir, model, out_dir, dtype=None):

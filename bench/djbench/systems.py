@@ -37,6 +37,8 @@ class Context:
     timeout_s: float = 1800.0
     hf_headroom_bytes: int = 2 * 2**30
     warmup: bool = True
+    # `cuda`, or `cpu` for a smoke run of the harness on a machine without a GPU (no caps).
+    backend: str = "cuda"
     extra_notes: list = field(default_factory=list)
 
     def path(self, *parts) -> str:
@@ -77,7 +79,7 @@ def run_djinn(ctx: Context, strategy: str, budget_bytes: int, name: Optional[str
     if outcome.rc != 0 or outcome.timed_out or outcome.dry_run:
         failure(row, outcome, "djinn-compile")
         if outcome.dry_run:
-            row.commands.append(djinn.exec_cmd(ctx.bin_dir, plan, ctx.model_dir, ctx.prompt_paths["txt"], ctx.new_tokens, metrics))
+            row.commands.append(djinn.exec_cmd(ctx.bin_dir, plan, ctx.model_dir, ctx.prompt_paths["txt"], ctx.new_tokens, metrics, ctx.backend))
             ctx.runner.run(row.commands[-1], ctx.timeout_s, row.log)
         return row
     try:
@@ -86,7 +88,7 @@ def run_djinn(ctx: Context, strategy: str, budget_bytes: int, name: Optional[str
         row.status, row.reason = FAILED, f"cannot read the prediction of {plan}: {e}"
         return row
 
-    cmd = djinn.exec_cmd(ctx.bin_dir, plan, ctx.model_dir, ctx.prompt_paths["txt"], ctx.new_tokens, metrics)
+    cmd = djinn.exec_cmd(ctx.bin_dir, plan, ctx.model_dir, ctx.prompt_paths["txt"], ctx.new_tokens, metrics, ctx.backend)
     row.commands.append(cmd)
     outcome = ctx.runner.run(cmd, ctx.timeout_s, row.log)
     if outcome.rc != 0 or outcome.timed_out:
@@ -135,6 +137,8 @@ def run_hf(ctx: Context, mode: str) -> Row:
     ]  # fmt: skip
     if not ctx.warmup:
         cmd.append("--no-warmup")
+    if ctx.backend == "cpu":
+        cmd.append("--cpu")
     row.commands.append(cmd)
     outcome = ctx.runner.run(cmd, ctx.timeout_s, row.log)
     if outcome.dry_run:
