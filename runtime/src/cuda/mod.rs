@@ -1,1 +1,33 @@
-//! The CUDA backend (to be written).
+//! The CUDA backend: replays a plan on one GPU with two streams.
+//!
+//! The copy lane is the highest-priority stream and only moves block images
+//! from pinned host memory into slot regions; the compute lane runs the
+//! shared forward pass ([`crate::forward`]) through [`CudaOps`] (NVRTC-built
+//! kernels from `kernels/cuda/` and cuBLAS). Every `record` / `wait` of the
+//! plan is one CUDA event; nothing else orders the lanes. All device memory
+//! the plan uses is one allocation laid out exactly as `plan.arena` says.
+//!
+//! Modules, bottom up: [`context`] (library presence checks, device, RAII
+//! streams / events / memory), [`nvrtc`] (compile + disk cache), [`pinned`],
+//! [`blas`], [`ops`], [`budget`], [`placement`], [`timing`], [`metrics`],
+//! [`trace`], and [`backend`], which ties them to the replay engine.
+
+mod backend;
+mod blas;
+mod budget;
+mod context;
+mod error;
+mod metrics;
+mod nvrtc;
+mod ops;
+mod pinned;
+mod placement;
+mod timing;
+mod trace;
+
+pub use backend::{CudaBackend, CudaOptions};
+pub use context::{check_libraries, Gpu};
+pub use error::CudaError;
+pub use metrics::CudaMetrics;
+pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels, SOURCES as KERNEL_SOURCES};
+pub use ops::CudaOps;

@@ -1,0 +1,83 @@
+// Shared by every kernel source: 16-bit float storage types and their
+// conversions, written without cuda_fp16.h / cuda_bf16.h so that NVRTC needs
+// no include path (the headers are not installed on every machine that has
+// libnvrtc). The runtime prepends this file to each .cu before compiling.
+//
+// Conversions round to nearest even, like the `half` crate the CPU twins use:
+// f16 through the PTX cvt instructions, bf16 by integer arithmetic (NaN kept
+// quiet), so GPU and CPU round every stored value identically.
+
+typedef unsigned short u16;
+typedef unsigned int u32;
+
+#define NEG_INF __int_as_float(0xff800000)
+
+struct f16_t { u16 bits; };
+struct bf16_t { u16 bits; };
+
+__device__ __forceinline__ float to_f32(f16_t x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+    return f;
+}
+
+__device__ __forceinline__ float to_f32(bf16_t x) {
+    return __uint_as_float(((u32)x.bits) << 16);
+}
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+
+template <typename T> __device__ __forceinline__ T from_f32(float f);
+
+template <> __device__ __forceinline__ f16_t from_f32<f16_t>(float f) {
+    f16_t r;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(r.bits) : "f"(f));
+    return r;
+}
+
+template <> __device__ __forceinline__ bf16_t from_f32<bf16_t>(float f) {
+    u32 u = __float_as_uint(f);
+    bf16_t r;
+    if ((u & 0x7fffffffu) > 0x7f800000u) {
+        r.bits = (u16)((u >> 16) | 0x0040u);  // quiet NaN, sign kept
+    } else {
+        u += 0x7fffu + ((u >> 16) & 1u);      // round to nearest even
+        r.bits = (u16)(u >> 16);
+    }
+    return r;
+}
+
+template <> __device__ __forceinline__ float from_f32<float>(float f) { return f; }
+
+// Sum over a warp; every lane gets the total.
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+// thread gets the total. `scratch` holds 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : NEG_INF;
+    return warp_max(v);
+}

@@ -1,0 +1,37 @@
+// Rotary position embedding, Hugging Face rotate-half convention, in place on
+// q [tokens, num_heads*head_dim] and k [tokens, num_kv_heads*head_dim] at
+// positions pos0..pos0+tokens:
+//   inv_freq[i] = 1 / theta^(2i/head_dim), a = pos * inv_freq[i]  (i < head_dim/2)
+//   x'[i]        = x[i] cos a - x[i + half] sin a
+//   x'[i + half] = x[i + half] cos a + x[i] sin a
+// The frequency and the angle are f32, as in transformers' LlamaRotaryEmbedding
+// and the CPU twin, so long positions round the same way. One thread per
+// (token, head, i).
+
+template <typename T>
+__device__ void rope(T* q, T* k, u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+    u32 half = head_dim / 2;
+    u32 heads = num_heads + num_kv_heads;
+    u32 n = tokens * heads * half;
+    for (u32 idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += gridDim.x * blockDim.x) {
+        u32 i = idx % half;
+        u32 h = (idx / half) % heads;
+        u32 t = idx / (half * heads);
+        T* row = h < num_heads ? q + ((size_t)t * num_heads + h) * head_dim
+                               : k + ((size_t)t * num_kv_heads + (h - num_heads)) * head_dim;
+        float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
+        float a = (float)(pos0 + t) * inv_freq;
+        float s, c;
+        sincosf(a, &s, &c);
+        float x1 = to_f32(row[i]), x2 = to_f32(row[i + half]);
+        row[i] = from_f32<T>(x1 * c - x2 * s);
+        row[i + half] = from_f32<T>(x2 * c + x1 * s);
+    }
+}
+
+extern "C" __global__ void rope_f16(f16_t* q, f16_t* k, u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+    rope(q, k, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
+}
+extern "C" __global__ void rope_bf16(bf16_t* q, bf16_t* k, u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+    rope(q, k, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
+}

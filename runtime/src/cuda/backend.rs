@@ -1,0 +1,312 @@
+//! [`CudaBackend`]: the replay engine's [`Backend`] on one GPU.
+//!
+//! Load: the plan's arena is one `cuMemAlloc` (after the budget ballast, if
+//! asked); every streamed block's image is packed once into its own pinned
+//! host buffer; every resident block is packed into a pinned staging buffer
+//! (two, alternating, so packing overlaps the DMA) and copied to its region.
+//! Replay: copies go on the copy stream (highest priority), computes run the
+//! shared forward pass on the compute stream, and the plan's records and
+//! waits are CUDA events — the only ordering between the lanes. The host
+//! waits only in `logits()`, on the compute stream.
+
+use std::path::PathBuf;
+
+use djinn_core::plan::{Lane, Phase, Placement, Plan};
+
+use super::budget::Memory;
+use super::context::{DeviceBuffer, Event, Gpu, Stream};
+use super::error::CudaError;
+use super::metrics::CudaMetrics;
+use super::ops::CudaOps;
+use super::pinned::PinnedBuffer;
+use super::placement::Placements;
+use super::timing::Timer;
+use super::trace;
+use crate::backend::{Backend, EventId, Pass};
+use crate::forward::Forward;
+use crate::weights::{progress_bar, Weights};
+
+/// Options of the CUDA backend.
+#[derive(Debug, Clone, Default)]
+pub struct CudaOptions {
+    /// Allocate a ballast of all free device memory beyond the plan's budget first.
+    pub enforce_budget: bool,
+    /// Write a Chrome/Perfetto trace (measured and predicted lanes) here at [`CudaBackend::metrics`].
+    pub trace: Option<PathBuf>,
+    /// CUDA device ordinal.
+    pub device: usize,
+}
+
+pub struct CudaBackend {
+    forward: Forward,
+    places: Placements,
+    copy: Stream,
+    /// The plan's events, by the engine's numbering; created on first use, without timing.
+    events: Vec<Option<Event>>,
+    /// Per block: the pinned image of a streamed block.
+    images: Vec<Option<PinnedBuffer>>,
+    /// `[prompt_len]` u32 token ids staged for the next pass.
+    tokens_host: PinnedBuffer,
+    /// Recorded after the token upload: the pinned buffer is free again once it completes.
+    tokens_done: Event,
+    /// `[vocab]` f32 logits read back.
+    logits_host: PinnedBuffer,
+    timer: Timer,
+    memory: Memory,
+    prefill: Phase,
+    decode: Phase,
+    vocab: u64,
+    max_seq_len: u64,
+    base_metrics: CudaMetrics,
+    trace: Option<PathBuf>,
+    ops: CudaOps,
+}
+
+impl CudaBackend {
+    pub fn new(plan: &Plan, weights: &Weights, opts: &CudaOptions) -> Result<CudaBackend, CudaError> {
+        let gpu = Gpu::open(opts.device)?;
+        let forward = Forward::new(plan).map_err(|e| CudaError::Plan(e.to_string()))?;
+        let places = Placements::from_plan(plan)?;
+        let compute = Stream::new(&gpu, false)?;
+        let copy = Stream::new(&gpu, true)?;
+        let mut memory = Memory::new(&gpu);
+        let (arena_bytes, budget) = (plan.arena.bytes, plan.budget_bytes);
+        let mut ops = CudaOps::new(gpu.clone(), compute, places.workspace, |gpu| {
+            if opts.enforce_budget {
+                memory.enforce(gpu, budget)?;
+            }
+            DeviceBuffer::alloc(gpu, arena_bytes, "the plan's arena").map_err(|e| match e {
+                CudaError::Driver { source, .. } if opts.enforce_budget => CudaError::Budget(format!(
+                    "the {arena_bytes}-byte arena does not fit in the plan's budget of {budget} bytes \
+                     next to what this process already holds: {source}"
+                )),
+                e => e,
+            })
+        })?;
+        memory.sample()?;
+
+        let (images, pinned_bytes) = load_weights(plan, weights, &places, &mut ops, &copy)?;
+        let act = *forward.activations();
+        let tokens_host = PinnedBuffer::new(&gpu, (act.tokens.elems * 4) as usize, "the token ids")?;
+        let logits_host = PinnedBuffer::new(&gpu, (act.logits.elems * 4) as usize, "the logits")?;
+        let tokens_done = Event::new(&gpu, false)?;
+        memory.sample()?;
+        let base_metrics = CudaMetrics {
+            device: format!("{} ({})", gpu.name, gpu.arch()),
+            arena_bytes,
+            budget_bytes: budget,
+            ballast_bytes: memory.ballast_bytes,
+            pinned_bytes,
+            ..CudaMetrics::default()
+        };
+        Ok(CudaBackend {
+            forward,
+            places,
+            copy,
+            events: Vec::new(),
+            images,
+            tokens_host,
+            tokens_done,
+            logits_host,
+            timer: Timer::new(&gpu),
+            memory,
+            prefill: plan.prefill.clone(),
+            decode: plan.decode.clone(),
+            vocab: plan.model.arch.vocab_size,
+            max_seq_len: plan.shape.max_seq_len,
+            base_metrics,
+            trace: opts.trace.clone(),
+            ops,
+        })
+    }
+
+    /// Waits for both lanes, reads every timing event and returns what the
+    /// run measured; writes the trace if [`CudaOptions::trace`] was given.
+    /// May be called more than once (each call covers the run so far).
+    pub fn metrics(&mut self) -> Result<CudaMetrics, CudaError> {
+        self.ops.gpu().bind()?;
+        self.copy.synchronize()?;
+        self.ops.synchronize()?;
+        self.timer.harvest()?;
+        self.memory.sample()?;
+        let mut m = self.base_metrics.clone();
+        m.timings(&self.timer);
+        m.peak_device_bytes = self.memory.peak_bytes;
+        if let Some(path) = &self.trace {
+            trace::write(path, &trace::to_json(&self.timer, &self.places.names, &self.prefill, &self.decode))?;
+        }
+        Ok(m)
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        self.ops.gpu()
+    }
+
+    fn stream(&self, lane: Lane) -> &Stream {
+        match lane {
+            Lane::Copy => &self.copy,
+            Lane::Compute => self.ops.stream(),
+        }
+    }
+
+    fn event(&mut self, id: EventId) -> Result<&Event, CudaError> {
+        if self.events.len() <= id.0 {
+            self.events.resize_with(id.0 + 1, || None);
+        }
+        if self.events[id.0].is_none() {
+            self.events[id.0] = Some(Event::new(self.ops.gpu(), false)?);
+        }
+        Ok(self.events[id.0].as_ref().expect("just created"))
+    }
+}
+
+/// Packs the streamed blocks into pinned buffers and copies the resident
+/// ones into their regions. Returns the streamed images and their total bytes.
+fn load_weights(
+    plan: &Plan,
+    weights: &Weights,
+    places: &Placements,
+    ops: &mut CudaOps,
+    copy: &Stream,
+) -> Result<(Vec<Option<PinnedBuffer>>, u64), CudaError> {
+    let gpu = ops.gpu().clone();
+    let bar = progress_bar(plan.model.total_bytes(), "loading weights");
+    let mut images = Vec::with_capacity(places.names.len());
+    let mut pinned = 0;
+    for (i, p) in plan.placements.iter().enumerate() {
+        images.push(match p.placement {
+            Placement::Streamed => {
+                let mut buf =
+                    PinnedBuffer::new(&gpu, places.bytes[i] as usize, &format!("block `{}`", places.names[i]))?;
+                weights.write_block_image(i, buf.as_mut_slice());
+                pinned += places.bytes[i];
+                bar.inc(places.bytes[i]);
+                Some(buf)
+            }
+            Placement::Resident { .. } => None,
+        });
+    }
+    let largest = (0..places.names.len()).filter(|&i| places.resident[i].is_some()).map(|i| places.bytes[i]).max();
+    if let Some(largest) = largest {
+        let mut staging = Vec::new();
+        for k in 0..2 {
+            staging.push((
+                PinnedBuffer::new(&gpu, largest as usize, "staging resident blocks")?,
+                Event::new(&gpu, false)?,
+                k,
+            ));
+        }
+        let mut next = 0;
+        for (i, r) in places.resident.iter().enumerate() {
+            let Some((offset, _)) = *r else { continue };
+            let (buf, done, _) = &mut staging[next];
+            done.synchronize()?; // its previous copy has finished reading it
+            let bytes = places.bytes[i] as usize;
+            weights.write_block_image(i, &mut buf.as_mut_slice()[..bytes]);
+            buf.copy_to_device(0, bytes, ops.arena_ptr() + offset, copy.raw)?;
+            done.record(copy)?;
+            bar.inc(bytes as u64);
+            next = 1 - next;
+        }
+        copy.synchronize()?;
+    }
+    bar.finish_and_clear();
+    Ok((images, pinned))
+}
+
+impl Backend for CudaBackend {
+    type Error = CudaError;
+
+    fn begin_pass(&mut self, pass: &Pass) -> Result<(), CudaError> {
+        self.ops.gpu().bind()?;
+        let n = pass.tokens.len() as u64;
+        let act = *self.forward.activations();
+        if n == 0 || n > act.tokens.elems {
+            return Err(CudaError::Pass(format!(
+                "{} tokens in one pass; the plan's buffers hold 1..={}",
+                n, act.tokens.elems
+            )));
+        }
+        if pass.pos0 + n > self.max_seq_len {
+            return Err(CudaError::Pass(format!(
+                "positions {}..{} exceed the plan's max_seq_len {}",
+                pass.pos0,
+                pass.pos0 + n,
+                self.max_seq_len
+            )));
+        }
+        if let Some(&bad) = pass.tokens.iter().find(|&&t| t as u64 >= self.vocab) {
+            return Err(CudaError::Pass(format!("token id {bad} outside the vocabulary of {}", self.vocab)));
+        }
+        // The previous upload has normally long finished (logits() waited for
+        // the compute lane); this only guards the pinned buffer's reuse.
+        self.tokens_done.synchronize()?;
+        for (chunk, t) in self.tokens_host.as_mut_slice().chunks_exact_mut(4).zip(&pass.tokens) {
+            chunk.copy_from_slice(&t.to_le_bytes());
+        }
+        let compute = self.ops.stream();
+        self.timer.begin_pass(pass.phase, pass.tokens.len(), compute)?;
+        self.tokens_host.copy_to_device(0, (n * 4) as usize, self.ops.arena_ptr() + act.tokens.offset, compute.raw)?;
+        self.tokens_done.record(compute)
+    }
+
+    fn copy_block(&mut self, block: usize, dst_offset: u64) -> Result<(), CudaError> {
+        self.places.check_copy(block, dst_offset)?;
+        let bytes = self.places.bytes[block];
+        let image = self.images[block].as_ref().expect("check_copy proved the block streamed");
+        self.timer.start_step(Lane::Copy, block, bytes, &self.copy)?;
+        image.copy_to_device(0, bytes as usize, self.ops.arena_ptr() + dst_offset, self.copy.raw)?;
+        self.timer.end_step(&self.copy)
+    }
+
+    fn compute_block(&mut self, block: usize, weights_offset: u64, pass: &Pass) -> Result<(), CudaError> {
+        self.places.check_compute(block, weights_offset)?;
+        self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
+        self.forward.compute_block(&mut self.ops, block, weights_offset, pass)?;
+        self.timer.end_step(self.ops.stream())
+    }
+
+    fn record(&mut self, lane: Lane, event: EventId) -> Result<(), CudaError> {
+        let e = self.event(event)?.raw;
+        // SAFETY: `e` is owned by `self.events`; the stream by `self`.
+        unsafe { cudarc::driver::result::event::record(e, self.stream(lane).raw) }.map_err(|source| CudaError::Driver {
+            what: format!("recording plan event #{} on the {lane:?} lane", event.0),
+            source,
+        })
+    }
+
+    fn wait(&mut self, lane: Lane, event: EventId) -> Result<(), CudaError> {
+        self.event(event)?;
+        let e = self.events[event.0].as_ref().expect("created above");
+        self.stream(lane).wait(e)
+    }
+
+    fn logits(&mut self) -> Result<Vec<f32>, CudaError> {
+        let logits = self.forward.activations().logits;
+        let ptr = self.ops.arena_ptr() + logits.offset;
+        let stream = self.ops.stream().raw;
+        self.logits_host.copy_from_device(0, (logits.elems * 4) as usize, ptr, stream)?;
+        self.ops.synchronize()?;
+        self.timer.logits_returned();
+        self.timer.harvest()?;
+        self.memory.sample()?;
+        Ok(self.logits_host.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    fn describe(&self) -> String {
+        format!("cuda ({})", self.ops.gpu().name)
+    }
+
+    fn peak_device_bytes(&self) -> Option<u64> {
+        Some(self.memory.peak_bytes)
+    }
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        // In-flight copies read the pinned buffers freed below.
+        let _ = self.ops.gpu().bind();
+        let _ = self.copy.synchronize();
+        let _ = self.ops.synchronize();
+    }
+}

@@ -1,0 +1,70 @@
+//! The CUDA backend's one error type.
+//!
+//! Every message says what was being done (which library, kernel, block,
+//! region or step) and what was expected, because the person reading it is
+//! usually on a machine they cannot debug interactively.
+
+use cudarc::cublas::result::CublasError;
+use cudarc::driver::DriverError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    #[error("{lib} not found: {hint}")]
+    LibraryMissing { lib: &'static str, hint: &'static str },
+
+    #[error("{lib} lacks the symbol {symbol}; this djinn-exec needs CUDA 13.0 or newer libraries")]
+    SymbolMissing { lib: &'static str, symbol: &'static str },
+
+    #[error("no CUDA device: {detail}")]
+    NoDevice { detail: String },
+
+    #[error("CUDA driver call failed while {what}: {source}")]
+    Driver { what: String, source: DriverError },
+
+    #[error("cuBLAS call failed while {what}: {source}")]
+    Cublas { what: String, source: CublasError },
+
+    #[error("NVRTC could not compile kernels/cuda/{file} for {arch}: {message}")]
+    Compile { file: &'static str, arch: String, message: String },
+
+    #[error("kernel {name} is missing from the compiled module of kernels/cuda/{file}")]
+    KernelMissing { name: &'static str, file: &'static str },
+
+    #[error("{op}: operand {operand} (bytes {offset}..{end}) lies outside the {arena}-byte arena")]
+    OutOfArena { op: &'static str, operand: &'static str, offset: u64, end: u64, arena: u64 },
+
+    #[error("{op}: {message}")]
+    BadOperands { op: &'static str, message: String },
+
+    #[error("plan cannot run on the CUDA backend: {0}")]
+    Plan(String),
+
+    #[error("device memory budget: {0}")]
+    Budget(String),
+
+    #[error("cannot read the image of block {block}: {message}")]
+    Weights { block: String, message: String },
+
+    #[error("pass: {0}")]
+    Pass(String),
+
+    #[error("cannot write trace {path}: {source}")]
+    Trace { path: String, source: std::io::Error },
+}
+
+/// Attaches what was being done to a driver error.
+pub(crate) trait DriverContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, CudaError>;
+}
+
+impl<T> DriverContext<T> for Result<T, DriverError> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, CudaError> {
+        self.map_err(|source| CudaError::Driver { what: what(), source })
+    }
+}
+
+impl<T> DriverContext<T> for Result<T, CublasError> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, CudaError> {
+        self.map_err(|source| CudaError::Cublas { what: what(), source })
+    }
+}

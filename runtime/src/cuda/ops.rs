@@ -1,0 +1,409 @@
+//! [`CudaOps`]: the forward pass's [`Ops`] on the GPU.
+//!
+//! Every call checks its operands against the arena (a wrong offset is an
+//! error naming the op and operand, never a stray write), then enqueues one
+//! kernel or one cuBLAS GEMM on the compute stream and returns: nothing here
+//! waits for the device. Set `DJINN_CUDA_CHECK=1` to synchronise after every
+//! op, which pins an asynchronous fault on the op that caused it.
+
+use std::ffi::c_void;
+
+use cudarc::driver::{result, sys};
+use djinn_core::activations::{BUFFER_ALIGN, WORKSPACE_BYTES};
+use djinn_core::Dtype;
+
+use super::blas::Blas;
+use super::context::{DeviceBuffer, Gpu, Stream};
+use super::error::{CudaError, DriverContext};
+use super::nvrtc::Kernels;
+use crate::ops::{AttnShape, Buf, Ops};
+
+/// One kernel argument, passed by value.
+enum Arg {
+    Ptr(u64),
+    U32(u32),
+    F32(f32),
+}
+
+/// Threads per block of the elementwise kernels.
+const THREADS: u32 = 256;
+
+fn kname(dtype: Dtype, f16: &'static str, bf16: &'static str, op: &'static str) -> Result<&'static str, CudaError> {
+    match dtype {
+        Dtype::F16 => Ok(f16),
+        Dtype::Bf16 => Ok(bf16),
+        Dtype::F32 => {
+            Err(CudaError::BadOperands { op, message: "the model dtype must be f16 or bf16, not f32".into() })
+        }
+    }
+}
+
+fn u32_of(op: &'static str, what: &str, v: u64) -> Result<u32, CudaError> {
+    u32::try_from(v)
+        .map_err(|_| CudaError::BadOperands { op, message: format!("{what} = {v} does not fit in 32 bits") })
+}
+
+fn grid_for(n: u64) -> u32 {
+    n.div_ceil(THREADS as u64).clamp(1, 1 << 20) as u32
+}
+
+pub struct CudaOps {
+    kernels: Kernels,
+    blas: Blas,
+    arena: DeviceBuffer,
+    stream: Stream,
+    gpu: Gpu,
+    check_each_op: bool,
+}
+
+impl CudaOps {
+    /// Ops issuing on `stream`: loads the kernels and creates the cuBLAS
+    /// handle, then calls `alloc_arena` for the plan's one allocation (last,
+    /// so a budget ballast taken inside it sees everything else allocated),
+    /// and gives cuBLAS `workspace` = (offset, bytes) inside the arena.
+    pub(crate) fn new(
+        gpu: Gpu,
+        stream: Stream,
+        workspace: (u64, u64),
+        alloc_arena: impl FnOnce(&Gpu) -> Result<DeviceBuffer, CudaError>,
+    ) -> Result<CudaOps, CudaError> {
+        let kernels = Kernels::load(&gpu)?;
+        let blas = Blas::new(&gpu, stream.raw)?;
+        let arena = alloc_arena(&gpu)?;
+        if workspace.0 + workspace.1 > arena.bytes {
+            return Err(CudaError::Plan(format!(
+                "workspace region {}..{} lies outside the {}-byte arena",
+                workspace.0,
+                workspace.0 + workspace.1,
+                arena.bytes
+            )));
+        }
+        blas.set_workspace(arena.ptr + workspace.0, workspace.1)?;
+        let check_each_op = std::env::var_os("DJINN_CUDA_CHECK").is_some_and(|v| v == "1");
+        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op })
+    }
+
+    /// Ops on device 0 over a fresh arena of `bytes` (plus a cuBLAS workspace
+    /// after it), for tests and benchmarks of single kernels.
+    pub fn standalone(bytes: u64) -> Result<CudaOps, CudaError> {
+        let gpu = Gpu::open(0)?;
+        let ws_offset = bytes.div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN;
+        let stream = Stream::new(&gpu, false)?;
+        CudaOps::new(gpu, stream, (ws_offset, WORKSPACE_BYTES), |gpu| {
+            DeviceBuffer::alloc(gpu, ws_offset + WORKSPACE_BYTES, "the standalone arena")
+        })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    pub(crate) fn arena_ptr(&self) -> sys::CUdeviceptr {
+        self.arena.ptr
+    }
+
+    pub fn arena_bytes(&self) -> u64 {
+        self.arena.bytes
+    }
+
+    /// Writes `bytes` at arena byte `offset` and waits for the copy.
+    pub fn upload(&mut self, offset: u64, bytes: &[u8]) -> Result<(), CudaError> {
+        self.range("upload", "destination", offset, bytes.len() as u64)?;
+        self.gpu.bind()?;
+        // SAFETY: the destination range was checked against the arena.
+        unsafe { result::memcpy_htod_async(self.arena.ptr + offset, bytes, self.stream.raw) }
+            .ctx(|| format!("uploading {} bytes to arena offset {offset}", bytes.len()))?;
+        self.stream.synchronize()
+    }
+
+    /// Waits for the compute stream, then reads `len` bytes at arena byte `offset`.
+    pub fn download(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, CudaError> {
+        self.range("download", "source", offset, len)?;
+        self.gpu.bind()?;
+        let mut out = vec![0u8; len as usize];
+        // SAFETY: the source range was checked against the arena.
+        unsafe { result::memcpy_dtoh_async(&mut out, self.arena.ptr + offset, self.stream.raw) }
+            .ctx(|| format!("downloading {len} bytes from arena offset {offset}"))?;
+        self.stream.synchronize()?;
+        Ok(out)
+    }
+
+    /// Fills `len` bytes at `offset` with `byte` (0xFF poisons f16, bf16 and f32 as NaN).
+    pub fn fill(&mut self, offset: u64, len: u64, byte: u8) -> Result<(), CudaError> {
+        self.range("fill", "destination", offset, len)?;
+        // SAFETY: the range was checked against the arena.
+        unsafe { result::memset_d8_async(self.arena.ptr + offset, byte, len as usize, self.stream.raw) }
+            .ctx(|| format!("filling {len} bytes at arena offset {offset}"))
+    }
+
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        self.stream.synchronize()
+    }
+
+    /// Device argmax of `n` f32 logits into the u32 at `out` (a 4-byte slot).
+    pub fn argmax(&mut self, out: Buf, logits: Buf, n: u64) -> Result<(), CudaError> {
+        const OP: &str = "argmax";
+        let o = self.operand(OP, "out", out, 1, None)?;
+        let l = self.operand(OP, "logits", logits, n, Some(Dtype::F32))?;
+        let n = u32_of(OP, "n", n)?;
+        self.launch(OP, "argmax_f32", 1, 1024, 0, &mut [Arg::Ptr(o), Arg::Ptr(l), Arg::U32(n)])
+    }
+
+    fn range(&self, op: &'static str, operand: &'static str, offset: u64, bytes: u64) -> Result<(), CudaError> {
+        let end = offset.checked_add(bytes).unwrap_or(u64::MAX);
+        if end > self.arena.bytes {
+            return Err(CudaError::OutOfArena { op, operand, offset, end, arena: self.arena.bytes });
+        }
+        Ok(())
+    }
+
+    /// The device address of `b`, after checking it holds `elems` elements
+    /// (of `dtype`, if given), is aligned, and lies inside the arena.
+    fn operand(
+        &self,
+        op: &'static str,
+        operand: &'static str,
+        b: Buf,
+        elems: u64,
+        dtype: Option<Dtype>,
+    ) -> Result<sys::CUdeviceptr, CudaError> {
+        let bad = |message: String| CudaError::BadOperands { op, message: format!("operand {operand}: {message}") };
+        if let Some(d) = dtype {
+            if b.dtype != d {
+                return Err(bad(format!("dtype {} where {d} is required", b.dtype)));
+            }
+        }
+        if b.elems < elems {
+            return Err(bad(format!("{} elements where {elems} are needed", b.elems)));
+        }
+        if b.offset % b.dtype.size() != 0 {
+            return Err(bad(format!("offset {} is not aligned to its {}-byte elements", b.offset, b.dtype.size())));
+        }
+        self.range(op, operand, b.offset, elems * b.dtype.size())?;
+        Ok(self.arena.ptr + b.offset)
+    }
+
+    fn launch(
+        &mut self,
+        op: &'static str,
+        name: &'static str,
+        grid: u32,
+        block: u32,
+        smem: u32,
+        args: &mut [Arg],
+    ) -> Result<(), CudaError> {
+        let f = self.kernels.get(name)?;
+        let mut ptrs: [*mut c_void; 16] = [std::ptr::null_mut(); 16];
+        for (p, a) in ptrs.iter_mut().zip(args.iter_mut()) {
+            *p = match a {
+                Arg::Ptr(v) => v as *mut u64 as *mut c_void,
+                Arg::U32(v) => v as *mut u32 as *mut c_void,
+                Arg::F32(v) => v as *mut f32 as *mut c_void,
+            };
+        }
+        // SAFETY: `f` is a live kernel whose parameter list matches `args`
+        // (the .cu signatures), every pointer was bounds-checked, and `args`
+        // outlives the call (the driver copies the values at launch).
+        unsafe {
+            result::launch_kernel(f, (grid, 1, 1), (block, 1, 1), smem, self.stream.raw, &mut ptrs[..args.len()])
+        }
+        .ctx(|| format!("launching {name} (grid {grid}, block {block}, {smem} B shared)"))?;
+        self.after(op)
+    }
+
+    fn after(&self, op: &'static str) -> Result<(), CudaError> {
+        if self.check_each_op {
+            self.stream
+                .synchronize()
+                .map_err(|e| CudaError::BadOperands { op, message: format!("failed on the device: {e}") })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CudaOps {
+    fn drop(&mut self) {
+        // Nothing may still run on the arena when it is freed.
+        let _ = self.gpu.bind();
+        let _ = self.stream.synchronize();
+    }
+}
+
+impl Ops for CudaOps {
+    type Error = CudaError;
+
+    fn embed(&mut self, x: Buf, table: Buf, tokens: Buf, n: u64, hidden: u64) -> Result<(), CudaError> {
+        const OP: &str = "embed";
+        let name = kname(table.dtype, "embed_f16", "embed_bf16", OP)?;
+        if hidden == 0 || table.elems % hidden != 0 {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!("table of {} elements is not [vocab, {hidden}]", table.elems),
+            });
+        }
+        let px = self.operand(OP, "x", x, n * hidden, Some(Dtype::F32))?;
+        let pt = self.operand(OP, "table", table, table.elems, None)?;
+        let pk = self.operand(OP, "tokens", tokens, n, Some(Dtype::F32))?;
+        let vocab = u32_of(OP, "vocab", table.elems / hidden)?;
+        let (nn, hh) = (u32_of(OP, "n", n)?, u32_of(OP, "hidden", hidden)?);
+        let mut a = [Arg::Ptr(px), Arg::Ptr(pt), Arg::Ptr(pk), Arg::U32(nn), Arg::U32(hh), Arg::U32(vocab)];
+        self.launch(OP, name, nn.max(1), THREADS, 0, &mut a)
+    }
+
+    fn rmsnorm(&mut self, out: Buf, x: Buf, w: Buf, rows: u64, dim: u64, eps: f64) -> Result<(), CudaError> {
+        const OP: &str = "rmsnorm";
+        let name = kname(w.dtype, "rmsnorm_f16", "rmsnorm_bf16", OP)?;
+        let po = self.operand(OP, "out", out, rows * dim, Some(w.dtype))?;
+        let px = self.operand(OP, "x", x, rows * dim, Some(Dtype::F32))?;
+        let pw = self.operand(OP, "w", w, dim, None)?;
+        let threads = if dim >= 4096 { 1024 } else { THREADS };
+        let (r, d) = (u32_of(OP, "rows", rows)?, u32_of(OP, "dim", dim)?);
+        let mut a = [Arg::Ptr(po), Arg::Ptr(px), Arg::Ptr(pw), Arg::U32(r), Arg::U32(d), Arg::F32(eps as f32)];
+        self.launch(OP, name, r.max(1), threads, 0, &mut a)
+    }
+
+    fn matmul(&mut self, out: Buf, x: Buf, w: Buf, m: u64, n: u64, k: u64) -> Result<(), CudaError> {
+        const OP: &str = "matmul";
+        kname(w.dtype, "", "", OP)?;
+        if out.dtype != w.dtype && out.dtype != Dtype::F32 {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!("output dtype {} with {} weights", out.dtype, w.dtype),
+            });
+        }
+        let po = self.operand(OP, "out", out, m * n, None)?;
+        let px = self.operand(OP, "x", x, m * k, Some(w.dtype))?;
+        let pw = self.operand(OP, "w", w, n * k, None)?;
+        let dim = |what, v: u64| {
+            i32::try_from(v)
+                .map_err(|_| CudaError::BadOperands { op: OP, message: format!("{what} = {v} exceeds i32") })
+        };
+        self.blas.matmul(po, out.dtype, px, pw, w.dtype, dim("m", m)?, dim("n", n)?, dim("k", k)?)?;
+        self.after(OP)
+    }
+
+    fn rope(&mut self, q: Buf, k: Buf, s: AttnShape) -> Result<(), CudaError> {
+        const OP: &str = "rope";
+        let name = kname(q.dtype, "rope_f16", "rope_bf16", OP)?;
+        if s.head_dim % 2 != 0 {
+            return Err(CudaError::BadOperands { op: OP, message: format!("head_dim {} is odd", s.head_dim) });
+        }
+        let pq = self.operand(OP, "q", q, s.tokens * s.num_heads * s.head_dim, None)?;
+        let pk = self.operand(OP, "k", k, s.tokens * s.num_kv_heads * s.head_dim, Some(q.dtype))?;
+        let total = s.tokens * (s.num_heads + s.num_kv_heads) * (s.head_dim / 2);
+        let mut a = [
+            Arg::Ptr(pq),
+            Arg::Ptr(pk),
+            Arg::U32(u32_of(OP, "tokens", s.tokens)?),
+            Arg::U32(u32_of(OP, "pos0", s.pos0)?),
+            Arg::U32(u32_of(OP, "num_heads", s.num_heads)?),
+            Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
+            Arg::U32(u32_of(OP, "head_dim", s.head_dim)?),
+            Arg::F32(s.rope_theta as f32),
+        ];
+        self.launch(OP, name, grid_for(total), THREADS, 0, &mut a)
+    }
+
+    fn kv_store(&mut self, k_cache: Buf, v_cache: Buf, k: Buf, v: Buf, s: AttnShape) -> Result<(), CudaError> {
+        const OP: &str = "kv_store";
+        let name = kname(k.dtype, "kv_store_f16", "kv_store_bf16", OP)?;
+        let kv_dim = s.num_kv_heads * s.head_dim;
+        let rows = s.pos0 + s.tokens;
+        if rows * kv_dim > k_cache.elems.min(v_cache.elems) {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!(
+                    "KV cache full: rows {}..{rows} of a {}-row cache",
+                    s.pos0,
+                    k_cache.elems / kv_dim.max(1)
+                ),
+            });
+        }
+        let pkc = self.operand(OP, "k_cache", k_cache, rows * kv_dim, Some(k.dtype))?;
+        let pvc = self.operand(OP, "v_cache", v_cache, rows * kv_dim, Some(k.dtype))?;
+        let pk = self.operand(OP, "k", k, s.tokens * kv_dim, None)?;
+        let pv = self.operand(OP, "v", v, s.tokens * kv_dim, Some(k.dtype))?;
+        let mut a = [
+            Arg::Ptr(pkc),
+            Arg::Ptr(pvc),
+            Arg::Ptr(pk),
+            Arg::Ptr(pv),
+            Arg::U32(u32_of(OP, "tokens", s.tokens)?),
+            Arg::U32(u32_of(OP, "pos0", s.pos0)?),
+            Arg::U32(u32_of(OP, "kv_dim", kv_dim)?),
+        ];
+        self.launch(OP, name, grid_for(s.tokens * kv_dim), THREADS, 0, &mut a)
+    }
+
+    fn attention(
+        &mut self,
+        out: Buf,
+        q: Buf,
+        k_cache: Buf,
+        v_cache: Buf,
+        scores: Buf,
+        s: AttnShape,
+    ) -> Result<(), CudaError> {
+        const OP: &str = "attention";
+        let name = kname(q.dtype, "attention_f16", "attention_bf16", OP)?;
+        if s.num_kv_heads == 0 || s.num_heads % s.num_kv_heads != 0 {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!("{} heads over {} kv heads", s.num_heads, s.num_kv_heads),
+            });
+        }
+        if s.head_dim == 0 || s.head_dim > 1024 {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!("head_dim {} outside 1..=1024", s.head_dim),
+            });
+        }
+        let seq = s.pos0 + s.tokens;
+        let kv_dim = s.num_kv_heads * s.head_dim;
+        let po = self.operand(OP, "out", out, s.tokens * s.num_heads * s.head_dim, Some(q.dtype))?;
+        let pq = self.operand(OP, "q", q, s.tokens * s.num_heads * s.head_dim, None)?;
+        let pkc = self.operand(OP, "k_cache", k_cache, seq * kv_dim, Some(q.dtype))?;
+        let pvc = self.operand(OP, "v_cache", v_cache, seq * kv_dim, Some(q.dtype))?;
+        let ps = self.operand(OP, "scores", scores, s.num_heads * s.tokens * seq, Some(Dtype::F32))?;
+        let threads = (s.head_dim.div_ceil(32) * 32).max(THREADS as u64) as u32;
+        let parts = threads as u64 / s.head_dim;
+        let smem = ((s.head_dim + parts * s.head_dim) * 4) as u32;
+        let blocks = u32_of(OP, "num_heads * tokens", s.num_heads * s.tokens)?;
+        let mut a = [
+            Arg::Ptr(po),
+            Arg::Ptr(pq),
+            Arg::Ptr(pkc),
+            Arg::Ptr(pvc),
+            Arg::Ptr(ps),
+            Arg::U32(u32_of(OP, "tokens", s.tokens)?),
+            Arg::U32(u32_of(OP, "pos0", s.pos0)?),
+            Arg::U32(u32_of(OP, "num_heads", s.num_heads)?),
+            Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
+            Arg::U32(u32_of(OP, "head_dim", s.head_dim)?),
+            Arg::F32((1.0 / (s.head_dim as f64).sqrt()) as f32),
+        ];
+        self.launch(OP, name, blocks.max(1), threads, smem, &mut a)
+    }
+
+    fn silu_mul(&mut self, gate: Buf, up: Buf, n: u64) -> Result<(), CudaError> {
+        const OP: &str = "silu_mul";
+        let name = kname(gate.dtype, "silu_mul_f16", "silu_mul_bf16", OP)?;
+        let pg = self.operand(OP, "gate", gate, n, None)?;
+        let pu = self.operand(OP, "up", up, n, Some(gate.dtype))?;
+        let mut a = [Arg::Ptr(pg), Arg::Ptr(pu), Arg::U32(u32_of(OP, "n", n)?)];
+        self.launch(OP, name, grid_for(n), THREADS, 0, &mut a)
+    }
+
+    fn add(&mut self, x: Buf, y: Buf, n: u64) -> Result<(), CudaError> {
+        const OP: &str = "add";
+        let name = kname(y.dtype, "add_f16", "add_bf16", OP)?;
+        let px = self.operand(OP, "x", x, n, Some(Dtype::F32))?;
+        let py = self.operand(OP, "y", y, n, None)?;
+        let mut a = [Arg::Ptr(px), Arg::Ptr(py), Arg::U32(u32_of(OP, "n", n)?)];
+        self.launch(OP, name, grid_for(n), THREADS, 0, &mut a)
+    }
+}

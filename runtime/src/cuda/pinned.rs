@@ -1,0 +1,89 @@
+//! Page-locked host memory that the copy engine can read at full PCIe speed.
+//!
+//! cudarc's `alloc_pinned` asks for write-combined memory, which the CPU
+//! reads very slowly; our buffers are filled by the CPU (block images) and,
+//! for logits, read by it, so we allocate with `CU_MEMHOSTALLOC_PORTABLE`
+//! only, through the raw driver call, and own the pointer here.
+
+use std::sync::Arc;
+
+use cudarc::driver::{result, sys};
+
+use super::context::{Context, Gpu};
+use super::error::{CudaError, DriverContext};
+
+pub struct PinnedBuffer {
+    ctx: Arc<Context>,
+    ptr: *mut u8,
+    bytes: usize,
+}
+
+// SAFETY: the buffer is plain memory owned by this value; access goes through
+// `&self` / `&mut self`, so Rust's aliasing rules hold.
+unsafe impl Send for PinnedBuffer {}
+
+impl PinnedBuffer {
+    /// `bytes` of pinned, zeroed host memory (at least one byte is allocated).
+    /// `what` names the buffer in errors.
+    pub fn new(gpu: &Gpu, bytes: usize, what: &str) -> Result<PinnedBuffer, CudaError> {
+        gpu.bind()?;
+        // SAFETY: a plain allocation, owned by the returned value.
+        let ptr = unsafe { result::malloc_host(bytes.max(1), sys::CU_MEMHOSTALLOC_PORTABLE) }
+            .ctx(|| format!("pinning {bytes} bytes of host memory for {what}"))? as *mut u8;
+        // SAFETY: `ptr` points to at least `bytes.max(1)` writable bytes.
+        unsafe { std::ptr::write_bytes(ptr, 0, bytes.max(1)) };
+        Ok(PinnedBuffer { ctx: gpu.ctx.clone(), ptr, bytes })
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `bytes` initialised bytes while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.bytes) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.bytes) }
+    }
+
+    /// Enqueues a copy of `len` bytes from this buffer (from byte `start`) to
+    /// device address `dst` on `stream`. The caller keeps the buffer unchanged
+    /// and alive until the stream has passed the copy.
+    pub fn copy_to_device(
+        &self,
+        start: usize,
+        len: usize,
+        dst: sys::CUdeviceptr,
+        stream: sys::CUstream,
+    ) -> Result<(), CudaError> {
+        assert!(start + len <= self.bytes, "pinned copy {start}+{len} out of {}", self.bytes);
+        // SAFETY: the source range is inside this allocation; the caller
+        // guarantees `dst` is a device range of `len` bytes.
+        unsafe { result::memcpy_htod_async(dst, &self.as_slice()[start..start + len], stream) }
+            .ctx(|| format!("enqueueing a {len}-byte host-to-device copy"))
+    }
+
+    /// Enqueues a copy of `len` device bytes at `src` into this buffer at
+    /// `start`. The caller must synchronise `stream` before reading them.
+    pub fn copy_from_device(
+        &mut self,
+        start: usize,
+        len: usize,
+        src: sys::CUdeviceptr,
+        stream: sys::CUstream,
+    ) -> Result<(), CudaError> {
+        assert!(start + len <= self.bytes, "pinned copy {start}+{len} out of {}", self.bytes);
+        // SAFETY: the destination range is inside this allocation.
+        unsafe { result::memcpy_dtoh_async(&mut self.as_mut_slice()[start..start + len], src, stream) }
+            .ctx(|| format!("enqueueing a {len}-byte device-to-host copy"))
+    }
+}
+
+impl Drop for PinnedBuffer {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind();
+        // SAFETY: allocated in `new`, freed once.
+        unsafe {
+            let _ = result::free_host(self.ptr as *mut _);
+        }
+    }
+}

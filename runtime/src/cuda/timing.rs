@@ -1,0 +1,153 @@
+//! Measuring the replay with timing events, without adding synchronisation.
+//!
+//! Each step is bracketed by two timing-enabled events on its lane (separate
+//! from the plan's sync events, which are created without timing), and each
+//! pass starts with one on the compute lane. Times are read only once the
+//! events have completed — at `logits()`, which has synchronised the compute
+//! lane anyway, and at the end — so measuring never stalls a lane. Events
+//! are recycled through a pool; all times are ms from the first pass's start.
+
+use std::time::Instant;
+
+use djinn_core::plan::{Lane, PhaseName};
+
+use super::context::{Event, Gpu, Stream};
+use super::error::CudaError;
+
+/// One measured step.
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub pass: usize,
+    pub lane: Lane,
+    /// Index into the plan's block table.
+    pub block: usize,
+    /// Bytes moved (copies), 0 for computes.
+    pub bytes: u64,
+    pub start_ms: f64,
+    pub end_ms: f64,
+}
+
+/// One pass (prefill, or one decode iteration).
+#[derive(Debug, Clone)]
+pub struct PassTimes {
+    pub phase: PhaseName,
+    pub tokens: usize,
+    /// Device time of the pass's first compute-lane point, ms from the epoch (once known).
+    pub start_ms: Option<f64>,
+    pub host_begin: Instant,
+    /// When `logits()` returned this pass's logits.
+    pub host_logits: Option<Instant>,
+}
+
+enum What {
+    PassStart(usize),
+    Step { pass: usize, lane: Lane, block: usize, bytes: u64 },
+}
+
+struct Pending {
+    what: What,
+    start: Event,
+    end: Option<Event>,
+}
+
+pub struct Timer {
+    gpu: Gpu,
+    epoch: Option<Event>,
+    pool: Vec<Event>,
+    pending: Vec<Pending>,
+    open: Option<(Lane, usize, u64, Event)>,
+    pub spans: Vec<Span>,
+    pub passes: Vec<PassTimes>,
+}
+
+impl Timer {
+    pub fn new(gpu: &Gpu) -> Timer {
+        Timer {
+            gpu: gpu.clone(),
+            epoch: None,
+            pool: Vec::new(),
+            pending: Vec::new(),
+            open: None,
+            spans: Vec::new(),
+            passes: Vec::new(),
+        }
+    }
+
+    fn event(&mut self) -> Result<Event, CudaError> {
+        match self.pool.pop() {
+            Some(e) => Ok(e),
+            None => Event::new(&self.gpu, true),
+        }
+    }
+
+    /// Marks the start of a pass on the compute lane.
+    pub fn begin_pass(&mut self, phase: PhaseName, tokens: usize, compute: &Stream) -> Result<(), CudaError> {
+        let index = self.passes.len();
+        self.passes.push(PassTimes { phase, tokens, start_ms: None, host_begin: Instant::now(), host_logits: None });
+        if self.epoch.is_none() {
+            let e = Event::new(&self.gpu, true)?;
+            e.record(compute)?;
+            self.epoch = Some(e);
+            self.passes[index].start_ms = Some(0.0);
+            return Ok(());
+        }
+        let e = self.event()?;
+        e.record(compute)?;
+        self.pending.push(Pending { what: What::PassStart(index), start: e, end: None });
+        Ok(())
+    }
+
+    /// Marks the start of a step on `stream` (its lane's stream).
+    pub fn start_step(&mut self, lane: Lane, block: usize, bytes: u64, stream: &Stream) -> Result<(), CudaError> {
+        let e = self.event()?;
+        e.record(stream)?;
+        self.open = Some((lane, block, bytes, e));
+        Ok(())
+    }
+
+    /// Marks the end of the step opened by [`Timer::start_step`].
+    pub fn end_step(&mut self, stream: &Stream) -> Result<(), CudaError> {
+        let (lane, block, bytes, start) = self.open.take().expect("end_step follows start_step");
+        let end = self.event()?;
+        end.record(stream)?;
+        let pass = self.passes.len().saturating_sub(1);
+        self.pending.push(Pending { what: What::Step { pass, lane, block, bytes }, start, end: Some(end) });
+        Ok(())
+    }
+
+    /// Notes that the current pass's logits have reached the host.
+    pub fn logits_returned(&mut self) {
+        if let Some(p) = self.passes.last_mut() {
+            p.host_logits = Some(Instant::now());
+        }
+    }
+
+    /// Reads the times of every completed event; the others stay pending.
+    pub fn harvest(&mut self) -> Result<(), CudaError> {
+        let Some(epoch) = &self.epoch else { return Ok(()) };
+        let mut still = Vec::new();
+        for p in std::mem::take(&mut self.pending) {
+            let last = p.end.as_ref().unwrap_or(&p.start);
+            if !last.is_complete()? {
+                still.push(p);
+                continue;
+            }
+            let start_ms = p.start.ms_since(epoch)? as f64;
+            match p.what {
+                What::PassStart(i) => self.passes[i].start_ms = Some(start_ms),
+                What::Step { pass, lane, block, bytes } => {
+                    let end_ms = p.end.as_ref().expect("steps have an end event").ms_since(epoch)? as f64;
+                    self.spans.push(Span { pass, lane, block, bytes, start_ms, end_ms });
+                }
+            }
+            self.pool.push(p.start);
+            self.pool.extend(p.end);
+        }
+        self.pending = still;
+        Ok(())
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}

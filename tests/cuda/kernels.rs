@@ -1,0 +1,317 @@
+//! Each CUDA kernel against its CPU twin in `djinn_kernels`, f16 and bf16,
+//! several shapes, fresh random inputs; outputs are poisoned (NaN) before
+//! each launch so an element the kernel forgot fails the comparison.
+
+use djinn_core::Dtype;
+use djinn_kernels::check::close_f32;
+use djinn_kernels::{self as k, bf16, f16, Half, Rng};
+use djinn_runtime::cuda::CudaOps;
+use djinn_runtime::ops::{AttnShape, Buf, Ops};
+
+use super::gpu_ops;
+
+/// A model dtype with its `{op}_{dtype}` CPU twins.
+trait Twin: Half {
+    const DT: Dtype;
+    fn bits(self) -> u16;
+    fn from_bits(b: u16) -> Self;
+    fn embed(x: &mut [f32], t: &[Self], tok: &[u32], h: usize);
+    fn rmsnorm(o: &mut [Self], x: &[f32], w: &[Self], r: usize, d: usize, eps: f32);
+    fn matmul(o: &mut [Self], x: &[Self], w: &[Self], m: usize, n: usize, k: usize);
+    fn matmul_f32(o: &mut [f32], x: &[Self], w: &[Self], m: usize, n: usize, k: usize);
+    #[allow(clippy::too_many_arguments)]
+    fn rope(q: &mut [Self], k: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, theta: f32);
+    fn kv_store(kc: &mut [Self], vc: &mut [Self], k: &[Self], v: &[Self], t: usize, p: usize, kv_dim: usize);
+    #[allow(clippy::too_many_arguments)]
+    fn attention(o: &mut [Self], q: &[Self], kc: &[Self], vc: &[Self], s: &mut [f32], t: usize, p: usize, h: usize, kv: usize, d: usize);
+    fn silu_mul(g: &mut [Self], u: &[Self], n: usize);
+    fn add(x: &mut [f32], y: &[Self], n: usize);
+    /// Relative size of one rounding step of the type.
+    fn ulp() -> f64;
+}
+
+macro_rules! twin {
+    ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $att:ident, $silu:ident, $add:ident) => {
+        impl Twin for $t {
+            const DT: Dtype = $dt;
+            fn bits(self) -> u16 { self.to_bits() }
+            fn from_bits(b: u16) -> Self { <$t>::from_bits(b) }
+            fn embed(x: &mut [f32], t: &[Self], tok: &[u32], h: usize) { k::$embed(x, t, tok, h) }
+            fn rmsnorm(o: &mut [Self], x: &[f32], w: &[Self], r: usize, d: usize, eps: f32) { k::$rms(o, x, w, r, d, eps) }
+            fn matmul(o: &mut [Self], x: &[Self], w: &[Self], m: usize, n: usize, kk: usize) { k::$mm(o, x, w, m, n, kk) }
+            fn matmul_f32(o: &mut [f32], x: &[Self], w: &[Self], m: usize, n: usize, kk: usize) { k::$mm32(o, x, w, m, n, kk) }
+            fn rope(q: &mut [Self], kk: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, th: f32) { k::$rope(q, kk, t, p, h, kv, d, th) }
+            fn kv_store(kc: &mut [Self], vc: &mut [Self], kk: &[Self], v: &[Self], t: usize, p: usize, kd: usize) { k::$kvs(kc, vc, kk, v, t, p, kd) }
+            fn attention(o: &mut [Self], q: &[Self], kc: &[Self], vc: &[Self], s: &mut [f32], t: usize, p: usize, h: usize, kv: usize, d: usize) {
+                k::$att(o, q, kc, vc, s, t, p, h, kv, d)
+            }
+            fn silu_mul(g: &mut [Self], u: &[Self], n: usize) { k::$silu(g, u, n) }
+            fn add(x: &mut [f32], y: &[Self], n: usize) { k::$add(x, y, n) }
+            fn ulp() -> f64 { $ulp }
+        }
+    };
+}
+
+twin!(f16, Dtype::F16, 1.0 / 1024.0, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16, kv_store_f16, attention_f16, silu_mul_f16, add_f16);
+twin!(bf16, Dtype::Bf16, 1.0 / 128.0, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16, kv_store_bf16, attention_bf16, silu_mul_bf16, add_bf16);
+
+/// A bump allocator over the standalone arena; every allocation is poisoned.
+struct Dev {
+    ops: CudaOps,
+    next: u64,
+}
+
+impl Dev {
+    fn reset(&mut self) {
+        self.next = 0;
+    }
+
+    fn alloc(&mut self, elems: u64, dtype: Dtype) -> Buf {
+        let b = Buf { offset: self.next, elems, dtype };
+        self.next = (self.next + b.bytes()).div_ceil(256) * 256;
+        self.ops.fill(b.offset, b.bytes(), 0xFF).unwrap();
+        b
+    }
+
+    fn put<W: Twin>(&mut self, v: &[W]) -> Buf {
+        let b = self.alloc(v.len() as u64, W::DT);
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.bits().to_le_bytes()).collect();
+        self.ops.upload(b.offset, &bytes).unwrap();
+        b
+    }
+
+    fn put_f32(&mut self, v: &[f32]) -> Buf {
+        let b = self.alloc(v.len() as u64, Dtype::F32);
+        self.ops.upload(b.offset, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>()).unwrap();
+        b
+    }
+
+    fn put_u32(&mut self, v: &[u32]) -> Buf {
+        let b = self.alloc(v.len() as u64, Dtype::F32);
+        self.ops.upload(b.offset, &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>()).unwrap();
+        b
+    }
+
+    fn get<W: Twin>(&mut self, b: Buf) -> Vec<W> {
+        assert_eq!(b.dtype, W::DT);
+        let raw = self.ops.download(b.offset, b.bytes()).unwrap();
+        raw.chunks_exact(2).map(|c| W::from_bits(u16::from_le_bytes([c[0], c[1]]))).collect()
+    }
+
+    fn get_f32(&mut self, b: Buf) -> Vec<f32> {
+        let raw = self.ops.download(b.offset, b.bytes()).unwrap();
+        raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    }
+}
+
+fn dev(test: &str) -> Option<Dev> {
+    gpu_ops(test, 256 << 20).map(|ops| Dev { ops, next: 0 })
+}
+
+fn halves<W: Twin>(rng: &mut Rng, n: usize, scale: f32) -> Vec<W> {
+    rng.normals(n, scale).into_iter().map(W::from_f32).collect()
+}
+
+fn wide<W: Twin>(v: &[W]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32()).collect()
+}
+
+/// Compares and prints the worst error; panics with the first mismatches.
+fn check(what: &str, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
+    match close_f32(what, got, want, atol, rtol) {
+        Ok(c) => println!("{what}: ok, max |err| {:.3e} at [{}]", c.max_abs_err, c.at),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn seed(parts: &[u64]) -> Rng {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let s = parts.iter().fold(t, |a, &p| a.rotate_left(7) ^ p.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    println!("seed {s}");
+    Rng::new(s)
+}
+
+fn embed_case<W: Twin>(d: &mut Dev, vocab: usize, hidden: usize, n: usize) {
+    d.reset();
+    let mut rng = seed(&[vocab as u64, hidden as u64, n as u64]);
+    let table: Vec<W> = halves(&mut rng, vocab * hidden, 1.0);
+    let mut tokens: Vec<u32> = (0..n).map(|_| (rng.next_u64() % vocab as u64) as u32).collect();
+    tokens[0] = vocab as u32 - 1;
+    let (bt, bk, bx) = (d.put(&table), d.put_u32(&tokens), d.alloc((n * hidden) as u64, Dtype::F32));
+    d.ops.embed(bx, bt, bk, n as u64, hidden as u64).unwrap();
+    let mut want = vec![0f32; n * hidden];
+    W::embed(&mut want, &table, &tokens, hidden);
+    check(&format!("embed {} v{vocab} h{hidden} n{n}", W::DT), &d.get_f32(bx), &want, 0.0, 0.0);
+}
+
+#[test]
+fn embed_matches_its_twin() {
+    let Some(mut d) = dev("embed_matches_its_twin") else { return };
+    for (v, h, n) in [(50, 96, 1), (32000, 64, 7), (1000, 4096, 33)] {
+        embed_case::<f16>(&mut d, v, h, n);
+        embed_case::<bf16>(&mut d, v, h, n);
+    }
+}
+
+fn rmsnorm_case<W: Twin>(d: &mut Dev, rows: usize, dim: usize) {
+    d.reset();
+    let mut rng = seed(&[rows as u64, dim as u64]);
+    let x = rng.normals(rows * dim, 3.0);
+    let w: Vec<W> = halves(&mut rng, dim, 1.0);
+    let (bx, bw, bo) = (d.put_f32(&x), d.put(&w), d.alloc((rows * dim) as u64, W::DT));
+    d.ops.rmsnorm(bo, bx, bw, rows as u64, dim as u64, 1e-5).unwrap();
+    let mut want = vec![W::from_f32(0.0); rows * dim];
+    W::rmsnorm(&mut want, &x, &w, rows, dim, 1e-5);
+    check(&format!("rmsnorm {} {rows}x{dim}", W::DT), &wide(&d.get::<W>(bo)), &wide(&want), 1e-6, W::ulp());
+}
+
+#[test]
+fn rmsnorm_matches_its_twin() {
+    let Some(mut d) = dev("rmsnorm_matches_its_twin") else { return };
+    for (r, dim) in [(1, 64), (7, 96), (5, 4096), (3, 5120), (2, 33)] {
+        rmsnorm_case::<f16>(&mut d, r, dim);
+        rmsnorm_case::<bf16>(&mut d, r, dim);
+    }
+}
+
+fn matmul_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize, f32_out: bool) {
+    d.reset();
+    let mut rng = seed(&[m as u64, n as u64, kk as u64]);
+    let x: Vec<W> = halves(&mut rng, m * kk, 1.0);
+    let w: Vec<W> = halves(&mut rng, n * kk, 1.0 / (kk as f32).sqrt());
+    let (bx, bw) = (d.put(&x), d.put(&w));
+    let what = format!("matmul {} m{m} n{n} k{kk}{}", W::DT, if f32_out { " ->f32" } else { "" });
+    if f32_out {
+        let bo = d.alloc((m * n) as u64, Dtype::F32);
+        d.ops.matmul(bo, bx, bw, m as u64, n as u64, kk as u64).unwrap();
+        let mut want = vec![0f32; m * n];
+        W::matmul_f32(&mut want, &x, &w, m, n, kk);
+        check(&what, &d.get_f32(bo), &want, 1e-4, 1e-4);
+    } else {
+        let bo = d.alloc((m * n) as u64, W::DT);
+        d.ops.matmul(bo, bx, bw, m as u64, n as u64, kk as u64).unwrap();
+        let mut want = vec![W::from_f32(0.0); m * n];
+        W::matmul(&mut want, &x, &w, m, n, kk);
+        check(&what, &wide(&d.get::<W>(bo)), &wide(&want), 1e-4, W::ulp());
+    }
+}
+
+#[test]
+fn matmul_matches_its_twin() {
+    let Some(mut d) = dev("matmul_matches_its_twin") else { return };
+    for (m, n, kk, f) in [(1, 96, 96, false), (7, 256, 96, false), (5, 96, 256, false), (33, 384, 1024, false), (1, 32000, 64, true), (3, 1000, 96, true)] {
+        matmul_case::<f16>(&mut d, m, n, kk, f);
+        matmul_case::<bf16>(&mut d, m, n, kk, f);
+    }
+}
+
+fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, theta: f32) {
+    d.reset();
+    let mut rng = seed(&[t as u64, p as u64, hd as u64]);
+    let mut q: Vec<W> = halves(&mut rng, t * h * hd, 1.0);
+    let mut kk: Vec<W> = halves(&mut rng, t * kv * hd, 1.0);
+    let (bq, bk) = (d.put(&q), d.put(&kk));
+    let shape = AttnShape { tokens: t as u64, pos0: p as u64, num_heads: h as u64, num_kv_heads: kv as u64, head_dim: hd as u64, rope_theta: theta as f64 };
+    d.ops.rope(bq, bk, shape).unwrap();
+    W::rope(&mut q, &mut kk, t, p, h, kv, hd, theta);
+    // Angles of far positions differ by a few f32 ulps between libm and CUDA's sincosf/powf.
+    let atol = if W::DT == Dtype::F16 { 2e-3 } else { 1e-2 };
+    check(&format!("rope {} q t{t} p{p} h{h}x{hd}", W::DT), &wide(&d.get::<W>(bq)), &wide(&q), atol, 2.0 * W::ulp());
+    check(&format!("rope {} k t{t} p{p} kv{kv}x{hd}", W::DT), &wide(&d.get::<W>(bk)), &wide(&kk), atol, 2.0 * W::ulp());
+}
+
+#[test]
+fn rope_matches_its_twin() {
+    let Some(mut d) = dev("rope_matches_its_twin") else { return };
+    for (t, p, h, kv, hd, th) in [(1, 0, 4, 4, 16, 1e4), (5, 3, 6, 2, 16, 5e5), (7, 250, 4, 1, 32, 1e4), (1, 4000, 32, 8, 128, 5e5), (17, 0, 8, 8, 64, 1e4)] {
+        rope_case::<f16>(&mut d, t, p, h, kv, hd, th);
+        rope_case::<bf16>(&mut d, t, p, h, kv, hd, th);
+    }
+}
+
+fn kv_attention_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, max_seq: usize) {
+    d.reset();
+    let mut rng = seed(&[t as u64, p as u64, h as u64, hd as u64]);
+    let kv_dim = kv * hd;
+    let seq = p + t;
+    // Cache rows before pos0 hold earlier tokens; this pass's k, v go in via kv_store.
+    let mut kc: Vec<W> = halves(&mut rng, max_seq * kv_dim, 1.0);
+    let mut vc: Vec<W> = halves(&mut rng, max_seq * kv_dim, 1.0);
+    let (kn, vn): (Vec<W>, Vec<W>) = (halves(&mut rng, t * kv_dim, 1.0), halves(&mut rng, t * kv_dim, 1.0));
+    let q: Vec<W> = halves(&mut rng, t * h * hd, 1.0);
+    let (bkc, bvc, bkn, bvn, bq) = (d.put(&kc), d.put(&vc), d.put(&kn), d.put(&vn), d.put(&q));
+    let bs = d.alloc((h * t * seq) as u64, Dtype::F32);
+    let bo = d.alloc((t * h * hd) as u64, W::DT);
+    let shape = AttnShape { tokens: t as u64, pos0: p as u64, num_heads: h as u64, num_kv_heads: kv as u64, head_dim: hd as u64, rope_theta: 1e4 };
+    d.ops.kv_store(bkc, bvc, bkn, bvn, shape).unwrap();
+    d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
+    W::kv_store(&mut kc, &mut vc, &kn, &vn, t, p, kv_dim);
+    let mut scores = vec![0f32; h * t * seq];
+    let mut out = vec![W::from_f32(0.0); t * h * hd];
+    W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd);
+    let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd}", W::DT);
+    check(&format!("kv_store k {tag}"), &wide(&d.get::<W>(bkc)), &wide(&kc), 0.0, 0.0);
+    check(&format!("kv_store v {tag}"), &wide(&d.get::<W>(bvc)), &wide(&vc), 0.0, 0.0);
+    check(&format!("attention {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), 1e-3, 2.0 * W::ulp());
+}
+
+#[test]
+fn kv_store_and_attention_match_their_twins() {
+    let Some(mut d) = dev("kv_store_and_attention_match_their_twins") else { return };
+    // (tokens, pos0, heads, kv heads, head_dim, max_seq): decode and prefill, MHA and GQA.
+    for (t, p, h, kv, hd, ms) in [
+        (1, 0, 4, 4, 16, 8),
+        (5, 0, 6, 2, 16, 16),
+        (1, 37, 6, 2, 16, 64),
+        (9, 11, 8, 8, 64, 32),
+        (1, 300, 32, 8, 128, 512),
+        (33, 0, 8, 2, 128, 64),
+        (3, 5, 4, 2, 96, 16),
+    ] {
+        kv_attention_case::<f16>(&mut d, t, p, h, kv, hd, ms);
+        kv_attention_case::<bf16>(&mut d, t, p, h, kv, hd, ms);
+    }
+}
+
+fn elementwise_case<W: Twin>(d: &mut Dev, n: usize) {
+    d.reset();
+    let mut rng = seed(&[n as u64]);
+    let mut g: Vec<W> = halves(&mut rng, n, 4.0);
+    let u: Vec<W> = halves(&mut rng, n, 1.0);
+    let mut x = rng.normals(n, 2.0);
+    let (bg, bu, bx) = (d.put(&g), d.put(&u), d.put_f32(&x));
+    d.ops.silu_mul(bg, bu, n as u64).unwrap();
+    d.ops.add(bx, bu, n as u64).unwrap();
+    W::silu_mul(&mut g, &u, n);
+    W::add(&mut x, &u, n);
+    check(&format!("silu_mul {} n{n}", W::DT), &wide(&d.get::<W>(bg)), &wide(&g), 1e-6, W::ulp());
+    check(&format!("add {} n{n}", W::DT), &d.get_f32(bx), &x, 0.0, 0.0);
+}
+
+#[test]
+fn silu_mul_and_add_match_their_twins() {
+    let Some(mut d) = dev("silu_mul_and_add_match_their_twins") else { return };
+    for n in [1, 1000, 100_003, 2_000_000] {
+        elementwise_case::<f16>(&mut d, n);
+        elementwise_case::<bf16>(&mut d, n);
+    }
+}
+
+#[test]
+fn argmax_matches_its_twin() {
+    let Some(mut d) = dev("argmax_matches_its_twin") else { return };
+    let mut rng = seed(&[5]);
+    for n in [1usize, 31, 1024, 32000, 128_256] {
+        d.reset();
+        let mut x = rng.normals(n, 3.0);
+        if n > 10 {
+            x[n / 2] = f32::NAN;
+            let top = x.iter().cloned().filter(|v| !v.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+            x[n - 1] = top; // a tie: the first index wins
+        }
+        let (bl, bo) = (d.put_f32(&x), d.alloc(1, Dtype::F32));
+        d.ops.argmax(bo, bl, n as u64).unwrap();
+        let got = d.get_f32(bo)[0].to_bits();
+        assert_eq!(got as usize, k::argmax_f32(&x), "argmax of {n} logits");
+    }
+}

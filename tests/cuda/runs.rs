@@ -1,0 +1,234 @@
+//! Whole generations on the GPU: greedy tokens and logits against the
+//! fixtures' float32 transformers references, on an all-resident, a
+//! stream-everything and a partly-streamed plan (identical tokens), against
+//! the CPU backend, and with `--enforce-budget` and `--trace`.
+
+use std::path::{Path, PathBuf};
+
+use djinn_compiler::{compile, CompileRequest, Options};
+use djinn_core::plan::{Placement, Plan, Strategy};
+use djinn_kernels::check::close_f32;
+use djinn_runtime::backend::Backend;
+use djinn_runtime::cpu::CpuBackend;
+use djinn_runtime::cuda::{check_libraries, CudaBackend, CudaError, CudaOptions};
+use djinn_runtime::generate::{generate, GenerateOptions, Sampling};
+use djinn_runtime::replay::{Replay, ReplayOptions};
+use djinn_runtime::weights::Weights;
+use serde_json::Value;
+
+use super::is_absence;
+
+const NEW_TOKENS: u64 = 32;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn reference() -> Value {
+    let text = std::fs::read_to_string(fixture("reference.json")).expect("tests/fixtures/reference.json");
+    serde_json::from_str(&text).expect("reference.json is JSON")
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().expect("an array").iter().map(|x| x.as_f64().expect("a number") as f32).collect()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().expect("an array").iter().map(|x| x.as_u64().expect("an id") as u32).collect()
+}
+
+fn plan(model: &str, strategy: Strategy, budget: Option<u64>) -> Result<Plan, String> {
+    let req = CompileRequest {
+        gpu: "h100-sxm".into(),
+        model: fixture(model).display().to_string(),
+        options: Options { budget, prompt_len: 32, max_seq_len: Some(96), batch: 1, strategy },
+    };
+    compile(&req).map(|c| c.plan).map_err(|e| e.to_string())
+}
+
+/// The fixture's plans: all resident, every layer streamed, and (when the
+/// solver finds one) a budget that keeps only some layers resident.
+fn plans(model: &str) -> Vec<(String, Plan)> {
+    let resident = plan(model, Strategy::Djinn, None).unwrap();
+    let streamed = plan(model, Strategy::StreamAll, None).unwrap();
+    let layer = resident.model.block("layer.0").unwrap().bytes;
+    let layers = resident.model.arch.num_layers as usize;
+    let mut out = vec![("all-resident".to_string(), resident.clone()), ("stream-all".to_string(), streamed)];
+    // The largest budget under all-resident at which the solver streams some but not all layers.
+    let partial = (1..=8u64).filter_map(|quarters| plan(model, Strategy::Djinn, Some(resident.arena.bytes - layer * quarters / 4)).ok()).find(|p| {
+        let n = p.placements.iter().filter(|b| b.placement == Placement::Streamed).count();
+        n > 0 && n < layers
+    });
+    match partial {
+        Some(p) => out.push(("djinn-partial".into(), p)),
+        None => println!("{model}: the solver found no partly-streamed plan"),
+    }
+    for (name, p) in &out {
+        let streamed = p.placements.iter().filter(|b| b.placement == Placement::Streamed).count();
+        println!("{model} {name}: {} slots, {streamed} of {} blocks streamed", p.slot_count(), p.placements.len());
+    }
+    out
+}
+
+struct Run {
+    tokens: Vec<u32>,
+    /// Logits of the last prompt position.
+    first: Vec<f32>,
+    /// Logits after `check_step` generated tokens went through the KV cache.
+    step: Vec<f32>,
+}
+
+fn run<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32], check_step: usize) -> Run {
+    let replay = Replay::new(plan, ReplayOptions::default()).unwrap();
+    let opts = GenerateOptions { max_new_tokens: NEW_TOKENS, sampling: Sampling::greedy(), stop_tokens: vec![] };
+    let (mut first, mut step) = (Vec::new(), Vec::new());
+    let g = generate(&replay, backend, prompt, &opts, |e| {
+        if e.index == 0 {
+            first = e.logits.to_vec();
+        }
+        if e.index == check_step {
+            step = e.logits.to_vec();
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("generation failed: {e}"));
+    Run { tokens: g.tokens, first, step }
+}
+
+/// A CUDA backend, or `None` after printing why the test skips.
+fn cuda(test: &str, plan: &Plan, weights: &Weights, opts: &CudaOptions) -> Option<CudaBackend> {
+    match CudaBackend::new(plan, weights, opts) {
+        Ok(b) => Some(b),
+        Err(e) if is_absence(&e) => {
+            println!("{test}: skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{test}: {e}"),
+    }
+}
+
+fn logits_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    match close_f32(what, got, want, tol, tol) {
+        Ok(c) => println!("{what}: max |err| {:.3e} at [{}]", c.max_abs_err, c.at),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn cuda_generation_matches_the_references_on_resident_and_streamed_plans() {
+    const TEST: &str = "cuda_generation_matches_the_references_on_resident_and_streamed_plans";
+    let refs = reference();
+    for model in ["tiny-llama-mha", "tiny-llama-gqa"] {
+        let mut per_plan: Vec<(String, Vec<Run>)> = Vec::new();
+        for (name, plan) in plans(model) {
+            let weights = Weights::open(&fixture(model), &plan).unwrap();
+            let Some(mut backend) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };
+            let mut runs = Vec::new();
+            for p in refs[model]["prompts"].as_array().unwrap() {
+                let step = p["decode_check_step"].as_u64().unwrap() as usize;
+                let r = run(&plan, &mut backend, &ids(&p["input_ids"]), step);
+                let tag = format!("{model} {name} {:?}", p["prompt"].as_str().unwrap());
+                // fp16 weights and activations against float32 transformers.
+                logits_close(&format!("{tag} prompt logits"), &r.first, &floats(&p["last_logits"]), 1e-2);
+                logits_close(&format!("{tag} logits after {step} tokens"), &r.step, &floats(&p["step_logits"]), 1e-2);
+                assert_eq!(r.tokens, ids(&p["greedy_ids"]), "{tag}: greedy tokens differ from transformers'");
+                runs.push(r);
+            }
+            println!("{model} {name}: {:?}", backend.metrics().unwrap());
+            per_plan.push((name, runs));
+        }
+        let (base, base_runs) = &per_plan[0];
+        for (name, runs) in &per_plan[1..] {
+            for (a, b) in base_runs.iter().zip(runs) {
+                assert_eq!(a.tokens, b.tokens, "{model}: {name} and {base} generate different tokens");
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_and_cpu_backends_agree_on_the_same_plan() {
+    const TEST: &str = "cuda_and_cpu_backends_agree_on_the_same_plan";
+    let refs = reference();
+    let model = "tiny-llama-gqa";
+    for strategy in [Strategy::Djinn, Strategy::StreamAll] {
+        let plan = plan(model, strategy, None).unwrap();
+        let weights = Weights::open(&fixture(model), &plan).unwrap();
+        let Some(mut gpu) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };
+        let mut cpu = CpuBackend::new(&plan, &weights).unwrap();
+        for p in refs[model]["prompts"].as_array().unwrap() {
+            let prompt = ids(&p["input_ids"]);
+            let (g, c) = (run(&plan, &mut gpu, &prompt, 16), run(&plan, &mut cpu, &prompt, 16));
+            let tag = format!("{model} {} {:?}", strategy.name(), p["prompt"].as_str().unwrap());
+            logits_close(&format!("{tag} prompt logits cuda vs cpu"), &g.first, &c.first, 5e-3);
+            logits_close(&format!("{tag} step logits cuda vs cpu"), &g.step, &c.step, 5e-3);
+            assert_eq!(g.tokens, c.tokens, "{tag}: CUDA and CPU tokens differ");
+        }
+    }
+}
+
+#[test]
+fn enforce_budget_and_trace_report_a_streamed_run() {
+    const TEST: &str = "enforce_budget_and_trace_report_a_streamed_run";
+    let model = "tiny-llama-mha";
+    let budget = 1u64 << 30;
+    let plan = plan(model, Strategy::StreamAll, Some(budget)).unwrap();
+    let weights = Weights::open(&fixture(model), &plan).unwrap();
+    let trace = std::env::temp_dir().join(format!("djinn-cuda-trace-{}.json", std::process::id()));
+    let opts = CudaOptions { enforce_budget: true, trace: Some(trace.clone()), device: 0 };
+    let Some(mut backend) = cuda(TEST, &plan, &weights, &opts) else { return };
+    let prompt = ids(&reference()[model]["prompts"][0]["input_ids"]);
+    let r = run(&plan, &mut backend, &prompt, 16);
+    assert_eq!(r.tokens.len() as u64, NEW_TOKENS);
+    let m = backend.metrics().unwrap();
+    println!("{m}");
+    assert!(m.ttft_ms > 0.0 && m.prefill_device_ms > 0.0, "{m:?}");
+    assert_eq!(m.decode_tokens, NEW_TOKENS - 1, "{m:?}");
+    assert!(m.decode_ms_per_token > 0.0 && m.decode_device_ms_per_token > 0.0, "{m:?}");
+    assert!(m.copy_bytes > 0 && m.copy_gbps > 0.0, "a stream-all plan copies every layer: {m:?}");
+    assert!(m.decode_copy_busy > 0.0 && m.decode_copy_busy <= 1.0, "{m:?}");
+    assert!(m.peak_device_bytes >= plan.arena.bytes && m.peak_device_bytes <= budget, "{m:?}");
+    assert!(m.ballast_bytes > 0, "the GPU has more than 1 GiB free, so a ballast was taken: {m:?}");
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&trace);
+    let spans = t["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").collect::<Vec<_>>();
+    let count = |pid: u64, tid: u64| spans.iter().filter(|e| e["pid"] == pid && e["tid"] == tid).count();
+    let passes = NEW_TOKENS as usize; // prefill + 31 decode passes
+    let steps = |lane: &str, phase: &djinn_core::Phase| phase.steps.iter().filter(|s| format!("{:?}", s.lane) == lane).count();
+    let want = |lane| steps(lane, &plan.prefill) + (passes - 1) * steps(lane, &plan.decode);
+    assert_eq!(count(1, 2), want("Compute"), "measured compute spans");
+    assert_eq!(count(1, 1), want("Copy"), "measured copy spans");
+    assert_eq!(count(2, 2), want("Compute"), "predicted compute spans");
+    assert_eq!(count(1, 3), passes, "pass spans");
+}
+
+#[test]
+fn an_arena_over_the_enforced_budget_fails_loudly() {
+    const TEST: &str = "an_arena_over_the_enforced_budget_fails_loudly";
+    let model = "tiny-llama-mha";
+    let mut plan = plan(model, Strategy::Djinn, None).unwrap();
+    let weights = Weights::open(&fixture(model), &plan).unwrap();
+    plan.budget_bytes = plan.arena.bytes / 2; // what a hand-edited plan could claim
+    let opts = CudaOptions { enforce_budget: true, ..CudaOptions::default() };
+    match CudaBackend::new(&plan, &weights, &opts) {
+        Err(e) if is_absence(&e) => println!("{TEST}: skipped: {e}"),
+        Err(e @ CudaError::Budget(_)) => println!("{TEST}: refused as expected: {e}"),
+        Err(e) => panic!("{TEST}: wrong error: {e}"),
+        Ok(_) => panic!("{TEST}: a {}-byte arena was allocated under a {}-byte budget", plan.arena.bytes, plan.budget_bytes),
+    }
+}
+
+#[test]
+fn missing_cuda_libraries_are_an_error_not_a_panic() {
+    let Err(why) = check_libraries() else {
+        println!("missing_cuda_libraries_are_an_error_not_a_panic: skipped: the CUDA libraries are present");
+        return;
+    };
+    let model = "tiny-llama-mha";
+    let plan = plan(model, Strategy::Djinn, None).unwrap();
+    let weights = Weights::open(&fixture(model), &plan).unwrap();
+    let err = CudaBackend::new(&plan, &weights, &CudaOptions::default()).err().expect("no libraries, no backend");
+    assert!(is_absence(&err), "{err}");
+    assert_eq!(err.to_string(), why.to_string());
+    println!("without CUDA: {err}");
+}
