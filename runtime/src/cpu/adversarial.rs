@@ -15,7 +15,16 @@
 //!   next copy while compute is blocked too;
 //! * a slot is poisoned as soon as the last declared reader of its occupant
 //!   (the last compute reading it before the next copy into that slot, in
-//!   plan order) has finished.
+//!   plan order) has finished;
+//! * except: when the copy lane, were its copy in flight complete, could
+//!   start a copy over bytes that a compute issued *before* that copy has yet
+//!   to read, the copy in flight completes at once and the next one starts
+//!   (poisoning its destination under the pending reader). Late completion
+//!   alone exposes a compute missing its wait on a copy, but hides a copy
+//!   missing its wait on the slot's last reader: the copy lane would never
+//!   get ahead of compute. A plan with complete events never allows the
+//!   overtaking (the copy, or a step before it on the copy lane, waits on
+//!   that reader), so this changes nothing for it.
 //!
 //! A plan whose waits are complete computes exactly what in-order replay
 //! computes (the kernels are deterministic); a plan missing a wait reads NaN,
@@ -37,15 +46,18 @@ enum Item {
         event: usize,
         gen: u64,
     },
+    /// `seq`: issue order across both lanes.
     Copy {
         block: usize,
         dst: u64,
+        seq: u64,
     },
     Stage(Pass),
     Compute {
         block: usize,
         weights: u64,
         pass: Pass,
+        seq: u64,
     },
     Record {
         event: usize,
@@ -63,6 +75,10 @@ pub struct AdversarialCpu {
     done: HashSet<(usize, u64)>,
     /// (phase, block) → the slot range to poison once that compute finishes.
     poison_after: HashMap<(PhaseName, usize), (u64, u64)>,
+    /// Bytes of each block's image (what a compute of it reads), by block index.
+    block_bytes: Vec<u64>,
+    /// Copies and computes issued so far.
+    seq: u64,
 }
 
 impl AdversarialCpu {
@@ -75,6 +91,8 @@ impl AdversarialCpu {
             issued: HashMap::new(),
             done: HashSet::new(),
             poison_after: last_readers(plan),
+            block_bytes: plan.model.blocks.iter().map(|b| b.bytes).collect(),
+            seq: 0,
         })
     }
 
@@ -89,9 +107,15 @@ impl AdversarialCpu {
         gen == 0 || self.done.contains(&(event, gen))
     }
 
-    /// Runs queued work until the compute lane is empty, copies completing as late as possible.
+    /// Runs queued work until the compute lane is empty, copies completing as late as possible
+    /// (save the overtaking of a pending reader; module doc).
     fn pump(&mut self) -> Result<(), CpuError> {
         loop {
+            if self.copy_could_overtake_a_reader() {
+                if let Some((block, dst)) = self.in_flight.take() {
+                    self.cpu.copy(block, dst)?;
+                }
+            }
             if self.advance_copy_lane()? || self.advance_compute_lane()? {
                 continue;
             }
@@ -111,11 +135,42 @@ impl AdversarialCpu {
         }
     }
 
+    /// Whether the copy lane, once its copy in flight completed, could start a
+    /// copy (past records and satisfied waits) over bytes that a compute
+    /// issued before that copy has not yet read — a missing wait (module doc).
+    fn copy_could_overtake_a_reader(&self) -> bool {
+        if self.in_flight.is_none() {
+            return false;
+        }
+        for item in &self.copy_q {
+            match *item {
+                Item::Record { .. } => {}
+                Item::Wait { event, gen } if self.satisfied(event, gen) => {}
+                Item::Copy { block, dst, seq } => {
+                    let end = dst + self.cpu.image_len(block);
+                    return self.compute_q.iter().any(|c| match *c {
+                        Item::Compute { block: b, weights, seq: s, .. } => {
+                            s < seq && weights < end && dst < weights + self.block_bytes.get(b).copied().unwrap_or(0)
+                        }
+                        _ => false,
+                    });
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
     /// One step of the copy lane that does not complete the copy in flight.
     fn advance_copy_lane(&mut self) -> Result<bool, CpuError> {
         match self.copy_q.front() {
             Some(&Item::Wait { event, gen }) if self.satisfied(event, gen) => {}
-            Some(&Item::Copy { block, dst }) if self.in_flight.is_none() => {
+            Some(&Item::Copy { block, dst, .. }) if self.in_flight.is_none() => {
                 self.cpu.poison(dst, self.cpu.image_len(block));
                 self.in_flight = Some((block, dst));
             }
@@ -139,7 +194,7 @@ impl AdversarialCpu {
         }
         match self.compute_q.pop_front() {
             Some(Item::Stage(pass)) => self.cpu.stage(&pass)?,
-            Some(Item::Compute { block, weights, pass }) => {
+            Some(Item::Compute { block, weights, pass, .. }) => {
                 self.cpu.compute(block, weights, &pass)?;
                 if let Some(&(offset, bytes)) = self.poison_after.get(&(pass.phase, block)) {
                     self.cpu.poison(offset, bytes);
@@ -163,12 +218,14 @@ impl Backend for AdversarialCpu {
     }
 
     fn copy_block(&mut self, block: usize, dst: u64) -> Result<(), CpuError> {
-        self.copy_q.push_back(Item::Copy { block, dst });
+        let seq = self.next_seq();
+        self.copy_q.push_back(Item::Copy { block, dst, seq });
         Ok(())
     }
 
     fn compute_block(&mut self, block: usize, weights: u64, pass: &Pass) -> Result<(), CpuError> {
-        self.compute_q.push_back(Item::Compute { block, weights, pass: pass.clone() });
+        let seq = self.next_seq();
+        self.compute_q.push_back(Item::Compute { block, weights, pass: pass.clone(), seq });
         Ok(())
     }
 
