@@ -1,1 +1,124 @@
-//! (to be written)
+//! End to end, as a user runs it: `djinn-compile` writes a plan for a
+//! fixture, `djinn-exec` replays it on the CPU — both through their library
+//! entry points (`djinn_compiler::cli::run`, `djinn_runtime::exec::run`),
+//! which are exactly what the binaries run — and the text on stdout is the
+//! text transformers generated greedily (`reference.json`).
+
+use djinn_runtime::report::Report;
+
+use super::*;
+
+/// `djinn-compile` with `args` (program name excluded) writing `out`.
+fn compile_cli(args: &[&str], out: &Path) {
+    let argv =
+        ["djinn-compile"].iter().chain(args).map(|s| s.to_string()).chain(["-o".into(), out.display().to_string()]);
+    let done = djinn_compiler::cli::run(argv).unwrap_or_else(|e| panic!("djinn-compile {args:?}: {e}"));
+    assert_eq!(done.written_to.as_deref(), Some(out));
+}
+
+/// What `djinn-exec` printed and returned.
+struct Exec {
+    stdout: String,
+    stderr: String,
+    report: Report,
+}
+
+fn exec_cli(args: &[String]) -> Exec {
+    let argv = std::iter::once("djinn-exec".to_string()).chain(args.iter().cloned());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let report =
+        djinn_runtime::exec::run(argv, &mut out, &mut err).unwrap_or_else(|e| panic!("djinn-exec {args:?}: {e}"));
+    Exec { stdout: String::from_utf8(out).unwrap(), stderr: String::from_utf8(err).unwrap(), report }
+}
+
+/// The generated text against transformers' decode of the same tokens (which
+/// drops the leading SentencePiece space that a continuation keeps).
+fn assert_reference_text(what: &str, run: &Exec, r: &RefPrompt) {
+    assert_eq!(run.report.tokens, r.greedy_ids, "{what}: tokens");
+    let text = run.report.text.as_deref().expect("a tokenizer was found, so the report has the text");
+    assert_eq!(run.stdout, format!("{text}\n"), "{what}: stdout is the streamed text and a newline");
+    assert_eq!(text.trim_start(), r.greedy_text.trim_start(), "{what}: text");
+}
+
+/// The README's quick start (relative paths resolve from the repository
+/// root, where cargo runs the tests), with `--prompt-len 64` — the default
+/// of 512 exceeds the fixture's 256 positions, so djinn-compile refuses
+/// without it — and `--json`.
+#[test]
+fn compile_then_exec_generates_the_reference_greedy_text() {
+    let scratch = Scratch::new("cli_quick_start");
+    let plan = scratch.0.join("tiny.toml");
+    compile_cli(&["--gpu", "t4", "--model", "tests/fixtures/tiny-llama-mha", "--prompt-len", "64"], &plan);
+    let json = scratch.0.join("metrics.json");
+    let r = reference(MHA).iter().find(|r| r.prompt == "Once upon a time").unwrap();
+    let run = exec_cli(&[
+        plan.display().to_string(),
+        "--weights".into(),
+        "tests/fixtures/tiny-llama-mha".into(),
+        "--prompt".into(),
+        r.prompt.clone(),
+        "--max-new-tokens".into(),
+        "32".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ]);
+    assert_reference_text("quick start", &run, r);
+    for line in ["backend", "prompt tokens", "TTFT", "decode", "throughput", "copy lane", "peak host memory"] {
+        assert!(run.stderr.contains(line), "the report on stderr lacks {line:?}:\n{}", run.stderr);
+    }
+
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let number = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("metrics.json: `{k}` is not a number: {m}"));
+    assert_eq!(m["backend"], "cpu");
+    assert_eq!(number("prompt_tokens"), r.input_ids.len() as f64);
+    assert_eq!(number("generated_tokens"), 32.0);
+    assert_eq!(m["stop_reason"], "max_new_tokens");
+    assert!(number("ttft_ms") > 0.0);
+    assert_eq!(
+        m["decode_step_ms"].as_array().map(Vec::len),
+        Some(31),
+        "one entry per decode pass after the first token"
+    );
+    assert!(number("decode_ms_per_token") > 0.0 && number("tokens_per_s") > 0.0);
+    assert_eq!(number("copy_bytes_per_token"), 0.0, "the default T4 budget holds the tiny model: nothing streamed");
+    assert!(number("peak_host_rss_bytes") > 0.0);
+    for k in ["predicted_ttft_ms", "predicted_decode_ms_per_token", "predicted_copy_bytes_per_token"] {
+        number(k);
+    }
+    assert!(m["peak_method"].is_string());
+    let tokens: Vec<u32> = serde_json::from_value(m["tokens"].clone()).unwrap();
+    assert_eq!(tokens, r.greedy_ids);
+    assert_eq!(m["text"].as_str(), run.report.text.as_deref());
+}
+
+/// Every fixture and reference prompt through a plan that streams every
+/// layer: the copy lane moves what the plan predicts, and the text is the
+/// reference's; the same with `--replay adversarial`.
+#[test]
+fn stream_all_plans_generate_the_reference_text_for_every_prompt() {
+    let scratch = Scratch::new("cli_stream_all");
+    for name in FIXTURES {
+        let plan = scratch.0.join(format!("{name}.toml"));
+        let model = fixture(name).display().to_string();
+        compile_cli(&["--gpu", "t4", "--model", &model, "--strategy", "stream-all", "--prompt-len", "32"], &plan);
+        for (i, r) in reference(name).iter().enumerate() {
+            let mut args = vec![
+                plan.display().to_string(),
+                "--weights".into(),
+                model.clone(),
+                "--prompt".into(),
+                r.prompt.clone(),
+                "--max-new-tokens".into(),
+                r.greedy_ids.len().to_string(),
+            ];
+            if i == 0 {
+                args.extend(["--replay".into(), "adversarial".into()]);
+            }
+            let run = exec_cli(&args);
+            assert_reference_text(&format!("{name} {:?}", r.prompt), &run, r);
+            let copied = run.report.copy_bytes_per_token.expect("decode passes ran");
+            assert!(copied > 0.0, "{name}: every layer streams");
+            assert_eq!(copied, run.report.predicted_copy_bytes_per_token as f64, "{name}: bytes copied per token");
+        }
+    }
+}
