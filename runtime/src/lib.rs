@@ -7,7 +7,8 @@
 //! against [`ops::Ops`]; the [`cpu`] backend implements it with the CPU twins
 //! of the kernels, the [`cuda`] backend with the `.cu` kernels; [`tokenizer`]
 //! turns text into ids and streams ids back into text; [`exec`] is the
-//! command line.
+//! command line. [`profile`] is `djinn-profile`, which measures a GPU for the
+//! compiler with the same forward pass and kernels.
 
 pub mod backend;
 pub mod cpu;
@@ -16,6 +17,7 @@ pub mod exec;
 pub mod forward;
 pub mod generate;
 pub mod ops;
+pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod tokenizer;

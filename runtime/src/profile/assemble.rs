@@ -1,0 +1,182 @@
+//! From measurements to the profile `djinn-compile --gpu FILE.toml` reads,
+//! and its TOML text, whose header comments say where each figure comes
+//! from (as the presets in `compiler/presets/gpus/` do).
+//!
+//! How each field follows from what was timed:
+//!
+//! * `h2d_curve`, `h2d_gbps`, `copy_latency_us`: see [`super::copy_fit`];
+//!   `h2d_gbps` is the largest copy's point.
+//! * `hbm_gbps`: a device-to-device copy of `B` bytes reads `B` and writes
+//!   `B`; `2B / time` is the memory's throughput, the ceiling of a pure read
+//!   stream — "effective read bandwidth" as the H100 preset counts it.
+//! * `fp16_tflops`: `2mnk / time` of one large GEMM through our matmul (cuBLAS,
+//!   fp32 accumulation) in the model dtype.
+//! * `kernel_overhead_us`: the time per kernel of one-element kernels issued
+//!   back to back: launch and tail, with nothing to compute.
+//! * `block_times`: the median of each block kind per pass shape, with the
+//!   model's name, so the cost model uses them instead of its roofline.
+//! * `cpu`: weight bytes over the matrix-vector time, alone and during copies.
+
+use djinn_core::gpu::{BlockTime, CpuLane, GpuProfile};
+
+use super::copy_fit::{self, gbps};
+use super::measurements::Measurements;
+use super::stats::round_to;
+
+/// Who made the profile, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// `--name`; `None`: the device name, as a slug.
+    pub name: Option<String>,
+    /// The command line, as typed.
+    pub command: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Whether djinn-profile was a debug build (its CPU and launch figures then read slow).
+    pub debug_build: bool,
+}
+
+/// `NVIDIA H100 80GB HBM3` → `nvidia-h100-80gb-hbm3`.
+pub fn slug(device: &str) -> String {
+    let s: String =
+        device.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let s = s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
+    if s.is_empty() {
+        "gpu".to_string()
+    } else {
+        s
+    }
+}
+
+/// The copies' fixed cost: fitted, or (a degenerate fit) the smallest copy's time.
+fn latency_us(m: &Measurements) -> f64 {
+    copy_fit::fit(&m.h2d_small)
+        .map(|f| f.latency_us)
+        .or_else(|| m.h2d_small.iter().map(|c| c.time.median_us).reduce(f64::min))
+        .unwrap_or(0.0)
+}
+
+/// The profile `m` implies.
+pub fn assemble(m: &Measurements, p: &Provenance) -> GpuProfile {
+    let latency = latency_us(m);
+    let h2d_curve = copy_fit::curve(&m.h2d, latency);
+    let h2d_gbps = h2d_curve.last().map(|p| p.gbps).unwrap_or(0.0);
+    let dc = &m.device_copy;
+    let g = &m.gemm;
+    let flops = 2.0 * (g.m * g.n * g.k) as f64;
+    let cpu = &m.cpu;
+    GpuProfile {
+        name: p.name.clone().unwrap_or_else(|| slug(&m.device.name)),
+        source: format!("measured by djinn-profile on {} {}: {}", m.device.name, p.date, p.command),
+        memory_bytes: m.device.memory_bytes,
+        usable_bytes: m.device.usable_bytes,
+        hbm_gbps: round_to(gbps(2 * dc.bytes, dc.time.median_us), 1),
+        fp16_tflops: round_to(flops / g.time.median_us / 1e6, 1),
+        pcie_gen: m.link.gen,
+        pcie_lanes: m.link.lanes,
+        h2d_gbps,
+        copy_latency_us: round_to(latency, 2),
+        kernel_overhead_us: round_to(m.launches.time.median_us / m.launches.kernels as f64, 2),
+        h2d_curve,
+        block_times: m
+            .blocks
+            .iter()
+            .map(|b| BlockTime {
+                model: m.model.clone(),
+                kind: b.kind,
+                phase: b.phase,
+                tokens: b.tokens,
+                us: round_to(b.time.median_us, 2),
+            })
+            .collect(),
+        cpu: Some(CpuLane {
+            cores: cpu.threads,
+            gemv_f16_gbps: round_to(gbps(cpu.weight_bytes(), cpu.alone.median_us), 1),
+            gemv_f16_gbps_during_copy: round_to(gbps(cpu.weight_bytes(), cpu.during_copy.median_us), 1),
+        }),
+    }
+}
+
+/// `4 KiB`, `64 MiB`, `1 GiB`, or bytes.
+pub fn size(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift && bytes.trailing_zeros() >= shift {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// The profile as TOML, with header comments on how each figure was measured.
+pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String {
+    let mut c = Vec::new();
+    let d = &m.device;
+    c.push(format!("GPU profile of {} ({}), measured by djinn-profile on {}:", d.name, d.arch, p.date));
+    c.push(format!("  {}", p.command));
+    c.push("Read by `djinn-compile --gpu FILE.toml`. Times are medians of CUDA-event timings after warm-up.".into());
+    if p.debug_build {
+        c.push("WARNING: measured by a debug build of djinn-profile: cpu and kernel_overhead_us read slow.".into());
+    }
+    c.push(format!(
+        "memory_bytes / usable_bytes: cuMemGetInfo total, and free right after our context was created ({} MiB).",
+        d.usable_bytes >> 20
+    ));
+    let raw: Vec<String> = m.h2d.iter().map(|x| format!("{} {:.1} us", size(x.bytes), x.time.median_us)).collect();
+    c.push(format!(
+        "h2d_curve / h2d_gbps: pinned (page-locked, not write-combined) host-to-device copies, median of {} each: {}.",
+        m.h2d.first().map_or(0, |x| x.time.runs),
+        raw.join(", ")
+    ));
+    c.push(
+        "  Each point's gbps excludes copy_latency_us, so copy_latency_us + bytes / gbps is the measured time.".into(),
+    );
+    let small: Vec<String> =
+        m.h2d_small.iter().map(|x| format!("{} {:.2} us", size(x.bytes), x.time.median_us)).collect();
+    c.push(format!(
+        "copy_latency_us: t = latency + bytes / rate fitted (relative least squares) to small copies: {}.",
+        small.join(", ")
+    ));
+    let dc = &m.device_copy;
+    c.push(format!(
+        "hbm_gbps: a device-to-device copy of {} took {:.1} us; it reads and writes {} each, so 2 x {} / time",
+        size(dc.bytes),
+        dc.time.median_us,
+        size(dc.bytes),
+        size(dc.bytes)
+    ));
+    c.push("  is the memory's throughput, the ceiling of a read stream (as the H100 preset counts it).".into());
+    let g = &m.gemm;
+    c.push(format!(
+        "fp16_tflops: {}x{}x{} {} GEMM through djinn's matmul (cuBLAS, fp32 accumulation), {:.1} us.",
+        g.m, g.n, g.k, g.dtype, g.time.median_us
+    ));
+    c.push(format!(
+        "kernel_overhead_us: {} one-element kernels issued back to back took {:.1} us.",
+        m.launches.kernels, m.launches.time.median_us
+    ));
+    c.push(format!(
+        "block_times: djinn's forward pass (runtime/src/forward.rs, CUDA ops) over one layer of {} on random",
+        m.model
+    ));
+    c.push(format!(
+        "  weights resident in device memory; prefill = {} tokens at positions 0.., decode = 1 token over {} cached.",
+        m.prompt_len, m.prompt_len
+    ));
+    let cpu = &m.cpu;
+    c.push(format!(
+        "cpu: the kernels crate's matmul twin, m = 1, {} threads, [{}, {}] f16 weights ({}); during copy: while",
+        cpu.threads,
+        cpu.rows,
+        cpu.cols,
+        size(cpu.weight_bytes())
+    ));
+    c.push(format!("  pinned host-to-device copies looped (they ran at {:.1} GB/s meanwhile).", cpu.copy_gbps));
+    c.push(format!("pcie_gen / pcie_lanes: {}.", m.link.how));
+    let mut out: String = c.iter().map(|l| format!("# {l}\n")).collect();
+    out.push_str(&toml::to_string(profile).expect("a GpuProfile always serializes to TOML"));
+    out
+}
+
+#[cfg(test)]
+#[path = "assemble_tests.rs"]
+mod tests;

@@ -1,0 +1,52 @@
+//! `djinn-profile`'s one error type.
+//!
+//! Like `djinn-exec`'s, each message is complete on its own (inner errors are
+//! formatted into it, not chained), so the binary's `{:#}` prints every cause
+//! once. "No GPU here" is its own variant: it is the expected outcome on a
+//! machine without one, and the message says where to run instead.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::cuda::CudaError;
+
+#[derive(Debug, Error)]
+pub enum ProfileError {
+    #[error("{0}")]
+    Args(clap::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("--model {arg}: {message}")]
+    Model { arg: String, message: String },
+    #[error("no usable CUDA GPU: {0}; djinn-profile measures a real device, so run it on the GPU machine")]
+    NoGpu(CudaError),
+    #[error("CUDA error while {what}: {error}")]
+    Cuda { what: String, error: CudaError },
+    #[error("cannot lay out one layer of `{model}` in device memory for profiling: {message}")]
+    Plan { model: String, message: String },
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: std::io::Error },
+}
+
+impl From<clap::Error> for ProfileError {
+    fn from(e: clap::Error) -> ProfileError {
+        ProfileError::Args(e)
+    }
+}
+
+/// Whether `e` means there is no usable GPU on this machine (as opposed to a failure on one).
+pub fn is_absence(e: &CudaError) -> bool {
+    matches!(e, CudaError::LibraryMissing { .. } | CudaError::SymbolMissing { .. } | CudaError::NoDevice { .. })
+}
+
+/// Names the measurement a CUDA error interrupted.
+pub trait During<T> {
+    fn during(self, what: &str) -> Result<T, ProfileError>;
+}
+
+impl<T> During<T> for Result<T, CudaError> {
+    fn during(self, what: &str) -> Result<T, ProfileError> {
+        self.map_err(|error| ProfileError::Cuda { what: what.to_string(), error })
+    }
+}

@@ -1,0 +1,112 @@
+//! What one profiling run measured, before it becomes a profile: the raw
+//! timings that the `--json` log records and [`super::assemble`] turns into a
+//! [`GpuProfile`](djinn_core::gpu::GpuProfile). Every time is a [`Timing`]
+//! of repeated runs timed with CUDA events (or the host clock, for the CPU).
+
+use djinn_core::gpu::PhaseKind;
+use djinn_core::model::BlockKind;
+use djinn_core::Dtype;
+use serde::Serialize;
+
+use super::pcie::Link;
+use super::stats::Timing;
+
+/// The device as the driver describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    /// `NVIDIA H100 80GB HBM3`.
+    pub name: String,
+    /// `sm_90`.
+    pub arch: String,
+    /// Physical device memory (`cuMemGetInfo` total).
+    pub memory_bytes: u64,
+    /// Free right after our context was created: what one process can allocate.
+    pub usable_bytes: u64,
+}
+
+/// Copies of one size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopyTiming {
+    pub bytes: u64,
+    pub time: Timing,
+}
+
+/// A device-to-device copy of `bytes` (it reads `bytes` and writes `bytes`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceCopy {
+    pub bytes: u64,
+    pub time: Timing,
+}
+
+/// One `[m, k] · [n, k]ᵀ` GEMM through the CUDA ops (cuBLAS, fp32 accumulation).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gemm {
+    pub m: u64,
+    pub n: u64,
+    pub k: u64,
+    pub dtype: Dtype,
+    pub time: Timing,
+}
+
+/// Batches of `kernels` one-element kernels issued back to back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Launches {
+    pub kernels: u64,
+    pub time: Timing,
+}
+
+/// One block of the model computing one pass shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockTiming {
+    /// The block of the one-layer profiling model that ran (`layer.0`).
+    pub block: String,
+    pub kind: BlockKind,
+    pub phase: PhaseKind,
+    /// Tokens of the pass.
+    pub tokens: u64,
+    /// Positions the pass attends over (its own plus those already cached).
+    pub context: u64,
+    /// The block's image.
+    pub bytes: u64,
+    pub time: Timing,
+}
+
+/// The host CPU's matrix-vector rate (the kernels crate's `matmul` twin, `m = 1`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuGemv {
+    /// Threads of the pool the twin ran on (all cores).
+    pub threads: u32,
+    /// The weight matrix, `[rows, cols]` f16.
+    pub rows: u64,
+    pub cols: u64,
+    pub alone: Timing,
+    /// While a pinned host-to-device copy loop ran.
+    pub during_copy: Timing,
+    /// What that copy loop achieved meanwhile, GB/s.
+    pub copy_gbps: f64,
+}
+
+impl CpuGemv {
+    pub fn weight_bytes(&self) -> u64 {
+        self.rows * self.cols * 2
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurements {
+    pub device: Device,
+    pub link: Link,
+    /// Small pinned host-to-device copies, for the fixed cost.
+    pub h2d_small: Vec<CopyTiming>,
+    /// Pinned host-to-device copies over the sizes of the curve, ascending.
+    pub h2d: Vec<CopyTiming>,
+    pub device_copy: DeviceCopy,
+    pub gemm: Gemm,
+    pub launches: Launches,
+    /// The model the block times belong to, as djinn-compile names it.
+    pub model: String,
+    pub prompt_len: u64,
+    pub blocks: Vec<BlockTiming>,
+    pub cpu: CpuGemv,
+}
