@@ -6,8 +6,10 @@
 //! `pos0..pos0+tokens` and its query row `t` attends to rows `0..=pos0+t`.
 //! Query head `h` reads kv head `h / (num_heads / num_kv_heads)`, as
 //! transformers' `repeat_kv` does. Scores are scaled by `1/sqrt(head_dim)`,
-//! soft-maxed in f32 (max-subtracted), and the weighted sum of V rows is
-//! accumulated in f32 and rounded once to the model dtype.
+//! soft-maxed in f32 (max-subtracted), the probabilities rounded to the model
+//! dtype (the GPU multiplies them by V on tensor cores, as flash-attention
+//! does), and the weighted sum of V rows is accumulated in f32 and rounded
+//! once to the model dtype.
 
 use rayon::prelude::*;
 
@@ -27,6 +29,42 @@ pub fn kv_store<W: Half>(
     assert!(hi <= k_cache.len() && hi <= v_cache.len(), "kv_store: rows {pos0}..{} past the cache", pos0 + tokens);
     k_cache[lo..hi].copy_from_slice(&k[..tokens * kv_dim]);
     v_cache[lo..hi].copy_from_slice(&v[..tokens * kv_dim]);
+}
+
+/// `p = softmax(s)` over one visible row: max-subtracted, exponentials summed
+/// in f32, each probability rounded once to the model dtype (as the GPU's
+/// probability-times-V product consumes them).
+fn softmax_row<W: Half>(p: &mut [W], s: &[f32]) {
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = s.iter().map(|v| (v - max).exp()).sum();
+    let inv = 1.0 / sum;
+    for (pv, sv) in p.iter_mut().zip(s) {
+        *pv = W::from_f32((sv - max).exp() * inv);
+    }
+}
+
+/// The causal softmax of `rows = num_heads * tokens` score rows (row `r` is
+/// query row `t = r % tokens`, which sees `pos0 + t + 1` positions): row `r`
+/// of `scores` starts at `r * stride`, row `r` of `probs` at `r * out_stride`,
+/// and each output row is `pos0 + tokens` long, zero past the visible part
+/// (the probability-times-V product runs over all of it). Scores arrive
+/// already scaled by `1/sqrt(head_dim)`.
+pub fn attn_softmax<W: Half>(
+    probs: &mut [W],
+    scores: &[f32],
+    rows: usize,
+    tokens: usize,
+    pos0: usize,
+    stride: usize,
+    out_stride: usize,
+) {
+    let seq = pos0 + tokens;
+    for r in 0..rows {
+        let visible = pos0 + r % tokens + 1;
+        let out = &mut probs[r * out_stride..r * out_stride + seq];
+        softmax_row(&mut out[..visible], &scores[r * stride..r * stride + visible]);
+        out[visible..].iter_mut().for_each(|p| *p = W::from_f32(0.0));
+    }
 }
 
 /// Causal attention; see the module doc. `scores` is f32 scratch of at least
@@ -61,6 +99,7 @@ pub fn attention<W: Half>(
             let visible = pos0 + t + 1;
             let mut qh = vec![0f32; head_dim];
             let mut acc = vec![0f32; head_dim];
+            let mut probs = vec![W::from_f32(0.0); visible];
             for h in 0..num_heads {
                 let kvh = h / group;
                 W::to_f32_slice(&q[t * q_dim + h * head_dim..t * q_dim + (h + 1) * head_dim], &mut qh);
@@ -69,21 +108,17 @@ pub fn attention<W: Half>(
                     let krow = &k_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim];
                     *sv = W::dot(&qh, krow) * scale;
                 }
-                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for sv in s.iter_mut() {
-                    *sv = (*sv - max).exp();
-                    sum += *sv;
-                }
+                softmax_row(&mut probs[..visible], s);
                 acc.iter_mut().for_each(|a| *a = 0.0);
-                for (p, &sv) in s.iter().enumerate() {
-                    let vrow = &v_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim];
+                for (p, pv) in probs[..visible].iter().enumerate() {
+                    let (pv, vrow) =
+                        (pv.to_f32(), &v_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim]);
                     for (a, vv) in acc.iter_mut().zip(vrow) {
-                        *a += sv * vv.to_f32();
+                        *a += pv * vv.to_f32();
                     }
                 }
                 for (o, a) in orow[h * head_dim..(h + 1) * head_dim].iter_mut().zip(&acc) {
-                    *o = W::from_f32(a / sum);
+                    *o = W::from_f32(*a);
                 }
             }
         });
@@ -147,9 +182,33 @@ mod tests {
         attention(&mut out, &q, &kc, &vc, &mut scores, tokens, pos0, nh, nkv, d);
         let wide = |v: &[W]| v.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
         let want = reference(&wide(&q), &wide(&kc), &wide(&vc), tokens, pos0, nh, nkv, d);
-        let rtol = if W::NAME == "f16" { 1.0 / 2048.0 } else { 1.0 / 256.0 };
-        close(&format!("attention {} t={tokens} pos0={pos0} {nh}/{nkv}", W::NAME), &wide(&out), &want, 1e-5, rtol)
+        // One rounding of the output (rtol), and the probabilities' own
+        // rounding: each p_j is off by at most p_j·u, so the sum Σ p_j·v_j by at
+        // most u·max|v| (atol), u the dtype's half-ulp.
+        let u = if W::NAME == "f16" { 1.0 / 2048.0 } else { 1.0 / 256.0 };
+        let vmax = wide(&vc).iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+        close(&format!("attention {} t={tokens} pos0={pos0} {nh}/{nkv}", W::NAME), &wide(&out), &want, u * vmax, u)
             .unwrap();
+    }
+
+    #[test]
+    fn attn_softmax_rows_sum_to_one_and_mask_the_future() {
+        let (tokens, pos0, heads, stride) = (3, 2, 2, 8);
+        let mut rng = Rng::new(11);
+        let scores = rng.normals(heads * tokens * stride, 3.0);
+        let mut probs = vec![f16::from_f32(f32::NAN); heads * tokens * 6];
+        attn_softmax(&mut probs, &scores, heads * tokens, tokens, pos0, stride, 6);
+        for r in 0..heads * tokens {
+            let visible = pos0 + r % tokens + 1;
+            let row: Vec<f32> = probs[r * 6..r * 6 + pos0 + tokens].iter().map(|p| p.to_f32()).collect();
+            assert!(row[visible..].iter().all(|&p| p == 0.0), "row {r}: {row:?}");
+            let sum: f32 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 4e-3, "row {r} sums to {sum}");
+            let s = &scores[r * stride..r * stride + visible];
+            let (hi, _) =
+                s.iter().enumerate().fold((0, f32::MIN), |(i, m), (j, &v)| if v > m { (j, v) } else { (i, m) });
+            assert!(row[..visible].iter().all(|&p| p <= row[hi]), "row {r}: the largest score has the largest weight");
+        }
     }
 
     #[test]

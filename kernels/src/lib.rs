@@ -30,7 +30,7 @@ pub use sample::{argmax_f32, sample_top_p_f32};
 /// Declares the monomorphic `{op}_{dtype}` entry points of every generic kernel, per dtype.
 macro_rules! twins {
     ($($dtype:ident, $t:ty, $embed:ident, $rmsnorm:ident, $matmul:ident, $matmul32:ident, $rope:ident,
-       $kv_store:ident, $attention:ident, $silu_mul:ident, $add:ident;)*) => {$(
+       $kv_store:ident, $attn_softmax:ident, $attention:ident, $silu_mul:ident, $add:ident;)*) => {$(
         #[doc = concat!("`x[t, :] = f32(table[tokens[t], :])`, ", stringify!($dtype), " table `[vocab, hidden]`.")]
         pub fn $embed(x: &mut [f32], table: &[$t], tokens: &[u32], hidden: usize) {
             elementwise::embed(x, table, tokens, hidden)
@@ -58,6 +58,11 @@ macro_rules! twins {
                          pos0: usize, kv_dim: usize) {
             attention::kv_store(k_cache, v_cache, k, v, tokens, pos0, kv_dim)
         }
+        #[doc = concat!("Causal softmax of scaled score rows into ", stringify!($dtype), " probabilities.")]
+        pub fn $attn_softmax(probs: &mut [$t], scores: &[f32], rows: usize, tokens: usize, pos0: usize,
+                             stride: usize, out_stride: usize) {
+            attention::attn_softmax(probs, scores, rows, tokens, pos0, stride, out_stride)
+        }
         #[doc = concat!("Causal grouped-query attention over a ", stringify!($dtype), " KV cache.")]
         #[allow(clippy::too_many_arguments)]
         pub fn $attention(out: &mut [$t], q: &[$t], k_cache: &[$t], v_cache: &[$t], scores: &mut [f32],
@@ -77,7 +82,7 @@ macro_rules! twins {
 
 twins! {
     f16, f16, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16,
-        kv_store_f16, attention_f16, silu_mul_f16, add_f16;
+        kv_store_f16, attn_softmax_f16, attention_f16, silu_mul_f16, add_f16;
     bf16, bf16, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16,
-        kv_store_bf16, attention_bf16, silu_mul_bf16, add_bf16;
+        kv_store_bf16, attn_softmax_bf16, attention_bf16, silu_mul_bf16, add_bf16;
 }

@@ -23,7 +23,20 @@ trait Twin: Half {
     fn rope(q: &mut [Self], k: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, theta: f32);
     fn kv_store(kc: &mut [Self], vc: &mut [Self], k: &[Self], v: &[Self], t: usize, p: usize, kv_dim: usize);
     #[allow(clippy::too_many_arguments)]
-    fn attention(o: &mut [Self], q: &[Self], kc: &[Self], vc: &[Self], s: &mut [f32], t: usize, p: usize, h: usize, kv: usize, d: usize);
+    fn attention(
+        o: &mut [Self],
+        q: &[Self],
+        kc: &[Self],
+        vc: &[Self],
+        s: &mut [f32],
+        t: usize,
+        p: usize,
+        h: usize,
+        kv: usize,
+        d: usize,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn attn_softmax(p: &mut [Self], s: &[f32], rows: usize, t: usize, p0: usize, stride: usize, out_stride: usize);
     fn silu_mul(g: &mut [Self], u: &[Self], n: usize);
     fn add(x: &mut [f32], y: &[Self], n: usize);
     /// Relative size of one rounding step of the type.
@@ -31,29 +44,93 @@ trait Twin: Half {
 }
 
 macro_rules! twin {
-    ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $att:ident, $silu:ident, $add:ident) => {
+    ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident) => {
         impl Twin for $t {
             const DT: Dtype = $dt;
-            fn bits(self) -> u16 { self.to_bits() }
-            fn from_bits(b: u16) -> Self { <$t>::from_bits(b) }
-            fn embed(x: &mut [f32], t: &[Self], tok: &[u32], h: usize) { k::$embed(x, t, tok, h) }
-            fn rmsnorm(o: &mut [Self], x: &[f32], w: &[Self], r: usize, d: usize, eps: f32) { k::$rms(o, x, w, r, d, eps) }
-            fn matmul(o: &mut [Self], x: &[Self], w: &[Self], m: usize, n: usize, kk: usize) { k::$mm(o, x, w, m, n, kk) }
-            fn matmul_f32(o: &mut [f32], x: &[Self], w: &[Self], m: usize, n: usize, kk: usize) { k::$mm32(o, x, w, m, n, kk) }
-            fn rope(q: &mut [Self], kk: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, th: f32) { k::$rope(q, kk, t, p, h, kv, d, th) }
-            fn kv_store(kc: &mut [Self], vc: &mut [Self], kk: &[Self], v: &[Self], t: usize, p: usize, kd: usize) { k::$kvs(kc, vc, kk, v, t, p, kd) }
-            fn attention(o: &mut [Self], q: &[Self], kc: &[Self], vc: &[Self], s: &mut [f32], t: usize, p: usize, h: usize, kv: usize, d: usize) {
+            fn bits(self) -> u16 {
+                self.to_bits()
+            }
+            fn from_bits(b: u16) -> Self {
+                <$t>::from_bits(b)
+            }
+            fn embed(x: &mut [f32], t: &[Self], tok: &[u32], h: usize) {
+                k::$embed(x, t, tok, h)
+            }
+            fn rmsnorm(o: &mut [Self], x: &[f32], w: &[Self], r: usize, d: usize, eps: f32) {
+                k::$rms(o, x, w, r, d, eps)
+            }
+            fn matmul(o: &mut [Self], x: &[Self], w: &[Self], m: usize, n: usize, kk: usize) {
+                k::$mm(o, x, w, m, n, kk)
+            }
+            fn matmul_f32(o: &mut [f32], x: &[Self], w: &[Self], m: usize, n: usize, kk: usize) {
+                k::$mm32(o, x, w, m, n, kk)
+            }
+            fn rope(q: &mut [Self], kk: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, th: f32) {
+                k::$rope(q, kk, t, p, h, kv, d, th)
+            }
+            fn kv_store(kc: &mut [Self], vc: &mut [Self], kk: &[Self], v: &[Self], t: usize, p: usize, kd: usize) {
+                k::$kvs(kc, vc, kk, v, t, p, kd)
+            }
+            fn attention(
+                o: &mut [Self],
+                q: &[Self],
+                kc: &[Self],
+                vc: &[Self],
+                s: &mut [f32],
+                t: usize,
+                p: usize,
+                h: usize,
+                kv: usize,
+                d: usize,
+            ) {
                 k::$att(o, q, kc, vc, s, t, p, h, kv, d)
             }
-            fn silu_mul(g: &mut [Self], u: &[Self], n: usize) { k::$silu(g, u, n) }
-            fn add(x: &mut [f32], y: &[Self], n: usize) { k::$add(x, y, n) }
-            fn ulp() -> f64 { $ulp }
+            fn attn_softmax(p: &mut [Self], s: &[f32], r: usize, t: usize, p0: usize, st: usize, os: usize) {
+                k::$sm(p, s, r, t, p0, st, os)
+            }
+            fn silu_mul(g: &mut [Self], u: &[Self], n: usize) {
+                k::$silu(g, u, n)
+            }
+            fn add(x: &mut [f32], y: &[Self], n: usize) {
+                k::$add(x, y, n)
+            }
+            fn ulp() -> f64 {
+                $ulp
+            }
         }
     };
 }
 
-twin!(f16, Dtype::F16, 1.0 / 1024.0, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16, kv_store_f16, attention_f16, silu_mul_f16, add_f16);
-twin!(bf16, Dtype::Bf16, 1.0 / 128.0, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16, kv_store_bf16, attention_bf16, silu_mul_bf16, add_bf16);
+twin!(
+    f16,
+    Dtype::F16,
+    1.0 / 1024.0,
+    embed_f16,
+    rmsnorm_f16,
+    matmul_f16,
+    matmul_f16_f32,
+    rope_f16,
+    kv_store_f16,
+    attn_softmax_f16,
+    attention_f16,
+    silu_mul_f16,
+    add_f16
+);
+twin!(
+    bf16,
+    Dtype::Bf16,
+    1.0 / 128.0,
+    embed_bf16,
+    rmsnorm_bf16,
+    matmul_bf16,
+    matmul_bf16_f32,
+    rope_bf16,
+    kv_store_bf16,
+    attn_softmax_bf16,
+    attention_bf16,
+    silu_mul_bf16,
+    add_bf16
+);
 
 /// A bump allocator over the standalone arena; every allocation is poisoned.
 struct Dev {
@@ -199,7 +276,14 @@ fn matmul_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize, f32_out: boo
 #[test]
 fn matmul_matches_its_twin() {
     let Some(mut d) = dev("matmul_matches_its_twin") else { return };
-    for (m, n, kk, f) in [(1, 96, 96, false), (7, 256, 96, false), (5, 96, 256, false), (33, 384, 1024, false), (1, 32000, 64, true), (3, 1000, 96, true)] {
+    for (m, n, kk, f) in [
+        (1, 96, 96, false),
+        (7, 256, 96, false),
+        (5, 96, 256, false),
+        (33, 384, 1024, false),
+        (1, 32000, 64, true),
+        (3, 1000, 96, true),
+    ] {
         matmul_case::<f16>(&mut d, m, n, kk, f);
         matmul_case::<bf16>(&mut d, m, n, kk, f);
     }
@@ -211,7 +295,14 @@ fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: 
     let mut q: Vec<W> = halves(&mut rng, t * h * hd, 1.0);
     let mut kk: Vec<W> = halves(&mut rng, t * kv * hd, 1.0);
     let (bq, bk) = (d.put(&q), d.put(&kk));
-    let shape = AttnShape { tokens: t as u64, pos0: p as u64, num_heads: h as u64, num_kv_heads: kv as u64, head_dim: hd as u64, rope_theta: theta as f64 };
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: p as u64,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope_theta: theta as f64,
+    };
     d.ops.rope(bq, bk, shape).unwrap();
     W::rope(&mut q, &mut kk, t, p, h, kv, hd, theta);
     // Angles of far positions differ by a few f32 ulps between libm and CUDA's sincosf/powf.
@@ -223,9 +314,46 @@ fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: 
 #[test]
 fn rope_matches_its_twin() {
     let Some(mut d) = dev("rope_matches_its_twin") else { return };
-    for (t, p, h, kv, hd, th) in [(1, 0, 4, 4, 16, 1e4), (5, 3, 6, 2, 16, 5e5), (7, 250, 4, 1, 32, 1e4), (1, 4000, 32, 8, 128, 5e5), (17, 0, 8, 8, 64, 1e4)] {
+    for (t, p, h, kv, hd, th) in [
+        (1, 0, 4, 4, 16, 1e4),
+        (5, 3, 6, 2, 16, 5e5),
+        (7, 250, 4, 1, 32, 1e4),
+        (1, 4000, 32, 8, 128, 5e5),
+        (17, 0, 8, 8, 64, 1e4),
+    ] {
         rope_case::<f16>(&mut d, t, p, h, kv, hd, th);
         rope_case::<bf16>(&mut d, t, p, h, kv, hd, th);
+    }
+}
+
+fn softmax_case<W: Twin>(d: &mut Dev, heads: usize, t: usize, p: usize, stride: usize) {
+    d.reset();
+    let mut rng = seed(&[heads as u64, t as u64, p as u64]);
+    let (rows, seq) = (heads * t, p + t);
+    let scores = rng.normals(rows * stride, 4.0);
+    let (bs, bp) = (d.put_f32(&scores), d.alloc((rows * seq) as u64, W::DT));
+    d.ops.attn_softmax(bp, bs, rows as u64, t as u64, p as u64, stride as u64, seq as u64).unwrap();
+    let mut want = vec![W::from_f32(f32::NAN); rows * seq];
+    W::attn_softmax(&mut want, &scores, rows, t, p, stride, seq);
+    let tag = format!("{} h{heads} t{t} p{p} stride {stride}", W::DT);
+    check(&format!("attn_softmax {tag}"), &wide(&d.get::<W>(bp)), &wide(&want), 1e-6, W::ulp());
+    // In place, as attention runs it: probabilities over the first half of each score row.
+    let probs = Buf { offset: bs.offset, elems: bs.elems * 2, dtype: W::DT };
+    d.ops.attn_softmax(probs, bs, rows as u64, t as u64, p as u64, stride as u64, 2 * stride as u64).unwrap();
+    let raw: Vec<W> = d.get::<W>(Buf { offset: bs.offset, elems: bs.elems * 2, dtype: W::DT });
+    let got: Vec<W> = (0..rows).flat_map(|r| raw[r * 2 * stride..r * 2 * stride + seq].to_vec()).collect();
+    check(&format!("attn_softmax in place {tag}"), &wide(&got), &wide(&want), 1e-6, W::ulp());
+}
+
+#[test]
+fn attn_softmax_matches_its_twin() {
+    let Some(mut d) = dev("attn_softmax_matches_its_twin") else { return };
+    // (heads, tokens, pos0, row stride): decode rows, prefill triangles, padded and long rows.
+    for (h, t, p, stride) in
+        [(1, 1, 0, 1), (4, 1, 37, 40), (6, 5, 0, 8), (2, 17, 3, 24), (40, 1, 4000, 4008), (3, 2, 9000, 9002)]
+    {
+        softmax_case::<f16>(&mut d, h, t, p, stride);
+        softmax_case::<bf16>(&mut d, h, t, p, stride);
     }
 }
 
@@ -242,7 +370,14 @@ fn kv_attention_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usi
     let (bkc, bvc, bkn, bvn, bq) = (d.put(&kc), d.put(&vc), d.put(&kn), d.put(&vn), d.put(&q));
     let bs = d.alloc((h * t * seq) as u64, Dtype::F32);
     let bo = d.alloc((t * h * hd) as u64, W::DT);
-    let shape = AttnShape { tokens: t as u64, pos0: p as u64, num_heads: h as u64, num_kv_heads: kv as u64, head_dim: hd as u64, rope_theta: 1e4 };
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: p as u64,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope_theta: 1e4,
+    };
     d.ops.kv_store(bkc, bvc, bkn, bvn, shape).unwrap();
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
     W::kv_store(&mut kc, &mut vc, &kn, &vn, t, p, kv_dim);

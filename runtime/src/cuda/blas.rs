@@ -99,6 +99,70 @@ impl Blas {
     }
 }
 
+/// One operand of a strided-batched GEMM: matrix `i` of the batch starts
+/// `stride` elements after matrix `i - 1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Strided {
+    pub ptr: dsys::CUdeviceptr,
+    pub dtype: Dtype,
+    /// Leading dimension (column-major), elements.
+    pub ld: i64,
+    pub stride: i64,
+}
+
+impl Blas {
+    /// Column-major `C_i = alpha · op(A_i) · op(B_i)` for `i < batch`, with
+    /// `op(A_i)` `m×k`, `op(B_i)` `k×n`, f32 accumulation. `transpose_a`
+    /// means `A_i` is stored `k×m`. Attention's two products are this call
+    /// (see `CudaOps::attention`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_strided_batched(
+        &self,
+        transpose_a: bool,
+        (m, n, k): (i64, i64, i64),
+        alpha: f32,
+        a: Strided,
+        b: Strided,
+        c: Strided,
+        batch: i64,
+    ) -> Result<(), CudaError> {
+        let beta = 0.0f32;
+        let op_a =
+            if transpose_a { bsys::cublasOperation_t::CUBLAS_OP_T } else { bsys::cublasOperation_t::CUBLAS_OP_N };
+        let int = |v: i64| i32::try_from(v).map_err(|_| CudaError::Plan(format!("GEMM dimension {v} exceeds i32")));
+        // SAFETY: the caller bounds-checked every matrix of the batch against the arena.
+        unsafe {
+            bsys::cublasGemmStridedBatchedEx(
+                self.handle,
+                op_a,
+                bsys::cublasOperation_t::CUBLAS_OP_N,
+                int(m)?,
+                int(n)?,
+                int(k)?,
+                &alpha as *const f32 as *const c_void,
+                a.ptr as *const c_void,
+                cuda_type(a.dtype),
+                int(a.ld)?,
+                a.stride,
+                b.ptr as *const c_void,
+                cuda_type(b.dtype),
+                int(b.ld)?,
+                b.stride,
+                &beta as *const f32 as *const c_void,
+                c.ptr as *mut c_void,
+                cuda_type(c.dtype),
+                int(c.ld)?,
+                c.stride,
+                int(batch)?,
+                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DFALT,
+            )
+            .result()
+            .ctx(|| format!("batched GEMM m={m} n={n} k={k} x{batch} ({} -> {})", a.dtype, c.dtype))
+        }
+    }
+}
+
 impl Drop for Blas {
     fn drop(&mut self) {
         let _ = self.ctx.bind();

@@ -39,7 +39,7 @@ pub const SOURCES: &[KernelSource] = &[
     source!("rmsnorm.cu", ["rmsnorm_f16", "rmsnorm_bf16"]),
     source!("rope.cu", ["rope_f16", "rope_bf16"]),
     source!("kv_store.cu", ["kv_store_f16", "kv_store_bf16"]),
-    source!("attention.cu", ["attention_f16", "attention_bf16"]),
+    source!("attn_softmax.cu", ["attn_softmax_f16", "attn_softmax_bf16"]),
     source!("silu_mul.cu", ["silu_mul_f16", "silu_mul_bf16"]),
     source!("add.cu", ["add_f16", "add_bf16"]),
     source!("argmax.cu", ["argmax_f32"]),

@@ -1,8 +1,8 @@
 //! [`CudaOps`]: the forward pass's [`Ops`] on the GPU.
 //!
 //! Every call checks its operands against the arena (a wrong offset is an
-//! error naming the op and operand, never a stray write), then enqueues one
-//! kernel or one cuBLAS GEMM on the compute stream and returns: nothing here
+//! error naming the op and operand, never a stray write), then enqueues its
+//! kernels and cuBLAS GEMMs on the compute stream and returns: nothing here
 //! waits for the device. Set `DJINN_CUDA_CHECK=1` to synchronise after every
 //! op, which pins an asynchronous fault on the op that caused it.
 
@@ -12,7 +12,7 @@ use cudarc::driver::{result, sys};
 use djinn_core::activations::{BUFFER_ALIGN, WORKSPACE_BYTES};
 use djinn_core::Dtype;
 
-use super::blas::Blas;
+use super::blas::{Blas, Strided};
 use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
 use super::nvrtc::Kernels;
@@ -27,6 +27,10 @@ enum Arg {
 
 /// Threads per block of the elementwise kernels.
 const THREADS: u32 = 256;
+/// Score values each thread of `attn_softmax.cu` holds (its MAX_PER_THREAD).
+const SOFTMAX_PER_THREAD: u64 = 16;
+/// The longest attention row `attn_softmax.cu` handles: 1024 threads × 16 values.
+pub const MAX_SOFTMAX_ROW: u64 = 1024 * SOFTMAX_PER_THREAD;
 
 fn kname(dtype: Dtype, f16: &'static str, bf16: &'static str, op: &'static str) -> Result<&'static str, CudaError> {
     match dtype {
@@ -151,6 +155,51 @@ impl CudaOps {
         let l = self.operand(OP, "logits", logits, n, Some(Dtype::F32))?;
         let n = u32_of(OP, "n", n)?;
         self.launch(OP, "argmax_f32", 1, 1024, 0, &mut [Arg::Ptr(o), Arg::Ptr(l), Arg::U32(n)])
+    }
+
+    /// The causal softmax between attention's GEMMs (`attn_softmax.cu`; its
+    /// twin is `djinn_kernels::attn_softmax_{f16,bf16}`): `rows` f32 score rows
+    /// (row `r` at `r * stride`, query row `r % tokens`) into `probs` rows of
+    /// `pos0 + tokens` elements at `r * out_stride`. `probs` may alias
+    /// `scores` when `out_stride == 2 * stride` (each row written over the
+    /// first half of its own input row).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attn_softmax(
+        &mut self,
+        probs: Buf,
+        scores: Buf,
+        rows: u64,
+        tokens: u64,
+        pos0: u64,
+        stride: u64,
+        out_stride: u64,
+    ) -> Result<(), CudaError> {
+        const OP: &str = "attn_softmax";
+        let name = kname(probs.dtype, "attn_softmax_f16", "attn_softmax_bf16", OP)?;
+        let seq = pos0 + tokens;
+        if tokens == 0 || rows % tokens != 0 || seq > MAX_SOFTMAX_ROW || stride < seq || out_stride < seq {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!(
+                    "{rows} rows of {tokens} tokens at position {pos0}, stride {stride}: rows must be whole heads \
+                     and at most {MAX_SOFTMAX_ROW} positions long, strides at least pos0 + tokens"
+                ),
+            });
+        }
+        let last_in = (rows - 1) * stride + pos0 + tokens;
+        let last_out = (rows - 1) * out_stride + seq;
+        let ps = self.operand(OP, "scores", scores, last_in, Some(Dtype::F32))?;
+        let pp = self.operand(OP, "probs", probs, last_out, None)?;
+        let threads = (seq.div_ceil(SOFTMAX_PER_THREAD).div_ceil(32) * 32).clamp(128, 1024) as u32;
+        let mut a = [
+            Arg::Ptr(pp),
+            Arg::Ptr(ps),
+            Arg::U32(u32_of(OP, "tokens", tokens)?),
+            Arg::U32(u32_of(OP, "pos0", pos0)?),
+            Arg::U32(u32_of(OP, "stride", stride)?),
+            Arg::U32(u32_of(OP, "out_stride", out_stride)?),
+        ];
+        self.launch(OP, name, u32_of(OP, "rows", rows)?.max(1), threads, 0, &mut a)
     }
 
     fn range(&self, op: &'static str, operand: &'static str, offset: u64, bytes: u64) -> Result<(), CudaError> {
@@ -349,44 +398,75 @@ impl Ops for CudaOps {
         s: AttnShape,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention";
-        let name = kname(q.dtype, "attention_f16", "attention_bf16", OP)?;
+        kname(q.dtype, "", "", OP)?;
         if s.num_kv_heads == 0 || s.num_heads % s.num_kv_heads != 0 {
             return Err(CudaError::BadOperands {
                 op: OP,
                 message: format!("{} heads over {} kv heads", s.num_heads, s.num_kv_heads),
             });
         }
-        if s.head_dim == 0 || s.head_dim > 1024 {
+        let (t, seq, d, kv) = (s.tokens, s.pos0 + s.tokens, s.head_dim, s.num_kv_heads);
+        let (group, q_dim, kv_dim, rows) = (s.num_heads / kv, s.num_heads * d, kv * d, s.num_heads * t);
+        if d == 0 || seq > MAX_SOFTMAX_ROW {
             return Err(CudaError::BadOperands {
                 op: OP,
-                message: format!("head_dim {} outside 1..=1024", s.head_dim),
+                message: format!("head_dim {d} and {seq} positions: 1..={MAX_SOFTMAX_ROW} positions are supported"),
             });
         }
-        let seq = s.pos0 + s.tokens;
-        let kv_dim = s.num_kv_heads * s.head_dim;
-        let po = self.operand(OP, "out", out, s.tokens * s.num_heads * s.head_dim, Some(q.dtype))?;
-        let pq = self.operand(OP, "q", q, s.tokens * s.num_heads * s.head_dim, None)?;
+        // Score rows are padded to 8 floats where the scratch has room, so
+        // that the 16-bit probability rows stay 16-byte aligned for tensor cores.
+        let padded = seq.div_ceil(8) * 8;
+        let stride = if rows * padded <= scores.elems { padded } else { seq };
+        let po = self.operand(OP, "out", out, t * q_dim, Some(q.dtype))?;
+        let pq = self.operand(OP, "q", q, t * q_dim, None)?;
         let pkc = self.operand(OP, "k_cache", k_cache, seq * kv_dim, Some(q.dtype))?;
         let pvc = self.operand(OP, "v_cache", v_cache, seq * kv_dim, Some(q.dtype))?;
-        let ps = self.operand(OP, "scores", scores, s.num_heads * s.tokens * seq, Some(Dtype::F32))?;
-        let threads = (s.head_dim.div_ceil(32) * 32).max(THREADS as u64) as u32;
-        let parts = threads as u64 / s.head_dim;
-        let smem = ((s.head_dim + parts * s.head_dim) * 4) as u32;
-        let blocks = u32_of(OP, "num_heads * tokens", s.num_heads * s.tokens)?;
-        let mut a = [
-            Arg::Ptr(po),
-            Arg::Ptr(pq),
-            Arg::Ptr(pkc),
-            Arg::Ptr(pvc),
-            Arg::Ptr(ps),
-            Arg::U32(u32_of(OP, "tokens", s.tokens)?),
-            Arg::U32(u32_of(OP, "pos0", s.pos0)?),
-            Arg::U32(u32_of(OP, "num_heads", s.num_heads)?),
-            Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
-            Arg::U32(u32_of(OP, "head_dim", s.head_dim)?),
-            Arg::F32((1.0 / (s.head_dim as f64).sqrt()) as f32),
-        ];
-        self.launch(OP, name, blocks.max(1), threads, smem, &mut a)
+        let ps = self.operand(OP, "scores", scores, rows * stride, Some(Dtype::F32))?;
+        let (dt, es) = (q.dtype, q.dtype.size());
+        let i64_ = |v: u64| v as i64;
+        // In cuBLAS's column-major terms, per kv head g and query head
+        // h = g·group + i (one strided batch over g for each i):
+        //   S_h (seq × t, ld stride)  = scale · K_gᵀ (K_g: d × seq, ld kv_dim) · Q_h (d × t, ld q_dim)
+        //   P_h = softmax(S_h), written as 16-bit rows over the first half of S_h's rows
+        //   O_h (d × t, ld q_dim)     = V_g (d × seq, ld kv_dim) · P_h (seq × t, ld 2·stride)
+        let scale = (1.0 / (d as f64).sqrt()) as f32;
+        for i in 0..group {
+            self.blas.gemm_strided_batched(
+                true,
+                (i64_(seq), i64_(t), i64_(d)),
+                scale,
+                Strided { ptr: pkc, dtype: dt, ld: i64_(kv_dim), stride: i64_(d) },
+                Strided { ptr: pq + i * d * es, dtype: dt, ld: i64_(q_dim), stride: i64_(group * d) },
+                Strided {
+                    ptr: ps + i * t * stride * 4,
+                    dtype: Dtype::F32,
+                    ld: i64_(stride),
+                    stride: i64_(group * t * stride),
+                },
+                i64_(kv),
+            )?;
+        }
+        // In place: the 16-bit rows land over the first half of their own score rows.
+        let probs = Buf { offset: scores.offset, elems: scores.elems * 2, dtype: dt };
+        let scores = Buf { elems: rows * stride, ..scores };
+        self.attn_softmax(probs, scores, rows, t, s.pos0, stride, 2 * stride)?;
+        for i in 0..group {
+            self.blas.gemm_strided_batched(
+                false,
+                (i64_(d), i64_(t), i64_(seq)),
+                1.0,
+                Strided { ptr: pvc, dtype: dt, ld: i64_(kv_dim), stride: i64_(d) },
+                Strided {
+                    ptr: ps + i * t * stride * 4,
+                    dtype: dt,
+                    ld: i64_(2 * stride),
+                    stride: i64_(group * t * 2 * stride),
+                },
+                Strided { ptr: po + i * d * es, dtype: dt, ld: i64_(q_dim), stride: i64_(group * d) },
+                i64_(kv),
+            )?;
+        }
+        self.after(OP)
     }
 
     fn silu_mul(&mut self, gate: Buf, up: Buf, n: u64) -> Result<(), CudaError> {
