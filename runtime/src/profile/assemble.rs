@@ -151,17 +151,31 @@ pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String 
         g.m, g.n, g.k, g.dtype, g.time.median_us
     ));
     c.push(format!(
-        "kernel_overhead_us: {} one-element kernels issued back to back took {:.1} us.",
-        m.launches.kernels, m.launches.time.median_us
+        "kernel_overhead_us: {} one-element kernels ran back to back in {:.1} us of device time (the host took {:.1} us to",
+        m.launches.kernels, m.launches.time.median_us, m.launches.host.median_us
     ));
+    c.push("  issue them; each batch was issued while earlier GEMMs kept the device busy).".into());
     c.push(format!(
         "block_times: djinn's forward pass (runtime/src/forward.rs, CUDA ops) over one layer of {} on random",
         m.model
     ));
     c.push(format!(
-        "  weights resident in device memory; prefill = {} tokens at positions 0.., decode = 1 token over {} cached.",
+        "  weights resident in device memory; prefill = {} tokens at positions 0.., decode = 1 token over {} cached;",
         m.prompt_len, m.prompt_len
     ));
+    c.push("  device time, passes issued behind a GEMM blocker so the device never waited for the host.".into());
+    if !m.device_ahead {
+        c.push(
+            "WARNING: the host fell behind the device even behind the longest blocker: times include host issue time."
+                .into(),
+        );
+    }
+    for p in &m.pass_issue {
+        c.push(format!(
+            "  The host issued a {:?} pass ({} tokens, every block) in {:.1} us.",
+            p.phase, p.tokens, p.host.median_us
+        ));
+    }
     let cpu = &m.cpu;
     c.push(format!(
         "cpu: the kernels crate's matmul twin, m = 1, {} threads, [{}, {}] f16 weights ({}); during copy: while",

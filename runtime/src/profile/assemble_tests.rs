@@ -10,7 +10,7 @@ use djinn_core::plan::RunShape;
 use djinn_core::Dtype;
 
 use super::*;
-use crate::profile::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches};
+use crate::profile::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches, PassIssue};
 use crate::profile::pcie::Link;
 use crate::profile::stats::Timing;
 
@@ -49,7 +49,7 @@ pub(super) fn sample() -> Measurements {
         h2d: (22..=30).map(|s| copy(1 << s)).collect(),
         device_copy: DeviceCopy { bytes: 1 << 30, time: t(700.0) },
         gemm: Gemm { m: 8192, n: 8192, k: 8192, dtype: Dtype::F16, time: t(1500.0) },
-        launches: Launches { kernels: 2000, time: t(5000.0) },
+        launches: Launches { kernels: 2000, time: t(5000.0), host: t(8000.0) },
         model: "llama2-13b".into(),
         prompt_len: 512,
         blocks: vec![
@@ -62,6 +62,11 @@ pub(super) fn sample() -> Measurements {
             block("norm", FinalNorm, Decode, 1, 3.5),
             block("lm_head", LmHead, Decode, 1, 140.0),
         ],
+        pass_issue: vec![
+            PassIssue { phase: Prefill, tokens: 512, host: t(150.0) },
+            PassIssue { phase: Decode, tokens: 1, host: t(120.0) },
+        ],
+        device_ahead: true,
         cpu: CpuGemv {
             threads: 16,
             rows: 16384,
@@ -119,11 +124,15 @@ fn toml_round_trips_through_the_compilers_reader() {
     assert!(text.lines().take_while(|l| l.starts_with('#')).count() >= 10, "{text}");
     assert!(text.contains("# hbm_gbps: a device-to-device copy of 1 GiB took 700.0 us"), "{text}");
     assert!(!text.contains("WARNING"), "{text}");
+    assert!(text.contains("# kernel_overhead_us: 2000 one-element kernels ran back to back in 5000.0 us"), "{text}");
+    assert!(text.contains("The host issued a Decode pass (1 tokens, every block) in 120.0 us."), "{text}");
     let back = parse_gpu_profile(&text, "profile.toml").unwrap();
     assert_eq!(back, p);
-    let debug = render(&p, &m, &Provenance { debug_build: true, ..prov });
+    let debug = render(&p, &m, &Provenance { debug_build: true, ..prov.clone() });
     assert!(debug.contains("# WARNING: measured by a debug build"), "{debug}");
     assert_eq!(parse_gpu_profile(&debug, "profile.toml").unwrap(), p);
+    let behind = Measurements { device_ahead: false, ..m.clone() };
+    assert!(render(&p, &behind, &prov).contains("# WARNING: the host fell behind"));
 }
 
 #[test]

@@ -48,11 +48,22 @@ pub struct Gemm {
     pub time: Timing,
 }
 
-/// Batches of `kernels` one-element kernels issued back to back.
+/// Batches of `kernels` one-element kernels, run back to back by the device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Launches {
     pub kernels: u64,
+    /// Device time of a batch.
     pub time: Timing,
+    /// Host time to issue a batch.
+    pub host: Timing,
+}
+
+/// Host time to issue one whole pass (every block's kernels and events).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PassIssue {
+    pub phase: PhaseKind,
+    pub tokens: u64,
+    pub host: Timing,
 }
 
 /// One block of the model computing one pass shape.
@@ -108,5 +119,10 @@ pub struct Measurements {
     pub model: String,
     pub prompt_len: u64,
     pub blocks: Vec<BlockTiming>,
+    /// Host time to issue a pass, per phase (the device time is in `blocks`).
+    pub pass_issue: Vec<PassIssue>,
+    /// Whether the device was busy whenever timed work was issued, so that
+    /// `blocks` and `launches` are device times (see `super::blocks`).
+    pub device_ahead: bool,
     pub cpu: CpuGemv,
 }

@@ -1,0 +1,295 @@
+//! Compute measurements on the GPU: every block kind through the shared
+//! forward pass, one large GEMM, and the cost of a kernel launch.
+//!
+//! One [`CudaOps`] over one arena: the profiling plan's regions
+//! ([`super::bench_plan`]) followed by scratch for GEMM operands. The weights
+//! are random ([`super::random`]); a block runs exactly as in djinn-exec —
+//! `Forward::compute_block` issuing our kernels and cuBLAS on the compute
+//! stream — bracketed by timing events.
+//!
+//! **Device time, not host time.** In a real pass the host issues a layer's
+//! kernels far faster than the GPU runs them, so the GPU finds each block
+//! already queued; the host's own time between passes is the compiler's
+//! separate turnaround. A benchmark that issued its passes into an idle GPU
+//! would instead time the host issuing small blocks (the embedding, the
+//! final norm). So each timed group is issued *behind a blocker*: GEMMs
+//! queued first keep the device busy while the host issues the group, which
+//! the device then runs back to back. The blocker's completion event is
+//! queried once the group is issued: still pending means the device never
+//! waited for the host; otherwise the group is run again behind a longer one.
+//!
+//! Passes run in model order (embedding, layer, final norm, LM head), as a
+//! real pass would. Prefill runs first: its passes write the layer's KV cache
+//! rows `0..prompt_len`, so each decode pass (one token at position
+//! `prompt_len`) attends over a full prompt's cache, as the first generated
+//! token does — the context the compiler prices decode at.
+
+use std::time::Instant;
+
+use djinn_core::activations::BUFFER_ALIGN;
+use djinn_core::gpu::PhaseKind;
+use djinn_core::plan::{PhaseName, Plan, RegionKind};
+use djinn_core::units::align_up;
+use djinn_core::Dtype;
+
+use super::clock::Stopwatch;
+use super::measurements::{BlockTiming, Gemm, Launches, PassIssue};
+use super::random;
+use super::stats::Timing;
+use crate::backend::Pass;
+use crate::cuda::{CudaError, CudaOps, DeviceBuffer, Event, Gpu, Stream};
+use crate::forward::Forward;
+use crate::ops::{Buf, Ops};
+
+/// Random data is uploaded in tiles of this size (repeated over larger regions).
+const TILE_BYTES: usize = 64 << 20;
+/// Side of the blocker's square GEMMs (a fraction of a millisecond each on a large GPU).
+const BLOCKER_SIZE: u64 = 4096;
+/// Blocker GEMMs queued first; multiplied by 4 after each group the host fell behind on.
+const BLOCKER_START: usize = 8;
+/// Groups issued behind ever longer blockers before giving up on getting ahead.
+const BLOCKER_TRIES: usize = 4;
+
+pub struct ComputeRig {
+    gpu: Gpu,
+    ops: CudaOps,
+    forward: Forward,
+    plan: Plan,
+    /// Arena offset of each block's image, in block-table order.
+    offsets: Vec<u64>,
+    /// The GEMM operands `x`, `w`, `out` (each `gemm_size`² in the model
+    /// dtype), then two one-element operands for the launch test.
+    scratch: Scratch,
+    /// Blocker GEMMs to queue before a timed group.
+    blocker: usize,
+    /// Whether every timed group so far found the device busy when issued.
+    ahead: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Scratch {
+    base: u64,
+    /// Bytes of each GEMM operand.
+    one: u64,
+    size: u64,
+}
+
+/// A group of timed work, issued behind a blocker.
+struct Issued {
+    stopwatch: Stopwatch,
+    /// Host time spent issuing each timed unit (a pass, a batch), µs.
+    host_us: Vec<f64>,
+}
+
+impl ComputeRig {
+    /// Bytes of scratch for GEMMs of `size` in `dtype` and the launch test.
+    pub fn scratch_bytes(size: u64, dtype: Dtype) -> u64 {
+        3 * align_up(size * size * dtype.size(), BUFFER_ALIGN) + 2 * BUFFER_ALIGN
+    }
+
+    /// Loads the kernels, allocates the plan's arena plus scratch for GEMMs
+    /// of `gemm_size` (at least [`BLOCKER_SIZE`]), and fills every block image
+    /// and the GEMM inputs with random values and the token ids with random tokens.
+    pub fn new(gpu: &Gpu, plan: Plan, offsets: Vec<u64>, gemm_size: u64) -> Result<ComputeRig, CudaError> {
+        let forward = Forward::new(&plan).map_err(|e| CudaError::Plan(e.to_string()))?;
+        let ws = plan
+            .region_of_kind(RegionKind::Workspace)
+            .ok_or_else(|| CudaError::Plan("the profiling plan has no workspace region".into()))?;
+        let dtype = plan.model.dtype;
+        let size = gemm_size.max(BLOCKER_SIZE);
+        let base = align_up(plan.arena.bytes, 2 << 20);
+        let scratch = Scratch { base, one: align_up(size * size * dtype.size(), BUFFER_ALIGN), size };
+        let arena_bytes = base + Self::scratch_bytes(size, dtype);
+        let stream = Stream::new(gpu, false)?;
+        let ops = CudaOps::new(gpu.clone(), stream, (ws.offset, ws.bytes), |gpu| {
+            DeviceBuffer::alloc(gpu, arena_bytes, "the profiling arena")
+        })?;
+        let mut rig =
+            ComputeRig { gpu: gpu.clone(), ops, forward, plan, offsets, scratch, blocker: BLOCKER_START, ahead: true };
+        let sizes: Vec<u64> = rig.plan.model.blocks.iter().map(|b| b.bytes).collect();
+        for (i, bytes) in sizes.into_iter().enumerate() {
+            rig.fill(rig.offsets[i], bytes, dtype, i as u64)?;
+        }
+        rig.fill(base, 2 * scratch.one, dtype, 21)?;
+        rig.ops.fill(base + 3 * scratch.one, 2 * BUFFER_ALIGN, 0)?;
+        let act = *rig.forward.activations();
+        let ids = random::token_ids(act.tokens.elems, rig.plan.model.arch.vocab_size, 11);
+        rig.ops.upload(act.tokens.offset, &ids)?;
+        Ok(rig)
+    }
+
+    /// Whether the device was busy whenever a timed group was issued (so
+    /// every timing is device time); `false` if the host fell behind even
+    /// the longest blocker.
+    pub fn stayed_ahead(&self) -> bool {
+        self.ahead
+    }
+
+    /// Fills `bytes` at arena `offset` with random `dtype` values (one tile, repeated).
+    fn fill(&mut self, offset: u64, bytes: u64, dtype: Dtype, seed: u64) -> Result<(), CudaError> {
+        let mut tile = vec![0u8; TILE_BYTES.min(bytes as usize)];
+        random::fill(&mut tile, dtype, seed);
+        let mut done = 0;
+        while done < bytes {
+            let n = (bytes - done).min(tile.len() as u64);
+            self.ops.upload(offset + done, &tile[..n as usize])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The square GEMM operands of side `size`, inside the scratch.
+    fn gemm_operands(&self, size: u64) -> (Buf, Buf, Buf) {
+        let (s, dtype) = (self.scratch, self.plan.model.dtype);
+        let buf = |i: u64| Buf { offset: s.base + i * s.one, elems: size * size, dtype };
+        (buf(0), buf(1), buf(2))
+    }
+
+    /// Queues the blocker, then `issue`; repeats behind a longer blocker
+    /// while the device finished the blocker before the host finished issuing.
+    fn behind_blocker(
+        &mut self,
+        mut issue: impl FnMut(&mut ComputeRig) -> Result<Issued, CudaError>,
+    ) -> Result<Issued, CudaError> {
+        let (x, w, out) = self.gemm_operands(BLOCKER_SIZE);
+        let n = BLOCKER_SIZE;
+        for attempt in 1..=BLOCKER_TRIES {
+            let blocked = Event::new(&self.gpu, false)?;
+            for _ in 0..self.blocker {
+                self.ops.matmul(out, x, w, n, n, n)?;
+            }
+            blocked.record(self.ops.stream())?;
+            let issued = issue(self)?;
+            let ahead = !blocked.is_complete()?;
+            self.ops.synchronize()?;
+            if ahead || attempt == BLOCKER_TRIES {
+                self.ahead &= ahead;
+                return Ok(issued);
+            }
+            self.blocker *= 4;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// Times every block of the plan for a prefill of `prompt_len` tokens,
+    /// then for a decode step at position `prompt_len`: `groups` groups of
+    /// `passes` passes each, after `warm` untimed passes.
+    pub fn time_blocks(
+        &mut self,
+        warm: usize,
+        (prefill_groups, decode_groups): (usize, usize),
+        passes: usize,
+    ) -> Result<(Vec<BlockTiming>, Vec<PassIssue>), CudaError> {
+        let prompt_len = self.plan.shape.prompt_len;
+        let (mut blocks, prefill) = self.time_phase(PhaseKind::Prefill, prompt_len, 0, warm, prefill_groups, passes)?;
+        let (decode_blocks, decode) = self.time_phase(PhaseKind::Decode, 1, prompt_len, warm, decode_groups, passes)?;
+        blocks.extend(decode_blocks);
+        Ok((blocks, vec![prefill, decode]))
+    }
+
+    fn time_phase(
+        &mut self,
+        phase: PhaseKind,
+        n: u64,
+        pos0: u64,
+        warm: usize,
+        groups: usize,
+        passes: usize,
+    ) -> Result<(Vec<BlockTiming>, PassIssue), CudaError> {
+        let name = match phase {
+            PhaseKind::Prefill => PhaseName::Prefill,
+            PhaseKind::Decode => PhaseName::Decode,
+        };
+        // Only the count and position matter: the ids were uploaded once.
+        let pass = Pass { tokens: vec![0; n as usize], pos0, phase: name };
+        let offsets = self.offsets.clone();
+        for _ in 0..warm {
+            for (i, &offset) in offsets.iter().enumerate() {
+                self.forward.compute_block(&mut self.ops, i, offset, &pass)?;
+            }
+        }
+        self.ops.synchronize()?;
+        let (mut us, mut host_us) = (Vec::new(), Vec::new());
+        for _ in 0..groups {
+            let issued = self.behind_blocker(|rig| {
+                let mut stopwatch = Stopwatch::new(&rig.gpu, passes * offsets.len())?;
+                let mut host_us = Vec::with_capacity(passes);
+                for _ in 0..passes {
+                    let t = Instant::now();
+                    for (i, &offset) in offsets.iter().enumerate() {
+                        stopwatch.start(rig.ops.stream())?;
+                        rig.forward.compute_block(&mut rig.ops, i, offset, &pass)?;
+                        stopwatch.stop(rig.ops.stream())?;
+                    }
+                    host_us.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+                Ok(Issued { stopwatch, host_us })
+            })?;
+            us.extend(issued.stopwatch.times_us()?);
+            host_us.extend(issued.host_us);
+        }
+        let k = offsets.len();
+        let blocks = self
+            .plan
+            .model
+            .blocks
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BlockTiming {
+                block: b.name.clone(),
+                kind: b.kind,
+                phase,
+                tokens: n,
+                context: pos0 + n,
+                bytes: b.bytes,
+                time: Timing::of(&us.iter().skip(i).step_by(k).copied().collect::<Vec<_>>()),
+            })
+            .collect();
+        Ok((blocks, PassIssue { phase, tokens: n, host: Timing::of(&host_us) }))
+    }
+
+    /// A `size`³ GEMM (at most the scratch's) in the model dtype through the
+    /// ops' matmul; long enough to keep the device ahead of the host unaided.
+    pub fn gemm(&mut self, size: u64, warm: usize, reps: usize) -> Result<Gemm, CudaError> {
+        assert!(size <= self.scratch.size, "GEMM of {size} in scratch for {}", self.scratch.size);
+        let (x, w, out) = self.gemm_operands(size);
+        for _ in 0..warm {
+            self.ops.matmul(out, x, w, size, size, size)?;
+        }
+        let mut sw = Stopwatch::new(&self.gpu, reps)?;
+        for _ in 0..reps {
+            sw.start(self.ops.stream())?;
+            self.ops.matmul(out, x, w, size, size, size)?;
+            sw.stop(self.ops.stream())?;
+        }
+        self.ops.synchronize()?;
+        Ok(Gemm { m: size, n: size, k: size, dtype: self.plan.model.dtype, time: Timing::of(&sw.times_us()?) })
+    }
+
+    /// `batches` batches of `kernels` one-element residual adds, each issued
+    /// behind a blocker so the device runs them back to back.
+    pub fn launches(&mut self, kernels: u64, batches: usize) -> Result<Launches, CudaError> {
+        let s = self.scratch;
+        let x = Buf { offset: s.base + 3 * s.one, elems: 1, dtype: Dtype::F32 };
+        let y = Buf { offset: s.base + 3 * s.one + BUFFER_ALIGN, elems: 1, dtype: self.plan.model.dtype };
+        for _ in 0..kernels {
+            self.ops.add(x, y, 1)?; // warm-up
+        }
+        let (mut us, mut host_us) = (Vec::new(), Vec::new());
+        for _ in 0..batches {
+            let issued = self.behind_blocker(|rig| {
+                let mut stopwatch = Stopwatch::new(&rig.gpu, 1)?;
+                let t = Instant::now();
+                stopwatch.start(rig.ops.stream())?;
+                for _ in 0..kernels {
+                    rig.ops.add(x, y, 1)?;
+                }
+                stopwatch.stop(rig.ops.stream())?;
+                Ok(Issued { stopwatch, host_us: vec![t.elapsed().as_secs_f64() * 1e6] })
+            })?;
+            us.extend(issued.stopwatch.times_us()?);
+            host_us.extend(issued.host_us);
+        }
+        Ok(Launches { kernels, time: Timing::of(&us), host: Timing::of(&host_us) })
+    }
+}

@@ -1,0 +1,199 @@
+//! The measuring sequence, in the order that keeps device memory low: the
+//! copy buffers (up to 2 GiB on the device, 1 GiB pinned) serve the copy
+//! timings and then the CPU lane's "while copying" loop, and are freed before
+//! the one-layer arena of the compute timings is allocated.
+//!
+//! Repetitions are chosen so that a 13B-class model takes seconds: every
+//! figure is a median of 5 to 30 timed runs after a few untimed ones.
+
+use std::path::Path;
+
+use djinn_core::model::ModelSpec;
+
+use super::assemble::size;
+use super::bench_plan;
+use super::blocks::ComputeRig;
+use super::copy::CopyRig;
+use super::copy_fit::{self, gbps};
+use super::cpu::GemvBench;
+use super::error::{During, ProfileError};
+use super::measurements::{
+    BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches, Measurements, PassIssue,
+};
+use super::pcie::{self, Link};
+use crate::cuda::Gpu;
+
+/// Small host-to-device copies, for the fixed cost: 4 KiB … 4 MiB.
+const SMALL_COPIES: [u64; 6] = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
+/// The curve's sizes double from this…
+const CURVE_MIN: u64 = 4 << 20;
+/// …to this, or less on a device with less than 8 times it free.
+const CURVE_MAX: u64 = 1 << 30;
+/// The CPU lane's weight matrix, `[rows, cols]` f16: 256 MiB.
+const GEMV_SHAPE: (u64, u64) = (16384, 8192);
+/// Copies looped while the CPU lane is timed.
+const LOOP_COPY: u64 = 256 << 20;
+/// The GEMM for `fp16_tflops`: `GEMM_SIZE`³.
+const GEMM_SIZE: u64 = 8192;
+/// One-element kernels per timed batch, for `kernel_overhead_us`.
+const LAUNCH_BATCH: u64 = 1000;
+
+/// Measures device `ordinal` (opened as `gpu`) and `model`'s blocks for a
+/// prompt of `prompt_len`; reports progress through `say`.
+pub fn measure(
+    gpu: &Gpu,
+    ordinal: usize,
+    model: &ModelSpec,
+    prompt_len: u64,
+    say: &mut dyn FnMut(String),
+) -> Result<Measurements, ProfileError> {
+    let usable = gpu.total_bytes - gpu.used_at_open;
+    let device =
+        Device { name: gpu.name.clone(), arch: gpu.arch(), memory_bytes: gpu.total_bytes, usable_bytes: usable };
+    say(format!(
+        "{} ({}): {} MiB, {} MiB free after our context",
+        device.name,
+        device.arch,
+        device.memory_bytes >> 20,
+        usable >> 20
+    ));
+
+    let mut largest = CURVE_MAX;
+    while largest > CURVE_MIN && 8 * largest > usable {
+        largest /= 2;
+    }
+    let mut rig = CopyRig::new(gpu, largest).during("allocating the copy benchmark's buffers")?;
+    let (h2d_small, h2d, device_copy) = copies(&rig, say)?;
+    let (cpu, sysfs) = cpu_lane(&mut rig, ordinal, say)?;
+    drop(rig);
+    let link = sysfs.unwrap_or_else(|| pcie::infer(h2d.last().map_or(0.0, |c| gbps(c.bytes, c.time.median_us))));
+    say(format!("PCIe gen {} x{} ({})", link.gen, link.lanes, link.how));
+
+    let (blocks, pass_issue, gemm, launches, device_ahead) = compute(gpu, model, prompt_len, &device, say)?;
+    Ok(Measurements {
+        device,
+        link,
+        h2d_small,
+        h2d,
+        device_copy,
+        gemm,
+        launches,
+        model: model.name.clone(),
+        prompt_len,
+        blocks,
+        pass_issue,
+        device_ahead,
+        cpu,
+    })
+}
+
+/// Small and curve-sized host-to-device copies, and a device-to-device copy.
+fn copies(
+    rig: &CopyRig,
+    say: &mut dyn FnMut(String),
+) -> Result<(Vec<CopyTiming>, Vec<CopyTiming>, DeviceCopy), ProfileError> {
+    let h2d_small = SMALL_COPIES
+        .iter()
+        .map(|&b| rig.h2d(b, 3, 20))
+        .collect::<Result<Vec<_>, _>>()
+        .during("timing small host-to-device copies")?;
+    let sizes: Vec<u64> = (0..).map(|i| CURVE_MIN << i).take_while(|&b| b <= rig.bytes()).collect();
+    let h2d = sizes
+        .iter()
+        .map(|&b| rig.h2d(b, 1, 5))
+        .collect::<Result<Vec<_>, _>>()
+        .during("timing host-to-device copies")?;
+    let rates: Vec<String> =
+        h2d.iter().map(|c| format!("{} {:.2} GB/s", size(c.bytes), gbps(c.bytes, c.time.median_us))).collect();
+    let fixed = copy_fit::fit(&h2d_small).map_or("not fitted".into(), |f| format!("{:.2} us", f.latency_us));
+    say(format!("host-to-device, pinned: {}; fixed cost {fixed}", rates.join(", ")));
+    let device_copy = rig.d2d(rig.bytes(), 2, 5).during("timing a device-to-device copy")?;
+    say(format!(
+        "device-to-device: {} in {:.1} us: {:.0} GB/s read + written",
+        size(device_copy.bytes),
+        device_copy.time.median_us,
+        gbps(2 * device_copy.bytes, device_copy.time.median_us)
+    ));
+    Ok((h2d_small, h2d, device_copy))
+}
+
+/// The CPU's matrix-vector rate alone and beside a copy loop, and (while the
+/// copies keep the link awake) the link as sysfs reports it.
+fn cpu_lane(
+    rig: &mut CopyRig,
+    ordinal: usize,
+    say: &mut dyn FnMut(String),
+) -> Result<(CpuGemv, Option<Link>), ProfileError> {
+    let mut gemv = GemvBench::new(GEMV_SHAPE.0, GEMV_SHAPE.1);
+    let alone = gemv.run(1, 8);
+    let address = pcie::pci_address(ordinal);
+    let ((during_copy, link), copy_gbps) = rig
+        .while_copying(LOOP_COPY.min(rig.bytes()), || {
+            let link = address.as_deref().and_then(|a| pcie::read_sysfs(Path::new("/sys/bus/pci/devices"), a));
+            (gemv.run(1, 8), link)
+        })
+        .during("looping host-to-device copies beside the CPU")?;
+    let cpu = CpuGemv {
+        threads: rayon::current_num_threads() as u32,
+        rows: gemv.rows,
+        cols: gemv.cols,
+        alone,
+        during_copy,
+        copy_gbps,
+    };
+    say(format!(
+        "CPU f16 matrix-vector ({} threads, {}): {:.1} GB/s alone, {:.1} GB/s while copies ran at {:.1} GB/s",
+        cpu.threads,
+        size(cpu.weight_bytes()),
+        gbps(cpu.weight_bytes(), cpu.alone.median_us),
+        gbps(cpu.weight_bytes(), cpu.during_copy.median_us),
+        cpu.copy_gbps
+    ));
+    Ok((cpu, link))
+}
+
+/// What [`compute`] measures.
+type Compute = (Vec<BlockTiming>, Vec<PassIssue>, Gemm, Launches, bool);
+
+/// Every block kind through the forward pass, a GEMM, and kernel launches.
+fn compute(
+    gpu: &Gpu,
+    model: &ModelSpec,
+    prompt_len: u64,
+    device: &Device,
+    say: &mut dyn FnMut(String),
+) -> Result<Compute, ProfileError> {
+    let one = bench_plan::one_layer(model);
+    let plan = bench_plan::profiling_plan(&one, prompt_len, device.memory_bytes, device.usable_bytes)?;
+    let offsets = bench_plan::resident_offsets(&plan)?;
+    say(format!(
+        "loading kernels; one layer of {} on random weights ({} MiB arena)",
+        model.name,
+        plan.arena.bytes >> 20
+    ));
+    let mut rig = ComputeRig::new(gpu, plan, offsets, GEMM_SIZE).during("setting up the forward pass")?;
+    let gemm = rig.gemm(GEMM_SIZE, 3, 10).during("timing a GEMM")?;
+    let (blocks, issue) = rig.time_blocks(3, (2, 6), 5).during("timing the blocks")?;
+    for b in &blocks {
+        say(format!(
+            "{:?} {} ({} tokens, context {}): {:.1} us (min {:.1}, max {:.1})",
+            b.phase, b.block, b.tokens, b.context, b.time.median_us, b.time.min_us, b.time.max_us
+        ));
+    }
+    for p in &issue {
+        say(format!("the host issues a {:?} pass in {:.1} us", p.phase, p.host.median_us));
+    }
+    let launches = rig.launches(LAUNCH_BATCH, 5).during("timing kernel launches")?;
+    say(format!(
+        "GEMM {GEMM_SIZE}³ {}: {:.0} TFLOP/s; back-to-back kernels: {:.2} us each on the device, {:.2} us to issue",
+        gemm.dtype,
+        2.0 * (GEMM_SIZE as f64).powi(3) / gemm.time.median_us / 1e6,
+        launches.time.median_us / launches.kernels as f64,
+        launches.host.median_us / launches.kernels as f64
+    ));
+    let ahead = rig.stayed_ahead();
+    if !ahead {
+        say("WARNING: the host fell behind the device; block times include host issue time".into());
+    }
+    Ok((blocks, issue, gemm, launches, ahead))
+}
