@@ -3,5 +3,6 @@
 mod compiler;
 mod cuda;
 mod hf;
+mod profile;
 mod runtime_cpu;
 mod verifier;
