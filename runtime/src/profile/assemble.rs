@@ -11,10 +11,13 @@
 //!   stream — "effective read bandwidth" as the H100 preset counts it.
 //! * `fp16_tflops`: `2mnk / time` of one large GEMM through our matmul (cuBLAS,
 //!   fp32 accumulation) in the model dtype.
-//! * `kernel_overhead_us`: the time per kernel of one-element kernels issued
-//!   back to back: launch and tail, with nothing to compute.
-//! * `block_times`: the median of each block kind per pass shape, with the
-//!   model's name, so the cost model uses them instead of its roofline.
+//! * `kernel_overhead_us`: the device time per kernel of one-element kernels
+//!   run back to back: launch and tail, with nothing to compute (the host's
+//!   issue time per kernel is in the comments and the log).
+//! * `block_times`: per block kind and pass shape, the larger of the median
+//!   device time and the median host issue time (the time the block holds the
+//!   compute lane), with the model's name, so the cost model uses them
+//!   instead of its roofline.
 //! * `cpu`: weight bytes over the matrix-vector time, alone and during copies.
 
 use djinn_core::gpu::{BlockTime, CpuLane, GpuProfile};
@@ -86,7 +89,7 @@ pub fn assemble(m: &Measurements, p: &Provenance) -> GpuProfile {
                 kind: b.kind,
                 phase: b.phase,
                 tokens: b.tokens,
-                us: round_to(b.time.median_us, 2),
+                us: round_to(b.lane_us(), 2),
             })
             .collect(),
         cpu: Some(CpuLane {
@@ -163,18 +166,24 @@ pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String 
         "  weights resident in device memory; prefill = {} tokens at positions 0.., decode = 1 token over {} cached;",
         m.prompt_len, m.prompt_len
     ));
-    c.push("  device time, passes issued behind a GEMM blocker so the device never waited for the host.".into());
+    c.push(
+        "  each figure is the block's device time (CUDA events, issued behind GEMMs that kept the device busy)".into(),
+    );
+    c.push("  or the host's time to issue it, whichever is longer: how long it holds the compute lane.".into());
+    for b in &m.blocks {
+        c.push(format!(
+            "    {} {}: device {:.1} us, host {:.1} us",
+            b.phase_name(),
+            b.block,
+            b.device.median_us,
+            b.host.median_us
+        ));
+    }
     if !m.device_ahead {
         c.push(
-            "WARNING: the host fell behind the device even behind the longest blocker: times include host issue time."
+            "WARNING: the host fell behind the device even behind the longest blocker: device times include waits."
                 .into(),
         );
-    }
-    for p in &m.pass_issue {
-        c.push(format!(
-            "  The host issued a {:?} pass ({} tokens, every block) in {:.1} us.",
-            p.phase, p.tokens, p.host.median_us
-        ));
     }
     let cpu = &m.cpu;
     c.push(format!(

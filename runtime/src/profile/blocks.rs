@@ -7,16 +7,18 @@
 //! `Forward::compute_block` issuing our kernels and cuBLAS on the compute
 //! stream — bracketed by timing events.
 //!
-//! **Device time, not host time.** In a real pass the host issues a layer's
-//! kernels far faster than the GPU runs them, so the GPU finds each block
-//! already queued; the host's own time between passes is the compiler's
-//! separate turnaround. A benchmark that issued its passes into an idle GPU
-//! would instead time the host issuing small blocks (the embedding, the
-//! final norm). So each timed group is issued *behind a blocker*: GEMMs
-//! queued first keep the device busy while the host issues the group, which
-//! the device then runs back to back. The blocker's completion event is
-//! queried once the group is issued: still pending means the device never
-//! waited for the host; otherwise the group is run again behind a longer one.
+//! **Device time and host time, separately.** A block holds the compute
+//! lane for its device time when the host issues its kernels faster than the
+//! device runs them (the device finds them queued), and for the host's issue
+//! time when the host is slower (the device waits). Timing passes issued into
+//! an idle device mixes the two. So each timed group is issued *behind a
+//! blocker*: GEMMs queued first keep the device busy while the host issues
+//! the group, and the device then runs it back to back. The blocker's
+//! completion event is queried once the group is issued: still pending means
+//! the device never waited for the host (otherwise the group runs again
+//! behind a longer blocker). The events give each block's device time; the
+//! host clock around each block's issue gives its host time; the profile
+//! takes the larger ([`BlockTiming::lane_us`]).
 //!
 //! Passes run in model order (embedding, layer, final norm, LM head), as a
 //! real pass would. Prefill runs first: its passes write the layer's KV cache
@@ -33,7 +35,7 @@ use djinn_core::units::align_up;
 use djinn_core::Dtype;
 
 use super::clock::Stopwatch;
-use super::measurements::{BlockTiming, Gemm, Launches, PassIssue};
+use super::measurements::{BlockTiming, Gemm, Launches};
 use super::random;
 use super::stats::Timing;
 use crate::backend::Pass;
@@ -47,8 +49,9 @@ const TILE_BYTES: usize = 64 << 20;
 const BLOCKER_SIZE: u64 = 4096;
 /// Blocker GEMMs queued first; multiplied by 4 after each group the host fell behind on.
 const BLOCKER_START: usize = 8;
-/// Groups issued behind ever longer blockers before giving up on getting ahead.
-const BLOCKER_TRIES: usize = 4;
+/// Groups issued behind ever longer blockers before giving up on getting ahead
+/// (at most 128 GEMMs, well inside a stream's queue, so issuing never blocks).
+const BLOCKER_TRIES: usize = 3;
 
 pub struct ComputeRig {
     gpu: Gpu,
@@ -77,7 +80,7 @@ struct Scratch {
 /// A group of timed work, issued behind a blocker.
 struct Issued {
     stopwatch: Stopwatch,
-    /// Host time spent issuing each timed unit (a pass, a batch), µs.
+    /// Host time spent issuing each timed unit (a block, a batch), µs.
     host_us: Vec<f64>,
 }
 
@@ -179,12 +182,11 @@ impl ComputeRig {
         warm: usize,
         (prefill_groups, decode_groups): (usize, usize),
         passes: usize,
-    ) -> Result<(Vec<BlockTiming>, Vec<PassIssue>), CudaError> {
+    ) -> Result<Vec<BlockTiming>, CudaError> {
         let prompt_len = self.plan.shape.prompt_len;
-        let (mut blocks, prefill) = self.time_phase(PhaseKind::Prefill, prompt_len, 0, warm, prefill_groups, passes)?;
-        let (decode_blocks, decode) = self.time_phase(PhaseKind::Decode, 1, prompt_len, warm, decode_groups, passes)?;
-        blocks.extend(decode_blocks);
-        Ok((blocks, vec![prefill, decode]))
+        let mut blocks = self.time_phase(PhaseKind::Prefill, prompt_len, 0, warm, prefill_groups, passes)?;
+        blocks.extend(self.time_phase(PhaseKind::Decode, 1, prompt_len, warm, decode_groups, passes)?);
+        Ok(blocks)
     }
 
     fn time_phase(
@@ -195,7 +197,7 @@ impl ComputeRig {
         warm: usize,
         groups: usize,
         passes: usize,
-    ) -> Result<(Vec<BlockTiming>, PassIssue), CudaError> {
+    ) -> Result<Vec<BlockTiming>, CudaError> {
         let name = match phase {
             PhaseKind::Prefill => PhaseName::Prefill,
             PhaseKind::Decode => PhaseName::Decode,
@@ -209,27 +211,29 @@ impl ComputeRig {
             }
         }
         self.ops.synchronize()?;
-        let (mut us, mut host_us) = (Vec::new(), Vec::new());
+        // Per timed block, in issue order: device µs and host µs.
+        let (mut device, mut host) = (Vec::new(), Vec::new());
         for _ in 0..groups {
             let issued = self.behind_blocker(|rig| {
                 let mut stopwatch = Stopwatch::new(&rig.gpu, passes * offsets.len())?;
-                let mut host_us = Vec::with_capacity(passes);
+                let mut host_us = Vec::with_capacity(passes * offsets.len());
                 for _ in 0..passes {
-                    let t = Instant::now();
                     for (i, &offset) in offsets.iter().enumerate() {
+                        let t = Instant::now();
                         stopwatch.start(rig.ops.stream())?;
                         rig.forward.compute_block(&mut rig.ops, i, offset, &pass)?;
                         stopwatch.stop(rig.ops.stream())?;
+                        host_us.push(t.elapsed().as_secs_f64() * 1e6);
                     }
-                    host_us.push(t.elapsed().as_secs_f64() * 1e6);
                 }
                 Ok(Issued { stopwatch, host_us })
             })?;
-            us.extend(issued.stopwatch.times_us()?);
-            host_us.extend(issued.host_us);
+            device.extend(issued.stopwatch.times_us()?);
+            host.extend(issued.host_us);
         }
         let k = offsets.len();
-        let blocks = self
+        let of = |v: &[f64], i: usize| Timing::of(&v.iter().skip(i).step_by(k).copied().collect::<Vec<_>>());
+        Ok(self
             .plan
             .model
             .blocks
@@ -242,10 +246,10 @@ impl ComputeRig {
                 tokens: n,
                 context: pos0 + n,
                 bytes: b.bytes,
-                time: Timing::of(&us.iter().skip(i).step_by(k).copied().collect::<Vec<_>>()),
+                device: of(&device, i),
+                host: of(&host, i),
             })
-            .collect();
-        Ok((blocks, PassIssue { phase, tokens: n, host: Timing::of(&host_us) }))
+            .collect())
     }
 
     /// A `size`³ GEMM (at most the scratch's) in the model dtype through the

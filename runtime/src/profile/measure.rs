@@ -17,9 +17,7 @@ use super::copy::CopyRig;
 use super::copy_fit::{self, gbps};
 use super::cpu::GemvBench;
 use super::error::{During, ProfileError};
-use super::measurements::{
-    BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches, Measurements, PassIssue,
-};
+use super::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches, Measurements};
 use super::pcie::{self, Link};
 use crate::cuda::Gpu;
 
@@ -69,7 +67,7 @@ pub fn measure(
     let link = sysfs.unwrap_or_else(|| pcie::infer(h2d.last().map_or(0.0, |c| gbps(c.bytes, c.time.median_us))));
     say(format!("PCIe gen {} x{} ({})", link.gen, link.lanes, link.how));
 
-    let (blocks, pass_issue, gemm, launches, device_ahead) = compute(gpu, model, prompt_len, &device, say)?;
+    let (blocks, gemm, launches, device_ahead) = compute(gpu, model, prompt_len, &device, say)?;
     Ok(Measurements {
         device,
         link,
@@ -81,7 +79,6 @@ pub fn measure(
         model: model.name.clone(),
         prompt_len,
         blocks,
-        pass_issue,
         device_ahead,
         cpu,
     })
@@ -153,7 +150,7 @@ fn cpu_lane(
 }
 
 /// What [`compute`] measures.
-type Compute = (Vec<BlockTiming>, Vec<PassIssue>, Gemm, Launches, bool);
+type Compute = (Vec<BlockTiming>, Gemm, Launches, bool);
 
 /// Every block kind through the forward pass, a GEMM, and kernel launches.
 fn compute(
@@ -173,15 +170,19 @@ fn compute(
     ));
     let mut rig = ComputeRig::new(gpu, plan, offsets, GEMM_SIZE).during("setting up the forward pass")?;
     let gemm = rig.gemm(GEMM_SIZE, 3, 10).during("timing a GEMM")?;
-    let (blocks, issue) = rig.time_blocks(3, (2, 6), 5).during("timing the blocks")?;
+    let blocks = rig.time_blocks(3, (2, 6), 5).during("timing the blocks")?;
     for b in &blocks {
         say(format!(
-            "{:?} {} ({} tokens, context {}): {:.1} us (min {:.1}, max {:.1})",
-            b.phase, b.block, b.tokens, b.context, b.time.median_us, b.time.min_us, b.time.max_us
+            "{} {} ({} tokens, context {}): {:.1} us on the device (min {:.1}, max {:.1}), {:.1} us to issue",
+            b.phase_name(),
+            b.block,
+            b.tokens,
+            b.context,
+            b.device.median_us,
+            b.device.min_us,
+            b.device.max_us,
+            b.host.median_us
         ));
-    }
-    for p in &issue {
-        say(format!("the host issues a {:?} pass in {:.1} us", p.phase, p.host.median_us));
     }
     let launches = rig.launches(LAUNCH_BATCH, 5).during("timing kernel launches")?;
     say(format!(
@@ -195,5 +196,5 @@ fn compute(
     if !ahead {
         say("WARNING: the host fell behind the device; block times include host issue time".into());
     }
-    Ok((blocks, issue, gemm, launches, ahead))
+    Ok((blocks, gemm, launches, ahead))
 }

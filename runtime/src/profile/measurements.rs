@@ -58,14 +58,6 @@ pub struct Launches {
     pub host: Timing,
 }
 
-/// Host time to issue one whole pass (every block's kernels and events).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PassIssue {
-    pub phase: PhaseKind,
-    pub tokens: u64,
-    pub host: Timing,
-}
-
 /// One block of the model computing one pass shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BlockTiming {
@@ -79,7 +71,27 @@ pub struct BlockTiming {
     pub context: u64,
     /// The block's image.
     pub bytes: u64,
-    pub time: Timing,
+    /// Device time, between CUDA events, with the work queued ahead.
+    pub device: Timing,
+    /// Host time to issue the block's kernels (and its two timing events).
+    pub host: Timing,
+}
+
+impl BlockTiming {
+    /// `prefill` or `decode`, as profiles spell the phase.
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            PhaseKind::Prefill => "prefill",
+            PhaseKind::Decode => "decode",
+        }
+    }
+
+    /// How long the block holds the compute lane when passes are issued back
+    /// to back: its device time, or the time the host takes to issue it if
+    /// that is longer (the device then waits for the host).
+    pub fn lane_us(&self) -> f64 {
+        self.device.median_us.max(self.host.median_us)
+    }
 }
 
 /// The host CPU's matrix-vector rate (the kernels crate's `matmul` twin, `m = 1`).
@@ -119,10 +131,9 @@ pub struct Measurements {
     pub model: String,
     pub prompt_len: u64,
     pub blocks: Vec<BlockTiming>,
-    /// Host time to issue a pass, per phase (the device time is in `blocks`).
-    pub pass_issue: Vec<PassIssue>,
     /// Whether the device was busy whenever timed work was issued, so that
-    /// `blocks` and `launches` are device times (see `super::blocks`).
+    /// the device times of `blocks` and `launches` are device time alone
+    /// (see `super::blocks`).
     pub device_ahead: bool,
     pub cpu: CpuGemv,
 }
