@@ -91,7 +91,7 @@ impl ComputeRig {
     }
 
     /// Loads the kernels, allocates the plan's arena plus scratch for GEMMs
-    /// of `gemm_size` (at least [`BLOCKER_SIZE`]), and fills every block image
+    /// of `gemm_size` (at least the blocker's), and fills every block image
     /// and the GEMM inputs with random values and the token ids with random tokens.
     pub fn new(gpu: &Gpu, plan: Plan, offsets: Vec<u64>, gemm_size: u64) -> Result<ComputeRig, CudaError> {
         let forward = Forward::new(&plan).map_err(|e| CudaError::Plan(e.to_string()))?;
