@@ -238,7 +238,8 @@ fn load_weights(
             done.synchronize()?; // its previous copy has finished reading it
             let bytes = places.bytes[i] as usize;
             weights.write_block_image(i, &mut buf.as_mut_slice()[..bytes]);
-            buf.copy_to_device(0, bytes, ops.arena_ptr() + offset, copy.raw)?;
+            // SAFETY: the region lies inside the arena (Placements checked it); the copy stream is live.
+            unsafe { buf.copy_to_device(0, bytes, ops.arena_ptr() + offset, copy.raw)? };
             done.record(copy)?;
             bar.inc(bytes as u64);
             next = 1 - next;
@@ -281,7 +282,15 @@ impl Backend for CudaBackend {
         }
         let compute = self.ops.stream();
         self.timer.begin_pass(pass.phase, pass.tokens.len(), compute)?;
-        self.tokens_host.copy_to_device(0, (n * 4) as usize, self.ops.arena_ptr() + act.tokens.offset, compute.raw)?;
+        // SAFETY: `act.tokens` lies inside the arena (Forward::new checked the layout).
+        unsafe {
+            self.tokens_host.copy_to_device(
+                0,
+                (n * 4) as usize,
+                self.ops.arena_ptr() + act.tokens.offset,
+                compute.raw,
+            )?
+        };
         self.tokens_done.record(compute)
     }
 
@@ -290,7 +299,8 @@ impl Backend for CudaBackend {
         let bytes = self.places.bytes[block];
         let image = self.images[block].as_ref().expect("check_copy proved the block streamed");
         self.timer.start_step(Lane::Copy, block, bytes, &self.copy)?;
-        image.copy_to_device(0, bytes as usize, self.ops.arena_ptr() + dst_offset, self.copy.raw)?;
+        // SAFETY: check_copy proved the destination a slot region inside the arena.
+        unsafe { image.copy_to_device(0, bytes as usize, self.ops.arena_ptr() + dst_offset, self.copy.raw)? };
         self.timer.end_step(&self.copy)
     }
 
@@ -320,7 +330,8 @@ impl Backend for CudaBackend {
         let logits = self.forward.activations().logits;
         let ptr = self.ops.arena_ptr() + logits.offset;
         let stream = self.ops.stream().raw;
-        self.logits_host.copy_from_device(0, (logits.elems * 4) as usize, ptr, stream)?;
+        // SAFETY: `logits` lies inside the arena (Forward::new checked the layout).
+        unsafe { self.logits_host.copy_from_device(0, (logits.elems * 4) as usize, ptr, stream)? };
         self.ops.synchronize()?;
         self.timer.logits_returned();
         self.timer.harvest()?;

@@ -48,7 +48,11 @@ impl PinnedBuffer {
     /// Enqueues a copy of `len` bytes from this buffer (from byte `start`) to
     /// device address `dst` on `stream`. The caller keeps the buffer unchanged
     /// and alive until the stream has passed the copy.
-    pub fn copy_to_device(
+    ///
+    /// # Safety
+    /// `dst..dst + len` must be device memory of the current context that
+    /// nothing else uses until the copy is done, and `stream` a live stream.
+    pub unsafe fn copy_to_device(
         &self,
         start: usize,
         len: usize,
@@ -64,7 +68,11 @@ impl PinnedBuffer {
 
     /// Enqueues a copy of `len` device bytes at `src` into this buffer at
     /// `start`. The caller must synchronise `stream` before reading them.
-    pub fn copy_from_device(
+    ///
+    /// # Safety
+    /// `src..src + len` must be device memory of the current context, and
+    /// `stream` a live stream.
+    pub unsafe fn copy_from_device(
         &mut self,
         start: usize,
         len: usize,

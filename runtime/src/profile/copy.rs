@@ -55,7 +55,8 @@ impl CopyRig {
         let pinned = self.pinned.as_ref().expect("the pinned buffer is home");
         let (dst, stream) = (self.a.ptr, self.stream.raw);
         let us =
-            time_each(&self.gpu, &self.stream, warm, reps, || pinned.copy_to_device(0, bytes as usize, dst, stream))?;
+            // SAFETY: `dst` is the rig's device buffer of `self.bytes` >= `bytes`; the stream is the rig's.
+            time_each(&self.gpu, &self.stream, warm, reps, || unsafe { pinned.copy_to_device(0, bytes as usize, dst, stream) })?;
         Ok(CopyTiming { bytes, time: Timing::of(&us) })
     }
 
@@ -125,7 +126,8 @@ fn copy_loop(
     let mut started: Option<Instant> = None;
     let mut completed = 0u64;
     for i in 0usize.. {
-        pinned.copy_to_device(0, bytes as usize, dst, stream.raw)?;
+        // SAFETY: `dst` is a device buffer of at least `bytes` that only these copies write.
+        unsafe { pinned.copy_to_device(0, bytes as usize, dst, stream.raw)? };
         done[i % 2].record(&stream)?;
         if i == 0 {
             continue;
