@@ -113,7 +113,7 @@ fn published_preset_configs_parse() {
         let text = std::fs::read_to_string(&path).unwrap();
         let c = parse_config(&text, &path.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.arch.family, "llama");
-        assert!(c.arch.num_heads % c.arch.num_kv_heads == 0);
+        assert!(c.arch.num_heads.is_multiple_of(c.arch.num_kv_heads));
         seen += 1;
     }
     assert!(seen > 0, "no presets under {}", presets.display());

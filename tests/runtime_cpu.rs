@@ -129,11 +129,17 @@ pub fn run(plan: &Plan, name: &str, prompt: &[u32], n: u64, mode: Mode, opts: Re
     let gen = match mode {
         Mode::InOrder => {
             let mut b = CpuBackend::new(plan, &weights).unwrap();
-            generate(&replay, &mut b, prompt, &gen_opts, |e| Ok(logits.push(e.logits.to_vec())))
+            generate(&replay, &mut b, prompt, &gen_opts, |e| {
+                let _: () = logits.push(e.logits.to_vec());
+                Ok(())
+            })
         }
         Mode::Adversarial => {
             let mut b = AdversarialCpu::new(plan, &weights).unwrap();
-            generate(&replay, &mut b, prompt, &gen_opts, |e| Ok(logits.push(e.logits.to_vec())))
+            generate(&replay, &mut b, prompt, &gen_opts, |e| {
+                let _: () = logits.push(e.logits.to_vec());
+                Ok(())
+            })
         }
     }
     .unwrap();

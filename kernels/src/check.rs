@@ -25,6 +25,7 @@ pub fn close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) -> Res
         let err = (g as f64 - w).abs();
         let allowed = atol + rtol * w.abs();
         // NaN fails: `err <= allowed` is false.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(err <= allowed) {
             count += 1;
             if bad.len() < LISTED {

@@ -43,7 +43,7 @@ pub fn rope<W: Half>(
     head_dim: usize,
     theta: f32,
 ) {
-    assert!(head_dim % 2 == 0, "rope: head_dim {head_dim} is odd");
+    assert!(head_dim.is_multiple_of(2), "rope: head_dim {head_dim} is odd");
     assert!(q.len() >= tokens * num_heads * head_dim, "rope: q smaller than tokens*num_heads*head_dim");
     assert!(k.len() >= tokens * num_kv_heads * head_dim, "rope: k smaller than tokens*num_kv_heads*head_dim");
     let freq = inv_freq(head_dim, theta);

@@ -176,7 +176,7 @@ fn adversarial_replay_catches_a_copy_missing_its_wait_on_the_slots_last_reader()
         let good = run(&plan, name, p, TOKENS, Mode::Adversarial, ReplayOptions::default());
         for phase in [PhaseName::Prefill, PhaseName::Decode] {
             let (broken, at) = without_copy_wait(&plan, phase, "layer.2");
-            let e = Replay::new(&broken, ReplayOptions::default()).err().expect("the verifier rejects it");
+            let e = Replay::new(&broken, ReplayOptions::default()).expect_err("the verifier rejects it");
             assert!(e.to_string().contains("rule slot-reuse broken"), "{name} {phase} step {at}: {e}");
             let bad = run(&broken, name, p, TOKENS, Mode::Adversarial, forced);
             assert_ne!(

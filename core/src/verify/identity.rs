@@ -91,7 +91,7 @@ fn arch_is_sane(arch: &Architecture, out: &mut Vec<Violation>) -> bool {
         }
         derivable &= v != 0 && v <= MAX_DIM;
     }
-    if arch.num_kv_heads != 0 && arch.num_heads % arch.num_kv_heads != 0 {
+    if arch.num_kv_heads != 0 && !arch.num_heads.is_multiple_of(arch.num_kv_heads) {
         bad(
             "num_heads",
             format!(
@@ -101,7 +101,7 @@ fn arch_is_sane(arch: &Architecture, out: &mut Vec<Violation>) -> bool {
             ),
         );
     }
-    if arch.head_dim % 2 != 0 {
+    if !arch.head_dim.is_multiple_of(2) {
         bad(
             "head_dim",
             format!("is {}, but rotary embeddings rotate pairs of dimensions: it must be even", arch.head_dim),

@@ -92,7 +92,7 @@ pub(super) fn check_copy_before_compute(plan: &Plan, trace: &Trace, out: &mut Ve
         // The copy of this block into this slot the plan probably meant, if any.
         let meant = trace.copies_into[&slot].iter().rev().copied().find(|&u| u < c && same_block(trace, u, c));
         match meant {
-            Some(m) if w.map_or(true, |w| m > w) => msg.push_str(&format!(
+            Some(m) if w.is_none_or(|w| m > w) => msg.push_str(&format!(
                 "; {} loads {block} but nothing makes this compute wait for it: {}",
                 trace.describe(m, c),
                 trace.wait_hint(m, c, c, &format!("ready:{block}"))

@@ -71,7 +71,7 @@ impl<'a> CpuOps<'a> {
             if end.is_none() {
                 return Err(CpuError::OutOfArena { op, offset: b.offset, bytes: b.bytes(), arena: self.len as u64 });
             }
-            if (self.ptr as u64 + b.offset) % b.dtype.size() != 0 {
+            if !(self.ptr as u64 + b.offset).is_multiple_of(b.dtype.size()) {
                 return Err(CpuError::Misaligned { op, offset: b.offset, dtype: b.dtype });
             }
             for &(c, c_written) in &operands[i + 1..] {

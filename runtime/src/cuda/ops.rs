@@ -177,7 +177,7 @@ impl CudaOps {
         const OP: &str = "attn_softmax";
         let name = kname(probs.dtype, "attn_softmax_f16", "attn_softmax_bf16", OP)?;
         let seq = pos0 + tokens;
-        if tokens == 0 || rows % tokens != 0 || seq > MAX_SOFTMAX_ROW || stride < seq || out_stride < seq {
+        if tokens == 0 || !rows.is_multiple_of(tokens) || seq > MAX_SOFTMAX_ROW || stride < seq || out_stride < seq {
             return Err(CudaError::BadOperands {
                 op: OP,
                 message: format!(
@@ -203,7 +203,7 @@ impl CudaOps {
     }
 
     fn range(&self, op: &'static str, operand: &'static str, offset: u64, bytes: u64) -> Result<(), CudaError> {
-        let end = offset.checked_add(bytes).unwrap_or(u64::MAX);
+        let end = offset.saturating_add(bytes);
         if end > self.arena.bytes {
             return Err(CudaError::OutOfArena { op, operand, offset, end, arena: self.arena.bytes });
         }
@@ -229,7 +229,7 @@ impl CudaOps {
         if b.elems < elems {
             return Err(bad(format!("{} elements where {elems} are needed", b.elems)));
         }
-        if b.offset % b.dtype.size() != 0 {
+        if !b.offset.is_multiple_of(b.dtype.size()) {
             return Err(bad(format!("offset {} is not aligned to its {}-byte elements", b.offset, b.dtype.size())));
         }
         self.range(op, operand, b.offset, elems * b.dtype.size())?;
@@ -288,7 +288,7 @@ impl Ops for CudaOps {
     fn embed(&mut self, x: Buf, table: Buf, tokens: Buf, n: u64, hidden: u64) -> Result<(), CudaError> {
         const OP: &str = "embed";
         let name = kname(table.dtype, "embed_f16", "embed_bf16", OP)?;
-        if hidden == 0 || table.elems % hidden != 0 {
+        if hidden == 0 || !table.elems.is_multiple_of(hidden) {
             return Err(CudaError::BadOperands {
                 op: OP,
                 message: format!("table of {} elements is not [vocab, {hidden}]", table.elems),
@@ -338,7 +338,7 @@ impl Ops for CudaOps {
     fn rope(&mut self, q: Buf, k: Buf, s: AttnShape) -> Result<(), CudaError> {
         const OP: &str = "rope";
         let name = kname(q.dtype, "rope_f16", "rope_bf16", OP)?;
-        if s.head_dim % 2 != 0 {
+        if !s.head_dim.is_multiple_of(2) {
             return Err(CudaError::BadOperands { op: OP, message: format!("head_dim {} is odd", s.head_dim) });
         }
         let pq = self.operand(OP, "q", q, s.tokens * s.num_heads * s.head_dim, None)?;
@@ -399,7 +399,7 @@ impl Ops for CudaOps {
     ) -> Result<(), CudaError> {
         const OP: &str = "attention";
         kname(q.dtype, "", "", OP)?;
-        if s.num_kv_heads == 0 || s.num_heads % s.num_kv_heads != 0 {
+        if s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) {
             return Err(CudaError::BadOperands {
                 op: OP,
                 message: format!("{} heads over {} kv heads", s.num_heads, s.num_kv_heads),

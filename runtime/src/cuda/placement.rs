@@ -26,7 +26,7 @@ impl Placements {
     pub fn from_plan(plan: &Plan) -> Result<Placements, CudaError> {
         let arena = plan.arena.bytes;
         for r in &plan.arena.regions {
-            if r.offset.checked_add(r.bytes).map_or(true, |end| end > arena) {
+            if r.offset.checked_add(r.bytes).is_none_or(|end| end > arena) {
                 return Err(CudaError::Plan(format!(
                     "region `{}` ({}..{}) lies outside the {arena}-byte arena",
                     r.name,
