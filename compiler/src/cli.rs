@@ -15,7 +15,7 @@ use djinn_core::plan::Strategy;
 use djinn_core::units::parse_bytes;
 use thiserror::Error;
 
-use crate::{compile, CompileError, CompileRequest, Options, DEFAULT_PROMPT_LEN};
+use crate::{compile_with, CompileError, CompileRequest, HostCompute, Options, DEFAULT_PROMPT_LEN};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,6 +46,10 @@ pub struct Args {
     pub batch: u64,
     #[arg(long, value_enum, default_value_t = StrategyArg::Djinn)]
     pub strategy: StrategyArg,
+    /// Whether djinn may run streamed layers' decode steps on the host CPU
+    /// (only with a GPU profile that has a [cpu] lane).
+    #[arg(long, value_enum, default_value_t = HostComputeArg::Auto)]
+    pub host_compute: HostComputeArg,
     /// Where to write the plan (stdout without it).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -67,6 +71,23 @@ impl From<StrategyArg> for Strategy {
             StrategyArg::Djinn => Strategy::Djinn,
             StrategyArg::Sync => Strategy::Sync,
             StrategyArg::StreamAll => Strategy::StreamAll,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostComputeArg {
+    /// When the simulation predicts a faster decode.
+    Auto,
+    /// Never: every streamed layer is copied in decode.
+    Off,
+}
+
+impl From<HostComputeArg> for HostCompute {
+    fn from(h: HostComputeArg) -> HostCompute {
+        match h {
+            HostComputeArg::Auto => HostCompute::Auto,
+            HostComputeArg::Off => HostCompute::Off,
         }
     }
 }
@@ -119,7 +140,7 @@ where
     T: Into<OsString> + Clone,
 {
     let args = Args::try_parse_from(args)?;
-    let compiled = compile(&args.request())?;
+    let compiled = compile_with(&args.request(), args.host_compute.into())?;
     let plan_toml = compiled.plan.to_toml_string();
     if let Some(path) = &args.output {
         std::fs::write(path, &plan_toml)

@@ -20,6 +20,12 @@
 //! * A measured `block_times` entry matching (model name, block kind, phase,
 //!   tokens) replaces the estimate.
 //!
+//! * A host compute (the profile's `[cpu]` lane running a streamed layer's
+//!   decode step from host memory) takes `bytes / gemv_f16_gbps_during_copy +`
+//!   [`HOST_HANDOFF_US`]: the host streams the weights once, at the rate it
+//!   measured while the copy lane ran. A `block_times` entry is a GPU time and
+//!   does not apply. Without a `[cpu]` lane there is no host compute.
+//!
 //! Between two forward passes the host reads the logits, samples, and issues the
 //! next pass: [`HOST_TURNAROUND_US`]. It is one constant for every GPU, taken from
 //! the project's H100 machine, where PyTorch's version of that loop (a kernel, a
@@ -36,6 +42,11 @@ use djinn_core::plan::RunShape;
 /// (PyTorch's turnaround loop measured on the project's H100: 62–68 µs).
 pub const HOST_TURNAROUND_US: f64 = 65.0;
 
+/// Fixed cost of one host compute step, µs, on top of streaming the weights:
+/// a compute-stream synchronisation, the residual row down and back, and the
+/// host's turnaround. An estimate until djinn-profile measures it.
+pub const HOST_HANDOFF_US: f64 = 60.0;
+
 /// Kernels one transformer layer launches: 2 rmsnorm, 7 matmul, rope,
 /// kv_store, attention, silu_mul, 2 residual adds (see `djinn_runtime::ops`).
 pub const LAYER_KERNELS: u64 = 15;
@@ -48,19 +59,23 @@ pub trait CostModel {
     fn compute_us(&self, block: &Block, phase: PhaseKind) -> f64;
     /// Host time between two forward passes, µs.
     fn turnaround_us(&self) -> f64;
+    /// The host CPU's decode step of a streamed block, µs; `None` when there is no host lane.
+    fn host_compute_us(&self, block: &Block) -> Option<f64>;
 }
 
-/// Fixed costs for hand-checked tests: every copy, every compute, every turnaround.
+/// Fixed costs for hand-checked tests: every copy, every compute, every
+/// turnaround, every host compute (`None`: no host lane).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UnitCosts {
     pub copy: f64,
     pub compute: f64,
     pub turnaround: f64,
+    pub host: Option<f64>,
 }
 
 impl UnitCosts {
-    /// Copy = 1, compute = 1, no turnaround.
-    pub const ONE: UnitCosts = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 0.0 };
+    /// Copy = 1, compute = 1, no turnaround, no host lane.
+    pub const ONE: UnitCosts = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 0.0, host: None };
 }
 
 impl CostModel for UnitCosts {
@@ -72,6 +87,9 @@ impl CostModel for UnitCosts {
     }
     fn turnaround_us(&self) -> f64 {
         self.turnaround
+    }
+    fn host_compute_us(&self, _: &Block) -> Option<f64> {
+        self.host
     }
 }
 
@@ -180,6 +198,11 @@ impl CostModel for Roofline<'_> {
     fn turnaround_us(&self) -> f64 {
         HOST_TURNAROUND_US
     }
+
+    fn host_compute_us(&self, block: &Block) -> Option<f64> {
+        let cpu = self.gpu.cpu.as_ref()?;
+        Some(block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3) + HOST_HANDOFF_US)
+    }
 }
 
 #[cfg(test)]
@@ -285,5 +308,26 @@ mod tests {
         let layer = m.block("layer.1").unwrap();
         assert_eq!(r.compute_us(layer, PhaseKind::Decode), 123.0);
         assert_ne!(r.compute_us(layer, PhaseKind::Prefill), 123.0, "prefill has no measurement");
+    }
+
+    #[test]
+    fn host_compute_streams_the_weights_at_the_cpu_rate_plus_the_handoff() {
+        let mut g = gpu();
+        let m = model();
+        let layer = m.block("layer.0").unwrap();
+        assert_eq!(Roofline::new(&g, &m, SHAPE).host_compute_us(layer), None, "no cpu lane");
+        g.cpu = Some(djinn_core::gpu::CpuLane { cores: 16, gemv_f16_gbps: 50.0, gemv_f16_gbps_during_copy: 40.0 });
+        // A GPU block time does not apply to the host.
+        g.block_times = vec![BlockTime {
+            model: "m".into(),
+            kind: BlockKind::Layer,
+            phase: PhaseKind::Decode,
+            tokens: 1,
+            us: 123.0,
+        }];
+        let r = Roofline::new(&g, &m, SHAPE);
+        // 40 GB/s = 40_000 bytes per µs.
+        let want = layer.bytes as f64 / 40_000.0 + HOST_HANDOFF_US;
+        assert!((r.host_compute_us(layer).unwrap() - want).abs() < 1e-9);
     }
 }

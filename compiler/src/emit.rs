@@ -131,6 +131,7 @@ fn steps(
         let (lane, op, slot) = match node.work {
             Work::Copy { slot, .. } => (Lane::Copy, Op::Copy, Some(slot)),
             Work::Compute { slot, .. } => (Lane::Compute, Op::Compute, slot),
+            Work::HostCompute { .. } => (Lane::Compute, Op::HostCompute, None),
         };
         let timed = times[pos].index();
         let (wait, wait_prev) = waits[pos].clone();

@@ -2,7 +2,8 @@
 //! unrolled into one petgraph DAG.
 //!
 //! Nodes are the steps (`Copy{block, slot}` on the copy lane, `Compute{block}`
-//! on the compute lane), inserted in global issue order: prefill's list, then
+//! and `HostCompute{block}` on the compute lane: the host CPU's step holds
+//! the compute lane like a kernel, it only takes longer), inserted in global issue order: prefill's list, then
 //! each iteration's copy of the body. Edges:
 //!
 //! * `Data`: a copy → the compute that reads its slot;
@@ -173,7 +174,7 @@ mod tests {
     #[test]
     fn edges_point_forward_in_issue_order_and_the_graph_is_acyclic() {
         for strategy in Strategy::ALL {
-            let p = crate::schedule::build(7, &[1, 2, 4], 2, strategy);
+            let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, strategy);
             let g = unroll(&p, 3).unwrap();
             for e in g.graph.edge_references() {
                 assert!(
@@ -189,8 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn host_computes_sit_on_the_compute_lane_with_only_lane_order_edges() {
+        let p = crate::schedule::build(7, &[1, 2, 4], &[2], 2, Strategy::Djinn);
+        let g = unroll(&p, 2).unwrap();
+        // Body position 3 is block 2's host compute: it follows C1 on the compute
+        // lane and precedes C3, with no event edge in or out.
+        let n = g.decode[1][3];
+        assert_eq!(g.graph[n].work, Work::HostCompute { block: 2 });
+        assert_eq!(g.graph[n].lane(), Lane::Compute);
+        for dir in [petgraph::Direction::Incoming, petgraph::Direction::Outgoing] {
+            let kinds: Vec<Edge> = g.graph.edges_directed(n, dir).map(|e| *e.weight()).collect();
+            assert_eq!(kinds, [Edge::StreamOrder], "{dir:?}");
+        }
+        assert!(petgraph::algo::toposort(&g.graph, None).is_ok());
+    }
+
+    #[test]
     fn loop_carried_copies_feed_the_next_iteration() {
-        let p = crate::schedule::build(7, &[1, 2, 4], 2, Strategy::Djinn);
+        let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, Strategy::Djinn);
         let g = unroll(&p, 2).unwrap();
         // Iteration 0's compute of block 1 (body position 1) reads prefill's prologue copy
         // (prefill position 9); iteration 1's reads iteration 0's copy at body position 7.

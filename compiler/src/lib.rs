@@ -61,6 +61,22 @@ impl Default for Options {
     }
 }
 
+/// Whether `djinn` may compute streamed layers' decode steps on the host CPU
+/// (`--host-compute`). Only a GPU profile with a `[cpu]` lane has a host to
+/// compute on; `sync` and `stream-all` never do.
+///
+/// Kept beside [`Options`] rather than in it, so that code building `Options`
+/// field by field keeps compiling; [`compile_model`] and [`compile`] use
+/// [`HostCompute::Auto`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostCompute {
+    /// Compute on the host when the simulation says decode is faster.
+    #[default]
+    Auto,
+    /// Never: every streamed layer is copied in decode too.
+    Off,
+}
+
 /// A compilation as the command line states it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompileRequest {
@@ -80,13 +96,28 @@ pub struct Compiled {
 
 /// Resolves the GPU and the model, then [`compile_model`].
 pub fn compile(req: &CompileRequest) -> Result<Compiled, CompileError> {
+    compile_with(req, HostCompute::Auto)
+}
+
+/// [`compile`] with an explicit [`HostCompute`].
+pub fn compile_with(req: &CompileRequest, host: HostCompute) -> Result<Compiled, CompileError> {
     let gpu = presets::load_gpu(&req.gpu)?;
     let model = presets::load_model(&req.model)?;
-    compile_model(&model, &gpu, &req.options)
+    compile_model_with(&model, &gpu, &req.options, host)
 }
 
 /// Compiles `model` for `gpu`: solve, simulate, emit, verify, summarise.
 pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Result<Compiled, CompileError> {
+    compile_model_with(model, gpu, opts, HostCompute::Auto)
+}
+
+/// [`compile_model`] with an explicit [`HostCompute`].
+pub fn compile_model_with(
+    model: &ModelSpec,
+    gpu: &GpuProfile,
+    opts: &Options,
+    host: HostCompute,
+) -> Result<Compiled, CompileError> {
     for (field, v) in [("--prompt-len", opts.prompt_len), ("--batch", opts.batch)] {
         if v == 0 {
             return Err(CompileError::Zero { field });
@@ -114,7 +145,8 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
     }
     let shape = RunShape { prompt_len: opts.prompt_len, max_seq_len, batch: opts.batch };
     let cost = cost::Roofline::new(gpu, model, shape);
-    let problem = solve::Problem { model, shape, budget, strategy: opts.strategy };
+    let problem =
+        solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: host == HostCompute::Auto };
     let solution = solve::solve(&problem, &cost)?;
     let plan = emit::emit(&solution, model, gpu, shape, budget)?;
     djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;

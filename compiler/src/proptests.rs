@@ -1,10 +1,13 @@
-//! Property tests over random small Llama architectures, shapes, budgets and
-//! strategies, with the real cost model: every plan the compiler emits passes
-//! the verifier and fits its budget, and more budget never means fewer
-//! resident bytes.
+//! Property tests over random small Llama architectures, shapes, budgets,
+//! strategies and GPUs (the L4 preset, optionally with a slow PCIe link and a
+//! host CPU lane, so that host compute is sometimes chosen), with the real
+//! cost model: every plan the compiler emits passes the verifier and fits its
+//! budget, more budget never means fewer resident bytes, and only djinn on a
+//! GPU with a CPU lane ever computes on the host.
 
+use djinn_core::gpu::{CpuLane, GpuProfile};
 use djinn_core::model::{Architecture, Dtype, ModelSpec};
-use djinn_core::plan::{Plan, Strategy as PlanStrategy};
+use djinn_core::plan::{Op, Plan, Strategy as PlanStrategy};
 use proptest::prelude::*;
 
 use crate::{compile_model, CompileError, Options};
@@ -38,9 +41,24 @@ fn strategy() -> impl Strategy<Value = PlanStrategy> {
     prop::sample::select(PlanStrategy::ALL.to_vec())
 }
 
+/// The GPU of a case: the L4 preset, its link optionally slowed to `h2d` GB/s,
+/// with a CPU lane of `cpu` GB/s when given.
+fn gpu_for(h2d: Option<f64>, cpu: Option<f64>) -> GpuProfile {
+    let mut gpu = crate::presets::load_gpu("l4").unwrap();
+    if let Some(rate) = h2d {
+        gpu.h2d_gbps = rate;
+        gpu.h2d_curve.clear();
+    }
+    gpu.cpu = cpu.map(|rate| CpuLane { cores: 8, gemv_f16_gbps: rate, gemv_f16_gbps_during_copy: rate });
+    gpu
+}
+
 fn compile_at(model: &ModelSpec, opts: &Options, budget: u64) -> Result<Plan, CompileError> {
-    let gpu = crate::presets::load_gpu("l4").unwrap();
-    compile_model(model, &gpu, &Options { budget: Some(budget), ..opts.clone() }).map(|c| c.plan)
+    compile_on(model, &gpu_for(None, None), opts, budget)
+}
+
+fn compile_on(model: &ModelSpec, gpu: &GpuProfile, opts: &Options, budget: u64) -> Result<Plan, CompileError> {
+    compile_model(model, gpu, &Options { budget: Some(budget), ..opts.clone() }).map(|c| c.plan)
 }
 
 /// f32 checkpoints are refused up front, with a typed error, not by the verifier.
@@ -81,7 +99,10 @@ proptest! {
         strategy in strategy(),
         budget_frac in 0.2f64..1.3,
         delta_frac in 0.0f64..0.5,
+        h2d in prop::sample::select(vec![None, Some(0.5)]),
+        cpu in prop::sample::select(vec![None, Some(5.0), Some(100.0)]),
     ) {
+        let gpu = gpu_for(h2d, cpu);
         let model = ModelSpec::from_arch("prop", arch, dtype);
         let opts = Options {
             budget: None,
@@ -99,8 +120,8 @@ proptest! {
         let base = fixed.kv_cache + fixed.activations + fixed.workspace + model.total_bytes() - layer_bytes;
         let budget = base + (layer_bytes as f64 * budget_frac) as u64;
         let delta = (layer_bytes as f64 * delta_frac) as u64 + 1;
-        let small = compile_at(&model, &opts, budget);
-        let large = compile_at(&model, &opts, budget + delta);
+        let small = compile_on(&model, &gpu, &opts, budget);
+        let large = compile_on(&model, &gpu, &opts, budget + delta);
         match (&small, &large) {
             (Err(CompileError::BudgetTooSmall { .. }), Err(CompileError::BudgetTooSmall { .. })) => {}
             (Err(CompileError::BudgetTooSmall { .. }), Ok(_)) => {}
@@ -110,6 +131,10 @@ proptest! {
                     prop_assert_eq!(plan.budget_bytes, budget);
                     if let Err(e) = djinn_core::verify::verify(plan) {
                         prop_assert!(false, "emitted plan fails verification: {}", e);
+                    }
+                    let host = plan.decode.steps.iter().filter(|s| s.op == Op::HostCompute).count();
+                    if strategy != PlanStrategy::Djinn || cpu.is_none() {
+                        prop_assert_eq!(host, 0, "{:?} with cpu lane {:?} computes on the host", strategy, cpu);
                     }
                     let text = plan.to_toml_string();
                     prop_assert_eq!(&Plan::from_toml_str(&text, "mem").unwrap(), plan);

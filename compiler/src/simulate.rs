@@ -73,6 +73,10 @@ pub fn simulate(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel) -> Timeli
         let dur = match node.work {
             Work::Copy { .. } => cost.copy_us(block),
             Work::Compute { .. } => cost.compute_us(block, phase),
+            // The solver proposes host computes only when the cost model has a
+            // host lane; were one simulated without, the infinite time would
+            // fail the verifier's finite-time check instead of passing silently.
+            Work::HostCompute { .. } => cost.host_compute_us(block).unwrap_or(f64::INFINITY),
         };
         start[ix.index()] = t;
         end[ix.index()] = t + dur;

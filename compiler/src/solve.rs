@@ -19,9 +19,17 @@
 //!    and the all-resident plan is tried first, so m ≥ k always.
 //! 4. **Schedule** ([`crate::schedule`]), unrolled ([`crate::graph`]) and
 //!    simulated ([`crate::simulate`]) for every candidate.
-//! 5. **Strategies.** `djinn` as above; `sync` keeps djinn's residency and slots
+//! 5. **Host compute** (djinn only, when the problem allows it and the cost
+//!    model has a host lane). With residency and slots fixed, the host CPU can
+//!    run some streamed layers' decode step from host memory instead of
+//!    copying them: the copy lane then moves fewer bytes per token while the
+//!    compute lane takes longer. For h = 0 ..= m, the h host layers are spread
+//!    evenly over the streamed ones ([`pick_host`]); the fastest decode wins,
+//!    ties to fewer host layers. Prefill is the same for every h.
+//! 6. **Strategies.** `djinn` as above; `sync` keeps djinn's residency and slots
 //!    but serialises copies and computes; `stream-all` keeps only the embedding,
 //!    norm and head resident and streams every layer with djinn's schedule.
+//!    Neither ablation computes on the host.
 
 use djinn_core::model::{BlockKind, ModelSpec};
 use djinn_core::plan::{Arena, RunShape, Strategy};
@@ -43,6 +51,8 @@ pub struct Problem<'a> {
     pub shape: RunShape,
     pub budget: u64,
     pub strategy: Strategy,
+    /// Whether djinn may compute streamed layers' decode steps on the host CPU.
+    pub host_compute: bool,
 }
 
 /// Where the streamed layers sit among the layers.
@@ -71,6 +81,8 @@ pub struct Solution {
     pub strategy: Strategy,
     pub spread: Spread,
     pub layout: Layout,
+    /// Streamed blocks whose decode step the host CPU computes, ascending.
+    pub host: Vec<usize>,
     pub program: Program,
     pub graph: RunGraph,
     pub timeline: Timeline,
@@ -101,6 +113,14 @@ pub fn pick_streamed(layers: &[usize], m: usize, spread: Spread) -> Vec<usize> {
     }
 }
 
+/// `h` of `streamed` spread evenly: positions `⌊(i + ½)·m/h⌋`, the middle of
+/// each of `h` equal groups (distinct and ascending, since `m/h ≥ 1`).
+pub fn pick_host(streamed: &[usize], h: usize) -> Vec<usize> {
+    let m = streamed.len();
+    assert!(h <= m, "cannot host-compute {h} of {m} streamed layers");
+    (0..h).map(|i| streamed[(2 * i + 1) * m / (2 * h)]).collect()
+}
+
 /// Lays out the arena with `streamed` going through `slots` slots and every other block resident.
 pub fn layout_for(model: &ModelSpec, fixed: &FixedRegions, streamed: &[usize], slots: u64) -> Layout {
     let resident: Vec<usize> = (0..model.blocks.len()).filter(|b| !streamed.contains(b)).collect();
@@ -110,18 +130,38 @@ pub fn layout_for(model: &ModelSpec, fixed: &FixedRegions, streamed: &[usize], s
 }
 
 /// Builds, unrolls and simulates the schedule of a layout.
+/// `host` (a subset of `layout.streamed`) are computed by the host CPU in decode.
 pub fn evaluate(
     model: &ModelSpec,
     layout: Layout,
+    host: &[usize],
     spread: Spread,
     strategy: Strategy,
     cost: &dyn CostModel,
 ) -> Result<Solution, CompileError> {
-    let program = build(model.blocks.len(), &layout.streamed, layout.slots, strategy);
+    let program = build(model.blocks.len(), &layout.streamed, host, layout.slots, strategy);
     let graph = unroll(&program, ITERATIONS)?;
     let timeline = simulate(&graph, model, cost);
     let metrics = metrics(&graph, &timeline, cost);
-    Ok(Solution { strategy, spread, layout, program, graph, timeline, metrics })
+    Ok(Solution { strategy, spread, layout, host: host.to_vec(), program, graph, timeline, metrics })
+}
+
+/// Step 5: the best set of host layers for `best`'s layout (`best` itself when none helps).
+fn choose_host(model: &ModelSpec, best: Solution, cost: &dyn CostModel) -> Result<Solution, CompileError> {
+    let streamed = best.layout.streamed.clone();
+    if streamed.iter().any(|&b| cost.host_compute_us(&model.blocks[b]).is_none()) {
+        return Ok(best);
+    }
+    let q = |us: f64| (us * 10.0).round() as i64;
+    let mut best = best;
+    for h in 1..=streamed.len() {
+        let host = pick_host(&streamed, h);
+        let sol = evaluate(model, best.layout.clone(), &host, best.spread, best.strategy, cost)?;
+        if q(sol.metrics.decode_us) < q(best.metrics.decode_us) {
+            best = sol;
+        }
+    }
+    Ok(best)
 }
 
 /// Solves `problem` with `cost`.
@@ -135,7 +175,7 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
         Strategy::Djinn | Strategy::Sync => {
             let all = layout_for(model, &fixed, &[], 0);
             if fits(&all) {
-                return evaluate(model, all, Spread::Even, problem.strategy, cost);
+                return evaluate(model, all, &[], Spread::Even, problem.strategy, cost);
             }
             let mut layouts = Vec::new();
             for k in 2..=MAX_SLOTS.min(layers.len() as u64) {
@@ -170,16 +210,17 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
     for (layout, spread) in streaming {
         // Sync is timed with djinn's choice of layout: pick the layout by djinn's schedule.
         let strategy = if problem.strategy == Strategy::Sync { Strategy::Djinn } else { problem.strategy };
-        let sol = evaluate(model, layout, spread, strategy, cost)?;
+        let sol = evaluate(model, layout, &[], spread, strategy, cost)?;
         if !matches!(&best, Some(b) if b.key() <= sol.key()) {
             best = Some(sol);
         }
     }
     let best = best.expect("at least one candidate");
-    if problem.strategy == Strategy::Sync {
-        return evaluate(model, best.layout, best.spread, Strategy::Sync, cost);
+    match problem.strategy {
+        Strategy::Sync => evaluate(model, best.layout, &[], best.spread, Strategy::Sync, cost),
+        Strategy::Djinn if problem.host_compute => choose_host(model, best, cost),
+        Strategy::Djinn | Strategy::StreamAll => Ok(best),
     }
-    Ok(best)
 }
 
 /// The budget error: what the smallest streaming plan (no resident layer, 2 slots) needs.

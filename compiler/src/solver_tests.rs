@@ -4,11 +4,11 @@
 //!
 //! Block numbering of a model with L layers: 0 = embed (E), 1..=L = layer.0 …
 //! layer.(L-1), L+1 = norm (N), L+2 = lm_head (H). `cB` is the copy of block B,
-//! `CB` its compute; `[a,b]` a step's start and end.
+//! `CB` its compute, `HB` its host compute; `[a,b]` a step's start and end.
 
 use djinn_core::gpu::GpuProfile;
 use djinn_core::model::{Architecture, Dtype, ModelSpec};
-use djinn_core::plan::{Lane, Plan, RunShape, Step, Strategy};
+use djinn_core::plan::{Lane, Op, Plan, RunShape, Step, Strategy};
 
 use crate::arena::FixedRegions;
 use crate::cost::{CostModel, UnitCosts};
@@ -39,7 +39,7 @@ fn model(layers: u64) -> ModelSpec {
 fn run(layers: u64, streamed: &[usize], slots: u64, strategy: Strategy, cost: &dyn CostModel) -> Solution {
     let m = model(layers);
     let fixed = FixedRegions::new(&m, &SHAPE);
-    evaluate(&m, layout_for(&m, &fixed, streamed, slots), Spread::Even, strategy, cost).unwrap()
+    evaluate(&m, layout_for(&m, &fixed, streamed, slots), &[], Spread::Even, strategy, cost).unwrap()
 }
 
 /// `(name, lane, start, end)` of the last simulated decode iteration, relative to its start.
@@ -58,7 +58,11 @@ fn render_times(sol: &Solution, nodes: &[petgraph::graph::NodeIndex], origin: f6
         .iter()
         .map(|n| {
             let node = sol.graph.graph[*n];
-            let tag = if node.work.is_copy() { 'c' } else { 'C' };
+            let tag = match node.work {
+                crate::schedule::Work::Copy { .. } => 'c',
+                crate::schedule::Work::Compute { .. } => 'C',
+                crate::schedule::Work::HostCompute { .. } => 'H',
+            };
             let (s, e) = (sol.timeline.start[n.index()] - origin, sol.timeline.end[n.index()] - origin);
             format!("{tag}{}[{s},{e}]", node.work.block())
         })
@@ -155,7 +159,7 @@ fn djinn_three_of_four_layers_through_two_slots_unit_costs() {
 
 #[test]
 fn djinn_hides_copies_twice_as_slow_as_computes() {
-    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0 };
+    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None };
     let sol = run(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
     // Prefill: c1 [0,2] c2 [2,4]; C0 [0,1]; C1 waits c1 → [2,3]; c4 waits C1 and
     // the lane → [4,6]; C2 waits c2 → [4,5]; c2' waits C2, lane → [6,8]; C3 [5,6];
@@ -210,7 +214,7 @@ fn stream_all_four_layers_through_two_slots() {
 
 #[test]
 fn host_turnaround_separates_passes() {
-    let cost = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 5.0 };
+    let cost = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 5.0, host: None };
     let sol = run(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
     // Prefill ends at 7 as with no turnaround; the first token is sampled 5 later.
     // Each iteration is its 7 units of compute plus the 5 the host takes; the
@@ -274,12 +278,12 @@ fn solver_prefers_the_even_spread_and_two_slots() {
     let fixed = FixedRegions::new(&m, &SHAPE);
     let layers = layer_blocks(&m);
     let budget = layout_for(&m, &fixed, &pick_streamed(&layers, 3, Spread::Even), 2).arena.bytes;
-    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0 };
-    let problem = Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn };
+    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None };
+    let problem = Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: true };
     let sol = solve(&problem, &cost).unwrap();
     assert_eq!((sol.layout.streamed.as_slice(), sol.layout.slots, sol.spread), (&[2, 4, 6][..], 2, Spread::Even));
     assert_eq!((sol.metrics.ttft_us, sol.metrics.decode_us), (9.0, 9.0));
-    let last = evaluate(&m, layout_for(&m, &fixed, &[4, 5, 6], 2), Spread::Last, Strategy::Djinn, &cost).unwrap();
+    let last = evaluate(&m, layout_for(&m, &fixed, &[4, 5, 6], 2), &[], Spread::Last, Strategy::Djinn, &cost).unwrap();
     assert_eq!((last.metrics.ttft_us, last.metrics.decode_us), (10.0, 10.0));
     // Sync keeps djinn's residency and slots.
     let sync = solve(&Problem { strategy: Strategy::Sync, ..problem.clone() }, &cost).unwrap();
@@ -292,7 +296,7 @@ fn solver_prefers_the_even_spread_and_two_slots() {
 #[test]
 fn budget_too_small_names_every_part() {
     let m = model(6);
-    let problem = Problem { model: &m, shape: SHAPE, budget: 1000, strategy: Strategy::Djinn };
+    let problem = Problem { model: &m, shape: SHAPE, budget: 1000, strategy: Strategy::Djinn, host_compute: true };
     let err = solve(&problem, &UnitCosts::ONE).unwrap_err();
     let CompileError::BudgetTooSmall { needed, .. } = &err else { panic!("{err}") };
     let fixed = FixedRegions::new(&m, &SHAPE);
@@ -331,7 +335,7 @@ fn every_schedule_the_solver_can_build_verifies() {
                 for spread in [Spread::Even, Spread::Last] {
                     for strategy in Strategy::ALL {
                         let layout = layout_for(&m, &fixed, &pick_streamed(&all, count, spread), k);
-                        let sol = evaluate(&m, layout, spread, strategy, &UnitCosts::ONE).unwrap();
+                        let sol = evaluate(&m, layout, &[], spread, strategy, &UnitCosts::ONE).unwrap();
                         let plan = plan_of(&sol, layers);
                         if let Err(e) = djinn_core::verify::verify(&plan) {
                             panic!(
@@ -345,4 +349,144 @@ fn every_schedule_the_solver_can_build_verifies() {
         }
     }
     assert!(checked > 500, "{checked}");
+}
+
+/// `run` with `host` computed on the host CPU in decode.
+fn run_host(layers: u64, streamed: &[usize], host: &[usize], cost: &dyn CostModel) -> Solution {
+    let m = model(layers);
+    let fixed = FixedRegions::new(&m, &SHAPE);
+    evaluate(&m, layout_for(&m, &fixed, streamed, 2), host, Spread::Even, Strategy::Djinn, cost).unwrap()
+}
+
+#[test]
+fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
+    // Copy = 3, compute = 1, host compute = 2. Layers 0, 1, 3 (blocks 1, 2, 4) stream.
+    let cost = UnitCosts { copy: 3.0, compute: 1.0, turnaround: 0.0, host: Some(2.0) };
+    // Without host compute the copy lane moves 9 units per token for 7 of
+    // compute: C1 waits for the previous iteration's c1, issued after its C4.
+    // With C1 ending at e: c4 [e,e+3], C4 [e+3,e+4], c1 [e+6,e+9], C6 ends at
+    // e+6 = the next start s', whose C1 then waits until e+9 = s'+3. Steady state:
+    // C0 [0,1], C1 [3,4], …, 10 per token, the copy lane busy 9 of 10.
+    let copied = run_host(4, &B_STREAMED, &[], &cost);
+    assert_eq!(
+        decode_times(&copied),
+        [
+            "C0[0,1]",
+            "C1[3,4]",
+            "c4[4,7]",
+            "C2[4,5]",
+            "c2[7,10]",
+            "C3[5,6]",
+            "C4[7,8]",
+            "c1[10,13]",
+            "C5[8,9]",
+            "C6[9,10]"
+        ]
+    );
+    assert_eq!(copied.metrics.decode_us, 10.0);
+    // Block 2 on the host: decode copies blocks 1 (slot 0) and 4 (slot 1), each
+    // right after its own compute, for the next iteration, 8 units ahead. The
+    // compute lane never waits: C0 C1 H2(2) C3 C4 C5 C6 = 8 per token; the
+    // copy lane is busy 6 of 8.
+    let host = run_host(4, &B_STREAMED, &[2], &cost);
+    assert_eq!(
+        decode_times(&host),
+        ["C0[0,1]", "C1[1,2]", "c1[2,5]", "H2[2,4]", "C3[4,5]", "C4[5,6]", "c4[6,9]", "C5[6,7]", "C6[7,8]"]
+    );
+    assert_eq!(host.metrics.decode_us, 8.0);
+    assert!((host.metrics.decode_copy_busy - 6.0 / 8.0).abs() < 1e-12);
+    // Prefill is the same: every streamed layer is copied and computed on the GPU.
+    assert_eq!(host.metrics.prefill_end_us, copied.metrics.prefill_end_us);
+    // The plan: a host_compute step with no slot and no events; the prologue
+    // copies block 4 into slot 1 (its decode slot) after prefill's compute of
+    // layer.1 (slot 1's last prefill occupant), and decode iteration 0 reads it.
+    let plan = plan_of(&host, 4);
+    djinn_core::verify::verify(&plan).unwrap();
+    let h = step(&plan.decode.steps, Lane::Compute, "layer.1");
+    assert_eq!((h.op, h.slot, h.wait.len(), h.wait_prev.len(), &h.record), (Op::HostCompute, None, 0, 0, &None));
+    // Prefill copies layer.3 twice: into slot 0 for prefill (after layer.0), into slot 1 for decode.
+    let copies: Vec<_> = plan
+        .prefill
+        .steps
+        .iter()
+        .filter(|s| s.lane == Lane::Copy && s.block == "layer.3")
+        .map(|s| (s.slot, s.wait.clone()))
+        .collect();
+    assert_eq!(copies, [(Some(0), vec!["done:layer.0".to_string()]), (Some(1), vec!["done:layer.1".to_string()])]);
+    let c3 = step(&plan.decode.steps, Lane::Compute, "layer.3");
+    assert_eq!((c3.slot, &c3.wait_prev), (Some(1), &vec!["ready:layer.3".to_string()]));
+    assert_eq!(plan.prediction.streamed_bytes_per_token, 2 * model(4).blocks[1].bytes);
+}
+
+#[test]
+fn solver_picks_the_fastest_host_set_and_only_for_djinn() {
+    // 6 layers, 3 stream (blocks 2, 4, 6) through 2 slots; copy = 4, compute =
+    // 1, host = 2. Copied: each token's C2 waits for the copy issued after the
+    // previous C6, 10 + 3 = 13 per token. h = 1 puts block 4 (the middle) on
+    // the host: decode copies blocks 2 and 6, each right after its compute, and
+    // the compute lane runs 8 computes and one host compute back to back: 10.
+    // h = 2 (blocks 2 and 6, compute 11) and h = 3 (12) are slower.
+    let m = model(6);
+    let fixed = FixedRegions::new(&m, &SHAPE);
+    let layers = layer_blocks(&m);
+    let budget = layout_for(&m, &fixed, &pick_streamed(&layers, 3, Spread::Even), 2).arena.bytes;
+    let cost = UnitCosts { copy: 4.0, compute: 1.0, turnaround: 0.0, host: Some(2.0) };
+    let problem = Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: true };
+    let sol = solve(&problem, &cost).unwrap();
+    assert_eq!((sol.layout.streamed.as_slice(), sol.host.as_slice()), (&[2, 4, 6][..], &[4][..]));
+    assert_eq!(sol.metrics.decode_us, 10.0);
+    let off = solve(&Problem { host_compute: false, ..problem.clone() }, &cost).unwrap();
+    assert_eq!((off.host.len(), off.metrics.decode_us), (0, 13.0));
+    for strategy in [Strategy::Sync, Strategy::StreamAll] {
+        let sol = solve(&Problem { strategy, ..problem.clone() }, &cost).unwrap();
+        assert!(sol.host.is_empty(), "{strategy:?}");
+    }
+    // No host lane: no host compute, whatever the problem allows.
+    let none = solve(&problem, &UnitCosts { host: None, ..cost }).unwrap();
+    assert!(none.host.is_empty());
+    // Host compute slower than the copy it saves: h = 0 (ties go to fewer host layers).
+    let slow = solve(&problem, &UnitCosts { host: Some(100.0), ..cost }).unwrap();
+    assert!(slow.host.is_empty());
+}
+
+#[test]
+fn host_layers_are_spread_evenly_over_the_streamed_ones() {
+    let s = [4, 9, 14, 19, 24, 29, 34, 39];
+    assert_eq!(crate::solve::pick_host(&s, 0), Vec::<usize>::new());
+    assert_eq!(crate::solve::pick_host(&s, 1), [24]);
+    assert_eq!(crate::solve::pick_host(&s, 4), [9, 19, 29, 39]);
+    assert_eq!(crate::solve::pick_host(&s, 5), [4, 14, 24, 29, 39]);
+    assert_eq!(crate::solve::pick_host(&s, 8), s);
+}
+
+/// Every host set of every layout the solver can build emits a plan the verifier accepts.
+#[test]
+fn every_host_schedule_verifies() {
+    let mut checked = 0;
+    for layers in 2..=7u64 {
+        let m = model(layers);
+        let fixed = FixedRegions::new(&m, &SHAPE);
+        let all = layer_blocks(&m);
+        for k in 2..=crate::solve::MAX_SLOTS.min(layers) {
+            for count in k as usize..=all.len() {
+                for spread in [Spread::Even, Spread::Last] {
+                    let streamed = pick_streamed(&all, count, spread);
+                    for h in 1..=count {
+                        let host = crate::solve::pick_host(&streamed, h);
+                        let layout = layout_for(&m, &fixed, &streamed, k);
+                        let cost = UnitCosts { host: Some(2.0), ..UnitCosts::ONE };
+                        let sol = evaluate(&m, layout, &host, spread, Strategy::Djinn, &cost).unwrap();
+                        let plan = plan_of(&sol, layers);
+                        if let Err(e) = djinn_core::verify::verify(&plan) {
+                            panic!(
+                                "{layers} layers, {count} streamed ({spread:?}) through {k} slots, host {host:?}:\n{e}"
+                            );
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "{checked}");
 }

@@ -4,7 +4,7 @@
 //! (the golden tests pin it with insta).
 
 use djinn_core::model::BlockKind;
-use djinn_core::plan::{Placement, Plan};
+use djinn_core::plan::{Op, Placement, Plan};
 use djinn_core::units::fmt_bytes;
 
 /// Renders the summary; `notes` are extra informational lines (e.g. a capped `--max-seq-len`).
@@ -86,6 +86,23 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             fmt_bytes(p.streamed_bytes_per_token)
         ));
         line(format!("streamed layers: {}", streamed.join(", ")));
+        let host: Vec<String> = plan
+            .decode
+            .steps
+            .iter()
+            .filter(|s| s.op == Op::HostCompute)
+            .map(|s| m.block(&s.block).and_then(|b| b.layer).map_or_else(|| s.block.clone(), |l| l.to_string()))
+            .collect();
+        if !host.is_empty() {
+            let rate =
+                plan.gpu.cpu.as_ref().map_or(String::new(), |c| format!(", {:.1} GB/s", c.gemv_f16_gbps_during_copy));
+            line(format!(
+                "host CPU: {} of {} streamed layers computed on the host in decode (layers {}){rate}",
+                host.len(),
+                p.streamed_blocks,
+                host.join(", ")
+            ));
+        }
     } else {
         line("streamed: nothing (every block is resident)".to_string());
     }
