@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use djinn_compiler::{run, CliError, CliOutput, CompileError};
-use djinn_core::plan::{Lane, Plan};
+use djinn_core::plan::{Lane, Op, Plan};
 use djinn_core::verify::verify;
 
 /// Every golden plan: its file in `plans/` and the exact `djinn-compile` arguments that produce it.
@@ -180,6 +180,52 @@ fn l4_streams_llama2_13b_through_at_least_two_slots() {
     assert_eq!(sync.placements, plan.placements);
     assert!(p.decode_ms_per_token < sync.prediction.decode_ms_per_token);
     assert!(p.ttft_ms < sync.prediction.ttft_ms);
+}
+
+/// The benchmark's arguments (the measured H200 profile has a `[cpu]` lane).
+const H200_BENCH: &[&str] = &[
+    "--gpu",
+    "profiles/h200-measured.toml",
+    "--model",
+    "llama2-13b",
+    "--budget",
+    "22GiB",
+    "--prompt-len",
+    "512",
+    "--max-seq-len",
+    "1024",
+];
+
+fn host_computes(plan: &Plan) -> Vec<&str> {
+    assert!(plan.prefill.steps.iter().all(|s| s.op != Op::HostCompute), "prefill never computes on the host");
+    plan.decode.steps.iter().filter(|s| s.op == Op::HostCompute).map(|s| s.block.as_str()).collect()
+}
+
+#[test]
+fn host_compute_is_used_on_a_gpu_with_a_cpu_lane_unless_turned_off() {
+    let golden = Plan::load(&plans_dir().join("h200-measured-llama2-13b-22GiB.toml")).unwrap();
+    let host = host_computes(&golden);
+    assert!(!host.is_empty(), "the h200-measured golden computes some streamed layers on the host");
+    for b in &host {
+        assert_eq!(golden.placement(b), Some(&djinn_core::plan::Placement::Streamed), "{b}");
+    }
+    let args_in = |extra: &[&'static str]| -> Plan {
+        let mut args = H200_BENCH.to_vec();
+        args.extend_from_slice(extra);
+        Plan::from_toml_str(&cli(&args).unwrap().plan_toml, "stdout").unwrap()
+    };
+    let off = args_in(&["--host-compute", "off"]);
+    assert!(host_computes(&off).is_empty());
+    assert_eq!(off.placements, golden.placements, "host compute changes no residency");
+    assert!(golden.prediction.decode_ms_per_token < off.prediction.decode_ms_per_token);
+    assert!(golden.prediction.streamed_bytes_per_token < off.prediction.streamed_bytes_per_token);
+    assert_eq!(args_in(&["--host-compute", "auto"]), golden);
+    // The ablations never compute on the host.
+    for strategy in ["sync", "stream-all"] {
+        assert!(host_computes(&args_in(&["--strategy", strategy])).is_empty(), "{strategy}");
+    }
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--host-compute", "maybe"]);
+    assert!(err.contains("--host-compute") && err.contains("auto") && err.contains("off"), "{err}");
 }
 
 #[test]

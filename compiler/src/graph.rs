@@ -10,6 +10,8 @@
 //! * `SlotReuse`: the compute of a slot's occupant → the next copy into that
 //!   slot (across iterations too);
 //! * `Serialize`: the sync strategy's compute → copy ordering;
+//! * `EventReuse`: a compute waiting on a copy's event → a later copy that
+//!   records the same event (a prologue copy issued after it);
 //! * `StreamOrder`: consecutive steps on one lane (a lane is a FIFO stream);
 //! * `Host`: the end of a pass → the first step on each lane of the next decode
 //!   iteration, which the host issues only after it has read the logits.
@@ -54,6 +56,7 @@ pub enum Edge {
     Data,
     SlotReuse,
     Serialize,
+    EventReuse,
     StreamOrder,
     Host,
 }
@@ -61,7 +64,7 @@ pub enum Edge {
 impl Edge {
     /// Whether the edge crosses lanes and so needs an event in the plan.
     pub fn needs_event(self) -> bool {
-        matches!(self, Edge::Data | Edge::SlotReuse | Edge::Serialize)
+        matches!(self, Edge::Data | Edge::SlotReuse | Edge::Serialize | Edge::EventReuse)
     }
 }
 
@@ -71,6 +74,7 @@ impl From<DepKind> for Edge {
             DepKind::Data => Edge::Data,
             DepKind::SlotReuse => Edge::SlotReuse,
             DepKind::Serialize => Edge::Serialize,
+            DepKind::EventReuse => Edge::EventReuse,
         }
     }
 }

@@ -23,7 +23,10 @@
 //! copies only `D = S \ H` (model order `d_0 … d_{n-1}`), and assigns slots
 //! over `D`: `slot(d_j) = j mod k`. Prefill's prologue therefore copies `D`'s
 //! first `k` occupants: `d_j` into slot `j`, right after prefill's compute of
-//! slot `j`'s *last prefill occupant* (the last `s_i` with `i mod k = j`).
+//! slot `j`'s *last prefill occupant* (the last `s_i` with `i mod k = j`), or
+//! after prefill's compute of `d_j` itself when that comes later: the prologue
+//! copy records `ready:d_j` again, and prefill's compute of `d_j` must wait on
+//! its own copy, which a `wait` names as the latest earlier record.
 //!
 //! **sync** (the baseline): the copy of `s_i` is listed right before its
 //! compute and also waits for the compute just before `s_i`, so the two lanes
@@ -74,6 +77,9 @@ pub enum DepKind {
     SlotReuse,
     /// Sync strategy: a copy waits for the compute before the block it loads.
     Serialize,
+    /// A prologue copy re-records the event an earlier compute of its pass
+    /// waits on, so it is issued after that compute.
+    EventReuse,
 }
 
 /// Which step a dependency points at.
@@ -144,9 +150,14 @@ fn djinn(blocks: usize, streamed: &[usize], host: &[usize], k: usize) -> Program
     let copy = |i: usize| Work::Copy { block: streamed[i], slot: slot(i) };
     let dcopy = |j: usize| Work::Copy { block: copied[j], slot: slot(j) };
 
-    // Prefill.
+    // Prefill. The prologue copy of d_j (j < k) follows the compute of slot
+    // j's last prefill occupant, or of d_j itself when that is later.
+    let last_of_slot = |j: usize| (0..m).rev().find(|i| i % k == j).expect("j < n <= m");
+    let prologue_after: Vec<usize> =
+        (0..k.min(n)).map(|j| last_of_slot(j).max(idx[copied[j]].expect("copied layers stream"))).collect();
     let mut pre = Vec::new();
     let mut copy_pos = vec![usize::MAX; m];
+    let mut compute_pos = vec![usize::MAX; m];
     let mut prologue_pos = vec![usize::MAX; k.min(n)];
     for (i, pos) in copy_pos.iter_mut().enumerate().take(k.min(m)) {
         *pos = pre.len();
@@ -158,6 +169,7 @@ fn djinn(blocks: usize, streamed: &[usize], host: &[usize], k: usize) -> Program
             continue;
         };
         let at = pre.len();
+        compute_pos[i] = at;
         pre.push(Item {
             work: Work::Compute { block: b, slot: Some(slot(i)) },
             deps: vec![here(copy_pos[i], DepKind::Data)],
@@ -165,11 +177,14 @@ fn djinn(blocks: usize, streamed: &[usize], host: &[usize], k: usize) -> Program
         if i + k < m {
             copy_pos[i + k] = pre.len();
             pre.push(Item { work: copy(i + k), deps: vec![here(at, DepKind::SlotReuse)] });
-        } else if i % k < n {
-            // The slot's last prefill occupant has been read: the prologue copy
-            // of the slot's first decode occupant.
-            prologue_pos[i % k] = pre.len();
-            pre.push(Item { work: dcopy(i % k), deps: vec![here(at, DepKind::SlotReuse)] });
+        }
+        for j in (0..k.min(n)).filter(|&j| prologue_after[j] == i) {
+            let mut deps = vec![here(compute_pos[last_of_slot(j)], DepKind::SlotReuse)];
+            if last_of_slot(j) < i {
+                deps.push(here(at, DepKind::EventReuse));
+            }
+            prologue_pos[j] = pre.len();
+            pre.push(Item { work: dcopy(j), deps });
         }
     }
 
@@ -315,13 +330,14 @@ mod tests {
         // Host [2]: decode copies D = [1, 4], d0 = block 1 → slot 0, d1 = block 4 → slot 1.
         let p = build(7, &[1, 2, 4], &[2], 2, Strategy::Djinn);
         // Prefill as without host layers, but the prologues copy D's first
-        // occupants: after C2 (slot 1's last prefill occupant) block 4 into
-        // slot 1 (6), after C4 (slot 0's) block 1 into slot 0 (9).
-        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 c4@1<5 C3 C4@0<4 c1@0<8 C5 C6");
+        // occupants. Block 1 into slot 0 follows C4 (slot 0's last prefill
+        // occupant, 7). Block 4 into slot 1 may follow C2 (slot 1's last, 5),
+        // but not before prefill's own C4 at 7 has consumed ready:4: both at 8, 9.
+        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 c1@0<7 c4@1<5<7 C5 C6");
         // Decode: each slot has one occupant, so its next-iteration copy follows
-        // its compute (c1@0 at 2, c4@1 at 6); iteration 0 reads prefill's 9 and 6.
+        // its compute (c1@0 at 2, c4@1 at 6); iteration 0 reads prefill's 8 and 9.
         // Block 2 is a host compute with no dependency.
-        assert_eq!(render(&p.decode), "C0 C1@0<<2/9 c1@0<1 H2 C3 C4@1<<6/6 c4@1<5 C5 C6");
+        assert_eq!(render(&p.decode), "C0 C1@0<<2/8 c1@0<1 H2 C3 C4@1<<6/9 c4@1<5 C5 C6");
     }
 
     #[test]
@@ -339,6 +355,18 @@ mod tests {
         // Decode slots follow D: c4@0 after C1 (2), c5@1 after C2 (4), H3 (5),
         // C4 reads 2, then the next iteration's c1@0 (7); C5 reads 4, then c2@1 (9).
         assert_eq!(render(&p.decode), "C0 C1@0<<7/12 c4@0<1 C2@1<<9/10 c5@1<3 H3 C4@0<2 c1@0<6 C5@1<4 c2@1<8 C6 C7");
+    }
+
+    #[test]
+    fn a_prologue_copy_follows_its_blocks_own_prefill_compute() {
+        // Host [1]: D = [2, 4], d0 = block 2 → slot 0, d1 = block 4 → slot 1.
+        // Slot 0's last prefill occupant is block 4 (s2), slot 1's is block 2
+        // (s1). The prologue of block 4 into slot 1 could follow C2, but prefill's
+        // C4 (at 7) still waits on ready:4 from its own copy into slot 0: the
+        // prologue comes after C4 (EventReuse) as well as after C2 (slot reuse).
+        let p = build(7, &[1, 2, 4], &[1], 2, Strategy::Djinn);
+        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 c2@0<7 c4@1<5<7 C5 C6");
+        assert_eq!(render(&p.decode), "C0 H1 C2@0<<3/8 c2@0<2 C3 C4@1<<6/9 c4@1<5 C5 C6");
     }
 
     #[test]

@@ -399,12 +399,14 @@ fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
     assert_eq!(host.metrics.prefill_end_us, copied.metrics.prefill_end_us);
     // The plan: a host_compute step with no slot and no events; the prologue
     // copies block 4 into slot 1 (its decode slot) after prefill's compute of
-    // layer.1 (slot 1's last prefill occupant), and decode iteration 0 reads it.
+    // layer.1 (slot 1's last prefill occupant) and of layer.3 itself, which
+    // waits on ready:layer.3 from its copy into slot 0; decode iteration 0 reads it.
     let plan = plan_of(&host, 4);
     djinn_core::verify::verify(&plan).unwrap();
     let h = step(&plan.decode.steps, Lane::Compute, "layer.1");
     assert_eq!((h.op, h.slot, h.wait.len(), h.wait_prev.len(), &h.record), (Op::HostCompute, None, 0, 0, &None));
-    // Prefill copies layer.3 twice: into slot 0 for prefill (after layer.0), into slot 1 for decode.
+    // Prefill copies layer.3 twice: into slot 0 for prefill (after layer.0), into
+    // slot 1 for decode (after layer.3: done:layer.3 implies done:layer.1).
     let copies: Vec<_> = plan
         .prefill
         .steps
@@ -412,7 +414,11 @@ fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
         .filter(|s| s.lane == Lane::Copy && s.block == "layer.3")
         .map(|s| (s.slot, s.wait.clone()))
         .collect();
-    assert_eq!(copies, [(Some(0), vec!["done:layer.0".to_string()]), (Some(1), vec!["done:layer.1".to_string()])]);
+    assert_eq!(copies, [(Some(0), vec!["done:layer.0".to_string()]), (Some(1), vec!["done:layer.3".to_string()])]);
+    let c3 = step(&plan.prefill.steps, Lane::Compute, "layer.3");
+    assert!(
+        plan.prefill.steps.iter().position(|s| s == c3) < plan.prefill.steps.iter().rposition(|s| s.block == "layer.3")
+    );
     let c3 = step(&plan.decode.steps, Lane::Compute, "layer.3");
     assert_eq!((c3.slot, &c3.wait_prev), (Some(1), &vec!["ready:layer.3".to_string()]));
     assert_eq!(plan.prediction.streamed_bytes_per_token, 2 * model(4).blocks[1].bytes);
