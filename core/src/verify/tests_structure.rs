@@ -5,7 +5,7 @@
 
 use super::fixture::{assert_mentions, broken_only, streamed_plan};
 use super::*;
-use crate::plan::{tests::tiny_plan, Lane, Placement, RegionKind};
+use crate::plan::{tests::tiny_plan, Lane, Op, Placement, RegionKind};
 
 fn region_mut<'p>(plan: &'p mut Plan, name: &str) -> &'p mut crate::plan::Region {
     plan.arena.regions.iter_mut().find(|r| r.name == name).unwrap()
@@ -283,4 +283,69 @@ fn wait_prev_on_an_event_prefill_never_records_breaks_events() {
         &v[0],
         &["decode step 0 (compute embed)", "prefill never records it", "the previous iteration is prefill"],
     );
+}
+
+/// [`streamed_plan`] with layer.1 computed on the host in decode: decode step 3
+/// becomes `host_compute layer.1` (no slot, no events), and the copies of
+/// layer.1 for decode (decode step 4, prefill's prologue at step 6) go.
+fn host_plan() -> Plan {
+    let mut plan = streamed_plan();
+    assert_eq!((plan.decode.steps[3].block.as_str(), plan.decode.steps[4].op), ("layer.1", Op::Copy));
+    let host = &mut plan.decode.steps[3];
+    (host.op, host.slot, host.wait_prev, host.record) = (Op::HostCompute, None, vec![], None);
+    plan.decode.steps.remove(4);
+    assert_eq!((plan.prefill.steps[6].block.as_str(), plan.prefill.steps[6].op), ("layer.1", Op::Copy));
+    plan.prefill.steps.remove(6);
+    plan
+}
+
+#[test]
+fn host_compute_of_a_streamed_block_without_a_slot_verifies() {
+    verify(&host_plan()).unwrap();
+}
+
+#[test]
+fn host_compute_of_a_resident_block_breaks_step_shape() {
+    let mut plan = host_plan();
+    assert_eq!(plan.decode.steps[4].block, "layer.2");
+    plan.decode.steps[4].op = Op::HostCompute;
+    let v = broken_only(&plan, Rule::StepShape);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_mentions(
+        &v[0],
+        &["decode step 4 (host-compute layer.2)", "resident in region resident.layer.2", "only a streamed block"],
+    );
+}
+
+#[test]
+fn host_compute_naming_a_slot_or_on_the_copy_lane_breaks_step_shape() {
+    let mut plan = host_plan();
+    plan.decode.steps[3].slot = Some(1);
+    let v = broken_only(&plan, Rule::StepShape);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_mentions(&v[0], &["decode step 3 (host-compute layer.1)", "names slot 1", "remove the slot"]);
+    let mut plan = host_plan();
+    plan.decode.steps[3].lane = Lane::Copy;
+    let v = broken_only(&plan, Rule::StepShape);
+    assert_mentions(&v[0], &["decode step 3 (host-compute layer.1)", "op HostCompute runs on lane Copy"]);
+}
+
+#[test]
+fn host_compute_counts_as_the_blocks_compute_for_order() {
+    // Without it, layer.2 comes too early.
+    let mut plan = host_plan();
+    plan.decode.steps.remove(3);
+    let v = broken_only(&plan, Rule::Order);
+    assert_mentions(&v[0], &["decode step 3 (compute layer.2)", "too early: model order requires layer.1 next"]);
+    // Host-computed twice, layer.1 is computed a second time.
+    let mut plan = host_plan();
+    let twice = plan.decode.steps[3].clone();
+    plan.decode.steps.insert(4, twice);
+    let v = broken_only(&plan, Rule::Order);
+    assert_mentions(&v[0], &["decode step 4 (host-compute layer.1)", "computes it a second time"]);
+    // Out of model order, a host compute is reported like any compute.
+    let mut plan = host_plan();
+    plan.decode.steps.swap(3, 4); // host layer.1 <-> layer.2
+    let v = broken_only(&plan, Rule::Order);
+    assert_mentions(&v[0], &["decode step 3 (compute layer.2)", "too early"]);
 }
