@@ -3,8 +3,9 @@
 //! A plan is XLA-style memory-space assignment made explicit. The device
 //! memory is one arena of named, non-overlapping regions. Every block is
 //! either *resident* (its image lives in its own region for the whole run) or
-//! *streamed* (its image is copied from pinned host memory into one of a small
-//! ring of slot regions before each use). Each phase — `prefill` once, then
+//! *streamed* (its image lives in pinned host memory and is copied into one of
+//! a small ring of slot regions before each use, or, for a `host_compute`
+//! step, computed by the host CPU where it lies). Each phase — `prefill` once, then
 //! the `decode` loop body once per token — is one ordered list of steps, each
 //! on a lane (`copy` or `compute`). The executor issues the steps in list
 //! order onto their lanes and synchronises the lanes only through the steps'
@@ -30,7 +31,8 @@ use crate::gpu::GpuProfile;
 use crate::model::{Block, ModelSpec};
 
 /// Version of this schema. Bumped on any change a reader of an older plan would misread.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the `host_compute` op.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -145,7 +147,8 @@ pub enum Placement {
     Resident { region: String },
     /// Copied into a slot before each use (the slot is named by each step).
     Streamed,
-    // A third placement, computed on the host CPU lane, is reserved for a later format version.
+    // (A streamed block's decode step may also run on the host CPU, from that
+    // same host image: the `host_compute` op, not a placement of its own.)
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -171,6 +174,13 @@ pub enum Op {
     /// Run a block's forward computation, reading its weights from its
     /// resident region or from `slot`.
     Compute,
+    /// Compute-lane step, streamed blocks only, no slot: the host CPU runs the
+    /// block from its image in host memory. The lane hands the residual
+    /// stream to the host and resumes when the result is back, so the step
+    /// orders like any compute; the copy lane is free meanwhile. The block's
+    /// KV-cache rows follow it between device and host as needed (the
+    /// executor keeps them coherent; they are not plan steps).
+    HostCompute,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -336,7 +346,12 @@ pub(crate) mod tests {
         let mut placements = Vec::new();
         let mut steps = Vec::new();
         for b in &model.blocks {
-            regions.push(Region { name: resident_region_name(&b.name), kind: RegionKind::Resident, offset, bytes: b.bytes });
+            regions.push(Region {
+                name: resident_region_name(&b.name),
+                kind: RegionKind::Resident,
+                offset,
+                bytes: b.bytes,
+            });
             offset += b.bytes;
             placements.push(BlockPlacement {
                 block: b.name.clone(),
@@ -406,12 +421,12 @@ pub(crate) mod tests {
         let back = Plan::from_toml_str(&text, "mem").unwrap();
         assert_eq!(back, plan);
         assert_eq!(back.to_toml_string(), text);
-        assert!(text.starts_with("format_version = 1\n"), "{}", &text[..200]);
+        assert!(text.starts_with("format_version = 2\n"), "{}", &text[..200]);
     }
 
     #[test]
     fn unknown_format_version_is_named() {
-        let text = tiny_plan().to_toml_string().replacen("format_version = 1", "format_version = 99", 1);
+        let text = tiny_plan().to_toml_string().replacen("format_version = 2", "format_version = 99", 1);
         let err = Plan::from_toml_str(&text, "p.toml").unwrap_err().to_string();
         assert!(err.contains("p.toml") && err.contains("format_version 99"), "{err}");
     }

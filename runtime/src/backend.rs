@@ -39,6 +39,12 @@ pub trait Backend {
     /// pass, reading its image at arena byte `weights_offset`.
     fn compute_block(&mut self, block: usize, weights_offset: u64, pass: &Pass) -> Result<(), Self::Error>;
 
+    /// Compute lane: have the host CPU run streamed block `block` for the
+    /// current pass from its image in host memory (the plan's `host_compute`).
+    /// The lane hands over the residual stream and resumes once it is back;
+    /// the block's KV-cache rows are kept coherent between device and host.
+    fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), Self::Error>;
+
     /// Mark the completion of everything issued so far on `lane` as `event`.
     fn record(&mut self, lane: Lane, event: EventId) -> Result<(), Self::Error>;
 

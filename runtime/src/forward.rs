@@ -211,6 +211,14 @@ impl Forward {
         ops.add(a.x, a.proj, n * h)
     }
 
+    /// Rows `rows` of layer `layer`'s K and V planes (`[rows, kv_dim]` each):
+    /// what a backend that computes a layer in two places moves between them.
+    pub fn kv_rows(&self, layer: u64, rows: std::ops::Range<u64>) -> (Buf, Buf) {
+        let (k, v) = self.kv_planes(layer);
+        let (start, n) = (rows.start * self.kv.kv_dim, (rows.end - rows.start) * self.kv.kv_dim);
+        (k.slice(start, n), v.slice(start, n))
+    }
+
     /// Layer `layer`'s K and V planes, `[max_seq_len, kv_dim]` each.
     fn kv_planes(&self, layer: u64) -> (Buf, Buf) {
         let elems = self.kv.batch * self.kv.max_seq_len * self.kv.kv_dim;

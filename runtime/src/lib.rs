@@ -16,6 +16,7 @@ pub mod cuda;
 pub mod exec;
 pub mod forward;
 pub mod generate;
+pub mod host_images;
 pub mod ops;
 pub mod profile;
 pub mod replay;

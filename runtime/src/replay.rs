@@ -48,6 +48,7 @@ pub enum ReplayError {
 enum Action {
     Copy { block: usize, dst: u64, bytes: u64 },
     Compute { block: usize, weights: u64 },
+    HostCompute { block: usize },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +133,7 @@ impl Replay {
                     copied += bytes;
                 }
                 Action::Compute { block, weights } => backend.compute_block(block, weights, pass).map_err(err())?,
+                Action::HostCompute { block } => backend.host_compute_block(block, pass).map_err(err())?,
             }
             if let Some(e) = s.record {
                 backend.record(s.lane, e).map_err(err())?;
@@ -168,6 +170,7 @@ fn resolve_phase(
         let what = match (step.op, step.slot) {
             (Op::Copy, Some(s)) => format!("copy {} into slot {s}", step.block),
             (Op::Compute, Some(s)) => format!("compute {} from slot {s}", step.block),
+            (Op::HostCompute, _) => format!("host-compute {}", step.block),
             (op, None) => format!("{} {}", if op == Op::Copy { "copy" } else { "compute" }, step.block),
         };
         let problem = |p: String| ReplayError::Resolve { phase, step: i, what: what.clone(), problem: p };
@@ -189,6 +192,7 @@ fn resolve_phase(
                 };
                 Action::Compute { block, weights }
             }
+            Op::HostCompute => Action::HostCompute { block },
         };
         out.push(Resolved {
             lane: step.lane,

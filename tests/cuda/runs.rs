@@ -1,12 +1,14 @@
 //! Whole generations on the GPU: greedy tokens and logits against the
 //! fixtures' float32 transformers references, on an all-resident, a
-//! stream-everything and a partly-streamed plan (identical tokens), against
+//! stream-everything, a partly-streamed and a host-computing plan (identical tokens), against
 //! the CPU backend, and with `--enforce-budget` and `--trace`.
 
 use std::path::{Path, PathBuf};
 
-use djinn_compiler::{compile, CompileRequest, Options};
-use djinn_core::plan::{Placement, Plan, Strategy};
+use djinn_compiler::presets::{load_gpu, load_model};
+use djinn_compiler::{compile, compile_model_with, CompileRequest, HostCompute, Options};
+use djinn_core::gpu::CpuLane;
+use djinn_core::plan::{Op, Placement, Plan, Strategy};
 use djinn_kernels::check::close_f32;
 use djinn_runtime::backend::Backend;
 use djinn_runtime::cpu::CpuBackend;
@@ -46,6 +48,30 @@ fn plan(model: &str, strategy: Strategy, budget: Option<u64>) -> Result<Plan, St
     compile(&req).map(|c| c.plan).map_err(|e| e.to_string())
 }
 
+/// A plan whose streamed layers (all but one) run their decode steps on the
+/// host CPU (`--host-compute all` on an H100 profile given a CPU lane).
+fn host_compute_plan(model: &str, resident: &Plan) -> Plan {
+    let mut gpu = load_gpu("h100-sxm").unwrap();
+    gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0 });
+    let spec = load_model(&fixture(model).display().to_string()).unwrap();
+    let layer = resident.model.block("layer.0").unwrap().bytes;
+    let layers = resident.model.arch.num_layers;
+    let opts = |budget| Options {
+        budget: Some(budget),
+        prompt_len: 32,
+        max_seq_len: Some(96),
+        batch: 1,
+        strategy: Strategy::Djinn,
+    };
+    let plan = (1..=layers + 2)
+        .filter_map(|n| compile_model_with(&spec, &gpu, &opts(resident.arena.bytes - n * layer), HostCompute::All).ok())
+        .map(|c| c.plan)
+        .find(|p| p.placements.iter().filter(|b| b.placement == Placement::Streamed).count() as u64 >= layers - 1)
+        .expect("a budget that streams all but one layer");
+    assert!(plan.decode.steps.iter().any(|s| s.op == Op::HostCompute));
+    plan
+}
+
 /// The fixture's plans: all resident, every layer streamed, and (when the
 /// solver finds one) a budget that keeps only some layers resident.
 fn plans(model: &str) -> Vec<(String, Plan)> {
@@ -55,14 +81,17 @@ fn plans(model: &str) -> Vec<(String, Plan)> {
     let layers = resident.model.arch.num_layers as usize;
     let mut out = vec![("all-resident".to_string(), resident.clone()), ("stream-all".to_string(), streamed)];
     // The largest budget under all-resident at which the solver streams some but not all layers.
-    let partial = (1..=8u64).filter_map(|quarters| plan(model, Strategy::Djinn, Some(resident.arena.bytes - layer * quarters / 4)).ok()).find(|p| {
-        let n = p.placements.iter().filter(|b| b.placement == Placement::Streamed).count();
-        n > 0 && n < layers
-    });
+    let partial = (1..=8u64)
+        .filter_map(|quarters| plan(model, Strategy::Djinn, Some(resident.arena.bytes - layer * quarters / 4)).ok())
+        .find(|p| {
+            let n = p.placements.iter().filter(|b| b.placement == Placement::Streamed).count();
+            n > 0 && n < layers
+        });
     match partial {
         Some(p) => out.push(("djinn-partial".into(), p)),
         None => println!("{model}: the solver found no partly-streamed plan"),
     }
+    out.push(("host-compute".into(), host_compute_plan(model, &resident)));
     for (name, p) in &out {
         let streamed = p.placements.iter().filter(|b| b.placement == Placement::Streamed).count();
         println!("{model} {name}: {} slots, {streamed} of {} blocks streamed", p.slot_count(), p.placements.len());
@@ -194,7 +223,8 @@ fn enforce_budget_and_trace_report_a_streamed_run() {
     let spans = t["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").collect::<Vec<_>>();
     let count = |pid: u64, tid: u64| spans.iter().filter(|e| e["pid"] == pid && e["tid"] == tid).count();
     let passes = NEW_TOKENS as usize; // prefill + 31 decode passes
-    let steps = |lane: &str, phase: &djinn_core::Phase| phase.steps.iter().filter(|s| format!("{:?}", s.lane) == lane).count();
+    let steps =
+        |lane: &str, phase: &djinn_core::Phase| phase.steps.iter().filter(|s| format!("{:?}", s.lane) == lane).count();
     let want = |lane| steps(lane, &plan.prefill) + (passes - 1) * steps(lane, &plan.decode);
     assert_eq!(count(1, 2), want("Compute"), "measured compute spans");
     assert_eq!(count(1, 1), want("Copy"), "measured copy spans");
@@ -214,7 +244,9 @@ fn an_arena_over_the_enforced_budget_fails_loudly() {
         Err(e) if is_absence(&e) => println!("{TEST}: skipped: {e}"),
         Err(e @ CudaError::Budget(_)) => println!("{TEST}: refused as expected: {e}"),
         Err(e) => panic!("{TEST}: wrong error: {e}"),
-        Ok(_) => panic!("{TEST}: a {}-byte arena was allocated under a {}-byte budget", plan.arena.bytes, plan.budget_bytes),
+        Ok(_) => {
+            panic!("{TEST}: a {}-byte arena was allocated under a {}-byte budget", plan.arena.bytes, plan.budget_bytes)
+        }
     }
 }
 

@@ -202,10 +202,12 @@ fn a_prompt_longer_than_max_seq_len_names_both_lengths() {
 fn a_plan_of_an_unknown_format_version_is_refused_naming_the_field() {
     let case = Case::new("format_version", &resident_plan(MHA));
     let text = std::fs::read_to_string(&case.plan).unwrap();
-    assert!(text.contains("format_version = 1\n"));
-    std::fs::write(&case.plan, text.replace("format_version = 1\n", "format_version = 99\n")).unwrap();
+    let current = format!("format_version = {}\n", djinn_core::plan::FORMAT_VERSION);
+    assert!(text.contains(&current));
+    std::fs::write(&case.plan, text.replace(&current, "format_version = 99\n")).unwrap();
     let e = refused(case.args(&fixture(MHA), &[]));
-    assert_names(&e, &[&case.plan.display().to_string(), "format_version 99", "reads format_version 1"]);
+    let reads = format!("reads format_version {}", djinn_core::plan::FORMAT_VERSION);
+    assert_names(&e, &[&case.plan.display().to_string(), "format_version 99", &reads]);
 }
 
 /// Without the CUDA libraries (this test's premise; on a GPU machine it

@@ -83,6 +83,18 @@ fn a_tight_budget_plan_is_bit_identical_to_residency() {
 }
 
 #[test]
+fn host_computed_decode_steps_are_bit_identical_to_residency() {
+    for name in FIXTURES {
+        let want = run(&resident_plan(name), name, prompt(name), 8, Mode::InOrder, ReplayOptions::default());
+        let plan = host_compute_plan(name);
+        for mode in [Mode::InOrder, Mode::Adversarial] {
+            let got = run(&plan, name, prompt(name), 8, mode, ReplayOptions::default());
+            assert_same_bits(&format!("{name} host_compute {mode:?}"), &got, &want);
+        }
+    }
+}
+
+#[test]
 fn adversarial_replay_is_bit_identical_to_in_order() {
     for name in FIXTURES {
         let p = prompt(name);

@@ -184,6 +184,7 @@ pub(crate) fn step_summary(step: &Step) -> String {
         (Op::Copy, None) => format!("copy {}", step.block),
         (Op::Compute, Some(s)) => format!("compute {} from slot {s}", step.block),
         (Op::Compute, None) => format!("compute {}", step.block),
+        (Op::HostCompute, _) => format!("host-compute {}", step.block),
     }
 }
 

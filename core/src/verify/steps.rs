@@ -18,9 +18,10 @@ pub(super) fn check_step_shape(plan: &Plan, out: &mut Vec<Violation>) {
         for (i, step) in plan.phase(phase).steps.iter().enumerate() {
             let mut fail = |m: String| out.push(Violation::at_step(Rule::StepShape, phase, i, step, m));
             match (step.op, step.lane) {
-                (Op::Copy, Lane::Copy) | (Op::Compute, Lane::Compute) => {}
+                (Op::Copy, Lane::Copy) | (Op::Compute | Op::HostCompute, Lane::Compute) => {}
                 (op, lane) => fail(format!(
-                    "op {op:?} runs on lane {lane:?}; copies go on the copy lane and computes on the compute lane"
+                    "op {op:?} runs on lane {lane:?}; copies go on the copy lane, computes and host computes on \
+                     the compute lane"
                 )),
             }
             if !(step.start_us.is_finite()
@@ -72,7 +73,21 @@ pub(super) fn check_step_shape(plan: &Plan, out: &mut Vec<Violation>) {
                     Some((s, None)) => fail(format!("reads slot {s}, but the arena has {slots} slot regions")),
                     Some(_) => {}
                 },
-                (Op::Compute, None) => {} // Reported by rule `placement`.
+                (Op::HostCompute, Some(Placement::Resident { region })) => fail(format!(
+                    "host-computes block {}, which is resident in region {region}: only a streamed block has an \
+                     image in host memory for the host CPU to read",
+                    block.name
+                )),
+                (Op::HostCompute, Some(Placement::Streamed)) => {
+                    if let Some((s, _)) = slot {
+                        fail(format!(
+                            "host-computes block {} but names slot {s}: the host CPU reads the block's image in host \
+                             memory; remove the slot",
+                            block.name
+                        ));
+                    }
+                }
+                (Op::Compute | Op::HostCompute, None) => {} // Reported by rule `placement`.
             }
         }
     }
@@ -82,7 +97,7 @@ pub(super) fn check_order(plan: &Plan, out: &mut Vec<Violation>) {
     let want: Vec<&str> = plan.model.blocks.iter().map(|b| b.name.as_str()).collect();
     for phase in PHASES {
         let steps = &plan.phase(phase).steps;
-        let computes = steps.iter().enumerate().filter(|(_, s)| s.op == Op::Compute);
+        let computes = steps.iter().enumerate().filter(|(_, s)| matches!(s.op, Op::Compute | Op::HostCompute));
         let mut next = 0; // index into `want` of the block the next compute must name
         let mut broken = false;
         for (i, step) in computes {

@@ -229,6 +229,12 @@ impl Backend for AdversarialCpu {
         Ok(())
     }
 
+    /// A compute-lane step like any other, reading the block's host image (never poisoned).
+    fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), CpuError> {
+        let weights = self.cpu.host_image(block)?;
+        self.compute_block(block, weights, pass)
+    }
+
     fn record(&mut self, lane: Lane, event: EventId) -> Result<(), CpuError> {
         let gen = self.issued.entry(event.0).or_insert(0);
         *gen += 1;

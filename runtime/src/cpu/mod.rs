@@ -25,6 +25,7 @@ pub use ops::CpuOps;
 
 use crate::backend::{Backend, EventId, Pass};
 use crate::forward::{Forward, ForwardError};
+use crate::host_images::HostImages;
 use crate::weights::Weights;
 
 #[derive(Debug, Error)]
@@ -37,7 +38,7 @@ pub enum CpuError {
     OtherPlan,
     #[error("region `{region}` of block `{block}` ({offset} + {bytes} bytes) lies outside the {arena}-byte arena")]
     Region { region: String, block: String, offset: u64, bytes: u64, arena: u64 },
-    #[error("block `{block}` is resident, or is never copied by the plan: no host image to copy")]
+    #[error("block `{block}` is resident, or is never copied or host-computed by the plan: no host image")]
     NoImage { block: String },
     #[error("copy of block `{block}` ({bytes} bytes) to arena offset {dst} overruns the {arena}-byte arena")]
     CopyOutOfArena { block: String, dst: u64, bytes: u64, arena: u64 },
@@ -70,6 +71,8 @@ pub struct CpuBackend {
     names: Vec<String>,
     /// Host images of the blocks the plan copies, by block index.
     images: Vec<Option<Vec<u8>>>,
+    /// Where the images of host-computed blocks sit in `arena`, past the plan's arena.
+    host: HostImages,
 }
 
 impl CpuBackend {
@@ -80,7 +83,10 @@ impl CpuBackend {
             return Err(CpuError::OtherPlan);
         }
         let forward = Forward::new(plan)?;
-        let mut arena = HostArena::zeroed(plan.arena.bytes).ok_or(CpuError::Alloc { bytes: plan.arena.bytes })?;
+        // The plan's arena, extended by the images of the blocks it host-computes.
+        let host = HostImages::of(plan);
+        let mut arena = HostArena::zeroed(host.total_bytes).ok_or(CpuError::Alloc { bytes: host.total_bytes })?;
+        host.write(weights, &mut arena);
         let blocks = &plan.model.blocks;
         let resident: Vec<(usize, u64)> = blocks
             .iter()
@@ -126,7 +132,7 @@ impl CpuBackend {
         for (i, image) in copied.iter().zip(weights.pack_blocks(&copied)) {
             images[*i] = Some(image);
         }
-        Ok(CpuBackend { arena, forward, names: blocks.iter().map(|b| b.name.clone()).collect(), images })
+        Ok(CpuBackend { arena, forward, names: blocks.iter().map(|b| b.name.clone()).collect(), images, host })
     }
 
     /// Bytes of block `block`'s image, as the copy lane moves them.
@@ -150,6 +156,11 @@ impl CpuBackend {
     /// The byte range a copy of `block` to `dst` writes (for poisoning).
     fn image_len(&self, block: usize) -> u64 {
         self.images.get(block).and_then(|i| i.as_ref()).map_or(0, |i| i.len() as u64)
+    }
+
+    /// Where block `block`'s host image lies in the arena, for a `host_compute`.
+    fn host_image(&self, block: usize) -> Result<u64, CpuError> {
+        self.host.offset.get(block).copied().flatten().ok_or_else(|| CpuError::NoImage { block: self.name(block) })
     }
 
     fn compute(&mut self, block: usize, weights: u64, pass: &Pass) -> Result<(), CpuError> {
@@ -200,6 +211,12 @@ impl Backend for CpuBackend {
 
     fn compute_block(&mut self, block: usize, weights_offset: u64, pass: &Pass) -> Result<(), CpuError> {
         self.compute(block, weights_offset, pass)
+    }
+
+    /// The host is where this backend computes anyway: the block runs from its host image.
+    fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), CpuError> {
+        let image = self.host_image(block)?;
+        self.compute(block, image, pass)
     }
 
     /// In order, every call has completed when it returns: nothing to record.

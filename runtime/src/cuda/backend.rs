@@ -16,6 +16,7 @@ use djinn_core::plan::{Lane, Phase, PhaseName, Placement, Plan};
 use super::budget::Memory;
 use super::context::{DeviceBuffer, Event, Gpu, Stream};
 use super::error::CudaError;
+use super::host_lane::HostLane;
 use super::metrics::CudaMetrics;
 use super::ops::CudaOps;
 use super::pinned::PinnedBuffer;
@@ -59,6 +60,8 @@ pub struct CudaBackend {
     max_seq_len: u64,
     base_metrics: CudaMetrics,
     trace: Option<PathBuf>,
+    /// The host side of the plan's `host_compute` steps, if it has any.
+    host: Option<HostLane>,
     ops: CudaOps,
 }
 
@@ -86,6 +89,7 @@ impl CudaBackend {
         memory.sample()?;
 
         let (images, pinned_bytes) = load_weights(plan, weights, &places, &mut ops, &copy)?;
+        let host = HostLane::new(plan, weights)?;
         let act = *forward.activations();
         let tokens_host = PinnedBuffer::new(&gpu, (act.tokens.elems * 4) as usize, "the token ids")?;
         let logits_host = PinnedBuffer::new(&gpu, (act.logits.elems * 4) as usize, "the logits")?;
@@ -116,6 +120,7 @@ impl CudaBackend {
             max_seq_len: plan.shape.max_seq_len,
             base_metrics,
             trace: opts.trace.clone(),
+            host,
             ops,
         };
         backend.warm_up(plan)?;
@@ -307,7 +312,22 @@ impl Backend for CudaBackend {
     fn compute_block(&mut self, block: usize, weights_offset: u64, pass: &Pass) -> Result<(), CudaError> {
         self.places.check_compute(block, weights_offset)?;
         self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
+        if let Some(host) = &mut self.host {
+            host.before_device_compute(&self.forward, block, pass, self.ops.arena_ptr(), self.ops.stream())?;
+        }
         self.forward.compute_block(&mut self.ops, block, weights_offset, pass)?;
+        self.timer.end_step(self.ops.stream())
+    }
+
+    fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), CudaError> {
+        let Some(host) = &mut self.host else {
+            return Err(CudaError::Plan(format!(
+                "block `{}` is host-computed, but the plan has no host image",
+                self.places.names[block]
+            )));
+        };
+        self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
+        host.compute(&self.forward, block, pass, self.ops.arena_ptr(), self.ops.stream())?;
         self.timer.end_step(self.ops.stream())
     }
 

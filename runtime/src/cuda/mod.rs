@@ -17,6 +17,7 @@ mod blas;
 mod budget;
 mod context;
 mod error;
+mod host_lane;
 mod metrics;
 mod nvrtc;
 mod ops;

@@ -79,6 +79,7 @@ pub fn to_json(timer: &Timer, blocks: &[String], prefill: &Phase, decode: &Phase
             let name = match step.op {
                 Op::Copy => format!("copy {}", step.block),
                 Op::Compute => step.block.clone(),
+                Op::HostCompute => format!("{} (host)", step.block),
             };
             ev.push(json!({"ph": "X", "pid": PREDICTED, "tid": tid(step.lane), "name": name,
                            "ts": start * 1e3 + step.start_us, "dur": (step.end_us - step.start_us).max(0.0),

@@ -1,0 +1,134 @@
+//! The host side of the plan's `host_compute` steps on the CUDA backend.
+//!
+//! A `host_compute` runs a streamed layer on the host CPU, from its image in
+//! host memory, with the same forward pass and the CPU twins of the kernels.
+//! The host works in a mirror of the device arena (lazily zeroed, so only the
+//! activations, the touched KV rows and the images cost memory) extended by
+//! the images ([`HostImages`]), so every offset means what it means on the
+//! device. One step: wait for the compute stream to reach it, bring the
+//! residual stream `x` (and any KV rows of the layer the host lacks) down,
+//! run the layer, send `x` back on the compute stream, which resumes.
+//!
+//! KV coherence is mechanical, not a decision: per layer, the rows valid on
+//! each side are tracked; a computation on either side first fetches the
+//! rows `0..pos0` it lacks (in these plans: once, after prefill, for each
+//! host-computed layer), and invalidates the other side's rows from `pos0`.
+
+use cudarc::driver::result;
+
+use super::context::Stream;
+use super::error::{CudaError, DriverContext};
+use crate::backend::Pass;
+use crate::cpu::{CpuOps, HostArena};
+use crate::forward::Forward;
+use crate::host_images::HostImages;
+use crate::ops::Buf;
+use crate::weights::Weights;
+use djinn_core::plan::Plan;
+
+pub struct HostLane {
+    /// The device arena's mirror, then the host-computed blocks' images.
+    mirror: HostArena,
+    images: HostImages,
+    /// Per block: its layer index, for layer blocks.
+    layer_of: Vec<Option<u64>>,
+    /// Per layer: KV rows `0..n` are valid on the host / on the device.
+    host_rows: Vec<u64>,
+    device_rows: Vec<u64>,
+}
+
+impl HostLane {
+    /// `None` when the plan host-computes nothing.
+    pub fn new(plan: &Plan, weights: &Weights) -> Result<Option<HostLane>, CudaError> {
+        let images = HostImages::of(plan);
+        if images.is_empty() {
+            return Ok(None);
+        }
+        let mut mirror = HostArena::zeroed(images.total_bytes).ok_or_else(|| {
+            CudaError::Plan(format!("cannot allocate {} bytes of host memory for host_compute", images.total_bytes))
+        })?;
+        images.write(weights, &mut mirror);
+        let layers = plan.model.arch.num_layers as usize;
+        Ok(Some(HostLane {
+            mirror,
+            images,
+            layer_of: plan.model.blocks.iter().map(|b| b.layer).collect(),
+            host_rows: vec![0; layers],
+            device_rows: vec![0; layers],
+        }))
+    }
+
+    /// Before the device computes block `block` for `pass`: uploads the KV
+    /// rows below `pos0` that only the host has (on the compute stream).
+    pub fn before_device_compute(
+        &mut self,
+        forward: &Forward,
+        block: usize,
+        pass: &Pass,
+        arena: u64,
+        stream: &Stream,
+    ) -> Result<(), CudaError> {
+        let Some(layer) = self.layer_of[block] else { return Ok(()) };
+        let l = layer as usize;
+        if self.device_rows[l] < pass.pos0 {
+            let (k, v) = forward.kv_rows(layer, self.device_rows[l]..pass.pos0);
+            for b in [k, v] {
+                self.up(b, arena, stream, "KV rows to the device")?;
+            }
+        }
+        self.device_rows[l] = pass.pos0 + pass.tokens.len() as u64;
+        self.host_rows[l] = self.host_rows[l].min(pass.pos0);
+        Ok(())
+    }
+
+    /// The `host_compute` of block `block` for `pass`; see the module doc.
+    pub fn compute(
+        &mut self,
+        forward: &Forward,
+        block: usize,
+        pass: &Pass,
+        arena: u64,
+        stream: &Stream,
+    ) -> Result<(), CudaError> {
+        let image = self.images.offset[block]
+            .ok_or_else(|| CudaError::Plan(format!("block #{block} is host-computed but has no host image")))?;
+        let n = pass.tokens.len() as u64;
+        let x = forward.activations().x;
+        let x = x.slice(0, n * (x.elems / forward.activations().tokens.elems));
+        self.down(x, arena, stream, "the residual stream to the host")?;
+        if let Some(layer) = self.layer_of[block] {
+            let l = layer as usize;
+            if self.host_rows[l] < pass.pos0 {
+                let (k, v) = forward.kv_rows(layer, self.host_rows[l]..pass.pos0);
+                self.down(k, arena, stream, "KV rows to the host")?;
+                self.down(v, arena, stream, "KV rows to the host")?;
+            }
+            self.host_rows[l] = pass.pos0 + n;
+            self.device_rows[l] = self.device_rows[l].min(pass.pos0);
+        }
+        stream.synchronize()?;
+        let mut ops = CpuOps::new(&mut self.mirror);
+        forward
+            .compute_block(&mut ops, block, image, pass)
+            .map_err(|e| CudaError::Plan(format!("host_compute of block #{block}: {e}")))?;
+        self.up(x, arena, stream, "the residual stream back to the device")
+    }
+
+    /// Enqueues device → mirror for `b` on `stream` (the caller synchronises before reading).
+    fn down(&mut self, b: Buf, arena: u64, stream: &Stream, what: &str) -> Result<(), CudaError> {
+        let (o, len) = (b.offset as usize, b.bytes() as usize);
+        // SAFETY: `b` lies inside the plan's arena (Forward::new checked the layout), which the
+        // device allocation and the mirror both cover; the mirror outlives the synchronise.
+        unsafe { result::memcpy_dtoh_async(&mut self.mirror[o..o + len], arena + b.offset, stream.raw) }
+            .ctx(|| format!("copying {what} ({len} bytes)"))
+    }
+
+    /// Enqueues mirror → device for `b` on `stream`. From pageable memory the
+    /// driver stages the bytes before returning, so the mirror may change after.
+    fn up(&self, b: Buf, arena: u64, stream: &Stream, what: &str) -> Result<(), CudaError> {
+        let (o, len) = (b.offset as usize, b.bytes() as usize);
+        // SAFETY: as in `down`.
+        unsafe { result::memcpy_htod_async(arena + b.offset, &self.mirror[o..o + len], stream.raw) }
+            .ctx(|| format!("copying {what} ({len} bytes)"))
+    }
+}
