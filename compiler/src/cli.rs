@@ -81,6 +81,8 @@ pub enum HostComputeArg {
     Auto,
     /// Never: every streamed layer is copied in decode.
     Off,
+    /// Every streamed layer's decode step (tests and ablations).
+    All,
 }
 
 impl From<HostComputeArg> for HostCompute {
@@ -88,6 +90,7 @@ impl From<HostComputeArg> for HostCompute {
         match h {
             HostComputeArg::Auto => HostCompute::Auto,
             HostComputeArg::Off => HostCompute::Off,
+            HostComputeArg::All => HostCompute::All,
         }
     }
 }

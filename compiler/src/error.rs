@@ -5,6 +5,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum CompileError {
+    #[error("--host-compute all: block {block} cannot run on the host: the GPU profile has no [cpu] lane (measure one with djinn-profile)")]
+    NoHostLane { block: String },
+
     #[error("unknown GPU {name:?}: expected a preset ({valid}) or a profile file ending in .toml")]
     UnknownGpu { name: String, valid: String },
 

@@ -75,6 +75,9 @@ pub enum HostCompute {
     Auto,
     /// Never: every streamed layer is copied in decode too.
     Off,
+    /// Every streamed layer's decode step, whatever the simulation says: for
+    /// tests of the host path on models too small for it to pay, and ablations.
+    All,
 }
 
 /// A compilation as the command line states it.
@@ -146,7 +149,7 @@ pub fn compile_model_with(
     let shape = RunShape { prompt_len: opts.prompt_len, max_seq_len, batch: opts.batch };
     let cost = cost::Roofline::new(gpu, model, shape);
     let problem =
-        solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: host == HostCompute::Auto };
+        solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: host };
     let solution = solve::solve(&problem, &cost)?;
     let plan = emit::emit(&solution, model, gpu, shape, budget)?;
     djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;

@@ -37,6 +37,7 @@ use djinn_core::plan::{Arena, RunShape, Strategy};
 use crate::arena::{lay_out, FixedRegions};
 use crate::cost::CostModel;
 use crate::error::CompileError;
+use crate::HostCompute;
 use crate::graph::{unroll, RunGraph};
 use crate::schedule::{build, Program};
 use crate::simulate::{metrics, simulate, Metrics, Timeline, ITERATIONS};
@@ -51,8 +52,8 @@ pub struct Problem<'a> {
     pub shape: RunShape,
     pub budget: u64,
     pub strategy: Strategy,
-    /// Whether djinn may compute streamed layers' decode steps on the host CPU.
-    pub host_compute: bool,
+    /// Whether djinn may (or must) compute streamed layers' decode steps on the host CPU.
+    pub host_compute: HostCompute,
 }
 
 /// Where the streamed layers sit among the layers.
@@ -218,7 +219,14 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
     let best = best.expect("at least one candidate");
     match problem.strategy {
         Strategy::Sync => evaluate(model, best.layout, &[], best.spread, Strategy::Sync, cost),
-        Strategy::Djinn if problem.host_compute => choose_host(model, best, cost),
+        Strategy::Djinn if problem.host_compute == HostCompute::Auto => choose_host(model, best, cost),
+        Strategy::Djinn if problem.host_compute == HostCompute::All => {
+            let streamed = best.layout.streamed.clone();
+            if let Some(&b) = streamed.iter().find(|&&b| cost.host_compute_us(&model.blocks[b]).is_none()) {
+                return Err(CompileError::NoHostLane { block: model.blocks[b].name.clone() });
+            }
+            evaluate(model, best.layout, &streamed, best.spread, Strategy::Djinn, cost)
+        }
         Strategy::Djinn | Strategy::StreamAll => Ok(best),
     }
 }

@@ -279,7 +279,7 @@ fn solver_prefers_the_even_spread_and_two_slots() {
     let layers = layer_blocks(&m);
     let budget = layout_for(&m, &fixed, &pick_streamed(&layers, 3, Spread::Even), 2).arena.bytes;
     let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None };
-    let problem = Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: true };
+    let problem = Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: crate::HostCompute::Auto };
     let sol = solve(&problem, &cost).unwrap();
     assert_eq!((sol.layout.streamed.as_slice(), sol.layout.slots, sol.spread), (&[2, 4, 6][..], 2, Spread::Even));
     assert_eq!((sol.metrics.ttft_us, sol.metrics.decode_us), (9.0, 9.0));
@@ -296,7 +296,7 @@ fn solver_prefers_the_even_spread_and_two_slots() {
 #[test]
 fn budget_too_small_names_every_part() {
     let m = model(6);
-    let problem = Problem { model: &m, shape: SHAPE, budget: 1000, strategy: Strategy::Djinn, host_compute: true };
+    let problem = Problem { model: &m, shape: SHAPE, budget: 1000, strategy: Strategy::Djinn, host_compute: crate::HostCompute::Auto };
     let err = solve(&problem, &UnitCosts::ONE).unwrap_err();
     let CompileError::BudgetTooSmall { needed, .. } = &err else { panic!("{err}") };
     let fixed = FixedRegions::new(&m, &SHAPE);
@@ -437,11 +437,11 @@ fn solver_picks_the_fastest_host_set_and_only_for_djinn() {
     let layers = layer_blocks(&m);
     let budget = layout_for(&m, &fixed, &pick_streamed(&layers, 3, Spread::Even), 2).arena.bytes;
     let cost = UnitCosts { copy: 4.0, compute: 1.0, turnaround: 0.0, host: Some(2.0) };
-    let problem = Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: true };
+    let problem = Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: crate::HostCompute::Auto };
     let sol = solve(&problem, &cost).unwrap();
     assert_eq!((sol.layout.streamed.as_slice(), sol.host.as_slice()), (&[2, 4, 6][..], &[4][..]));
     assert_eq!(sol.metrics.decode_us, 10.0);
-    let off = solve(&Problem { host_compute: false, ..problem.clone() }, &cost).unwrap();
+    let off = solve(&Problem { host_compute: crate::HostCompute::Off, ..problem.clone() }, &cost).unwrap();
     assert_eq!((off.host.len(), off.metrics.decode_us), (0, 13.0));
     for strategy in [Strategy::Sync, Strategy::StreamAll] {
         let sol = solve(&Problem { strategy, ..problem.clone() }, &cost).unwrap();
