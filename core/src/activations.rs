@@ -59,17 +59,17 @@ impl ActivationLayout {
         // over itself, or a decode step over the whole cache.
         let score_elems = arch.num_heads * (t * shape.prompt_len).max(shape.batch * shape.max_seq_len);
         let specs: [(&'static str, Dtype, u64); 12] = [
-            ("tokens", Dtype::F32, t),                            // [t] u32 token ids (4-byte slots)
-            ("x", Dtype::F32, t * arch.hidden_size),              // [t, hidden] residual stream
-            ("xn", dtype, t * arch.hidden_size),                  // [t, hidden] normed input to a GEMM
-            ("q", dtype, t * arch.q_dim()),                       // [t, heads*head_dim]
-            ("k", dtype, t * arch.kv_dim()),                      // [t, kv_heads*head_dim]
-            ("v", dtype, t * arch.kv_dim()),                      // [t, kv_heads*head_dim]
-            ("scores", Dtype::F32, score_elems),                  // [heads, t, seq] softmax scratch
-            ("attn", dtype, t * arch.q_dim()),                    // [t, heads*head_dim] attention output
-            ("proj", dtype, t * arch.hidden_size),                // [t, hidden] o_proj / down_proj output
-            ("gate", dtype, t * arch.intermediate_size),          // [t, intermediate] gate, then silu(gate)*up
-            ("up", dtype, t * arch.intermediate_size),            // [t, intermediate]
+            ("tokens", Dtype::F32, t),                             // [t] u32 token ids (4-byte slots)
+            ("x", Dtype::F32, t * arch.hidden_size),               // [t, hidden] residual stream
+            ("xn", dtype, t * arch.hidden_size),                   // [t, hidden] normed input to a GEMM
+            ("q", dtype, t * arch.q_dim()),                        // [t, heads*head_dim]
+            ("k", dtype, t * arch.kv_dim()),                       // [t, kv_heads*head_dim]
+            ("v", dtype, t * arch.kv_dim()),                       // [t, kv_heads*head_dim]
+            ("scores", Dtype::F32, score_elems),                   // [heads, t, seq] softmax scratch
+            ("attn", dtype, t * arch.q_dim()),                     // [t, heads*head_dim] attention output
+            ("proj", dtype, t * arch.hidden_size),                 // [t, hidden] o_proj / down_proj output
+            ("gate", dtype, t * arch.intermediate_size),           // [t, intermediate] gate, then silu(gate)*up
+            ("up", dtype, t * arch.intermediate_size),             // [t, intermediate]
             ("logits", Dtype::F32, shape.batch * arch.vocab_size), // [batch, vocab] last position only
         ];
         let mut offset = 0;
@@ -102,7 +102,13 @@ pub struct KvLayout {
 
 impl KvLayout {
     pub fn new(arch: &Architecture, dtype: Dtype, shape: &RunShape) -> KvLayout {
-        KvLayout { layers: arch.num_layers, batch: shape.batch, max_seq_len: shape.max_seq_len, kv_dim: arch.kv_dim(), dtype }
+        KvLayout {
+            layers: arch.num_layers,
+            batch: shape.batch,
+            max_seq_len: shape.max_seq_len,
+            kv_dim: arch.kv_dim(),
+            dtype,
+        }
     }
 
     /// Bytes of one K (or V) plane of one layer.

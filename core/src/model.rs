@@ -247,14 +247,7 @@ pub fn lay_out_block(expected: &ExpectedBlock, dtype_of: impl Fn(&ExpectedTensor
         let dtype = dtype_of(t);
         let bytes = t.shape.iter().product::<u64>() * dtype.size();
         offset = align_up(offset, TENSOR_ALIGN);
-        tensors.push(TensorEntry {
-            name: t.name.clone(),
-            role: t.role,
-            dtype,
-            shape: t.shape.clone(),
-            offset,
-            bytes,
-        });
+        tensors.push(TensorEntry { name: t.name.clone(), role: t.role, dtype, shape: t.shape.clone(), offset, bytes });
         offset += bytes;
     }
     Block {

@@ -82,7 +82,10 @@ pub fn attention<W: Half>(
     num_kv_heads: usize,
     head_dim: usize,
 ) {
-    assert!(num_kv_heads > 0 && num_heads.is_multiple_of(num_kv_heads), "attention: {num_heads} heads over {num_kv_heads}");
+    assert!(
+        num_kv_heads > 0 && num_heads.is_multiple_of(num_kv_heads),
+        "attention: {num_heads} heads over {num_kv_heads}"
+    );
     let seq = pos0 + tokens;
     let (q_dim, kv_dim) = (num_heads * head_dim, num_kv_heads * head_dim);
     let group = num_heads / num_kv_heads;

@@ -42,7 +42,11 @@ fn prefill_and_decode_logits_match_the_float32_reference() {
             let step = r.decode_check_step;
             let run = run(&plan, name, &r.input_ids, step as u64 + 1, Mode::InOrder, ReplayOptions::default());
             check_logits(&format!("{name} {:?} prefill logits", r.prompt), &run.logits[0], &r.last_logits);
-            check_logits(&format!("{name} {:?} decode logits at step {step}", r.prompt), &run.logits[step], &r.step_logits);
+            check_logits(
+                &format!("{name} {:?} decode logits at step {step}", r.prompt),
+                &run.logits[step],
+                &r.step_logits,
+            );
         }
     }
 }
@@ -52,7 +56,8 @@ fn greedy_tokens_match_the_reference_for_32_tokens() {
     for name in FIXTURES {
         let plan = resident_plan(name);
         for r in reference(name) {
-            let run = run(&plan, name, &r.input_ids, r.greedy_ids.len() as u64, Mode::InOrder, ReplayOptions::default());
+            let run =
+                run(&plan, name, &r.input_ids, r.greedy_ids.len() as u64, Mode::InOrder, ReplayOptions::default());
             assert_eq!(run.tokens, r.greedy_ids, "{name} {:?}", r.prompt);
         }
     }
@@ -88,7 +93,8 @@ fn tokenizer_gives_the_reference_ids_with_bos_exactly_once() {
 fn streamed_text_equals_the_reference_decode() {
     let tok = Tokenizer::load(&fixture(MHA), None, Some(1)).unwrap();
     // <0xE2> <0x96> <0x81> is "▁" (U+2581) in three byte-fallback tokens; 29871 is "▁" (a space).
-    let bytes = [tok.token_to_id("<0xE2>").unwrap(), tok.token_to_id("<0x96>").unwrap(), tok.token_to_id("<0x81>").unwrap()];
+    let bytes =
+        [tok.token_to_id("<0xE2>").unwrap(), tok.token_to_id("<0x96>").unwrap(), tok.token_to_id("<0x81>").unwrap()];
     let mut cases: Vec<(Vec<u32>, Vec<u32>)> =
         FIXTURES.iter().flat_map(|n| reference(n)).map(|r| (r.input_ids.clone(), r.greedy_ids.clone())).collect();
     cases.push((vec![1, 9038], [&bytes[..], &[2501], &bytes[..2], &[263]].concat()));
