@@ -93,36 +93,35 @@ pub fn attention<W: Half>(
     assert!(k_cache.len() >= seq * kv_dim && v_cache.len() >= seq * kv_dim, "attention: cache shorter than {seq}");
     assert!(out.len() >= tokens * q_dim && q.len() >= tokens * q_dim, "attention: q/out smaller than tokens*q_dim");
     let scale = (head_dim as f64).powf(-0.5) as f32;
-    // One task per query row: its scores are a [num_heads, seq] block of the scratch.
+    // One task per (query row, head): its scores are a [seq] row of the
+    // [tokens, num_heads, seq] scratch. Heads are independent, so decode (one
+    // query row) still uses every core, and each output is computed the same
+    // way whatever the thread count.
     out[..tokens * q_dim]
-        .par_chunks_mut(q_dim)
-        .zip(scores[..num_heads * tokens * seq].par_chunks_mut(num_heads * seq))
+        .par_chunks_mut(head_dim)
+        .zip(scores[..num_heads * tokens * seq].par_chunks_mut(seq))
         .enumerate()
-        .for_each(|(t, (orow, srow))| {
-            let visible = pos0 + t + 1;
+        .for_each(|(i, (ohead, srow))| {
+            let (t, h) = (i / num_heads, i % num_heads);
+            let (visible, kvh) = (pos0 + t + 1, h / group);
             let mut qh = vec![0f32; head_dim];
             let mut acc = vec![0f32; head_dim];
             let mut probs = vec![W::from_f32(0.0); visible];
-            for h in 0..num_heads {
-                let kvh = h / group;
-                W::to_f32_slice(&q[t * q_dim + h * head_dim..t * q_dim + (h + 1) * head_dim], &mut qh);
-                let s = &mut srow[h * seq..h * seq + visible];
-                for (p, sv) in s.iter_mut().enumerate() {
-                    let krow = &k_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim];
-                    *sv = W::dot(&qh, krow) * scale;
+            W::to_f32_slice(&q[t * q_dim + h * head_dim..t * q_dim + (h + 1) * head_dim], &mut qh);
+            let s = &mut srow[..visible];
+            for (p, sv) in s.iter_mut().enumerate() {
+                let krow = &k_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim];
+                *sv = W::dot(&qh, krow) * scale;
+            }
+            softmax_row(&mut probs, s);
+            for (p, pv) in probs.iter().enumerate() {
+                let (pv, vrow) = (pv.to_f32(), &v_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim]);
+                for (a, vv) in acc.iter_mut().zip(vrow) {
+                    *a += pv * vv.to_f32();
                 }
-                softmax_row(&mut probs[..visible], s);
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for (p, pv) in probs[..visible].iter().enumerate() {
-                    let (pv, vrow) =
-                        (pv.to_f32(), &v_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim]);
-                    for (a, vv) in acc.iter_mut().zip(vrow) {
-                        *a += pv * vv.to_f32();
-                    }
-                }
-                for (o, a) in orow[h * head_dim..(h + 1) * head_dim].iter_mut().zip(&acc) {
-                    *o = W::from_f32(*a);
-                }
+            }
+            for (o, a) in ohead.iter_mut().zip(&acc) {
+                *o = W::from_f32(*a);
             }
         });
 }
