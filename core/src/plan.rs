@@ -275,6 +275,20 @@ impl Plan {
         self.region(&slot_region_name(slot)).filter(|r| r.kind == RegionKind::Slot)
     }
 
+    /// The blocks (indices into `model.blocks`, ascending) that some step of
+    /// either phase applies `op` to: what a backend must prepare host images of.
+    pub fn blocks_with_op(&self, op: Op) -> Vec<usize> {
+        let blocks: std::collections::BTreeSet<usize> = self
+            .prefill
+            .steps
+            .iter()
+            .chain(&self.decode.steps)
+            .filter(|s| s.op == op)
+            .filter_map(|s| self.model.block_index(&s.block))
+            .collect();
+        blocks.into_iter().collect()
+    }
+
     pub fn slot_count(&self) -> u64 {
         self.arena.regions.iter().filter(|r| r.kind == RegionKind::Slot).count() as u64
     }

@@ -7,8 +7,6 @@
 //! the packed image of each host-computed block. This module fixes that
 //! extension: one image per block, in block order, 256-byte aligned.
 
-use std::collections::BTreeSet;
-
 use djinn_core::activations::BUFFER_ALIGN;
 use djinn_core::plan::{Op, Plan};
 
@@ -25,17 +23,9 @@ pub struct HostImages {
 
 impl HostImages {
     pub fn of(plan: &Plan) -> HostImages {
-        let blocks: BTreeSet<usize> = plan
-            .prefill
-            .steps
-            .iter()
-            .chain(&plan.decode.steps)
-            .filter(|s| s.op == Op::HostCompute)
-            .filter_map(|s| plan.model.block_index(&s.block))
-            .collect();
         let mut offset = vec![None; plan.model.blocks.len()];
         let mut end = plan.arena.bytes.div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN;
-        for b in blocks {
+        for b in plan.blocks_with_op(Op::HostCompute) {
             offset[b] = Some(end);
             end = (end + plan.model.blocks[b].bytes).div_ceil(BUFFER_ALIGN) * BUFFER_ALIGN;
         }

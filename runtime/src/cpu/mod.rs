@@ -13,7 +13,6 @@ mod adversarial;
 mod arena;
 mod ops;
 
-use std::collections::BTreeSet;
 
 use djinn_core::model::Dtype;
 use djinn_core::plan::{Lane, Op, Placement, Plan};
@@ -119,15 +118,7 @@ impl CpuBackend {
             bar.inc(bytes as u64);
         }
         bar.finish_and_clear();
-        let copied: BTreeSet<usize> = plan
-            .prefill
-            .steps
-            .iter()
-            .chain(&plan.decode.steps)
-            .filter(|s| s.op == Op::Copy)
-            .filter_map(|s| plan.model.block_index(&s.block))
-            .collect();
-        let copied: Vec<usize> = copied.into_iter().collect();
+        let copied = plan.blocks_with_op(Op::Copy);
         let mut images: Vec<Option<Vec<u8>>> = vec![None; blocks.len()];
         for (i, image) in copied.iter().zip(weights.pack_blocks(&copied)) {
             images[*i] = Some(image);
