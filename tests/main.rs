@@ -5,4 +5,5 @@ mod cuda;
 mod hf;
 mod profile;
 mod runtime_cpu;
+mod support;
 mod verifier;

@@ -19,10 +19,8 @@ mod replay;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use djinn_compiler::presets::{load_gpu, load_model};
-use djinn_compiler::{compile, compile_model_with, CompileRequest, HostCompute, Options};
-use djinn_core::gpu::CpuLane;
-use djinn_core::plan::{Op, Placement, Plan, Strategy};
+use djinn_compiler::{compile, CompileRequest, Options};
+use djinn_core::plan::{Plan, Strategy};
 use djinn_runtime::cpu::{AdversarialCpu, CpuBackend};
 use djinn_runtime::generate::{generate, GenerateOptions, Sampling};
 use djinn_runtime::replay::{Replay, ReplayOptions};
@@ -103,32 +101,11 @@ pub fn stream_all_plan(name: &str) -> Plan {
     plan_for(name, Strategy::StreamAll, None, 64, 256)
 }
 
-/// A `djinn` plan whose streamed layers run their decode steps on the host
-/// CPU (`--host-compute all`): a T4 given a CPU lane, at a budget that
-/// streams all but one layer.
+/// A `djinn` plan whose streamed layers (all but one) run their decode steps
+/// on the host CPU, on a T4 given a CPU lane.
 pub fn host_compute_plan(name: &str) -> Plan {
-    let mut gpu = load_gpu("t4").unwrap();
-    gpu.cpu = Some(CpuLane { cores: 2, gemv_f16_gbps: 10.0, gemv_f16_gbps_during_copy: 8.0 });
-    let model = load_model(&fixture(name).display().to_string()).unwrap();
-    let resident = resident_plan(name);
-    let layer = resident.model.block("layer.0").unwrap().bytes;
-    let layers = resident.model.arch.num_layers;
-    let opts = |budget| Options {
-        budget: Some(budget),
-        prompt_len: 64,
-        max_seq_len: Some(256),
-        batch: 1,
-        strategy: Strategy::Djinn,
-    };
-    // Shrink the budget a layer at a time until at least all but one layer stream.
-    let plan = (1..=layers + 2)
-        .filter_map(|n| compile_model_with(&model, &gpu, &opts(resident.arena.bytes - n * layer), HostCompute::All).ok())
-        .map(|c| c.plan)
-        .find(|p| p.placements.iter().filter(|b| b.placement == Placement::Streamed).count() as u64 >= layers - 1)
-        .unwrap_or_else(|| panic!("{name}: no budget streams {} layers", layers - 1));
-    let hosted = plan.decode.steps.iter().filter(|s| s.op == Op::HostCompute).count();
-    assert!(hosted as u64 >= layers - 1, "{name}: {hosted} host_compute steps in decode");
-    plan
+    let opts = Options { budget: None, prompt_len: 64, max_seq_len: Some(256), batch: 1, strategy: Strategy::Djinn };
+    crate::support::host_compute_plan(&fixture(name), "t4", &resident_plan(name), opts)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use djinn_compiler::presets::{load_gpu, load_model};
-use djinn_compiler::{compile, compile_model_with, CompileRequest, HostCompute, Options};
-use djinn_core::gpu::CpuLane;
-use djinn_core::plan::{Op, Placement, Plan, Strategy};
+use djinn_compiler::{compile, CompileRequest, Options};
+use djinn_core::plan::{Placement, Plan, Strategy};
 use djinn_kernels::check::close_f32;
 use djinn_runtime::backend::Backend;
 use djinn_runtime::cpu::CpuBackend;
@@ -49,27 +47,10 @@ fn plan(model: &str, strategy: Strategy, budget: Option<u64>) -> Result<Plan, St
 }
 
 /// A plan whose streamed layers (all but one) run their decode steps on the
-/// host CPU (`--host-compute all` on an H100 profile given a CPU lane).
+/// host CPU, on an H100 profile given a CPU lane.
 fn host_compute_plan(model: &str, resident: &Plan) -> Plan {
-    let mut gpu = load_gpu("h100-sxm").unwrap();
-    gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0 });
-    let spec = load_model(&fixture(model).display().to_string()).unwrap();
-    let layer = resident.model.block("layer.0").unwrap().bytes;
-    let layers = resident.model.arch.num_layers;
-    let opts = |budget| Options {
-        budget: Some(budget),
-        prompt_len: 32,
-        max_seq_len: Some(96),
-        batch: 1,
-        strategy: Strategy::Djinn,
-    };
-    let plan = (1..=layers + 2)
-        .filter_map(|n| compile_model_with(&spec, &gpu, &opts(resident.arena.bytes - n * layer), HostCompute::All).ok())
-        .map(|c| c.plan)
-        .find(|p| p.placements.iter().filter(|b| b.placement == Placement::Streamed).count() as u64 >= layers - 1)
-        .expect("a budget that streams all but one layer");
-    assert!(plan.decode.steps.iter().any(|s| s.op == Op::HostCompute));
-    plan
+    let opts = Options { budget: None, prompt_len: 32, max_seq_len: Some(96), batch: 1, strategy: Strategy::Djinn };
+    crate::support::host_compute_plan(&fixture(model), "h100-sxm", resident, opts)
 }
 
 /// The fixture's plans: all resident, every layer streamed, and (when the

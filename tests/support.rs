@@ -1,0 +1,32 @@
+//! Helpers shared by the test modules.
+
+use std::path::Path;
+
+use djinn_compiler::presets::{load_gpu, load_model};
+use djinn_compiler::{compile_model_with, HostCompute, Options};
+use djinn_core::gpu::CpuLane;
+use djinn_core::plan::{Op, Placement, Plan};
+
+/// A `djinn` plan for the model in `dir` whose streamed layers all run their
+/// decode steps on the host CPU (`--host-compute all`): GPU preset `gpu`
+/// given a CPU lane, at the largest budget below `resident`'s arena (the
+/// all-resident plan of the same options) that streams all but one layer.
+pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) -> Plan {
+    let mut gpu = load_gpu(gpu).unwrap();
+    gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0 });
+    let model = load_model(&dir.display().to_string()).unwrap();
+    let layer = resident.model.block("layer.0").unwrap().bytes;
+    let layers = resident.model.arch.num_layers;
+    let streamed = |p: &Plan| p.placements.iter().filter(|b| b.placement == Placement::Streamed).count() as u64;
+    let plan = (1..=layers + 2)
+        .filter_map(|n| {
+            let opts = Options { budget: Some(resident.arena.bytes - n * layer), ..opts.clone() };
+            compile_model_with(&model, &gpu, &opts, HostCompute::All).ok()
+        })
+        .map(|c| c.plan)
+        .find(|p| streamed(p) >= layers - 1)
+        .unwrap_or_else(|| panic!("{}: no budget streams {} layers", dir.display(), layers - 1));
+    let hosted = plan.decode.steps.iter().filter(|s| s.op == Op::HostCompute).count() as u64;
+    assert!(hosted >= layers - 1, "{}: {hosted} host_compute steps in decode", dir.display());
+    plan
+}
