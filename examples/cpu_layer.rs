@@ -4,8 +4,14 @@
 //!
 //! ```text
 //! cargo run --release --example cpu_layer -- [--hidden 5120 --inter 13824 --heads 40 --kv-heads 40
-//!     --head-dim 128 --pos 512 --reps 10]
+//!     --head-dim 128 --pos 512 --reps 10 --gap-us 0]
 //! ```
+//!
+//! `--gap-us` idles that long before each rep of each op, as the host idles
+//! between host-computed layers while the GPU runs the others (its worker
+//! threads go to sleep); the gap is not counted. Idling before every op
+//! bounds the wake-up cost from above: in a real step only the layer's first
+//! op follows an idle gap.
 //!
 //! Weights are a constant pattern; each op reads its own weights once per
 //! rep, as a decode step does (the 13B layer's 634 MB exceeds any cache).
@@ -21,6 +27,7 @@ use djinn_runtime::ops::{AttnShape, Buf, Ops};
 fn main() -> Result<()> {
     let (mut hidden, mut inter, mut heads, mut kv_heads, mut head_dim, mut pos, mut reps) =
         (5120u64, 13824u64, 40u64, 40u64, 128u64, 512u64, 10u32);
+    let mut gap_us = 0u64;
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
         let [flag, value] = pair else { bail!("flag {} needs a value", pair[0]) };
@@ -33,6 +40,7 @@ fn main() -> Result<()> {
             "--head-dim" => head_dim = v,
             "--pos" => pos = v,
             "--reps" => reps = v as u32,
+            "--gap-us" => gap_us = v,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -60,11 +68,14 @@ fn main() -> Result<()> {
     let mut total = 0.0;
     let mut time = |name: &str, bytes: u64, f: &mut dyn FnMut(&mut CpuOps) -> Result<()>| -> Result<()> {
         f(&mut ops)?;
-        let t = Instant::now();
+        let mut us = 0.0;
         for _ in 0..reps {
+            std::thread::sleep(std::time::Duration::from_micros(gap_us));
+            let t = Instant::now();
             f(&mut ops)?;
+            us += t.elapsed().as_secs_f64() * 1e6;
         }
-        let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+        let us = us / reps as f64;
         total += us;
         println!("{name:<22} {us:>10.1} us {:>8.1} GB/s", bytes as f64 / us / 1e3);
         Ok(())
