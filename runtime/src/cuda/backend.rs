@@ -321,10 +321,10 @@ impl Backend for CudaBackend {
 
     fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), CudaError> {
         let Some(host) = &mut self.host else {
-            return Err(CudaError::Plan(format!(
-                "block `{}` is host-computed, but the plan has no host image",
-                self.places.names[block]
-            )));
+            return Err(CudaError::HostCompute {
+                block: self.places.names[block].clone(),
+                message: "the plan has no host_compute step, so no host images were prepared".into(),
+            });
         };
         self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
         host.compute(&self.forward, block, pass, self.ops.arena_ptr(), self.ops.stream())?;

@@ -45,6 +45,9 @@ pub enum CudaError {
     #[error("cannot read the image of block {block}: {message}")]
     Weights { block: String, message: String },
 
+    #[error("host_compute of block {block}: {message}")]
+    HostCompute { block: String, message: String },
+
     #[error("pass: {0}")]
     Pass(String),
 

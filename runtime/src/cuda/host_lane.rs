@@ -32,6 +32,8 @@ pub struct HostLane {
     images: HostImages,
     /// Per block: its layer index, for layer blocks.
     layer_of: Vec<Option<u64>>,
+    /// Per block: its name, for errors.
+    names: Vec<String>,
     /// Per layer: KV rows `0..n` are valid on the host / on the device.
     host_rows: Vec<u64>,
     device_rows: Vec<u64>,
@@ -44,8 +46,9 @@ impl HostLane {
         if images.is_empty() {
             return Ok(None);
         }
-        let mut mirror = HostArena::zeroed(images.total_bytes).ok_or_else(|| {
-            CudaError::Plan(format!("cannot allocate {} bytes of host memory for host_compute", images.total_bytes))
+        let mut mirror = HostArena::zeroed(images.total_bytes).ok_or_else(|| CudaError::HostCompute {
+            block: "(every host-computed block)".into(),
+            message: format!("cannot allocate {} bytes of host memory for the arena's mirror", images.total_bytes),
         })?;
         images.write(weights, &mut mirror);
         let layers = plan.model.arch.num_layers as usize;
@@ -53,6 +56,7 @@ impl HostLane {
             mirror,
             images,
             layer_of: plan.model.blocks.iter().map(|b| b.layer).collect(),
+            names: plan.model.blocks.iter().map(|b| b.name.clone()).collect(),
             host_rows: vec![0; layers],
             device_rows: vec![0; layers],
         }))
@@ -90,8 +94,9 @@ impl HostLane {
         arena: u64,
         stream: &Stream,
     ) -> Result<(), CudaError> {
-        let image = self.images.offset[block]
-            .ok_or_else(|| CudaError::Plan(format!("block #{block} is host-computed but has no host image")))?;
+        let fail = |message: String| CudaError::HostCompute { block: self.names[block].clone(), message };
+        let image =
+            self.images.offset[block].ok_or_else(|| fail("the plan never host-computes it: no host image".into()))?;
         let n = pass.tokens.len() as u64;
         let x = forward.activations().x;
         let x = x.slice(0, n * (x.elems / forward.activations().tokens.elems));
@@ -108,9 +113,10 @@ impl HostLane {
         }
         stream.synchronize()?;
         let mut ops = CpuOps::new(&mut self.mirror);
-        forward
-            .compute_block(&mut ops, block, image, pass)
-            .map_err(|e| CudaError::Plan(format!("host_compute of block #{block}: {e}")))?;
+        forward.compute_block(&mut ops, block, image, pass).map_err(|e| CudaError::HostCompute {
+            block: self.names[block].clone(),
+            message: format!("the CPU forward pass failed: {e}"),
+        })?;
         self.up(x, arena, stream, "the residual stream back to the device")
     }
 
