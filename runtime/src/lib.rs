@@ -17,6 +17,7 @@ pub mod exec;
 pub mod forward;
 pub mod generate;
 pub mod host_images;
+pub mod kv_coherence;
 pub mod ops;
 pub mod profile;
 pub mod replay;

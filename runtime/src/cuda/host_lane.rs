@@ -9,10 +9,9 @@
 //! residual stream `x` (and any KV rows of the layer the host lacks) down,
 //! run the layer, send `x` back on the compute stream, which resumes.
 //!
-//! KV coherence is mechanical, not a decision: per layer, the rows valid on
-//! each side are tracked; a computation on either side first fetches the
-//! rows `0..pos0` it lacks (in these plans: once, after prefill, for each
-//! host-computed layer), and invalidates the other side's rows from `pos0`.
+//! KV coherence is bookkeeping, not a decision ([`KvCoherence`]): a
+//! computation on either side first fetches the rows `0..pos0` it lacks (in
+//! these plans: once, after prefill, for each host-computed layer).
 
 use cudarc::driver::result;
 
@@ -22,6 +21,7 @@ use crate::backend::Pass;
 use crate::cpu::{CpuOps, HostArena};
 use crate::forward::Forward;
 use crate::host_images::HostImages;
+use crate::kv_coherence::{KvCoherence, Side};
 use crate::ops::Buf;
 use crate::weights::Weights;
 use djinn_core::plan::Plan;
@@ -34,9 +34,7 @@ pub struct HostLane {
     layer_of: Vec<Option<u64>>,
     /// Per block: its name, for errors.
     names: Vec<String>,
-    /// Per layer: KV rows `0..n` are valid on the host / on the device.
-    host_rows: Vec<u64>,
-    device_rows: Vec<u64>,
+    kv: KvCoherence,
 }
 
 impl HostLane {
@@ -57,8 +55,7 @@ impl HostLane {
             images,
             layer_of: plan.model.blocks.iter().map(|b| b.layer).collect(),
             names: plan.model.blocks.iter().map(|b| b.name.clone()).collect(),
-            host_rows: vec![0; layers],
-            device_rows: vec![0; layers],
+            kv: KvCoherence::new(layers),
         }))
     }
 
@@ -73,15 +70,13 @@ impl HostLane {
         stream: &Stream,
     ) -> Result<(), CudaError> {
         let Some(layer) = self.layer_of[block] else { return Ok(()) };
-        let l = layer as usize;
-        if self.device_rows[l] < pass.pos0 {
-            let (k, v) = forward.kv_rows(layer, self.device_rows[l]..pass.pos0);
+        let fetch = self.kv.compute(layer as usize, Side::Device, pass.pos0, pass.tokens.len() as u64);
+        if !fetch.is_empty() {
+            let (k, v) = forward.kv_rows(layer, fetch);
             for b in [k, v] {
                 self.up(b, arena, stream, "KV rows to the device")?;
             }
         }
-        self.device_rows[l] = pass.pos0 + pass.tokens.len() as u64;
-        self.host_rows[l] = self.host_rows[l].min(pass.pos0);
         Ok(())
     }
 
@@ -102,14 +97,12 @@ impl HostLane {
         let x = x.slice(0, n * (x.elems / forward.activations().tokens.elems));
         self.down(x, arena, stream, "the residual stream to the host")?;
         if let Some(layer) = self.layer_of[block] {
-            let l = layer as usize;
-            if self.host_rows[l] < pass.pos0 {
-                let (k, v) = forward.kv_rows(layer, self.host_rows[l]..pass.pos0);
+            let fetch = self.kv.compute(layer as usize, Side::Host, pass.pos0, n);
+            if !fetch.is_empty() {
+                let (k, v) = forward.kv_rows(layer, fetch);
                 self.down(k, arena, stream, "KV rows to the host")?;
                 self.down(v, arena, stream, "KV rows to the host")?;
             }
-            self.host_rows[l] = pass.pos0 + n;
-            self.device_rows[l] = self.device_rows[l].min(pass.pos0);
         }
         stream.synchronize()?;
         let mut ops = CpuOps::new(&mut self.mirror);
