@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = StrategyArg::Djinn)]
     pub strategy: StrategyArg,
     /// Whether djinn may run streamed layers' decode steps on the host CPU
-    /// (only with a GPU profile that has a [cpu] lane).
+    /// (only with a GPU profile that has a `[cpu]` lane).
     #[arg(long, value_enum, default_value_t = HostComputeArg::Auto)]
     pub host_compute: HostComputeArg,
     /// Where to write the plan (stdout without it).

@@ -3,7 +3,7 @@
 //! Follow a token through it: [`Forward::compute_block`] is called once per
 //! block, in model order, by whichever backend replays the plan. The
 //! embedding block turns token ids into rows of the f32 residual stream `x`.
-//! Each layer block then does, top to bottom (see [`Forward::layer`]):
+//! Each layer block then does, top to bottom (see `Forward::layer`):
 //!
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype

@@ -7,10 +7,11 @@
 //! plan is one CUDA event; nothing else orders the lanes. All device memory
 //! the plan uses is one allocation laid out exactly as `plan.arena` says.
 //!
-//! Modules, bottom up: [`context`] (library presence checks, device, RAII
-//! streams / events / memory), [`nvrtc`] (compile + disk cache), [`pinned`],
-//! [`blas`], [`ops`], [`budget`], [`placement`], [`timing`], [`metrics`],
-//! [`trace`], and [`backend`], which ties them to the replay engine.
+//! Modules, bottom up: `context` (library presence checks, device, RAII
+//! streams / events / memory), `nvrtc` (compile + disk cache), `pinned`,
+//! `blas`, `ops`, `budget`, `placement`, `timing`, `metrics`, `trace`,
+//! `host_lane` (the host side of `host_compute`), and `backend`, which ties
+//! them to the replay engine.
 
 mod backend;
 mod blas;
