@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use djinn_compiler::{run, CliError, CliOutput, CompileError};
-use djinn_core::plan::{Lane, Op, Plan};
+use djinn_core::plan::{Lane, Op, Placement, Plan};
 use djinn_core::verify::verify;
 
 /// Every golden plan: its file in `plans/` and the exact `djinn-compile` arguments that produce it.
@@ -226,6 +226,13 @@ fn host_compute_is_used_on_a_gpu_with_a_cpu_lane_unless_turned_off() {
     }
     let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--host-compute", "maybe"]);
     assert!(err.contains("--host-compute") && err.contains("auto") && err.contains("off"), "{err}");
+    // `all` needs a host to compute on: a preset has no CPU lane.
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-13b", "--host-compute", "all"]);
+    assert!(err.contains("--host-compute all") && err.contains("layer.") && err.contains("[cpu]"), "{err}");
+    // With one, every streamed layer's decode step runs on the host.
+    let all = args_in(&["--host-compute", "all"]);
+    let streamed = all.placements.iter().filter(|p| p.placement == Placement::Streamed).count();
+    assert_eq!(host_computes(&all).len(), streamed);
 }
 
 #[test]
