@@ -25,21 +25,7 @@ const GOLDENS: &[(&str, &[&str])] = &[
     ("l4-llama2-13b-stream-all.toml", &["--gpu", "l4", "--model", "llama2-13b", "--strategy", "stream-all"]),
     ("t4-tinyllama-1.1b.toml", &["--gpu", "t4", "--model", "tinyllama-1.1b", "--budget", "1GiB"]),
     // The H200 profile djinn-profile measured (profiles/README.md), at the benchmark's shape and cap.
-    (
-        "h200-measured-llama2-13b-22GiB.toml",
-        &[
-            "--gpu",
-            "profiles/h200-measured.toml",
-            "--model",
-            "llama2-13b",
-            "--budget",
-            "22GiB",
-            "--prompt-len",
-            "512",
-            "--max-seq-len",
-            "1024",
-        ],
-    ),
+    ("h200-measured-llama2-13b-22GiB.toml", H200_BENCH),
 ];
 
 fn root() -> &'static Path {
