@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use djinn_core::plan::{Lane, Op, PhaseName, Placement, Plan};
-use djinn_core::verify::{verify, VerifyError};
+use djinn_core::verify::{step_summary, verify, VerifyError};
 use thiserror::Error;
 
 use crate::backend::{Backend, EventId, Pass};
@@ -167,12 +167,7 @@ fn resolve_phase(
     };
     let mut out = Vec::new();
     for (i, step) in plan.phase(phase).steps.iter().enumerate() {
-        let what = match (step.op, step.slot) {
-            (Op::Copy, Some(s)) => format!("copy {} into slot {s}", step.block),
-            (Op::Compute, Some(s)) => format!("compute {} from slot {s}", step.block),
-            (Op::HostCompute, _) => format!("host-compute {}", step.block),
-            (op, None) => format!("{} {}", if op == Op::Copy { "copy" } else { "compute" }, step.block),
-        };
+        let what = step_summary(step);
         let problem = |p: String| ReplayError::Resolve { phase, step: i, what: what.clone(), problem: p };
         let block = plan.model.block_index(&step.block).ok_or_else(|| problem("no such block in the model".into()))?;
         let slot = |s: Option<u64>| {

@@ -178,7 +178,7 @@ impl fmt::Display for Violation {
 }
 
 /// `copy layer.3 into slot 1`, `compute layer.3 from slot 1`, `compute embed`.
-pub(crate) fn step_summary(step: &Step) -> String {
+pub fn step_summary(step: &Step) -> String {
     match (step.op, step.slot) {
         (Op::Copy, Some(s)) => format!("copy {} into slot {s}", step.block),
         (Op::Copy, None) => format!("copy {}", step.block),
