@@ -10,6 +10,7 @@
 use djinn_core::activations::BUFFER_ALIGN;
 use djinn_core::plan::{Op, Plan};
 
+use crate::cpu::HostArena;
 use crate::weights::Weights;
 
 /// The images of the host-computed blocks, after the plan's arena.
@@ -37,8 +38,15 @@ impl HostImages {
         self.offset.iter().all(Option::is_none)
     }
 
-    /// Packs every host-computed block's image into `buf` (the extended buffer).
-    pub fn write(&self, weights: &Weights, buf: &mut [u8]) {
+    /// The extended buffer, zeroed (lazily, by the OS), with every
+    /// host-computed block's image packed in; `None` if it cannot be allocated.
+    pub fn allocate(&self, weights: &Weights) -> Option<HostArena> {
+        let mut buf = HostArena::zeroed(self.total_bytes)?;
+        self.write(weights, &mut buf);
+        Some(buf)
+    }
+
+    fn write(&self, weights: &Weights, buf: &mut [u8]) {
         for (b, off) in self.offset.iter().enumerate() {
             if let Some(off) = *off {
                 let bytes = weights.spec().blocks[b].bytes as usize;

@@ -13,7 +13,6 @@ mod adversarial;
 mod arena;
 mod ops;
 
-
 use djinn_core::model::Dtype;
 use djinn_core::plan::{Lane, Op, Placement, Plan};
 use thiserror::Error;
@@ -84,8 +83,7 @@ impl CpuBackend {
         let forward = Forward::new(plan)?;
         // The plan's arena, extended by the images of the blocks it host-computes.
         let host = HostImages::of(plan);
-        let mut arena = HostArena::zeroed(host.total_bytes).ok_or(CpuError::Alloc { bytes: host.total_bytes })?;
-        host.write(weights, &mut arena);
+        let mut arena = host.allocate(weights).ok_or(CpuError::Alloc { bytes: host.total_bytes })?;
         let blocks = &plan.model.blocks;
         let resident: Vec<(usize, u64)> = blocks
             .iter()

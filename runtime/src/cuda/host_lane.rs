@@ -44,11 +44,10 @@ impl HostLane {
         if images.is_empty() {
             return Ok(None);
         }
-        let mut mirror = HostArena::zeroed(images.total_bytes).ok_or_else(|| CudaError::HostCompute {
+        let mirror = images.allocate(weights).ok_or_else(|| CudaError::HostCompute {
             block: "(every host-computed block)".into(),
             message: format!("cannot allocate {} bytes of host memory for the arena's mirror", images.total_bytes),
         })?;
-        images.write(weights, &mut mirror);
         let layers = plan.model.arch.num_layers as usize;
         Ok(Some(HostLane {
             mirror,
