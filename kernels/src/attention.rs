@@ -11,9 +11,12 @@
 //! does), and the weighted sum of V rows is accumulated in f32 and rounded
 //! once to the model dtype.
 
-use rayon::prelude::*;
-
 use crate::elem::Half;
+use crate::team::{part, SendPtr, Team};
+
+/// Below this many cache elements read (keys and values), attention runs on
+/// the calling thread alone.
+const PARALLEL_MIN_ELEMS: usize = 1 << 15;
 
 /// Copies `k`, `v` `[tokens, kv_dim]` into cache rows `pos0..pos0+tokens`.
 pub fn kv_store<W: Half>(
@@ -93,29 +96,46 @@ pub fn attention<W: Half>(
     assert!(k_cache.len() >= seq * kv_dim && v_cache.len() >= seq * kv_dim, "attention: cache shorter than {seq}");
     assert!(out.len() >= tokens * q_dim && q.len() >= tokens * q_dim, "attention: q/out smaller than tokens*q_dim");
     let scale = (head_dim as f64).powf(-0.5) as f32;
-    // One task per (query row, head): its scores are a [seq] row of the
-    // [tokens, num_heads, seq] scratch. Heads are independent, so decode (one
-    // query row) still uses every core, and each output is computed the same
-    // way whatever the thread count.
-    out[..tokens * q_dim]
-        .par_chunks_mut(head_dim)
-        .zip(scores[..num_heads * tokens * seq].par_chunks_mut(seq))
-        .enumerate()
-        .for_each(|(i, (ohead, srow))| {
+    // One unit per (query row, head): its scores are a [seq] row of the
+    // [tokens, num_heads, seq] scratch, its output one head_dim slice. Each
+    // worker takes a contiguous run of units, so decode (one query row) still
+    // spreads its heads over every core, and each output is computed the same
+    // way whatever the split. Scratch vectors are allocated once per worker.
+    let units = tokens * num_heads;
+    let team = Team::global().for_work(units * seq * head_dim * 2, PARALLEL_MIN_ELEMS);
+    let (out_ptr, scores_ptr) = (SendPtr(out.as_mut_ptr()), SendPtr(scores.as_mut_ptr()));
+    team.run(&|w, n| {
+        let mine = part(units, w, n);
+        if mine.is_empty() {
+            return;
+        }
+        let mut qh = vec![0f32; head_dim];
+        let mut acc = vec![0f32; head_dim];
+        let mut probs = vec![W::from_f32(0.0); seq];
+        for i in mine {
+            // SAFETY: unit `i` owns out[i*head_dim..][..head_dim] and
+            // scores[i*seq..][..seq]; `part` gives each unit to one worker, and
+            // both ranges lie inside the slices (asserted above).
+            let (ohead, srow) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(out_ptr.get().add(i * head_dim), head_dim),
+                    std::slice::from_raw_parts_mut(scores_ptr.get().add(i * seq), seq),
+                )
+            };
             let (t, h) = (i / num_heads, i % num_heads);
             let (visible, kvh) = (pos0 + t + 1, h / group);
-            let mut qh = vec![0f32; head_dim];
-            let mut acc = vec![0f32; head_dim];
-            let mut probs = vec![W::from_f32(0.0); visible];
             W::to_f32_slice(&q[t * q_dim + h * head_dim..t * q_dim + (h + 1) * head_dim], &mut qh);
             let s = &mut srow[..visible];
             for (p, sv) in s.iter_mut().enumerate() {
                 let krow = &k_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim];
                 *sv = W::dot(&qh, krow) * scale;
             }
-            softmax_row(&mut probs, s);
+            let probs = &mut probs[..visible];
+            softmax_row(probs, s);
+            acc.iter_mut().for_each(|a| *a = 0.0);
             for (p, pv) in probs.iter().enumerate() {
-                let (pv, vrow) = (pv.to_f32(), &v_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim]);
+                let (pv, vrow) =
+                    (pv.to_f32(), &v_cache[p * kv_dim + kvh * head_dim..p * kv_dim + (kvh + 1) * head_dim]);
                 for (a, vv) in acc.iter_mut().zip(vrow) {
                     *a += pv * vv.to_f32();
                 }
@@ -123,7 +143,8 @@ pub fn attention<W: Half>(
             for (o, a) in ohead.iter_mut().zip(&acc) {
                 *o = W::from_f32(*a);
             }
-        });
+        }
+    });
 }
 
 #[cfg(test)]

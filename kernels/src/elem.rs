@@ -22,6 +22,10 @@ pub trait Half: Elem {
     /// `Σ x[i] * w[i]` in f32, with the weights converted on the fly (SIMD where the CPU has it).
     fn dot(x: &[f32], w: &[Self]) -> f32;
 
+    /// `out[r] = Σ x[p] * w[r·k + p]` for every row `r < out.len()`: the
+    /// matrix-vector kernel ([`simd::dot_rows_f16`]).
+    fn dot_rows(out: &mut [f32], x: &[f32], w: &[Self], k: usize);
+
     /// `dst[i] = f32(src[i])`.
     fn to_f32_slice(src: &[Self], dst: &mut [f32]) {
         for (d, s) in dst.iter_mut().zip(src) {
@@ -72,6 +76,10 @@ impl Half for f16 {
     fn dot(x: &[f32], w: &[f16]) -> f32 {
         simd::dot_f16(x, w)
     }
+    #[inline]
+    fn dot_rows(out: &mut [f32], x: &[f32], w: &[f16], k: usize) {
+        simd::dot_rows_f16(out, x, w, k)
+    }
     fn to_f32_slice(src: &[f16], dst: &mut [f32]) {
         use half::slice::HalfFloatSliceExt;
         src.convert_to_f32_slice(dst);
@@ -82,5 +90,9 @@ impl Half for bf16 {
     #[inline]
     fn dot(x: &[f32], w: &[bf16]) -> f32 {
         simd::dot_bf16(x, w)
+    }
+    #[inline]
+    fn dot_rows(out: &mut [f32], x: &[f32], w: &[bf16], k: usize) {
+        simd::dot_rows_bf16(out, x, w, k)
     }
 }

@@ -6,12 +6,12 @@
 //! Arithmetic is f32 throughout, like the reference implementation in
 //! Hugging Face transformers (which upcasts RMSNorm's variance to f32).
 
-use rayon::prelude::*;
-
 use crate::elem::Half;
+use crate::team::Team;
 
-/// Rows per parallel task for row-wise kernels.
-const ROWS_PER_TASK: usize = 4;
+/// Below this many elements a row-wise or element-wise op runs on the calling
+/// thread alone (a decode row of a 13B model's norm is 5120: not worth a dispatch).
+const PARALLEL_MIN_ELEMS: usize = 1 << 15;
 
 /// `x[t, :] = f32(table[tokens[t], :])`; `table` is `[vocab, hidden]`.
 pub fn embed<W: Half>(x: &mut [f32], table: &[W], tokens: &[u32], hidden: usize) {
@@ -27,9 +27,10 @@ pub fn embed<W: Half>(x: &mut [f32], table: &[W], tokens: &[u32], hidden: usize)
 pub fn rmsnorm<W: Half>(out: &mut [W], x: &[f32], w: &[W], rows: usize, dim: usize, eps: f32) {
     assert!(out.len() >= rows * dim && x.len() >= rows * dim, "rmsnorm: buffers smaller than rows*dim");
     assert!(w.len() >= dim, "rmsnorm: weight has {} elements, needs {dim}", w.len());
-    out[..rows * dim].par_chunks_mut(dim * ROWS_PER_TASK).enumerate().for_each(|(task, chunk)| {
-        for (r, orow) in chunk.chunks_mut(dim).enumerate() {
-            let row = task * ROWS_PER_TASK + r;
+    let team = Team::global().for_work(rows * dim, PARALLEL_MIN_ELEMS);
+    team.split_mut(&mut out[..rows * dim], dim.max(1), |start, chunk| {
+        for (r, orow) in chunk.chunks_mut(dim.max(1)).enumerate() {
+            let row = start / dim.max(1) + r;
             let xr = &x[row * dim..(row + 1) * dim];
             let ss: f32 = xr.iter().map(|v| v * v).sum();
             let inv = 1.0 / (ss / dim as f32 + eps).sqrt();
@@ -49,8 +50,9 @@ pub fn add<W: Half>(x: &mut [f32], y: &[W], n: usize) {
 
 /// `gate[i] = silu(gate[i]) * up[i]` for `i < n`, `silu(g) = g / (1 + e^-g)`.
 pub fn silu_mul<W: Half>(gate: &mut [W], up: &[W], n: usize) {
-    gate[..n].par_chunks_mut(4096).zip(up[..n].par_chunks(4096)).for_each(|(g, u)| {
-        for (gv, uv) in g.iter_mut().zip(u) {
+    let team = Team::global().for_work(n, PARALLEL_MIN_ELEMS);
+    team.split_mut(&mut gate[..n], 64, |start, g| {
+        for (gv, uv) in g.iter_mut().zip(&up[start..]) {
             let a = gv.to_f32();
             *gv = W::from_f32(a / (1.0 + (-a).exp()) * uv.to_f32());
         }

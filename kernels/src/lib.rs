@@ -21,11 +21,13 @@ pub mod rng;
 pub mod rope;
 pub mod sample;
 pub mod simd;
+pub mod team;
 
 pub use elem::{Elem, Half};
 pub use half::{bf16, f16};
 pub use rng::Rng;
 pub use sample::{argmax_f32, sample_top_p_f32};
+pub use team::Team;
 
 /// Declares the monomorphic `{op}_{dtype}` entry points of every generic kernel, per dtype.
 macro_rules! twins {

@@ -3,55 +3,72 @@
 //! Face stores them).
 //!
 //! Decode is `m = 1`: a matrix-vector product whose cost is streaming `w`
-//! from memory once, so rows of `w` are split across threads and each output
-//! is one [`Half::dot`] over its weight row (F16C + FMA on x86-64). Prefill
-//! (`m > 1`) converts each weight row to f32 once and reuses it for all `m`
-//! inputs, so the weights are still read once. Every output element is one
-//! sequential dot product, whatever the thread count: results are
-//! deterministic, which the runtime's bit-identity tests rely on.
-
-use rayon::prelude::*;
+//! from memory once. `x` is converted to f32 once, then the rows of `w` are
+//! split into one contiguous span per worker of the [`Team`], and each worker
+//! runs [`Half::dot_rows`] over its span (AVX-512 four rows at a time where
+//! the CPU has it). Prefill (`m > 1`) converts each weight row to f32 once
+//! and reuses it for all `m` inputs, so the weights are still read once.
+//! Every output element is one sequential dot product, whatever the thread
+//! count or split: results are deterministic, which the runtime's
+//! bit-identity tests rely on.
 
 use crate::elem::{Elem, Half};
 use crate::simd::dot_f32;
+use crate::team::Team;
 
-/// Output rows per parallel task: enough work to amortise scheduling (a task
-/// reads at least `ROWS_PER_TASK * k * 2` bytes), small enough to balance.
-const ROWS_PER_TASK: usize = 16;
+/// Weight rows per unit of the split (a multiple of the SIMD row group).
+const ROW_UNIT: usize = 4;
 
-/// The generic product; see the module doc. `x` is converted to f32 once.
+/// Below this many weights a product runs on the calling thread alone:
+/// dispatching costs more than it saves.
+pub const PARALLEL_MIN_WEIGHTS: usize = 1 << 16;
+
+/// The product on the process-wide team; see the module doc.
 pub fn matmul<W: Half, O: Elem>(out: &mut [O], x: &[W], w: &[W], m: usize, n: usize, k: usize) {
+    matmul_on(Team::global(), out, x, w, m, n, k)
+}
+
+/// The product on `team`.
+pub fn matmul_on<W: Half, O: Elem>(team: &Team, out: &mut [O], x: &[W], w: &[W], m: usize, n: usize, k: usize) {
     assert!(out.len() >= m * n, "matmul: out has {} elements, needs m*n = {m}*{n}", out.len());
     assert!(x.len() >= m * k, "matmul: x has {} elements, needs m*k = {m}*{k}", x.len());
     assert!(w.len() >= n * k, "matmul: w has {} elements, needs n*k = {n}*{k}", w.len());
     let mut xf = vec![0f32; m * k];
     W::to_f32_slice(&x[..m * k], &mut xf);
+    let team = team.for_work(n * k, PARALLEL_MIN_WEIGHTS);
     if m == 1 {
-        out[..n].par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(|(task, chunk)| {
-            let j0 = task * ROWS_PER_TASK;
-            for (dj, o) in chunk.iter_mut().enumerate() {
-                let row = &w[(j0 + dj) * k..(j0 + dj + 1) * k];
-                *o = O::from_f32(W::dot(&xf, row));
+        team.split_mut(&mut out[..n], ROW_UNIT, |j0, piece| {
+            let mut acc = [0f32; 64];
+            for (c, chunk) in piece.chunks_mut(acc.len()).enumerate() {
+                let j = j0 + c * acc.len();
+                let acc = &mut acc[..chunk.len()];
+                W::dot_rows(acc, &xf, &w[j * k..(j + chunk.len()) * k], k);
+                for (o, a) in chunk.iter_mut().zip(acc.iter()) {
+                    *o = O::from_f32(*a);
+                }
             }
         });
         return;
     }
-    // Each task fills a [rows, m] tile of the transposed output, then the
-    // tiles are transposed into `out` ([m, n]).
+    // Each worker fills the rows of the transposed output `t` ([n, m]) of its
+    // weight rows, then `t` is transposed into `out` ([m, n]).
     let mut t = vec![0f32; n * m];
-    t.par_chunks_mut(ROWS_PER_TASK * m).enumerate().for_each(|(task, tile)| {
-        let j0 = task * ROWS_PER_TASK;
+    team.split_mut(&mut t, m, |start, piece| {
+        let j0 = start / m;
         let mut row = vec![0f32; k];
-        for (dj, col) in tile.chunks_mut(m).enumerate() {
+        for (dj, col) in piece.chunks_mut(m).enumerate() {
             W::to_f32_slice(&w[(j0 + dj) * k..(j0 + dj + 1) * k], &mut row);
             for (i, o) in col.iter_mut().enumerate() {
                 *o = dot_f32(&xf[i * k..(i + 1) * k], &row);
             }
         }
     });
-    out[..m * n].par_chunks_mut(n).enumerate().for_each(|(i, orow)| {
-        for (j, o) in orow.iter_mut().enumerate() {
-            *o = O::from_f32(t[j * m + i]);
+    team.split_mut(&mut out[..m * n], n, |start, piece| {
+        for (di, orow) in piece.chunks_mut(n).enumerate() {
+            let i = start / n + di;
+            for (j, o) in orow.iter_mut().enumerate() {
+                *o = O::from_f32(t[j * m + i]);
+            }
         }
     });
 }
@@ -100,17 +117,23 @@ mod tests {
     }
 
     #[test]
-    fn results_do_not_depend_on_the_thread_pool() {
+    fn results_do_not_depend_on_the_team_size() {
         let mut rng = Rng::new(5);
-        let (m, n, k) = (4, 70, 80);
-        let x: Vec<f16> = rng.normals(m * k, 1.0).into_iter().map(f16::from_f32).collect();
-        let w: Vec<f16> = rng.normals(n * k, 0.1).into_iter().map(f16::from_f32).collect();
-        let run = |threads| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let mut out = vec![0f32; m * n];
-            pool.install(|| matmul::<f16, f32>(&mut out, &x, &w, m, n, k));
-            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        };
-        assert_eq!(run(1), run(3));
+        // Large enough to be split over the team (n·k ≥ PARALLEL_MIN_WEIGHTS), odd row count.
+        for (m, n, k) in [(1, 1031, 96), (4, 701, 100)] {
+            assert!(n * k >= PARALLEL_MIN_WEIGHTS);
+            let x: Vec<f16> = rng.normals(m * k, 1.0).into_iter().map(f16::from_f32).collect();
+            let w: Vec<f16> = rng.normals(n * k, 0.1).into_iter().map(f16::from_f32).collect();
+            let want = reference(&x, &w, m, n, k);
+            let run = |threads| {
+                let team = Team::new(threads, false);
+                let mut out = vec![f32::NAN; m * n];
+                matmul_on::<f16, f32>(&team, &mut out, &x, &w, m, n, k);
+                close(&format!("matmul m={m} n={n} k={k} on {threads} threads"), &out, &want, 1e-4, 1e-5).unwrap();
+                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(run(1), run(3), "m={m}");
+            assert_eq!(run(3), run(7), "m={m}");
+        }
     }
 }

@@ -3,12 +3,23 @@
 //!
 //! A decode step is a chain of matrix-vector products whose cost is reading
 //! the weights once, so the loop must convert 16-bit weights as fast as
-//! memory delivers them. On x86-64 with AVX2, FMA and F16C (checked once at
-//! run time with `is_x86_feature_detected!`, which caches) eight f16 weights
-//! become eight f32 with one `vcvtph2ps` and feed one FMA; bf16 widens with a
-//! 16-bit shift. Elsewhere a portable loop with 32 independent accumulators
-//! lets the compiler vectorise. Either way each call sums in a fixed order,
-//! so results are deterministic for a given machine.
+//! memory delivers them. Two paths, each chosen once at run time with
+//! `is_x86_feature_detected!` (which caches):
+//!
+//! * [`dot_rows_f16`] / [`dot_rows_bf16`], the matrix-vector kernel: `R` weight
+//!   rows against one `x` at a time, so each `x` vector load feeds `R` FMAs.
+//!   With AVX-512F, 32 weights (one 64-byte cache line of f16) per row per
+//!   iteration become f32 with two 16-lane `vcvtph2ps` (bf16: a 16-bit shift)
+//!   into two accumulators per row; with AVX2 + FMA + F16C, four 8-lane
+//!   accumulators per row. A row's arithmetic does not depend on `R` or on
+//!   which rows share its group, so any split of the rows over threads gives
+//!   the same bits.
+//! * [`dot_f32`] / [`dot_f16`] / [`dot_bf16`], one row (attention, prefill):
+//!   AVX2 + FMA + F16C, four 8-lane accumulators.
+//!
+//! Elsewhere a portable loop with 32 independent accumulators lets the
+//! compiler vectorise. Either way each call sums in a fixed order, so results
+//! are deterministic for a given machine.
 
 use half::{bf16, f16};
 
@@ -45,6 +56,86 @@ pub fn dot_bf16(x: &[f32], w: &[bf16]) -> f32 {
     portable(x, w, |v: bf16| f32::from_bits((v.to_bits() as u32) << 16))
 }
 
+/// `out[r] = Σ_p x[p] · w[r·k + p]` for `r < out.len()`: `out.len()` rows of
+/// `k` weights, contiguous in `w`, against `x` (`k` long). Rows go in groups
+/// of four; see the module doc.
+pub fn dot_rows_f16(out: &mut [f32], x: &[f32], w: &[f16], k: usize) {
+    dot_rows(
+        out,
+        x,
+        w,
+        k,
+        |x, w| dot_f16(x, w),
+        |o, x, w, k| {
+            #[cfg(target_arch = "x86_64")]
+            if avx512() {
+                // SAFETY: AVX-512F (and the AVX2 family under it) was detected; `w` holds `o.len()·k` weights.
+                unsafe { x86::rows_f16_avx512(o, x, w.as_ptr() as *const u16, k) };
+                return true;
+            }
+            let _ = (o, x, w, k);
+            false
+        },
+    )
+}
+
+/// [`dot_rows_f16`] for bf16 weights.
+pub fn dot_rows_bf16(out: &mut [f32], x: &[f32], w: &[bf16], k: usize) {
+    dot_rows(
+        out,
+        x,
+        w,
+        k,
+        |x, w| dot_bf16(x, w),
+        |o, x, w, k| {
+            #[cfg(target_arch = "x86_64")]
+            if avx512() {
+                // SAFETY: as above.
+                unsafe { x86::rows_bf16_avx512(o, x, w.as_ptr() as *const u16, k) };
+                return true;
+            }
+            let _ = (o, x, w, k);
+            false
+        },
+    )
+}
+
+/// The row loop shared by the dtypes: `wide(out4, x, rows4, k)` runs a group
+/// of rows on the widest path if the machine has it (else returns false and
+/// each row goes through `one`).
+#[inline(always)]
+fn dot_rows<T>(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[T],
+    k: usize,
+    one: impl Fn(&[f32], &[T]) -> f32,
+    wide: impl Fn(&mut [f32], &[f32], &[T], usize) -> bool,
+) {
+    assert_eq!(x.len(), k, "dot_rows: x has {} elements, k = {k}", x.len());
+    assert!(w.len() >= out.len() * k, "dot_rows: {} weights for {} rows of {k}", w.len(), out.len());
+    if wide(out, x, &w[..out.len() * k], k) {
+        return;
+    }
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = one(x, &w[r * k..(r + 1) * k]);
+    }
+}
+
+/// Which matrix-vector path this machine runs (reported by `gemv_bench` and `djinn-profile`).
+pub fn gemv_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512() {
+            return "avx512f";
+        }
+        if avx2_fma_f16c() {
+            return "avx2+fma+f16c";
+        }
+    }
+    "portable"
+}
+
 /// Whether the SIMD paths run on this machine (reported by `gemv_bench`).
 pub fn simd_available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -60,6 +151,11 @@ pub fn simd_available() -> bool {
 #[cfg(target_arch = "x86_64")]
 fn avx2_fma_f16c() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    is_x86_feature_detected!("avx512f") && avx2_fma_f16c()
 }
 
 #[inline(always)]
@@ -153,6 +249,102 @@ mod x86 {
             |i| f32::from_bits((w[i].to_bits() as u32) << 16),
         )
     }
+    /// Rows in one AVX-512 group: 4 rows × 2 accumulators + 2 `x` registers + 2 loads.
+    const GROUP: usize = 4;
+
+    /// `out[r] = x · w[r·k ..]` for every row, in groups of [`GROUP`] rows
+    /// then one at a time; `load(p)` widens 16 weights at element `p` to f32.
+    /// Every row runs the same instruction sequence on its own accumulators.
+    #[inline(always)]
+    unsafe fn rows_avx512(
+        out: &mut [f32],
+        x: &[f32],
+        k: usize,
+        load: impl Fn(usize) -> __m512,
+        scalar: impl Fn(usize) -> f32,
+    ) {
+        let rows = out.len();
+        let mut r0 = 0;
+        while r0 + GROUP <= rows {
+            let v = group::<GROUP>(x, k, r0, &load, &scalar);
+            out[r0..r0 + GROUP].copy_from_slice(&v);
+            r0 += GROUP;
+        }
+        while r0 < rows {
+            out[r0] = group::<1>(x, k, r0, &load, &scalar)[0];
+            r0 += 1;
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn group<const R: usize>(
+        x: &[f32],
+        k: usize,
+        r0: usize,
+        load: &impl Fn(usize) -> __m512,
+        scalar: &impl Fn(usize) -> f32,
+    ) -> [f32; R] {
+        let xp = x.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let body = k / 32 * 32;
+        let mut p = 0;
+        while p < body {
+            let (x0, x1) = (_mm512_loadu_ps(xp.add(p)), _mm512_loadu_ps(xp.add(p + 16)));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let at = (r0 + r) * k + p;
+                a[0] = _mm512_fmadd_ps(x0, load(at), a[0]);
+                a[1] = _mm512_fmadd_ps(x1, load(at + 16), a[1]);
+            }
+            p += 32;
+        }
+        if p + 16 <= k {
+            let x0 = _mm512_loadu_ps(xp.add(p));
+            for (r, a) in acc.iter_mut().enumerate() {
+                a[0] = _mm512_fmadd_ps(x0, load((r0 + r) * k + p), a[0]);
+            }
+            p += 16;
+        }
+        let mut out = [0f32; R];
+        for (r, o) in out.iter_mut().enumerate() {
+            let mut tail = 0f32;
+            for i in p..k {
+                tail += x[i] * scalar((r0 + r) * k + i);
+            }
+            *o = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])) + tail;
+        }
+        out
+    }
+
+    /// # Safety
+    /// AVX-512F must be available and `w` must hold `out.len() * k` f16 values.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn rows_f16_avx512(out: &mut [f32], x: &[f32], w: *const u16, k: usize) {
+        rows_avx512(
+            out,
+            x,
+            k,
+            |p| _mm512_cvtph_ps(_mm256_loadu_si256(w.add(p) as *const __m256i)),
+            |i| f16::from_bits(*w.add(i)).to_f32(),
+        )
+    }
+
+    /// # Safety
+    /// AVX-512F must be available and `w` must hold `out.len() * k` bf16 values.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub unsafe fn rows_bf16_avx512(out: &mut [f32], x: &[f32], w: *const u16, k: usize) {
+        rows_avx512(
+            out,
+            x,
+            k,
+            |p| {
+                _mm512_castsi512_ps(_mm512_slli_epi32(
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256(w.add(p) as *const __m256i)),
+                    16,
+                ))
+            },
+            |i| f32::from_bits((*w.add(i) as u32) << 16),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -192,5 +384,34 @@ mod tests {
         let w: Vec<f16> = (0..1000).map(|_| f16::from_f32(rng.normal())).collect();
         let p = portable(&x, &w, f16::to_f32);
         assert!((p - dot_f16(&x, &w)).abs() < 1e-3, "{p} vs {}", dot_f16(&x, &w));
+    }
+
+    #[test]
+    fn dot_rows_match_f64_and_do_not_depend_on_the_row_grouping() {
+        let mut rng = Rng::new(19);
+        for (rows, k) in [(1, 1), (3, 15), (4, 16), (5, 31), (9, 32), (7, 33), (13, 100), (6, 5120 + 7)] {
+            let x: Vec<f32> = (0..k).map(|_| rng.normal()).collect();
+            let wf: Vec<f32> = (0..rows * k).map(|_| rng.normal()).collect();
+            let wh: Vec<f16> = wf.iter().map(|&v| f16::from_f32(v)).collect();
+            let wb: Vec<bf16> = wf.iter().map(|&v| bf16::from_f32(v)).collect();
+            let (mut oh, mut ob) = (vec![f32::NAN; rows], vec![f32::NAN; rows]);
+            dot_rows_f16(&mut oh, &x, &wh, k);
+            dot_rows_bf16(&mut ob, &x, &wb, k);
+            let tol = 1e-5 * (k as f64 + 1.0);
+            for r in 0..rows {
+                let row = |w: &[f32]| naive(&x, &w[r * k..(r + 1) * k]);
+                let want_h = row(&wh.iter().map(|v| v.to_f32()).collect::<Vec<_>>());
+                let want_b = row(&wb.iter().map(|v| v.to_f32()).collect::<Vec<_>>());
+                assert!((oh[r] as f64 - want_h).abs() <= tol, "f16 rows={rows} k={k} r={r}: {} vs {want_h}", oh[r]);
+                assert!((ob[r] as f64 - want_b).abs() <= tol, "bf16 rows={rows} k={k} r={r}: {} vs {want_b}", ob[r]);
+                // The same row alone, or starting another group, gives the same bits.
+                let mut alone = [f32::NAN];
+                dot_rows_f16(&mut alone, &x, &wh[r * k..(r + 1) * k], k);
+                assert_eq!(alone[0].to_bits(), oh[r].to_bits(), "f16 rows={rows} k={k} r={r}: grouping changed bits");
+                let mut rest = vec![f32::NAN; rows - r];
+                dot_rows_bf16(&mut rest, &x, &wb[r * k..], k);
+                assert_eq!(rest[0].to_bits(), ob[r].to_bits(), "bf16 rows={rows} k={k} r={r}: grouping changed bits");
+            }
+        }
     }
 }
