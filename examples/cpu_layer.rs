@@ -21,7 +21,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use djinn_core::Dtype;
-use djinn_runtime::cpu::{CpuOps, HostArena};
+use djinn_runtime::cpu::CpuOps;
+use djinn_runtime::host::HostArena;
 use djinn_runtime::ops::{AttnShape, Buf, Ops};
 
 fn main() -> Result<()> {
@@ -52,11 +53,13 @@ fn main() -> Result<()> {
         next = (next + b.bytes()).div_ceil(256) * 256;
         b
     };
-    let (wq, wk, wv, wo) = (buf(q_dim * hidden, d), buf(kv_dim * hidden, d), buf(kv_dim * hidden, d), buf(hidden * q_dim, d));
+    let (wq, wk, wv, wo) =
+        (buf(q_dim * hidden, d), buf(kv_dim * hidden, d), buf(kv_dim * hidden, d), buf(hidden * q_dim, d));
     let (wg, wu, wd) = (buf(inter * hidden, d), buf(inter * hidden, d), buf(hidden * inter, d));
     let norm = buf(hidden, d);
     let x = buf(hidden, Dtype::F32);
-    let (xn, q, k, v, attn, proj) = (buf(hidden, d), buf(q_dim, d), buf(kv_dim, d), buf(kv_dim, d), buf(q_dim, d), buf(hidden, d));
+    let (xn, q, k, v, attn, proj) =
+        (buf(hidden, d), buf(q_dim, d), buf(kv_dim, d), buf(kv_dim, d), buf(q_dim, d), buf(hidden, d));
     let (gate, up) = (buf(inter, d), buf(inter, d));
     let (kc, vc) = (buf(seq * kv_dim, d), buf(seq * kv_dim, d));
     let scores = buf(heads * seq, Dtype::F32);

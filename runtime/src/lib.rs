@@ -16,7 +16,7 @@ pub mod cuda;
 pub mod exec;
 pub mod forward;
 pub mod generate;
-pub mod host_images;
+pub mod host;
 pub mod kv_coherence;
 pub mod ops;
 pub mod profile;

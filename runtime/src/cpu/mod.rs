@@ -10,7 +10,6 @@
 //! allow, to show that a plan's dependencies are complete.
 
 mod adversarial;
-mod arena;
 mod ops;
 
 use djinn_core::model::Dtype;
@@ -18,12 +17,11 @@ use djinn_core::plan::{Lane, Op, Placement, Plan};
 use thiserror::Error;
 
 pub use adversarial::AdversarialCpu;
-pub use arena::HostArena;
 pub use ops::CpuOps;
 
 use crate::backend::{Backend, EventId, Pass};
 use crate::forward::{Forward, ForwardError};
-use crate::host_images::HostImages;
+use crate::host::{HostArena, HostImages};
 use crate::weights::Weights;
 
 #[derive(Debug, Error)]

@@ -88,8 +88,10 @@ impl CudaBackend {
         })?;
         memory.sample()?;
 
-        let (images, pinned_bytes) = load_weights(plan, weights, &places, &mut ops, &copy)?;
-        let host = HostLane::new(plan, weights)?;
+        // The host lane first: it holds the images of the blocks it computes, page-locked,
+        // and the copy lane reads those from there rather than from a pinned copy of its own.
+        let host = HostLane::new(&gpu, plan, &forward, weights)?;
+        let (images, pinned_bytes) = load_weights(plan, weights, &places, host.as_ref(), &mut ops, &copy)?;
         let act = *forward.activations();
         let tokens_host = PinnedBuffer::new(&gpu, (act.tokens.elems * 4) as usize, "the token ids")?;
         let logits_host = PinnedBuffer::new(&gpu, (act.logits.elems * 4) as usize, "the logits")?;
@@ -200,12 +202,14 @@ impl CudaBackend {
     }
 }
 
-/// Packs the streamed blocks into pinned buffers and copies the resident
-/// ones into their regions. Returns the streamed images and their total bytes.
+/// Packs the streamed blocks (but those `host` holds) into pinned buffers and
+/// copies the resident ones into their regions. Returns the streamed images
+/// and their total bytes.
 fn load_weights(
     plan: &Plan,
     weights: &Weights,
     places: &Placements,
+    host: Option<&HostLane>,
     ops: &mut CudaOps,
     copy: &Stream,
 ) -> Result<(Vec<Option<PinnedBuffer>>, u64), CudaError> {
@@ -215,6 +219,10 @@ fn load_weights(
     let mut pinned = 0;
     for (i, p) in plan.placements.iter().enumerate() {
         images.push(match p.placement {
+            Placement::Streamed if host.is_some_and(|h| h.image(i).is_some()) => {
+                bar.inc(places.bytes[i]);
+                None
+            }
             Placement::Streamed => {
                 let mut buf =
                     PinnedBuffer::new(&gpu, places.bytes[i] as usize, &format!("block `{}`", places.names[i]))?;
@@ -302,10 +310,24 @@ impl Backend for CudaBackend {
     fn copy_block(&mut self, block: usize, dst_offset: u64) -> Result<(), CudaError> {
         self.places.check_copy(block, dst_offset)?;
         let bytes = self.places.bytes[block];
-        let image = self.images[block].as_ref().expect("check_copy proved the block streamed");
+        let dst = self.ops.arena_ptr() + dst_offset;
         self.timer.start_step(Lane::Copy, block, bytes, &self.copy)?;
-        // SAFETY: check_copy proved the destination a slot region inside the arena.
-        unsafe { image.copy_to_device(0, bytes as usize, self.ops.arena_ptr() + dst_offset, self.copy.raw)? };
+        match (&self.images[block], self.host.as_ref().and_then(|h| h.image(block))) {
+            // SAFETY: check_copy proved the destination a slot region inside the arena.
+            (Some(image), _) => unsafe { image.copy_to_device(0, bytes as usize, dst, self.copy.raw)? },
+            // SAFETY: as above; the host lane's images are page-locked and live as long as `self`.
+            (None, Some(image)) => unsafe { cudarc::driver::result::memcpy_htod_async(dst, image, self.copy.raw) }
+                .map_err(|source| CudaError::Driver {
+                    what: format!("enqueueing a {bytes}-byte host-to-device copy of a host-computed block"),
+                    source,
+                })?,
+            (None, None) => {
+                return Err(CudaError::Plan(format!(
+                    "block `{}` is streamed but has no host image",
+                    self.places.names[block]
+                )))
+            }
+        }
         self.timer.end_step(&self.copy)
     }
 

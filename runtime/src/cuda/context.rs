@@ -29,6 +29,8 @@ const DRIVER_SYMBOLS: &[&str] = &[
     "cuMemFree_v2",
     "cuMemHostAlloc",
     "cuMemFreeHost",
+    "cuMemHostRegister_v2",
+    "cuMemHostUnregister",
     "cuMemcpyHtoDAsync_v2",
     "cuMemcpyDtoHAsync_v2",
     "cuMemsetD8Async",
@@ -284,6 +286,16 @@ impl Event {
             Err(e) if e.0 == sys::CUresult::CUDA_ERROR_NOT_READY => Ok(false),
             Err(e) => Err(CudaError::Driver { what: "querying an event".into(), source: e }),
         }
+    }
+
+    /// Busy-waits on the host until the event completes: for a hand-over on
+    /// the critical path, where a blocking wait's wake-up would be paid in
+    /// full (the host lane, about once per host-computed layer).
+    pub fn spin_until_complete(&self) -> Result<(), CudaError> {
+        while !self.is_complete()? {
+            std::hint::spin_loop();
+        }
+        Ok(())
     }
 
     /// Milliseconds from `start` to `self`; both timing events, both complete.

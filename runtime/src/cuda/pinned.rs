@@ -86,6 +86,41 @@ impl PinnedBuffer {
     }
 }
 
+/// Page-locks existing host memory (`cuMemHostRegister`) for as long as it
+/// lives, so the copy engine reads it at full PCIe speed without a second,
+/// pinned copy of the bytes. The memory must outlive the registration.
+pub struct HostRegistration {
+    ctx: Arc<Context>,
+    ptr: *mut u8,
+}
+
+// SAFETY: the registration only names memory owned elsewhere; unregistering from any thread is allowed.
+unsafe impl Send for HostRegistration {}
+
+impl HostRegistration {
+    /// Registers `len` bytes at `ptr` (page-aligned: the start of a mapping or a huge page).
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must be host memory that stays mapped until the registration drops.
+    pub unsafe fn new(gpu: &Gpu, ptr: *mut u8, len: usize, what: &str) -> Result<HostRegistration, CudaError> {
+        gpu.bind()?;
+        // SAFETY: the caller guarantees the range is mapped for our lifetime.
+        let r = unsafe { sys::cuMemHostRegister_v2(ptr as *mut _, len, sys::CU_MEMHOSTREGISTER_PORTABLE) };
+        r.result().ctx(|| format!("page-locking {len} bytes of host memory for {what}"))?;
+        Ok(HostRegistration { ctx: gpu.ctx.clone(), ptr })
+    }
+}
+
+impl Drop for HostRegistration {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind();
+        // SAFETY: registered in `new`, unregistered once.
+        unsafe {
+            let _ = sys::cuMemHostUnregister(self.ptr as *mut _);
+        }
+    }
+}
+
 impl Drop for PinnedBuffer {
     fn drop(&mut self) {
         let _ = self.ctx.bind();

@@ -1,32 +1,50 @@
-//! The plan's device arena, on the host: one zeroed allocation aligned like
-//! the device's (256 bytes), so every region and buffer offset of the plan is
-//! as aligned on the CPU as on the GPU. Zeroed pages are allocated lazily by
-//! the OS, so an arena sized for a big GPU budget costs only what is touched.
+//! The plan's device arena, on the host: one lazily zeroed anonymous mapping,
+//! page-aligned (so at least as aligned as the device's 256-byte arena, and
+//! every region and buffer offset of the plan is as aligned on the CPU as on
+//! the GPU). Untouched pages cost nothing, so an arena sized for a big GPU
+//! budget costs only what is used. Ranges that are streamed through at memory
+//! speed (block images) can be put on transparent huge pages
+//! ([`HostArena::advise_huge`]) before they are written.
 
-use std::alloc::Layout;
-use std::ptr::NonNull;
+use memmap2::{Advice, MmapMut, MmapOptions};
 
-/// Alignment of the arena's first byte (the plan's `arena.alignment` is a divisor of this or checked against it).
+/// Alignment of the arena's first byte (the plan's `arena.alignment` divides it).
 pub const ARENA_ALIGN: usize = 256;
 
+/// A transparent huge page (x86-64, and the usual arm64 configuration).
+pub const HUGE_PAGE: u64 = 2 << 20;
+
 pub struct HostArena {
-    ptr: NonNull<u8>,
+    map: MmapMut,
     len: usize,
-    layout: Layout,
 }
 
-// SAFETY: the arena owns its allocation exclusively, like a Vec<u8>.
-unsafe impl Send for HostArena {}
-unsafe impl Sync for HostArena {}
-
 impl HostArena {
-    /// `None` when the allocation fails or `bytes` does not fit the address space.
+    /// `None` when the mapping fails or `bytes` does not fit the address space.
     pub fn zeroed(bytes: u64) -> Option<HostArena> {
         let len = usize::try_from(bytes).ok()?;
-        let layout = Layout::from_size_align(len.max(1), ARENA_ALIGN).ok()?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
-        Some(HostArena { ptr, len, layout })
+        // At least one page: a zero-length mapping is an error.
+        let map = MmapOptions::new().len(len.max(1)).map_anon().ok()?;
+        debug_assert!((map.as_ptr() as usize).is_multiple_of(ARENA_ALIGN));
+        Some(HostArena { map, len })
+    }
+
+    /// Asks the OS to back `start..start + len` (clamped to the arena) with
+    /// transparent huge pages when it is first touched. Advisory: where the OS
+    /// declines (THP `never`, other platforms), the range keeps small pages.
+    pub fn advise_huge(&self, start: u64, len: u64) {
+        #[cfg(target_os = "linux")]
+        {
+            // Only whole huge pages can be huge: advise those inside the range.
+            let end = start.saturating_add(len).min(self.len as u64);
+            let s = start.div_ceil(HUGE_PAGE) * HUGE_PAGE;
+            let e = end / HUGE_PAGE * HUGE_PAGE;
+            if e > s {
+                let _ = self.map.advise_range(Advice::HugePage, s as usize, (e - s) as usize);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (start, len, Advice::Normal);
     }
 
     pub fn len(&self) -> usize {
@@ -41,22 +59,13 @@ impl HostArena {
 impl std::ops::Deref for HostArena {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `len` initialised (zeroed) bytes we own.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        &self.map[..self.len]
     }
 }
 
 impl std::ops::DerefMut for HostArena {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and `&mut self` makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for HostArena {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+        &mut self.map[..self.len]
     }
 }
 
@@ -71,7 +80,18 @@ mod tests {
         assert!(a.iter().all(|&b| b == 0));
         a[999] = 7;
         assert_eq!(a[999], 7);
+        assert_eq!(a.len(), 1000);
         assert!(HostArena::zeroed(0).unwrap().is_empty());
         assert!(HostArena::zeroed(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn huge_page_advice_keeps_contents_and_tolerates_any_range() {
+        let mut a = HostArena::zeroed(3 * HUGE_PAGE + 123).unwrap();
+        a.advise_huge(HUGE_PAGE - 7, HUGE_PAGE + 9);
+        a.advise_huge(0, u64::MAX / 2);
+        a[HUGE_PAGE as usize] = 3;
+        assert_eq!(a[HUGE_PAGE as usize], 3);
+        assert!(a[..HUGE_PAGE as usize].iter().all(|&b| b == 0));
     }
 }
