@@ -21,10 +21,12 @@
 //!   tokens) replaces the estimate.
 //!
 //! * A host compute (the profile's `[cpu]` lane running a streamed layer's
-//!   decode step from host memory) takes `bytes / gemv_f16_gbps_during_copy +`
-//!   [`HOST_HANDOFF_US`]: the host streams the weights once, at the rate it
-//!   measured while the copy lane ran. A `block_times` entry is a GPU time and
-//!   does not apply. Without a `[cpu]` lane there is no host compute.
+//!   decode step from host memory) takes `bytes / gemv_f16_gbps_during_copy`:
+//!   the host streams the weights once, at the rate it measured while the copy
+//!   lane ran. A `block_times` entry is a GPU time and does not apply. Each run
+//!   of consecutive host-computed blocks also pays one hand-off of the
+//!   residual stream, [`HOST_HANDOFF_US`]. Without a `[cpu]` lane there is no
+//!   host compute.
 //!
 //! Between two forward passes the host reads the logits, samples, and issues the
 //! next pass: [`HOST_TURNAROUND_US`]. It is one constant for every GPU, taken from
@@ -42,9 +44,9 @@ use djinn_core::plan::RunShape;
 /// (PyTorch's turnaround loop measured on the project's H100: 62–68 µs).
 pub const HOST_TURNAROUND_US: f64 = 65.0;
 
-/// Fixed cost of one host compute step, µs, on top of streaming the weights:
-/// a compute-stream synchronisation, the residual row down and back, and the
-/// host's turnaround. An estimate until djinn-profile measures it.
+/// Fixed cost of one run of host compute steps, µs, on top of streaming the
+/// weights: waiting for the compute stream, the residual row down and back,
+/// and the host's turnaround. An estimate until djinn-profile measures it.
 pub const HOST_HANDOFF_US: f64 = 60.0;
 
 /// Kernels one transformer layer launches: 2 rmsnorm, 7 matmul, rope,
@@ -59,23 +61,28 @@ pub trait CostModel {
     fn compute_us(&self, block: &Block, phase: PhaseKind) -> f64;
     /// Host time between two forward passes, µs.
     fn turnaround_us(&self) -> f64;
-    /// The host CPU's decode step of a streamed block, µs; `None` when there is no host lane.
+    /// The host CPU's decode step of a streamed block, µs, hand-off excluded;
+    /// `None` when there is no host lane.
     fn host_compute_us(&self, block: &Block) -> Option<f64>;
+    /// Handing the residual stream from the device to the host lane and back,
+    /// µs: paid once by each run of consecutive host-computed blocks.
+    fn host_handoff_us(&self) -> f64;
 }
 
 /// Fixed costs for hand-checked tests: every copy, every compute, every
-/// turnaround, every host compute (`None`: no host lane).
+/// turnaround, every host compute (`None`: no host lane), every hand-off.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UnitCosts {
     pub copy: f64,
     pub compute: f64,
     pub turnaround: f64,
     pub host: Option<f64>,
+    pub handoff: f64,
 }
 
 impl UnitCosts {
     /// Copy = 1, compute = 1, no turnaround, no host lane.
-    pub const ONE: UnitCosts = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 0.0, host: None };
+    pub const ONE: UnitCosts = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0 };
 }
 
 impl CostModel for UnitCosts {
@@ -90,6 +97,9 @@ impl CostModel for UnitCosts {
     }
     fn host_compute_us(&self, _: &Block) -> Option<f64> {
         self.host
+    }
+    fn host_handoff_us(&self) -> f64 {
+        self.handoff
     }
 }
 
@@ -201,7 +211,11 @@ impl CostModel for Roofline<'_> {
 
     fn host_compute_us(&self, block: &Block) -> Option<f64> {
         let cpu = self.gpu.cpu.as_ref()?;
-        Some(block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3) + HOST_HANDOFF_US)
+        Some(block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3))
+    }
+
+    fn host_handoff_us(&self) -> f64 {
+        HOST_HANDOFF_US
     }
 }
 
@@ -327,7 +341,8 @@ mod tests {
         }];
         let r = Roofline::new(&g, &m, SHAPE);
         // 40 GB/s = 40_000 bytes per µs.
-        let want = layer.bytes as f64 / 40_000.0 + HOST_HANDOFF_US;
+        let want = layer.bytes as f64 / 40_000.0;
         assert!((r.host_compute_us(layer).unwrap() - want).abs() < 1e-9);
+        assert_eq!(r.host_handoff_us(), HOST_HANDOFF_US);
     }
 }

@@ -94,7 +94,9 @@ fn waits(g: &RunGraph, model: &ModelSpec, pass: Pass) -> Result<Vec<Waits>, Comp
             let from = g.graph[p].pass;
             if from == pass {
                 wait.push(event(g, model, p));
-            } else if Some(from) == prev {
+            } else if Some(from) == prev || from == Pass::Prefill {
+                // From prefill in a later iteration: a pinned slot's copy, whose event no
+                // body step records, so `wait_prev` binds to prefill's record every time.
                 wait_prev.push(event(g, model, p));
             } else {
                 return Err(CompileError::Internal(format!("{pass:?} step depends on {from:?}, two passes back")));

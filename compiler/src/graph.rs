@@ -14,7 +14,12 @@
 //!   records the same event (a prologue copy issued after it);
 //! * `StreamOrder`: consecutive steps on one lane (a lane is a FIFO stream);
 //! * `Host`: the end of a pass → the first step on each lane of the next decode
-//!   iteration, which the host issues only after it has read the logits.
+//!   iteration, which the host issues only after it has read the logits;
+//! * `Issue`: a host compute → the next copy issued after it (the host thread
+//!   computes the layer, so it issues nothing else meanwhile).
+//!
+//! A loop-carried dependency points into the previous pass, or into prefill
+//! in every iteration when no body step produces the value (a pinned slot).
 //!
 //! Every edge points forward in issue order, so the issue order is a
 //! topological order: the simulation walks it once, and the emitter turns the
@@ -59,6 +64,9 @@ pub enum Edge {
     EventReuse,
     StreamOrder,
     Host,
+    /// A host compute → the next copy in issue order: the host thread runs the
+    /// layer itself, so it issues nothing after it until the layer is done.
+    Issue,
 }
 
 impl Edge {
@@ -102,6 +110,8 @@ impl RunGraph {
 pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileError> {
     let mut graph = DiGraph::new();
     let mut lane_last: [Option<NodeIndex>; 2] = [None, None];
+    // The latest host compute issued since the latest copy.
+    let mut host_since_copy: Option<NodeIndex> = None;
     let lane_ix = |l: Lane| match l {
         Lane::Copy => 0,
         Lane::Compute => 1,
@@ -110,6 +120,7 @@ pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileE
     let mut add_pass = |graph: &mut DiGraph<Node, Edge>,
                         pass: Pass,
                         prev: Option<&[NodeIndex]>,
+                        prefill_nodes: Option<&[NodeIndex]>,
                         prev_is_prefill: bool|
      -> Result<Vec<NodeIndex>, CompileError> {
         let list = match pass {
@@ -127,6 +138,15 @@ pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileE
             if let Some(last) = lane_last[lane] {
                 graph.add_edge(last, n, Edge::StreamOrder);
             }
+            match node.work {
+                Work::HostCompute { .. } => host_since_copy = Some(n),
+                Work::Copy { .. } => {
+                    if let Some(h) = host_since_copy.take() {
+                        graph.add_edge(h, n, Edge::Issue);
+                    }
+                }
+                Work::Compute { .. } => {}
+            }
             lane_last[lane] = Some(n);
             if first_on_lane[lane] {
                 first_on_lane[lane] = false;
@@ -143,10 +163,14 @@ pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileE
                         )))
                     }
                     DepOn::Prev { body, prefill } => {
-                        let p = if prev_is_prefill { prefill } else { body };
                         let prev = prev.ok_or_else(|| {
                             CompileError::Internal(format!("{pass:?} step {pos} depends on a previous pass"))
                         })?;
+                        // No body step produces it: prefill's step, in every iteration.
+                        let (p, prev) = match body {
+                            Some(b) if !prev_is_prefill => (b, prev),
+                            _ => (prefill, prefill_nodes.unwrap_or(prev)),
+                        };
                         *prev.get(p).ok_or_else(|| {
                             CompileError::Internal(format!("{pass:?} step {pos} depends on missing step {p}"))
                         })?
@@ -159,11 +183,11 @@ pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileE
         Ok(nodes)
     };
 
-    let prefill = add_pass(&mut graph, Pass::Prefill, None, false)?;
+    let prefill = add_pass(&mut graph, Pass::Prefill, None, None, false)?;
     let mut decode: Vec<Vec<NodeIndex>> = Vec::with_capacity(iterations);
     for t in 0..iterations {
         let prev = if t == 0 { prefill.clone() } else { decode[t - 1].clone() };
-        let nodes = add_pass(&mut graph, Pass::Decode(t), Some(&prev), t == 0)?;
+        let nodes = add_pass(&mut graph, Pass::Decode(t), Some(&prev), Some(&prefill), t == 0)?;
         decode.push(nodes);
     }
     Ok(RunGraph { graph, prefill, decode })
@@ -178,7 +202,7 @@ mod tests {
     #[test]
     fn edges_point_forward_in_issue_order_and_the_graph_is_acyclic() {
         for strategy in Strategy::ALL {
-            let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, strategy);
+            let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, 0, strategy);
             let g = unroll(&p, 3).unwrap();
             for e in g.graph.edge_references() {
                 assert!(
@@ -195,11 +219,11 @@ mod tests {
 
     #[test]
     fn host_computes_sit_on_the_compute_lane_with_only_lane_order_edges() {
-        let p = crate::schedule::build(7, &[1, 2, 4], &[2], 2, Strategy::Djinn);
+        let p = crate::schedule::build(7, &[1, 2, 4], &[2], 2, 0, Strategy::Djinn);
         let g = unroll(&p, 2).unwrap();
-        // Body position 3 is block 2's host compute: it follows C1 on the compute
-        // lane and precedes C3, with no event edge in or out.
-        let n = g.decode[1][3];
+        // Body "C0 C1@1 H2 C3 C4@0 C5 C6": position 2 is block 2's host compute; it
+        // follows C1 on the compute lane and precedes C3, with no event edge in or out.
+        let n = g.decode[1][2];
         assert_eq!(g.graph[n].work, Work::HostCompute { block: 2 });
         assert_eq!(g.graph[n].lane(), Lane::Compute);
         for dir in [petgraph::Direction::Incoming, petgraph::Direction::Outgoing] {
@@ -211,10 +235,12 @@ mod tests {
 
     #[test]
     fn loop_carried_copies_feed_the_next_iteration() {
-        let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, Strategy::Djinn);
+        let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, 0, Strategy::Djinn);
         let g = unroll(&p, 2).unwrap();
         // Iteration 0's compute of block 1 (body position 1) reads prefill's prologue copy
-        // (prefill position 9); iteration 1's reads iteration 0's copy at body position 7.
+        // (prefill position 8); iteration 1's reads iteration 0's copy at body position 6.
+        // Block 2's compute (body position 3), in its pinned slot, reads prefill's copy at
+        // position 1 in every iteration.
         let src = |n: NodeIndex| {
             g.graph
                 .edges_directed(n, petgraph::Direction::Incoming)
@@ -224,11 +250,14 @@ mod tests {
         };
         assert_eq!(
             src(g.decode[0][1]),
-            vec![Node { pass: Pass::Prefill, pos: 9, work: Work::Copy { block: 1, slot: 0 } }]
+            vec![Node { pass: Pass::Prefill, pos: 8, work: Work::Copy { block: 1, slot: 0 } }]
         );
         assert_eq!(
             src(g.decode[1][1]),
-            vec![Node { pass: Pass::Decode(0), pos: 7, work: Work::Copy { block: 1, slot: 0 } }]
+            vec![Node { pass: Pass::Decode(0), pos: 6, work: Work::Copy { block: 1, slot: 0 } }]
         );
+        let pinned = Node { pass: Pass::Prefill, pos: 1, work: Work::Copy { block: 2, slot: 1 } };
+        assert_eq!(src(g.decode[0][3]), vec![pinned]);
+        assert_eq!(src(g.decode[1][3]), vec![pinned]);
     }
 }

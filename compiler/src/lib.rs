@@ -148,8 +148,7 @@ pub fn compile_model_with(
     }
     let shape = RunShape { prompt_len: opts.prompt_len, max_seq_len, batch: opts.batch };
     let cost = cost::Roofline::new(gpu, model, shape);
-    let problem =
-        solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: host };
+    let problem = solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: host };
     let solution = solve::solve(&problem, &cost)?;
     let plan = emit::emit(&solution, model, gpu, shape, budget)?;
     djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;

@@ -88,8 +88,10 @@ pub enum DepOn {
     /// A step of the same pass (its position in the list).
     Here(usize),
     /// A step of the previous pass: `body` in the previous decode iteration,
-    /// `prefill` when the previous pass is prefill.
-    Prev { body: usize, prefill: usize },
+    /// `prefill` when the previous pass is prefill. `body: None`: the body never
+    /// produces the value (a pinned slot's layer), so every iteration reads
+    /// prefill's step (`wait_prev` binds to the latest record before the pass).
+    Prev { body: Option<usize>, prefill: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,12 +119,20 @@ fn here(pos: usize, kind: DepKind) -> Dep {
 
 /// Builds the program for `blocks` blocks computed in index order, of which
 /// `streamed` (ascending) go through `slots` slots and `host` (ascending, a
-/// subset of `streamed`, djinn only) are computed by the host CPU in decode.
-pub fn build(blocks: usize, streamed: &[usize], host: &[usize], slots: u64, strategy: Strategy) -> Program {
+/// subset of `streamed`, djinn only) are computed by the host CPU in decode;
+/// `pinned` slots keep one copied layer through decode ([`decode_occupants`]).
+pub fn build(
+    blocks: usize,
+    streamed: &[usize],
+    host: &[usize],
+    slots: u64,
+    pinned: usize,
+    strategy: Strategy,
+) -> Program {
     debug_assert!(streamed.windows(2).all(|w| w[0] < w[1]));
     debug_assert!(host.windows(2).all(|w| w[0] < w[1]) && host.iter().all(|b| streamed.contains(b)));
     match strategy {
-        Strategy::Djinn | Strategy::StreamAll => djinn(blocks, streamed, host, slots as usize),
+        Strategy::Djinn | Strategy::StreamAll => djinn(blocks, streamed, host, slots as usize, pinned),
         Strategy::Sync => {
             debug_assert!(host.is_empty(), "the sync baseline never computes on the host");
             sync(blocks, streamed, slots as usize)
@@ -139,26 +149,40 @@ fn stream_index(blocks: usize, streamed: &[usize]) -> Vec<Option<usize>> {
     idx
 }
 
-fn djinn(blocks: usize, streamed: &[usize], host: &[usize], k: usize) -> Program {
+fn djinn(blocks: usize, streamed: &[usize], host: &[usize], k: usize, pinned: usize) -> Program {
     let m = streamed.len();
     let idx = stream_index(blocks, streamed);
-    // The layers decode copies, and each one's position among them.
-    let copied: Vec<usize> = streamed.iter().copied().filter(|b| !host.contains(b)).collect();
-    let n = copied.len();
-    let didx = stream_index(blocks, &copied);
     let slot = |i: usize| (i % k) as u64;
     let copy = |i: usize| Work::Copy { block: streamed[i], slot: slot(i) };
-    let dcopy = |j: usize| Work::Copy { block: copied[j], slot: slot(j) };
+    // Each slot's last prefill occupant (a block), and decode's occupants of each slot.
+    let last_of_slot: Vec<Option<usize>> = (0..k).map(|q| (0..m).rev().find(|i| i % k == q)).collect();
+    let last_block: Vec<Option<usize>> = last_of_slot.iter().map(|i| i.map(|i| streamed[i])).collect();
+    let copied: Vec<usize> = streamed.iter().copied().filter(|b| !host.contains(b)).collect();
+    let occupants = decode_occupants(&copied, &last_block, pinned);
+    let mut decode_slot = vec![None; blocks];
+    for (q, occ) in occupants.iter().enumerate() {
+        for (j, &b) in occ.iter().enumerate() {
+            decode_slot[b] = Some((q, j));
+        }
+    }
 
-    // Prefill. The prologue copy of d_j (j < k) follows the compute of slot
-    // j's last prefill occupant, or of d_j itself when that is later.
-    let last_of_slot = |j: usize| (0..m).rev().find(|i| i % k == j).expect("j < n <= m");
-    let prologue_after: Vec<usize> =
-        (0..k.min(n)).map(|j| last_of_slot(j).max(idx[copied[j]].expect("copied layers stream"))).collect();
+    // Prefill. A slot whose first decode occupant is not its last prefill
+    // occupant gets a prologue copy of it, after the compute of that last
+    // occupant (slot reuse) and of the block itself when that is later (its
+    // own prefill compute waits on `ready:<block>`, which the prologue re-records).
+    let prologue_after: Vec<Option<usize>> = (0..k)
+        .map(|q| {
+            let first = *occupants[q].first()?;
+            let last = last_of_slot[q]?;
+            (streamed[last] != first).then(|| last.max(idx[first].expect("copied layers stream")))
+        })
+        .collect();
     let mut pre = Vec::new();
     let mut copy_pos = vec![usize::MAX; m];
     let mut compute_pos = vec![usize::MAX; m];
-    let mut prologue_pos = vec![usize::MAX; k.min(n)];
+    // Where iteration 0 finds each slot's first decode occupant: its prologue copy, or
+    // its own prefill copy when it is the slot's last prefill occupant.
+    let mut first_copy_pos = vec![usize::MAX; k];
     for (i, pos) in copy_pos.iter_mut().enumerate().take(k.min(m)) {
         *pos = pre.len();
         pre.push(Item { work: copy(i), deps: vec![] });
@@ -178,52 +202,115 @@ fn djinn(blocks: usize, streamed: &[usize], host: &[usize], k: usize) -> Program
             copy_pos[i + k] = pre.len();
             pre.push(Item { work: copy(i + k), deps: vec![here(at, DepKind::SlotReuse)] });
         }
-        for j in (0..k.min(n)).filter(|&j| prologue_after[j] == i) {
-            let mut deps = vec![here(compute_pos[last_of_slot(j)], DepKind::SlotReuse)];
-            if last_of_slot(j) < i {
+        for q in (0..k).filter(|&q| prologue_after[q] == Some(i)) {
+            let last = last_of_slot[q].expect("a prologue follows a last occupant");
+            let mut deps = vec![here(compute_pos[last], DepKind::SlotReuse)];
+            if last < i {
                 deps.push(here(at, DepKind::EventReuse));
             }
-            prologue_pos[j] = pre.len();
-            pre.push(Item { work: dcopy(j), deps });
+            first_copy_pos[q] = pre.len();
+            pre.push(Item { work: Work::Copy { block: occupants[q][0], slot: q as u64 }, deps });
         }
     }
+    for q in (0..k).filter(|&q| prologue_after[q].is_none() && !occupants[q].is_empty()) {
+        first_copy_pos[q] = copy_pos[last_of_slot[q].expect("the first occupant is the last prefill one")];
+    }
 
-    // Decode body: first pass with placeholders for the loop-carried positions.
+    // Decode body. A slot with several occupants rotates them: after the compute
+    // of each, the copy of the next (of the first, for the next iteration, after
+    // the last). A slot with one occupant is pinned: it keeps what prefill left
+    // there, and the body never copies into it.
     let mut body = Vec::new();
-    let mut copy_pos = vec![usize::MAX; n];
-    let mut next_iter_pos = vec![usize::MAX; k.min(n)];
-    let mut carried = Vec::new(); // (body position of a compute of d_j, j < k)
+    let mut copy_pos = vec![usize::MAX; blocks];
+    let mut next_iter_pos: Vec<Option<usize>> = vec![None; k];
+    let mut carried = Vec::new(); // (body position of the compute of a slot's first occupant, slot)
     for b in 0..blocks {
         if idx[b].is_none() {
             body.push(Item { work: Work::Compute { block: b, slot: None }, deps: vec![] });
             continue;
         }
-        let Some(j) = didx[b] else {
+        let Some((q, j)) = decode_slot[b] else {
             body.push(Item { work: Work::HostCompute { block: b }, deps: vec![] });
             continue;
         };
+        let occ = &occupants[q];
         let at = body.len();
-        let deps = if j < k {
-            carried.push((at, j));
+        let deps = if j == 0 {
+            carried.push((at, q));
             vec![]
         } else {
-            vec![here(copy_pos[j], DepKind::Data)]
+            vec![here(copy_pos[b], DepKind::Data)]
         };
-        body.push(Item { work: Work::Compute { block: b, slot: Some(slot(j)) }, deps });
-        let next = if j + k < n { j + k } else { j % k };
-        let pos = body.len();
-        body.push(Item { work: dcopy(next), deps: vec![here(at, DepKind::SlotReuse)] });
-        if j + k < n {
-            copy_pos[next] = pos;
-        } else {
-            next_iter_pos[next] = pos;
+        body.push(Item { work: Work::Compute { block: b, slot: Some(q as u64) }, deps });
+        if occ.len() > 1 {
+            let next = occ[(j + 1) % occ.len()];
+            let pos = body.len();
+            body.push(Item {
+                work: Work::Copy { block: next, slot: q as u64 },
+                deps: vec![here(at, DepKind::SlotReuse)],
+            });
+            if j + 1 < occ.len() {
+                copy_pos[next] = pos;
+            } else {
+                next_iter_pos[q] = Some(pos);
+            }
         }
     }
-    for (at, j) in carried {
-        let on = DepOn::Prev { body: next_iter_pos[j], prefill: prologue_pos[j] };
+    for (at, q) in carried {
+        let on = DepOn::Prev { body: next_iter_pos[q], prefill: first_copy_pos[q] };
         body[at].deps.push(Dep { on, kind: DepKind::Data });
     }
     Program { prefill: pre, decode: body }
+}
+
+/// Decode's occupants of each slot, in model order, for the `copied` layers
+/// (model order) given each slot's last prefill occupant.
+///
+/// With no more copied layers than slots, every copied layer gets a slot of
+/// its own. Otherwise `pinned` slots (at most all but one) each keep one
+/// layer for the whole decode loop, and the other copied layers rotate
+/// through the remaining slots, round-robin in model order. A pinned slot
+/// prefers the layer that prefill leaves in it (the slot then needs no
+/// prologue copy); further pinned layers are the latest copied ones.
+pub fn decode_occupants(copied: &[usize], last_of_slot: &[Option<usize>], pinned: usize) -> Vec<Vec<usize>> {
+    let k = last_of_slot.len();
+    let n = copied.len();
+    let pinned = if n <= k { n } else { pinned.min(k - 1) };
+    let mut occupants: Vec<Vec<usize>> = vec![Vec::new(); k];
+    let mut taken = vec![false; n];
+    // 1. Layers prefill leaves in their slot, latest first.
+    let mut by_lateness: Vec<usize> =
+        (0..k).filter(|&q| last_of_slot[q].is_some_and(|b| copied.contains(&b))).collect();
+    by_lateness.sort_by_key(|&q| std::cmp::Reverse(last_of_slot[q]));
+    let mut pins = 0;
+    for q in by_lateness {
+        if pins == pinned {
+            break;
+        }
+        let b = last_of_slot[q].expect("filtered");
+        occupants[q].push(b);
+        taken[copied.iter().position(|&c| c == b).expect("filtered")] = true;
+        pins += 1;
+    }
+    // 2. More pinned layers, latest first, into the lowest free slots.
+    for j in (0..n).rev() {
+        if pins == pinned {
+            break;
+        }
+        if taken[j] {
+            continue;
+        }
+        let q = (0..k).find(|&q| occupants[q].is_empty()).expect("fewer pins than slots");
+        occupants[q].push(copied[j]);
+        taken[j] = true;
+        pins += 1;
+    }
+    // 3. The rest rotate through the free slots.
+    let free: Vec<usize> = (0..k).filter(|&q| occupants[q].is_empty()).collect();
+    for (r, j) in (0..n).filter(|&j| !taken[j]).enumerate() {
+        occupants[free[r % free.len()]].push(copied[j]);
+    }
+    occupants
 }
 
 fn sync(blocks: usize, streamed: &[usize], k: usize) -> Program {
@@ -263,8 +350,9 @@ fn sync(blocks: usize, streamed: &[usize], k: usize) -> Program {
     };
     let (prefill, pre_pos) = pass(&|_| None);
     // Positions are identical in every pass of the sync schedule.
-    let (decode, _) =
-        pass(&|j| last_of_slot(j).map(|i| DepOn::Prev { body: pre_pos[streamed[i]], prefill: pre_pos[streamed[i]] }));
+    let (decode, _) = pass(&|j| {
+        last_of_slot(j).map(|i| DepOn::Prev { body: Some(pre_pos[streamed[i]]), prefill: pre_pos[streamed[i]] })
+    });
     Program { prefill, decode }
 }
 
@@ -287,7 +375,8 @@ mod tests {
             for d in &it.deps {
                 match d.on {
                     DepOn::Here(p) => s.push_str(&format!("<{p}")),
-                    DepOn::Prev { body, prefill } => s.push_str(&format!("<<{body}/{prefill}")),
+                    DepOn::Prev { body: Some(body), prefill } => s.push_str(&format!("<<{body}/{prefill}")),
+                    DepOn::Prev { body: None, prefill } => s.push_str(&format!("<<-/{prefill}")),
                 }
             }
             out.push(s);
@@ -300,25 +389,47 @@ mod tests {
 
     #[test]
     fn djinn_prefill_issues_first_copies_then_follows_each_slot_release() {
-        let p = build(7, &[1, 2, 4], &[], 2, Strategy::Djinn);
+        let p = build(7, &[1, 2, 4], &[], 2, 0, Strategy::Djinn);
         // 0 c1@0, 1 c2@1, 2 C0, 3 C1 (waits copy 0), 4 c4@0 (waits C1: slot reuse),
-        // 5 C2 (waits 1), 6 c2@1 prologue (waits C2), 7 C3, 8 C4 (waits 4),
-        // 9 c1@0 prologue (waits C4), 10 C5, 11 C6.
-        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 c2@1<5 C3 C4@0<4 c1@0<8 C5 C6");
+        // 5 C2 (waits 1), 6 C3, 7 C4 (waits 4), 8 c1@0 prologue (waits C4), 9 C5, 10 C6.
+        // Decode keeps block 2 in slot 1 (its only decode occupant, and what
+        // prefill leaves there): no prologue copy for slot 1.
+        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 c1@0<7 C5 C6");
     }
 
     #[test]
     fn djinn_decode_body_consumes_the_previous_pass_copies() {
-        let p = build(7, &[1, 2, 4], &[], 2, Strategy::Djinn);
-        // The computes of s0 (block 1) and s1 (block 2) wait on the previous
-        // iteration's copies at body positions 7 and 4, or on prefill's prologue
-        // copies at 9 and 6.
-        assert_eq!(render(&p.decode), "C0 C1@0<<7/9 c4@0<1 C2@1<<4/6 c2@1<3 C3 C4@0<2 c1@0<6 C5 C6");
+        let p = build(7, &[1, 2, 4], &[], 2, 0, Strategy::Djinn);
+        // Slot 0 rotates blocks 1 and 4: the compute of block 1 waits on the
+        // previous iteration's copy at body position 6, or on prefill's prologue
+        // at 8. Slot 1 is pinned to block 2: no copy into it, and every
+        // iteration's compute reads prefill's copy at 1.
+        assert_eq!(render(&p.decode), "C0 C1@0<<6/8 c4@0<1 C2@1<<-/1 C3 C4@0<2 c1@0<5 C5 C6");
+    }
+
+    #[test]
+    fn more_copied_layers_than_slots_rotate_through_every_slot() {
+        // Blocks 0 embed, 1..=4 layers, 5 norm, 6 head; layers stream through 2
+        // slots: slot 0 holds blocks 1, 3 and slot 1 blocks 2, 4, in prefill and decode.
+        let p = build(7, &[1, 2, 3, 4], &[], 2, 0, Strategy::Djinn);
+        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c3@0<3 C2@1<1 c4@1<5 C3@0<4 c1@0<7 C4@1<6 c2@1<9 C5 C6");
+        assert_eq!(render(&p.decode), "C0 C1@0<<6/8 c3@0<1 C2@1<<8/10 c4@1<3 C3@0<2 c1@0<5 C4@1<4 c2@1<7 C5 C6");
+    }
+
+    #[test]
+    fn a_pinned_slot_keeps_its_layer_and_the_rest_rotate_through_one_slot() {
+        // As above with one pinned slot: prefill leaves block 4 in slot 1, and
+        // decode keeps it there; blocks 1, 2, 3 rotate through slot 0.
+        let p = build(7, &[1, 2, 3, 4], &[], 2, 1, Strategy::Djinn);
+        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c3@0<3 C2@1<1 c4@1<5 C3@0<4 c1@0<7 C4@1<6 C5 C6");
+        assert_eq!(render(&p.decode), "C0 C1@0<<6/8 c2@0<1 C2@0<2 c3@0<3 C3@0<4 c1@0<5 C4@1<<-/6 C5 C6");
+        let copies = |list: &[Item]| list.iter().filter(|it| it.work.is_copy()).count();
+        assert_eq!(copies(&p.decode), 3, "one copy fewer per token than layers copied");
     }
 
     #[test]
     fn sync_copies_wait_for_the_compute_before_their_block() {
-        let p = build(7, &[1, 2, 4], &[], 2, Strategy::Sync);
+        let p = build(7, &[1, 2, 4], &[], 2, 0, Strategy::Sync);
         // c4@0 waits on C3 (position 5, serialize) and on C1 (position 2, slot reuse).
         assert_eq!(render(&p.prefill), "C0 c1@0<0 C1@0<1 c2@1<2 C2@1<3 C3 c4@0<5<2 C4@0<6 C5 C6");
         // Decode's first copies also carry the slot's last occupant of the previous pass.
@@ -328,23 +439,21 @@ mod tests {
     #[test]
     fn host_layer_leaves_decode_copying_the_rest_through_the_same_slots() {
         // Host [2]: decode copies D = [1, 4], d0 = block 1 → slot 0, d1 = block 4 → slot 1.
-        let p = build(7, &[1, 2, 4], &[2], 2, Strategy::Djinn);
-        // Prefill as without host layers, but the prologues copy D's first
-        // occupants. Block 1 into slot 0 follows C4 (slot 0's last prefill
-        // occupant, 7). Block 4 into slot 1 may follow C2 (slot 1's last, 5),
-        // but not before prefill's own C4 at 7 has consumed ready:4: both at 8, 9.
-        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 c1@0<7 c4@1<5<7 C5 C6");
-        // Decode: each slot has one occupant, so its next-iteration copy follows
-        // its compute (c1@0 at 2, c4@1 at 6); iteration 0 reads prefill's 8 and 9.
+        let p = build(7, &[1, 2, 4], &[2], 2, 0, Strategy::Djinn);
+        // No more copied layers than slots: each is pinned. Block 4 stays where
+        // prefill leaves it (slot 0); block 1 goes to slot 1, after slot 1's last
+        // prefill occupant (block 2, computed at 5): the one prologue copy, at 6.
+        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 c1@1<5 C3 C4@0<4 C5 C6");
+        // Decode copies nothing; every iteration reads prefill's copies (6 and 4).
         // Block 2 is a host compute with no dependency.
-        assert_eq!(render(&p.decode), "C0 C1@0<<2/8 c1@0<1 H2 C3 C4@1<<6/9 c4@1<5 C5 C6");
+        assert_eq!(render(&p.decode), "C0 C1@1<<-/6 H2 C3 C4@0<<-/4 C5 C6");
     }
 
     #[test]
     fn host_layer_among_more_copied_layers_than_slots() {
         // Blocks 0 embed, 1..=5 layers, 6 norm, 7 head; all 5 layers stream
         // through 2 slots, block 3 is a host layer: D = [1, 2, 4, 5] → slots 0, 1, 0, 1.
-        let p = build(8, &[1, 2, 3, 4, 5], &[3], 2, Strategy::Djinn);
+        let p = build(8, &[1, 2, 3, 4, 5], &[3], 2, 0, Strategy::Djinn);
         // Prefill slots follow S (1@0 2@1 3@0 4@1 5@0): c3 after C1 (4), c4 after
         // C2 (6), c5 after C3 (8); slot 1's last prefill occupant is block 4:
         // prologue c2@1 after C4 (10); slot 0's is block 5: prologue c1@0 after C5 (12).
@@ -358,20 +467,30 @@ mod tests {
     }
 
     #[test]
-    fn a_prologue_copy_follows_its_blocks_own_prefill_compute() {
-        // Host [1]: D = [2, 4], d0 = block 2 → slot 0, d1 = block 4 → slot 1.
-        // Slot 0's last prefill occupant is block 4 (s2), slot 1's is block 2
-        // (s1). The prologue of block 4 into slot 1 could follow C2, but prefill's
-        // C4 (at 7) still waits on ready:4 from its own copy into slot 0: the
-        // prologue comes after C4 (EventReuse) as well as after C2 (slot reuse).
-        let p = build(7, &[1, 2, 4], &[1], 2, Strategy::Djinn);
-        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 c2@0<7 c4@1<5<7 C5 C6");
-        assert_eq!(render(&p.decode), "C0 H1 C2@0<<3/8 c2@0<2 C3 C4@1<<6/9 c4@1<5 C5 C6");
+    fn copied_layers_that_prefill_leaves_in_their_slots_need_no_prologue() {
+        // Host [1]: D = [2, 4], exactly what prefill leaves in slots 1 and 0.
+        let p = build(7, &[1, 2, 4], &[1], 2, 0, Strategy::Djinn);
+        assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 C5 C6");
+        assert_eq!(render(&p.decode), "C0 H1 C2@1<<-/1 C3 C4@0<<-/4 C5 C6");
+    }
+
+    #[test]
+    fn decode_occupants_pin_what_prefill_leaves_then_the_latest_and_rotate_the_rest() {
+        // Slots' last prefill occupants: slot 0 → 9, slot 1 → 8 (host), slot 2 → 7.
+        let last = [Some(9), Some(8), Some(7)];
+        assert_eq!(decode_occupants(&[2, 7, 9], &last, 0), [vec![9], vec![2], vec![7]]);
+        assert_eq!(decode_occupants(&[2, 3, 5, 7, 9], &last, 0), [vec![2, 7], vec![3, 9], vec![5]]);
+        assert_eq!(decode_occupants(&[2, 3, 5, 7, 9], &last, 1), [vec![9], vec![2, 5], vec![3, 7]]);
+        assert_eq!(decode_occupants(&[2, 3, 5, 7, 9], &last, 2), [vec![9], vec![2, 3, 5], vec![7]]);
+        // At most all slots but one are pinned while more layers than slots rotate.
+        assert_eq!(decode_occupants(&[2, 3, 5, 7, 9], &last, 5), decode_occupants(&[2, 3, 5, 7, 9], &last, 2));
+        // Host slot 1's last occupant is not copied: the second pin is the latest copied layer left.
+        assert_eq!(decode_occupants(&[2, 3, 5, 9], &[Some(9), Some(8), Some(6)], 2), [vec![9], vec![5], vec![2, 3]]);
     }
 
     #[test]
     fn all_streamed_layers_on_the_host_leave_decode_without_copies() {
-        let p = build(7, &[1, 2, 4], &[1, 2, 4], 2, Strategy::Djinn);
+        let p = build(7, &[1, 2, 4], &[1, 2, 4], 2, 0, Strategy::Djinn);
         // Prefill has no prologue: decode copies nothing.
         assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 C5 C6");
         assert_eq!(render(&p.decode), "C0 H1 H2 C3 H4 C5 C6");
@@ -385,7 +504,7 @@ mod tests {
                 let hosts: &[&[usize]] =
                     if strategy == Strategy::Sync { &[&[]] } else { &[&[], &[5], &[1, 9], &[2, 3, 4, 6, 7, 8]] };
                 for host in hosts {
-                    let p = build(12, &streamed, host, k, strategy);
+                    let p = build(12, &streamed, host, k, 0, strategy);
                     for list in [&p.prefill, &p.decode] {
                         for (pos, it) in list.iter().enumerate() {
                             for d in &it.deps {

@@ -2,6 +2,8 @@
 //!
 //! A step starts when its lane is free and every predecessor has ended (a
 //! `Host` edge adds the host turnaround); steps on a lane run in list order.
+//! A host compute costs its layer plus, when the compute lane's step before it
+//! was not one, the hand-off of the residual stream.
 //! The nodes are already in issue order, a topological order, so one pass
 //! computes every start and end.
 //!
@@ -56,6 +58,9 @@ pub fn simulate(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel) -> Timeli
     let mut start = vec![0.0; n];
     let mut end = vec![0.0; n];
     let turnaround = cost.turnaround_us();
+    // Whether the compute lane's latest step was a host compute: a run of them
+    // hands the residual stream over once.
+    let mut on_host = false;
     for ix in g.graph.node_indices() {
         let node = g.graph[ix];
         let mut t: f64 = 0.0;
@@ -76,8 +81,16 @@ pub fn simulate(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel) -> Timeli
             // The solver proposes host computes only when the cost model has a
             // host lane; were one simulated without, the infinite time would
             // fail the verifier's finite-time check instead of passing silently.
-            Work::HostCompute { .. } => cost.host_compute_us(block).unwrap_or(f64::INFINITY),
+            Work::HostCompute { .. } => {
+                let handoff = if on_host { 0.0 } else { cost.host_handoff_us() };
+                cost.host_compute_us(block).unwrap_or(f64::INFINITY) + handoff
+            }
         };
+        match node.work {
+            Work::HostCompute { .. } => on_host = true,
+            Work::Compute { .. } => on_host = false,
+            Work::Copy { .. } => {}
+        }
         start[ix.index()] = t;
         end[ix.index()] = t + dur;
     }

@@ -19,13 +19,19 @@
 //!    and the all-resident plan is tried first, so m ≥ k always.
 //! 4. **Schedule** ([`crate::schedule`]), unrolled ([`crate::graph`]) and
 //!    simulated ([`crate::simulate`]) for every candidate.
+//!    Decode may **pin** slots: a pinned slot keeps one copied layer through
+//!    the decode loop (what prefill left there, where it can), so decode
+//!    copies one layer fewer per pinned slot, while the other copied layers
+//!    rotate through fewer slots. The count is simulated ([`pinned_choices`]).
 //! 5. **Host compute** (djinn only, when the problem allows it and the cost
 //!    model has a host lane). With residency and slots fixed, the host CPU can
 //!    run some streamed layers' decode step from host memory instead of
 //!    copying them: the copy lane then moves fewer bytes per token while the
-//!    compute lane takes longer. For h = 0 ..= m, the h host layers are spread
-//!    evenly over the streamed ones ([`pick_host`]); the fastest decode wins,
-//!    ties to fewer host layers. Prefill is the same for every h.
+//!    compute lane takes longer, and a run of consecutive host layers pays one
+//!    hand-off. Every host set of a small streamed set ([`host_candidates`])
+//!    with every pinned count is simulated; the fastest decode wins, ties to
+//!    fewer host layers, then fewer pinned slots. Prefill computes every
+//!    streamed layer on the GPU whatever the host set.
 //! 6. **Strategies.** `djinn` as above; `sync` keeps djinn's residency and slots
 //!    but serialises copies and computes; `stream-all` keeps only the embedding,
 //!    norm and head resident and streams every layer with djinn's schedule.
@@ -37,10 +43,10 @@ use djinn_core::plan::{Arena, RunShape, Strategy};
 use crate::arena::{lay_out, FixedRegions};
 use crate::cost::CostModel;
 use crate::error::CompileError;
-use crate::HostCompute;
 use crate::graph::{unroll, RunGraph};
 use crate::schedule::{build, Program};
 use crate::simulate::{metrics, simulate, Metrics, Timeline, ITERATIONS};
+use crate::HostCompute;
 
 /// Most slots the solver tries.
 pub const MAX_SLOTS: u64 = 8;
@@ -84,6 +90,8 @@ pub struct Solution {
     pub layout: Layout,
     /// Streamed blocks whose decode step the host CPU computes, ascending.
     pub host: Vec<usize>,
+    /// Slots that keep one copied layer through decode ([`crate::schedule::decode_occupants`]).
+    pub pinned: usize,
     pub program: Program,
     pub graph: RunGraph,
     pub timeline: Timeline,
@@ -91,10 +99,10 @@ pub struct Solution {
 }
 
 impl Solution {
-    /// The ordering key: decode time, TTFT (to 0.1 µs), fewer slots, spread.
-    fn key(&self) -> (i64, i64, u64, Spread) {
+    /// The ordering key: decode time, TTFT (to 0.1 µs), fewer slots, spread, fewer pinned.
+    fn key(&self) -> (i64, i64, u64, Spread, usize) {
         let q = |us: f64| (us * 10.0).round() as i64;
-        (q(self.metrics.decode_us), q(self.metrics.ttft_us), self.layout.slots, self.spread)
+        (q(self.metrics.decode_us), q(self.metrics.ttft_us), self.layout.slots, self.spread, self.pinned)
     }
 }
 
@@ -131,35 +139,83 @@ pub fn layout_for(model: &ModelSpec, fixed: &FixedRegions, streamed: &[usize], s
 }
 
 /// Builds, unrolls and simulates the schedule of a layout.
-/// `host` (a subset of `layout.streamed`) are computed by the host CPU in decode.
+/// `host` (a subset of `layout.streamed`) are computed by the host CPU in
+/// decode; `pinned` slots keep one copied layer through decode.
 pub fn evaluate(
     model: &ModelSpec,
     layout: Layout,
     host: &[usize],
+    pinned: usize,
     spread: Spread,
     strategy: Strategy,
     cost: &dyn CostModel,
 ) -> Result<Solution, CompileError> {
-    let program = build(model.blocks.len(), &layout.streamed, host, layout.slots, strategy);
+    let program = build(model.blocks.len(), &layout.streamed, host, layout.slots, pinned, strategy);
     let graph = unroll(&program, ITERATIONS)?;
     let timeline = simulate(&graph, model, cost);
     let metrics = metrics(&graph, &timeline, cost);
-    Ok(Solution { strategy, spread, layout, host: host.to_vec(), program, graph, timeline, metrics })
+    Ok(Solution { strategy, spread, layout, host: host.to_vec(), pinned, program, graph, timeline, metrics })
 }
 
-/// Step 5: the best set of host layers for `best`'s layout (`best` itself when none helps).
+/// The pinned-slot counts worth simulating for `slots` slots (0 and all but one
+/// bracket the trade: fewer copies per token against a shallower prefetch).
+pub fn pinned_choices(slots: u64) -> Vec<usize> {
+    let k = slots as usize;
+    let mut p: Vec<usize> = [0, 1, k / 2, k.saturating_sub(1)].into_iter().filter(|&p| p < k.max(1)).collect();
+    p.sort_unstable();
+    p.dedup();
+    p
+}
+
+/// Streamed sets up to this size have every subset tried as the host set.
+pub const EXHAUSTIVE_HOST_SETS: usize = 10;
+
+/// The host sets step 5 simulates for `streamed`: every non-empty subset of a
+/// small streamed set; for a large one, per size `h`, the even spread
+/// ([`pick_host`]) and `h` consecutive streamed layers at a few offsets (a run
+/// hands the residual stream over once).
+pub fn host_candidates(streamed: &[usize]) -> Vec<Vec<usize>> {
+    let m = streamed.len();
+    if m <= EXHAUSTIVE_HOST_SETS {
+        return (1u32..1 << m)
+            .map(|bits| (0..m).filter(|i| bits >> i & 1 == 1).map(|i| streamed[i]).collect())
+            .collect();
+    }
+    let mut sets = Vec::new();
+    for h in 1..=m {
+        sets.push(pick_host(streamed, h));
+        let stride = ((m - h) / 4).max(1);
+        for start in (0..=m - h).step_by(stride) {
+            sets.push(streamed[start..start + h].to_vec());
+        }
+    }
+    sets.sort();
+    sets.dedup();
+    sets
+}
+
+/// Whether `a` is the better solution: faster decode (to 0.1 µs), then fewer
+/// host layers, then fewer pinned slots, then TTFT.
+fn better(a: &Solution, b: &Solution) -> bool {
+    let q = |us: f64| (us * 10.0).round() as i64;
+    (q(a.metrics.decode_us), a.host.len(), a.pinned, q(a.metrics.ttft_us))
+        < (q(b.metrics.decode_us), b.host.len(), b.pinned, q(b.metrics.ttft_us))
+}
+
+/// Step 5: the best set of host layers and pinned slots for `best`'s layout
+/// (`best` itself when none helps), chosen by simulation.
 fn choose_host(model: &ModelSpec, best: Solution, cost: &dyn CostModel) -> Result<Solution, CompileError> {
     let streamed = best.layout.streamed.clone();
     if streamed.iter().any(|&b| cost.host_compute_us(&model.blocks[b]).is_none()) {
         return Ok(best);
     }
-    let q = |us: f64| (us * 10.0).round() as i64;
     let mut best = best;
-    for h in 1..=streamed.len() {
-        let host = pick_host(&streamed, h);
-        let sol = evaluate(model, best.layout.clone(), &host, best.spread, best.strategy, cost)?;
-        if q(sol.metrics.decode_us) < q(best.metrics.decode_us) {
-            best = sol;
+    for host in host_candidates(&streamed) {
+        for pinned in pinned_choices(best.layout.slots) {
+            let sol = evaluate(model, best.layout.clone(), &host, pinned, best.spread, best.strategy, cost)?;
+            if better(&sol, &best) {
+                best = sol;
+            }
         }
     }
     Ok(best)
@@ -176,7 +232,7 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
         Strategy::Djinn | Strategy::Sync => {
             let all = layout_for(model, &fixed, &[], 0);
             if fits(&all) {
-                return evaluate(model, all, &[], Spread::Even, problem.strategy, cost);
+                return evaluate(model, all, &[], 0, Spread::Even, problem.strategy, cost);
             }
             let mut layouts = Vec::new();
             for k in 2..=MAX_SLOTS.min(layers.len() as u64) {
@@ -211,21 +267,25 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
     for (layout, spread) in streaming {
         // Sync is timed with djinn's choice of layout: pick the layout by djinn's schedule.
         let strategy = if problem.strategy == Strategy::Sync { Strategy::Djinn } else { problem.strategy };
-        let sol = evaluate(model, layout, &[], spread, strategy, cost)?;
-        if !matches!(&best, Some(b) if b.key() <= sol.key()) {
-            best = Some(sol);
+        // The stream-all ablation keeps every layer moving: no pinned slots.
+        let pins = if problem.strategy == Strategy::StreamAll { vec![0] } else { pinned_choices(layout.slots) };
+        for pinned in pins {
+            let sol = evaluate(model, layout.clone(), &[], pinned, spread, strategy, cost)?;
+            if !matches!(&best, Some(b) if b.key() <= sol.key()) {
+                best = Some(sol);
+            }
         }
     }
     let best = best.expect("at least one candidate");
     match problem.strategy {
-        Strategy::Sync => evaluate(model, best.layout, &[], best.spread, Strategy::Sync, cost),
+        Strategy::Sync => evaluate(model, best.layout, &[], 0, best.spread, Strategy::Sync, cost),
         Strategy::Djinn if problem.host_compute == HostCompute::Auto => choose_host(model, best, cost),
         Strategy::Djinn if problem.host_compute == HostCompute::All => {
             let streamed = best.layout.streamed.clone();
             if let Some(&b) = streamed.iter().find(|&&b| cost.host_compute_us(&model.blocks[b]).is_none()) {
                 return Err(CompileError::NoHostLane { block: model.blocks[b].name.clone() });
             }
-            evaluate(model, best.layout, &streamed, best.spread, Strategy::Djinn, cost)
+            evaluate(model, best.layout, &streamed, 0, best.spread, Strategy::Djinn, cost)
         }
         Strategy::Djinn | Strategy::StreamAll => Ok(best),
     }

@@ -86,6 +86,9 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             fmt_bytes(p.streamed_bytes_per_token)
         ));
         line(format!("streamed layers: {}", streamed.join(", ")));
+        if let Some(slots) = decode_slots(plan) {
+            line(format!("decode slots: {slots}"));
+        }
         let host: Vec<String> = plan
             .decode
             .steps
@@ -123,4 +126,28 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
         p.prefill_copy_busy * 100.0
     ));
     out
+}
+
+/// What each slot does in decode: rotates its copied layers, or keeps one
+/// (pinned: the body never copies into it). `None` when decode uses no slot.
+fn decode_slots(plan: &Plan) -> Option<String> {
+    let m = &plan.model;
+    let layer = |name: &str| m.block(name).and_then(|b| b.layer).map_or_else(|| name.to_string(), |l| l.to_string());
+    let mut parts = Vec::new();
+    for slot in 0..plan.prediction.slots {
+        let held: Vec<String> = plan
+            .decode
+            .steps
+            .iter()
+            .filter(|s| s.op == Op::Compute && s.slot == Some(slot))
+            .map(|s| layer(&s.block))
+            .collect();
+        let copies = plan.decode.steps.iter().any(|s| s.op == Op::Copy && s.slot == Some(slot));
+        match (held.as_slice(), copies) {
+            ([], _) => parts.push(format!("slot {slot} unused")),
+            ([one], false) => parts.push(format!("slot {slot} keeps layer {one} (pinned)")),
+            (many, _) => parts.push(format!("slot {slot} rotates layers {}", many.join(", "))),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

@@ -17,7 +17,9 @@
 //! * `wait_prev = ["e"]` (decode only) waits on the record of `e` made by the
 //!   *previous* iteration; for the first decode iteration, by prefill. This is
 //!   how the copy of the next token's first streamed blocks, issued while the
-//!   current token's last blocks compute, is consumed.
+//!   current token's last blocks compute, is consumed. An event that only
+//!   prefill records (the copy that fills a *pinned* slot, whose block decode
+//!   never replaces) binds to prefill's record in every iteration.
 //!
 //! The executor decides nothing; [`crate::verify`] proves a plan safe before it runs.
 

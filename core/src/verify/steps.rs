@@ -195,10 +195,8 @@ pub(super) fn check_events(plan: &Plan, out: &mut Vec<Violation>) {
             for e in &step.wait_prev {
                 let at: Vec<usize> = recorders(&plan.decode, e).collect();
                 if at.is_empty() {
-                    fail(format!(
-                        "has wait_prev on event {e:?}, but no step of the decode body records it, so there is no \
-                         previous iteration's record to wait on"
-                    ));
+                    // Recorded by prefill alone (a pinned slot's copy): every iteration binds
+                    // to prefill's record; the check below says so when prefill lacks it.
                 } else if let Some(&p) = at.iter().find(|&&p| p < i) {
                     fail(format!(
                         "has wait_prev on event {e:?}, but step {p} records it earlier in the same iteration, so the \
@@ -207,10 +205,14 @@ pub(super) fn check_events(plan: &Plan, out: &mut Vec<Violation>) {
                     ));
                 }
                 if recorders(&plan.prefill, e).next().is_none() {
-                    fail(format!(
-                        "has wait_prev on event {e:?}, but prefill never records it: in the first decode iteration \
-                         the previous iteration is prefill, which must record {e:?} too"
-                    ));
+                    fail(if at.is_empty() {
+                        format!("has wait_prev on event {e:?}, but neither prefill nor the decode body records it")
+                    } else {
+                        format!(
+                            "has wait_prev on event {e:?}, but prefill never records it: in the first decode \
+                             iteration the previous iteration is prefill, which must record {e:?} too"
+                        )
+                    });
                 }
             }
         }

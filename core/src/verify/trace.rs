@@ -7,7 +7,10 @@
 //! across phases and iterations), and event edges: a `wait` resolves to the
 //! most recent record of that name issued before it in the same pass, a
 //! `wait_prev` to the most recent record in the previous pass (prefill, for
-//! decode iteration 0). Happens-before is reachability; issue order is a
+//! decode iteration 0), or to prefill's when the decode body never records
+//! the event (a pinned slot, filled once by prefill: an edge from prefill into
+//! every iteration, which adds nothing to iteration `t ≥ 1` that lane order
+//! through iteration 0 had not already implied). Happens-before is reachability; issue order is a
 //! topological order, so one forward sweep computes an ancestor bitset per
 //! node (the run is a few hundred nodes).
 //!
@@ -37,6 +40,12 @@ use crate::plan::{Lane, Op, PhaseName, Placement, Plan, Step};
 
 /// Decode iterations unrolled after prefill (see the module docs for why three suffice).
 pub(super) const DECODE_ITERATIONS: usize = 3;
+
+/// Whether no step of the decode body records `event`: a `wait_prev` on it then
+/// binds to prefill's record in every iteration (a pinned slot's copy).
+fn never_in_decode(plan: &Plan, event: &str) -> bool {
+    plan.decode.steps.iter().all(|s| s.record.as_deref() != Some(event))
+}
 
 /// The latest node in `range` that records `event`.
 fn latest_record(nodes: &[Node], range: Range<usize>, event: &str) -> Option<usize> {
@@ -115,7 +124,11 @@ impl<'p> Trace<'p> {
             preds.extend(node.step.wait.iter().filter_map(|e| record_in(here.clone(), e)));
             if let Pass::Decode(_) = node.pass {
                 let prev = ranges[node.pass.ordinal() - 1].clone();
-                preds.extend(node.step.wait_prev.iter().filter_map(|e| record_in(prev.clone(), e)));
+                let prefill = ranges[0].clone();
+                preds.extend(node.step.wait_prev.iter().filter_map(|e| {
+                    record_in(prev.clone(), e)
+                        .or_else(|| never_in_decode(plan, e).then(|| record_in(prefill.clone(), e))?)
+                }));
             }
             for p in preds {
                 // Every edge points backwards in issue order by construction, so the
@@ -153,7 +166,11 @@ impl<'p> Trace<'p> {
             "wait" => self.ranges[ordinal].start..waiter,
             _ => self.ranges[ordinal.checked_sub(1)?].clone(),
         };
-        latest_record(&self.nodes, range, event)
+        latest_record(&self.nodes, range, event).or_else(|| {
+            let decode_records =
+                self.nodes.iter().any(|n| n.pass != Pass::Prefill && n.step.record.as_deref() == Some(event));
+            (field != "wait" && !decode_records).then(|| latest_record(&self.nodes, self.ranges[0].clone(), event))?
+        })
     }
 
     /// Whether `u` happens before `v`.
