@@ -13,7 +13,7 @@ use djinn_core::plan::{Op, Placement, Plan};
 /// all-resident plan of the same options) that streams all but one layer.
 pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) -> Plan {
     let mut gpu = load_gpu(gpu).unwrap();
-    gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0 });
+    gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0, ..Default::default() });
     let model = load_model(&dir.display().to_string()).unwrap();
     let layer = resident.model.block("layer.0").unwrap().bytes;
     let layers = resident.model.arch.num_layers;

@@ -21,12 +21,14 @@
 //!   tokens) replaces the estimate.
 //!
 //! * A host compute (the profile's `[cpu]` lane running a streamed layer's
-//!   decode step from host memory) takes `bytes / gemv_f16_gbps_during_copy`:
-//!   the host streams the weights once, at the rate it measured while the copy
-//!   lane ran. A `block_times` entry is a GPU time and does not apply. Each run
-//!   of consecutive host-computed blocks also pays one hand-off of the
-//!   residual stream, [`HOST_HANDOFF_US`]. Without a `[cpu]` lane there is no
-//!   host compute.
+//!   decode step from host memory) takes the lane's measured time for a whole
+//!   layer of this model at this context (`layer_times`, taken while the copy
+//!   lane ran), or else `bytes / gemv_f16_gbps_during_copy`: the host streams
+//!   the weights once, at the rate it measured while the copy lane ran. A
+//!   `block_times` entry is a GPU time and does not apply. Each run of
+//!   consecutive host-computed blocks also pays one hand-off of the residual
+//!   stream: the profile's `handoff_us`, else [`HOST_HANDOFF_US`]. Without a
+//!   `[cpu]` lane there is no host compute.
 //!
 //! Between two forward passes the host reads the logits, samples, and issues the
 //! next pass: [`HOST_TURNAROUND_US`]. It is one constant for every GPU, taken from
@@ -211,11 +213,14 @@ impl CostModel for Roofline<'_> {
 
     fn host_compute_us(&self, block: &Block) -> Option<f64> {
         let cpu = self.gpu.cpu.as_ref()?;
-        Some(block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3))
+        let measured = cpu.layer_times.iter().find(|t| {
+            block.kind == BlockKind::Layer && t.model == self.model.name && t.context == self.shape.prompt_len
+        });
+        Some(measured.map_or_else(|| block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3), |t| t.us))
     }
 
     fn host_handoff_us(&self) -> f64 {
-        HOST_HANDOFF_US
+        self.gpu.cpu.as_ref().and_then(|c| c.handoff_us).unwrap_or(HOST_HANDOFF_US)
     }
 }
 
@@ -330,7 +335,12 @@ mod tests {
         let m = model();
         let layer = m.block("layer.0").unwrap();
         assert_eq!(Roofline::new(&g, &m, SHAPE).host_compute_us(layer), None, "no cpu lane");
-        g.cpu = Some(djinn_core::gpu::CpuLane { cores: 16, gemv_f16_gbps: 50.0, gemv_f16_gbps_during_copy: 40.0 });
+        g.cpu = Some(djinn_core::gpu::CpuLane {
+            cores: 16,
+            gemv_f16_gbps: 50.0,
+            gemv_f16_gbps_during_copy: 40.0,
+            ..Default::default()
+        });
         // A GPU block time does not apply to the host.
         g.block_times = vec![BlockTime {
             model: "m".into(),
@@ -344,5 +354,21 @@ mod tests {
         let want = layer.bytes as f64 / 40_000.0;
         assert!((r.host_compute_us(layer).unwrap() - want).abs() < 1e-9);
         assert_eq!(r.host_handoff_us(), HOST_HANDOFF_US);
+        // A measured whole layer of this model at this context, and a measured hand-off, replace both.
+        let cpu = g.cpu.as_mut().unwrap();
+        cpu.handoff_us = Some(33.0);
+        let t = |model: &str, context| djinn_core::gpu::HostLayerTime {
+            model: model.into(),
+            context,
+            us: 7000.0,
+            hot_us: 6000.0,
+            cold_us: 6500.0,
+        };
+        cpu.layer_times = vec![t("other", 512), t("m", 64)];
+        let r = Roofline::new(&g, &m, SHAPE);
+        assert!((r.host_compute_us(layer).unwrap() - want).abs() < 1e-9, "another model or context does not apply");
+        g.cpu.as_mut().unwrap().layer_times.push(t("m", 512));
+        let r = Roofline::new(&g, &m, SHAPE);
+        assert_eq!((r.host_compute_us(layer), r.host_handoff_us()), (Some(7000.0), 33.0));
     }
 }

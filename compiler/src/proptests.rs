@@ -49,7 +49,12 @@ fn gpu_for(h2d: Option<f64>, cpu: Option<f64>) -> GpuProfile {
         gpu.h2d_gbps = rate;
         gpu.h2d_curve.clear();
     }
-    gpu.cpu = cpu.map(|rate| CpuLane { cores: 8, gemv_f16_gbps: rate, gemv_f16_gbps_during_copy: rate });
+    gpu.cpu = cpu.map(|rate| CpuLane {
+        cores: 8,
+        gemv_f16_gbps: rate,
+        gemv_f16_gbps_during_copy: rate,
+        ..Default::default()
+    });
     gpu
 }
 

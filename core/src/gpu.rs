@@ -71,7 +71,8 @@ pub struct BlockTime {
     pub us: f64,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// The host CPU as a compute lane (`djinn-profile` measures it; presets have none).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CpuLane {
     pub cores: u32,
@@ -79,4 +80,34 @@ pub struct CpuLane {
     pub gemv_f16_gbps: f64,
     /// The same while the copy lane runs at full rate, GB/s.
     pub gemv_f16_gbps_during_copy: f64,
+    /// A plain read of host memory on every core, GB/s: the host lane's bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_read_gbps: Option<f64>,
+    /// The residual stream's trip device → host → device around a run of
+    /// host-computed layers, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_us: Option<f64>,
+    /// Pinned host-to-device copies while the host lane computes, GB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h2d_gbps_during_host: Option<f64>,
+    /// Whole decode layers computed on the host, as the host lane runs them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_times: Vec<HostLayerTime>,
+}
+
+/// One decode step of a model's layer on the host lane, measured over
+/// distinct weights larger than the last-level cache.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostLayerTime {
+    /// The model name the measurement was taken with (`llama2-13b`).
+    pub model: String,
+    /// Positions the step attends over (the prompt length).
+    pub context: u64,
+    /// While the copy lane runs at full rate, the team hot: what the compiler prices, µs.
+    pub us: f64,
+    /// Alone, the team hot (layers back to back), µs.
+    pub hot_us: f64,
+    /// Alone, the team parked before the layer and woken for it, µs.
+    pub cold_us: f64,
 }

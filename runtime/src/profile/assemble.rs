@@ -20,7 +20,7 @@
 //!   instead of its roofline.
 //! * `cpu`: weight bytes over the matrix-vector time, alone and during copies.
 
-use djinn_core::gpu::{BlockTime, CpuLane, GpuProfile};
+use djinn_core::gpu::{BlockTime, CpuLane, GpuProfile, HostLayerTime};
 
 use super::copy_fit::{self, gbps};
 use super::measurements::Measurements;
@@ -67,7 +67,7 @@ pub fn assemble(m: &Measurements, p: &Provenance) -> GpuProfile {
     let dc = &m.device_copy;
     let g = &m.gemm;
     let flops = 2.0 * (g.m * g.n * g.k) as f64;
-    let cpu = &m.cpu;
+    let (cpu, hl) = (&m.cpu, &m.host_layer);
     GpuProfile {
         name: p.name.clone().unwrap_or_else(|| slug(&m.device.name)),
         source: format!("measured by djinn-profile on {} {}: {}", m.device.name, p.date, p.command),
@@ -96,6 +96,16 @@ pub fn assemble(m: &Measurements, p: &Provenance) -> GpuProfile {
             cores: cpu.threads,
             gemv_f16_gbps: round_to(gbps(cpu.weight_bytes(), cpu.alone.median_us), 1),
             gemv_f16_gbps_during_copy: round_to(gbps(cpu.weight_bytes(), cpu.during_copy.median_us), 1),
+            host_read_gbps: Some(round_to(hl.read_gbps, 1)),
+            handoff_us: Some(round_to(hl.handoff.median_us, 1)),
+            h2d_gbps_during_host: Some(round_to(hl.copy_gbps, 1)),
+            layer_times: vec![HostLayerTime {
+                model: m.model.clone(),
+                context: hl.context,
+                us: round_to(hl.during_copy.median_us, 1),
+                hot_us: round_to(hl.hot.median_us, 1),
+                cold_us: round_to(hl.cold.median_us, 1),
+            }],
         }),
     }
 }
@@ -194,6 +204,25 @@ pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String 
         size(cpu.weight_bytes())
     ));
     c.push(format!("  pinned host-to-device copies looped (they ran at {:.1} GB/s meanwhile).", cpu.copy_gbps));
+    let hl = &m.host_layer;
+    c.push(format!(
+        "cpu.layer_times: one decode layer of {} ({}) computed by the host lane (the forward pass, the CPU twins",
+        m.model,
+        size(hl.bytes)
+    ));
+    c.push(format!(
+        "  on a team of {} threads) cycling through {} distinct images, context {}; us = while pinned copies looped",
+        hl.threads, hl.images, hl.context
+    ));
+    c.push(format!(
+        "  (at {:.1} GB/s meanwhile: h2d_gbps_during_host), hot_us back to back, cold_us each after the team parked.",
+        hl.copy_gbps
+    ));
+    c.push(format!(
+        "cpu.host_read_gbps: a plain read of those images on the team. cpu.handoff_us: {} bytes down into pinned",
+        hl.handoff_bytes
+    ));
+    c.push("  memory, an event spun on, and back up, as the host lane hands the residual stream over.".into());
     c.push(format!("pcie_gen / pcie_lanes: {}.", m.link.how));
     let mut out: String = c.iter().map(|l| format!("# {l}\n")).collect();
     out.push_str(&toml::to_string(profile).expect("a GpuProfile always serializes to TOML"));

@@ -25,6 +25,10 @@ pub enum ProfileError {
     Cuda { what: String, error: CudaError },
     #[error("cannot lay out one layer of `{model}` in device memory for profiling: {message}")]
     Plan { model: String, message: String },
+    #[error("cannot allocate {bytes} bytes of host memory for the host-layer measurement")]
+    HostMemory { bytes: u64 },
+    #[error("the host layer's forward pass failed: {0}")]
+    HostLayer(String),
     #[error("cannot write {}: {error}", path.display())]
     Write { path: PathBuf, error: std::io::Error },
 }

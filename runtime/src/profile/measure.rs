@@ -17,7 +17,10 @@ use super::copy::CopyRig;
 use super::copy_fit::{self, gbps};
 use super::cpu::GemvBench;
 use super::error::{During, ProfileError};
-use super::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches, Measurements};
+use super::host_layer::{self, HostLayerRig};
+use super::measurements::{
+    BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, HostLayer, Launches, Measurements,
+};
 use super::pcie::{self, Link};
 use crate::cuda::Gpu;
 
@@ -63,6 +66,7 @@ pub fn measure(
     let mut rig = CopyRig::new(gpu, largest).during("allocating the copy benchmark's buffers")?;
     let (h2d_small, h2d, device_copy) = copies(&rig, say)?;
     let (cpu, sysfs) = cpu_lane(&mut rig, ordinal, say)?;
+    let host_layer = host_lane(gpu, &mut rig, model, prompt_len, &device, say)?;
     drop(rig);
     let link = sysfs.unwrap_or_else(|| pcie::infer(h2d.last().map_or(0.0, |c| gbps(c.bytes, c.time.median_us))));
     say(format!("PCIe gen {} x{} ({})", link.gen, link.lanes, link.how));
@@ -81,6 +85,7 @@ pub fn measure(
         blocks,
         device_ahead,
         cpu,
+        host_layer,
     })
 }
 
@@ -147,6 +152,67 @@ fn cpu_lane(
         cpu.copy_gbps
     ));
     Ok((cpu, link))
+}
+
+/// Steps of each host-layer timing.
+const HOST_LAYER_REPS: usize = 8;
+/// Parked long enough that every worker has gone to sleep (the team's
+/// default idle spin is 2 ms).
+const PARKED: std::time::Duration = std::time::Duration::from_millis(30);
+
+/// One decode layer of `model` on the host lane: hot, cold, beside the copy
+/// loop, a plain read of host memory, and the residual stream's hand-off.
+fn host_lane(
+    gpu: &Gpu,
+    rig: &mut CopyRig,
+    model: &ModelSpec,
+    prompt_len: u64,
+    device: &Device,
+    say: &mut dyn FnMut(String),
+) -> Result<HostLayer, ProfileError> {
+    let one = bench_plan::one_layer(model);
+    let plan = bench_plan::profiling_plan(&one, prompt_len, device.memory_bytes, device.usable_bytes)?;
+    let mut layer = HostLayerRig::new(&plan, prompt_len)?;
+    let read_gbps = layer.read_gbps(5);
+    let hot = layer.hot(HOST_LAYER_REPS)?;
+    let cold = layer.cold(HOST_LAYER_REPS, PARKED)?;
+    let (during_copy, copy_gbps) = rig
+        .while_copying(LOOP_COPY.min(rig.bytes()), || layer.hot(HOST_LAYER_REPS))
+        .during("looping host-to-device copies beside the host layer")?;
+    let during_copy = during_copy?;
+    let x_bytes = model.arch.hidden_size * 4;
+    let handoff = host_layer::handoff(gpu, x_bytes, 20).during("timing the residual stream's hand-off")?;
+    let threads = djinn_kernels::Team::global().threads() as u32;
+    let at = |us: f64| layer.bytes as f64 / us / 1e3;
+    say(format!(
+        "host layer of {} ({}, {} threads, {} images, context {prompt_len}): {:.0} us hot ({:.1} GB/s), {:.0} us \
+         cold, {:.0} us ({:.1} GB/s) while copies ran at {:.1} GB/s; plain read {:.1} GB/s; hand-off {:.1} us",
+        model.name,
+        size(layer.bytes),
+        threads,
+        layer.images(),
+        hot.median_us,
+        at(hot.median_us),
+        cold.median_us,
+        during_copy.median_us,
+        at(during_copy.median_us),
+        copy_gbps,
+        read_gbps,
+        handoff.median_us
+    ));
+    Ok(HostLayer {
+        threads,
+        bytes: layer.bytes,
+        images: layer.images() as u64,
+        context: prompt_len,
+        hot,
+        cold,
+        during_copy,
+        copy_gbps,
+        read_gbps,
+        handoff,
+        handoff_bytes: x_bytes,
+    })
 }
 
 /// What [`compute`] measures.

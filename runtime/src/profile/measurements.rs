@@ -115,6 +115,31 @@ impl CpuGemv {
     }
 }
 
+/// One decode layer of the model on the host lane ([`super::host_layer`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostLayer {
+    /// Threads of the kernels' team.
+    pub threads: u32,
+    /// The layer's weight bytes, and the distinct images cycled through.
+    pub bytes: u64,
+    pub images: u64,
+    /// Positions each step attends over.
+    pub context: u64,
+    /// Steps back to back.
+    pub hot: Timing,
+    /// Each step after the team parked, woken first.
+    pub cold: Timing,
+    /// Steps back to back while the copy loop ran.
+    pub during_copy: Timing,
+    /// What the copy loop achieved meanwhile, GB/s.
+    pub copy_gbps: f64,
+    /// A plain read of the images on the whole team, GB/s.
+    pub read_gbps: f64,
+    /// The residual stream's round trip (`handoff_bytes`).
+    pub handoff: Timing,
+    pub handoff_bytes: u64,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measurements {
@@ -136,4 +161,5 @@ pub struct Measurements {
     /// (see `super::blocks`).
     pub device_ahead: bool,
     pub cpu: CpuGemv,
+    pub host_layer: HostLayer,
 }

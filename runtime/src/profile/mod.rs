@@ -32,6 +32,7 @@ pub mod copy_fit;
 pub mod cpu;
 pub mod date;
 pub mod error;
+pub mod host_layer;
 pub mod measure;
 pub mod measurements;
 pub mod pcie;
