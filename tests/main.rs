@@ -4,6 +4,7 @@ mod compiler;
 mod cuda;
 mod hf;
 mod profile;
+mod quickstart;
 mod runtime_cpu;
 mod support;
 mod verifier;
