@@ -3,14 +3,16 @@
 //! and against the CPU backend ([`runs`]).
 //!
 //! GPU tests need libcuda, libnvrtc, libcublas and a device; without them
-//! each prints `skipped: <why>` (visible with `--nocapture`) and passes, so
-//! this binary runs everywhere. `kernels_compile_with_nvrtc` needs only
+//! each reports a skip ([`crate::skip`]: printed, and counted by `.ci/run`)
+//! and passes, so this binary runs everywhere. `kernels_compile_with_nvrtc` needs only
 //! libnvrtc.
 
 mod kernels;
 mod runs;
 
 use djinn_runtime::cuda::{compile_kernels, kernel_cache_dir, CudaError, CudaOps, KERNEL_SOURCES};
+
+use crate::skip::{skip, Skip};
 
 /// Whether `e` means "no usable GPU here" (skip) rather than a failure.
 pub fn is_absence(e: &CudaError) -> bool {
@@ -22,7 +24,7 @@ pub fn gpu_ops(test: &str, bytes: u64) -> Option<CudaOps> {
     match CudaOps::standalone(bytes) {
         Ok(ops) => Some(ops),
         Err(e) if is_absence(&e) => {
-            println!("{test}: skipped: {e}");
+            skip(test, Skip::NoGpu, e);
             None
         }
         Err(e) => panic!("{test}: cannot open the GPU: {e}"),
@@ -34,7 +36,7 @@ fn kernels_compile_with_nvrtc() {
     let first = match compile_kernels("sm_90") {
         Ok(v) => v,
         Err(e @ CudaError::LibraryMissing { .. }) => {
-            println!("kernels_compile_with_nvrtc: skipped: {e}");
+            skip("kernels_compile_with_nvrtc", Skip::NoGpu, e);
             return;
         }
         Err(e) => panic!("{e}"),

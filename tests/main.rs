@@ -6,5 +6,6 @@ mod hf;
 mod profile;
 mod quickstart;
 mod runtime_cpu;
+mod skip;
 mod support;
 mod verifier;

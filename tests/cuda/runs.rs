@@ -17,6 +17,7 @@ use djinn_runtime::weights::Weights;
 use serde_json::Value;
 
 use super::is_absence;
+use crate::skip::{skip, Skip};
 
 const NEW_TOKENS: u64 = 32;
 
@@ -110,7 +111,7 @@ fn cuda(test: &str, plan: &Plan, weights: &Weights, opts: &CudaOptions) -> Optio
     match CudaBackend::new(plan, weights, opts) {
         Ok(b) => Some(b),
         Err(e) if is_absence(&e) => {
-            println!("{test}: skipped: {e}");
+            skip(test, Skip::NoGpu, e);
             None
         }
         Err(e) => panic!("{test}: {e}"),
@@ -222,7 +223,7 @@ fn an_arena_over_the_enforced_budget_fails_loudly() {
     plan.budget_bytes = plan.arena.bytes / 2; // what a hand-edited plan could claim
     let opts = CudaOptions { enforce_budget: true, ..CudaOptions::default() };
     match CudaBackend::new(&plan, &weights, &opts) {
-        Err(e) if is_absence(&e) => println!("{TEST}: skipped: {e}"),
+        Err(e) if is_absence(&e) => skip(TEST, Skip::NoGpu, e),
         Err(e @ CudaError::Budget(_)) => println!("{TEST}: refused as expected: {e}"),
         Err(e) => panic!("{TEST}: wrong error: {e}"),
         Ok(_) => {
@@ -234,7 +235,7 @@ fn an_arena_over_the_enforced_budget_fails_loudly() {
 #[test]
 fn missing_cuda_libraries_are_an_error_not_a_panic() {
     let Err(why) = check_libraries() else {
-        println!("missing_cuda_libraries_are_an_error_not_a_panic: skipped: the CUDA libraries are present");
+        skip("missing_cuda_libraries_are_an_error_not_a_panic", Skip::GpuPresent, "the CUDA libraries are present");
         return;
     };
     let model = "tiny-llama-mha";
