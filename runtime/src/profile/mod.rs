@@ -120,7 +120,7 @@ where
     let profile = assemble::assemble(&measurements, &prov);
     let toml = assemble::render(&profile, &measurements, &prov);
     let elapsed_s = started.elapsed().as_secs_f64();
-    if let Some(path) = &args.out {
+    if let Some(path) = &args.output {
         write(path, &toml)?;
         say(format!("wrote {}", path.display()));
     }
@@ -137,7 +137,7 @@ where
         say(format!("wrote {}", path.display()));
     }
     say(format!("measured in {elapsed_s:.1} s"));
-    Ok(Profiled { profile, toml, written_to: args.out, measurements })
+    Ok(Profiled { profile, toml, written_to: args.output, measurements })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ProfileError> {
