@@ -14,16 +14,11 @@ use djinn_runtime::cuda::{compile_kernels, kernel_cache_dir, CudaError, CudaOps,
 
 use crate::skip::{skip, Skip};
 
-/// Whether `e` means "no usable GPU here" (skip) rather than a failure.
-pub fn is_absence(e: &CudaError) -> bool {
-    matches!(e, CudaError::LibraryMissing { .. } | CudaError::SymbolMissing { .. } | CudaError::NoDevice { .. })
-}
-
 /// Standalone ops over a `bytes`-byte arena, or `None` after printing why the test skips.
 pub fn gpu_ops(test: &str, bytes: u64) -> Option<CudaOps> {
     match CudaOps::standalone(bytes) {
         Ok(ops) => Some(ops),
-        Err(e) if is_absence(&e) => {
+        Err(e) if e.is_absence() => {
             skip(test, Skip::NoGpu, e);
             None
         }

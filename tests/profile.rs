@@ -9,9 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use djinn_compiler::{compile, CompileRequest, Options};
+use djinn_profiler::{run, ProfileError};
 use djinn_runtime::cuda::Gpu;
-use djinn_runtime::profile::error::is_absence;
-use djinn_runtime::profile::{run, ProfileError};
 
 use crate::skip::{skip, Skip};
 
@@ -19,7 +18,7 @@ use crate::skip::{skip, Skip};
 fn no_gpu() -> Option<String> {
     match Gpu::open(0) {
         Ok(_) => None,
-        Err(e) if is_absence(&e) => Some(e.to_string()),
+        Err(e) if e.is_absence() => Some(e.to_string()),
         Err(e) => panic!("the GPU is present but cannot be opened: {e}"),
     }
 }

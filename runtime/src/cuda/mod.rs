@@ -33,6 +33,6 @@ pub use error::CudaError;
 pub use metrics::CudaMetrics;
 pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels, SOURCES as KERNEL_SOURCES};
 pub use ops::CudaOps;
-// For djinn-profile (`crate::profile`): the RAII wrappers, to time copies and kernels.
+// For djinn-profile (the `djinn-profiler` crate): the RAII wrappers, to time copies and kernels.
 pub use context::{DeviceBuffer, Event, Stream};
 pub use pinned::PinnedBuffer;

@@ -65,7 +65,8 @@ impl CudaOps {
     /// handle, then calls `alloc_arena` for the plan's one allocation (last,
     /// so a budget ballast taken inside it sees everything else allocated),
     /// and gives cuBLAS `workspace` = (offset, bytes) inside the arena.
-    pub(crate) fn new(
+    /// Public for djinn-profile, which lays out its own arena.
+    pub fn new(
         gpu: Gpu,
         stream: Stream,
         workspace: (u64, u64),
@@ -102,7 +103,8 @@ impl CudaOps {
         &self.gpu
     }
 
-    pub(crate) fn stream(&self) -> &Stream {
+    /// The stream every op issues on (djinn-profile times work on it).
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 

@@ -11,8 +11,8 @@ use std::time::Instant;
 use djinn_core::Dtype;
 use djinn_kernels::f16;
 
-use super::random;
-use super::stats::Timing;
+use crate::random;
+use crate::stats::Timing;
 
 pub struct GemvBench {
     w: Vec<f16>,

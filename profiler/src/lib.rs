@@ -18,6 +18,11 @@
 //! 4. [`assemble`]: the profile and its commented TOML; `--json` keeps every
 //!    raw timing ([`measurements`]).
 //!
+//! Its own crate because it is the one program that needs both sides of the
+//! contract: the compiler (`--model` resolution, the one-layer plan) and the
+//! runtime (the forward pass and kernels it times). Inside the runtime it
+//! made `djinn-exec`'s library depend on the compiler.
+//!
 //! A 13B-class model takes seconds (one layer's weights, not the model's,
 //! are allocated); the first run on a machine also compiles the kernels with
 //! NVRTC, which later runs read from the disk cache.
@@ -46,14 +51,13 @@ use std::time::Instant;
 use clap::Parser;
 use djinn_core::gpu::GpuProfile;
 use djinn_core::Dtype;
+use djinn_runtime::cuda::Gpu;
 use serde::Serialize;
 
 use self::args::Args;
 use self::assemble::Provenance;
-use self::error::is_absence;
 pub use self::error::ProfileError;
 use self::measurements::Measurements;
-use crate::cuda::Gpu;
 
 /// What a successful run produced.
 #[derive(Debug, Clone)]
@@ -101,7 +105,7 @@ where
     };
 
     let gpu = Gpu::open(args.device).map_err(|e| {
-        if is_absence(&e) {
+        if e.is_absence() {
             ProfileError::NoGpu(e)
         } else {
             ProfileError::Cuda { what: "opening the device".into(), error: e }

@@ -10,9 +10,9 @@ use djinn_core::plan::RunShape;
 use djinn_core::Dtype;
 
 use super::*;
-use crate::profile::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches};
-use crate::profile::pcie::Link;
-use crate::profile::stats::Timing;
+use crate::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, Launches};
+use crate::pcie::Link;
+use crate::stats::Timing;
 
 /// Copies cost 3 µs plus 50 GB/s, with ±1% spread around the median.
 fn copy(bytes: u64) -> CopyTiming {
