@@ -2,10 +2,11 @@
 //! round-trips through `GpuProfile`, and the compiler uses what it reads.
 
 use djinn_compiler::cost::Roofline;
-use djinn_compiler::presets::{load_model, parse_gpu_profile};
+use djinn_compiler::gpu_presets::parse_gpu_profile;
 use djinn_compiler::{compile_model, Options};
 use djinn_core::gpu::PhaseKind;
 use djinn_core::model::BlockKind;
+use djinn_core::model_presets::load_model;
 use djinn_core::plan::RunShape;
 use djinn_core::Dtype;
 

@@ -94,7 +94,7 @@ pub fn resident_offsets(plan: &Plan) -> Result<Vec<u64>, ProfileError> {
 
 #[cfg(test)]
 mod tests {
-    use djinn_compiler::presets::load_model;
+    use djinn_core::model_presets::load_model;
     use djinn_core::plan::RegionKind;
 
     use super::*;

@@ -90,7 +90,7 @@ where
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let args = Args::try_parse_from(&argv)?;
     let command = command_line(&argv);
-    let model = djinn_compiler::presets::load_model(&args.model)
+    let model = djinn_core::model_presets::load_model(&args.model)
         .map_err(|e| ProfileError::Model { arg: args.model.clone(), message: e.to_string() })?;
     if !matches!(model.dtype, Dtype::F16 | Dtype::Bf16) {
         return Err(ProfileError::Usage(format!(
