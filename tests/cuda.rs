@@ -10,7 +10,8 @@
 mod kernels;
 mod runs;
 
-use djinn_runtime::cuda::{compile_kernels, kernel_cache_dir, CudaError, CudaOps, KERNEL_SOURCES};
+use djinn_kernels::cuda::SOURCES as KERNEL_SOURCES;
+use djinn_runtime::cuda::{compile_kernels, kernel_cache_dir, CudaError, CudaOps};
 
 use crate::skip::{skip, Skip};
 
