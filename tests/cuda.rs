@@ -3,26 +3,24 @@
 //! and against the CPU backend ([`runs`]).
 //!
 //! GPU tests need libcuda, libnvrtc, libcublas and a device; without them
-//! each prints `skipped: <why>` (visible with `--nocapture`) and passes, so
-//! this binary runs everywhere. `kernels_compile_with_nvrtc` needs only
+//! each reports a skip ([`crate::skip`]: printed, and counted by `.ci/run`)
+//! and passes, so this binary runs everywhere. `kernels_compile_with_nvrtc` needs only
 //! libnvrtc.
 
 mod kernels;
 mod runs;
 
-use djinn_runtime::cuda::{compile_kernels, kernel_cache_dir, CudaError, CudaOps, KERNEL_SOURCES};
+use djinn_kernels::cuda::SOURCES as KERNEL_SOURCES;
+use djinn_runtime::cuda::{compile_kernels, kernel_cache_dir, CudaError, CudaOps};
 
-/// Whether `e` means "no usable GPU here" (skip) rather than a failure.
-pub fn is_absence(e: &CudaError) -> bool {
-    matches!(e, CudaError::LibraryMissing { .. } | CudaError::SymbolMissing { .. } | CudaError::NoDevice { .. })
-}
+use crate::skip::{skip, Skip};
 
 /// Standalone ops over a `bytes`-byte arena, or `None` after printing why the test skips.
 pub fn gpu_ops(test: &str, bytes: u64) -> Option<CudaOps> {
     match CudaOps::standalone(bytes) {
         Ok(ops) => Some(ops),
-        Err(e) if is_absence(&e) => {
-            println!("{test}: skipped: {e}");
+        Err(e) if e.is_absence() => {
+            skip(test, Skip::NoGpu, e);
             None
         }
         Err(e) => panic!("{test}: cannot open the GPU: {e}"),
@@ -34,7 +32,7 @@ fn kernels_compile_with_nvrtc() {
     let first = match compile_kernels("sm_90") {
         Ok(v) => v,
         Err(e @ CudaError::LibraryMissing { .. }) => {
-            println!("kernels_compile_with_nvrtc: skipped: {e}");
+            skip("kernels_compile_with_nvrtc", Skip::NoGpu, e);
             return;
         }
         Err(e) => panic!("{e}"),

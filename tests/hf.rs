@@ -1,6 +1,6 @@
 //! Integration tests: hf — the model-directory reader on checkpoints written
 //! by transformers itself (tests/fixtures), on the published configs the
-//! compiler embeds as presets, and on damaged copies of the fixtures.
+//! core embeds as model presets, and on damaged copies of the fixtures.
 
 use std::path::{Path, PathBuf};
 
@@ -106,7 +106,7 @@ fn fixture_config_rewritten_as_transformers_4x_gives_the_same_architecture() {
 
 #[test]
 fn published_preset_configs_parse() {
-    let presets = Path::new(env!("CARGO_MANIFEST_DIR")).join("compiler/presets/models");
+    let presets = Path::new(env!("CARGO_MANIFEST_DIR")).join("core/presets/models");
     let mut seen = 0;
     for entry in std::fs::read_dir(&presets).unwrap() {
         let path = entry.unwrap().path();

@@ -4,6 +4,8 @@ mod compiler;
 mod cuda;
 mod hf;
 mod profile;
+mod quickstart;
 mod runtime_cpu;
+mod skip;
 mod support;
 mod verifier;

@@ -9,15 +9,16 @@
 use std::path::{Path, PathBuf};
 
 use djinn_compiler::{compile, CompileRequest, Options};
+use djinn_profiler::{run, ProfileError};
 use djinn_runtime::cuda::Gpu;
-use djinn_runtime::profile::error::is_absence;
-use djinn_runtime::profile::{run, ProfileError};
+
+use crate::skip::{skip, Skip};
 
 /// Why there is no usable GPU here, or `None` when there is one.
 fn no_gpu() -> Option<String> {
     match Gpu::open(0) {
         Ok(_) => None,
-        Err(e) if is_absence(&e) => Some(e.to_string()),
+        Err(e) if e.is_absence() => Some(e.to_string()),
         Err(e) => panic!("the GPU is present but cannot be opened: {e}"),
     }
 }
@@ -31,7 +32,7 @@ fn scratch(test: &str) -> PathBuf {
 #[test]
 fn without_a_gpu_the_profiler_fails_cleanly_and_writes_nothing() {
     let Some(why) = no_gpu() else {
-        println!("without_a_gpu_the_profiler_fails_cleanly_and_writes_nothing: skipped: a GPU is present");
+        skip("without_a_gpu_the_profiler_fails_cleanly_and_writes_nothing", Skip::GpuPresent, "a GPU is present");
         return;
     };
     let dir = scratch("profile-no-gpu");
@@ -57,7 +58,7 @@ fn without_a_gpu_the_profiler_fails_cleanly_and_writes_nothing() {
 #[test]
 fn on_a_gpu_the_fixture_profile_compiles_and_its_block_times_are_used() {
     if let Some(why) = no_gpu() {
-        println!("on_a_gpu_the_fixture_profile_compiles_and_its_block_times_are_used: skipped: {why}");
+        skip("on_a_gpu_the_fixture_profile_compiles_and_its_block_times_are_used", Skip::NoGpu, why);
         return;
     }
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama-mha");

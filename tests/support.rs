@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use djinn_compiler::presets::{load_gpu, load_model};
+use djinn_compiler::gpu_presets::load_gpu;
 use djinn_compiler::{compile_model_with, HostCompute, Options};
 use djinn_core::gpu::CpuLane;
+use djinn_core::model_presets::load_model;
 use djinn_core::plan::{Op, Placement, Plan};
 
 /// A `djinn` plan for the model in `dir` whose streamed layers all run their

@@ -64,7 +64,7 @@ def exec_cmd(bin_dir, plan_path, model_dir, prompt_ids_txt, new_tokens, metrics_
 
 def synth_cmd(bin_dir, model, out_dir, dtype=None):
     """djinn-synth's command; without `dtype`, the preset's own (f16 for Llama 2)."""
-    cmd = [os.path.join(bin_dir, "djinn-synth"), "--model", model, "--out", out_dir]
+    cmd = [os.path.join(bin_dir, "djinn-synth"), "--model", model, "-o", out_dir]
     return cmd + ["--dtype", dtype] if dtype else cmd
 
 

@@ -15,7 +15,7 @@ echo "== profile"; date
 timeout 120 $B/djinn-profile --model llama2-13b --prompt-len 512 -o $OUT/profile.toml --json $OUT/profile.json 2>&1 | tail -30
 echo "== cuda_ops"; $B/cuda_ops 2>&1
 echo "== synth + traced 22GiB run"; date
-$B/djinn-synth --model llama2-13b --out /tmp/llama2-13b 2>&1 | tail -1
+$B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
 $B/djinn-compile --gpu profiles/h200-measured.toml --budget 22GiB --model /tmp/llama2-13b --prompt-len 512 --max-seq-len 1024 -o /tmp/plan.toml 2>&1 | tail -3
 python3 -c "import random; random.seed(0); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range(511)]))" > /tmp/ids.txt
 $B/djinn-exec /tmp/plan.toml --weights /tmp/llama2-13b --backend cuda --enforce-budget --prompt-ids /tmp/ids.txt --max-new-tokens 50 --ignore-eos --json $OUT/m22.json --trace /tmp/trace22.json 2>&1 | tail -12

@@ -10,7 +10,7 @@ export DJINN_KERNEL_CACHE=/tmp/djinn-kernels
 echo "== GPU tests"; date
 [ "$SKIP_TESTS" = 1 ] || timeout 200 $B/djinn-test cuda:: profile:: --nocapture --test-threads=1 2>&1 | grep -E "^test |skipped|test result|panicked|mismatch|host-compute" | head -60
 echo "== cpu_layer"; $B/cpu_layer --reps 10 2>&1
-echo "== synth"; $B/djinn-synth --model llama2-13b --out /tmp/llama2-13b 2>&1 | tail -1
+echo "== synth"; $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
 python3 -c "import random; random.seed(0); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range(511)]))" > /tmp/ids.txt
 for h in ${MODES:-auto off}; do
   echo "== 22GiB host-compute $h"; date

@@ -17,12 +17,10 @@ pub enum CompileError {
     #[error("GPU profile {path} is invalid: {message}")]
     GpuFileInvalid { path: String, message: String },
 
-    #[error("unknown model {name:?}: expected a preset ({valid}) or a Hugging Face model directory")]
-    UnknownModel { name: String, valid: String },
-
-    /// A model directory or a preset's `config.json` (the message names the file and field).
+    /// `--model`: an unknown name, a model directory or a preset's
+    /// `config.json` (the message names the file and field).
     #[error(transparent)]
-    Model(#[from] djinn_core::hf::HfError),
+    Model(#[from] djinn_core::model_presets::ModelArgError),
 
     #[error(
         "budget {} ({budget} B) exceeds the memory of GPU {gpu}: {} ({memory} B)",

@@ -5,7 +5,7 @@
 //! through a ring of slots, and the exact order of copies and computes on two
 //! lanes. The pipeline, one module each:
 //!
-//! model spec ([`presets`]) → GPU profile ([`presets`]) → cost model ([`cost`])
+//! model spec (`djinn_core::model_presets`) → GPU profile ([`gpu_presets`]) → cost model ([`cost`])
 //! → residency, slots and schedule ([`solve`], [`schedule`], [`arena`]) →
 //! graph ([`graph`]) → simulation ([`simulate`]) → plan ([`emit`]) → the
 //! verifier (`djinn_core::verify`, which every plan must pass before it is
@@ -19,8 +19,8 @@ pub mod cli;
 pub mod cost;
 pub mod emit;
 pub mod error;
+pub mod gpu_presets;
 pub mod graph;
-pub mod presets;
 pub mod schedule;
 pub mod simulate;
 pub mod solve;
@@ -104,8 +104,8 @@ pub fn compile(req: &CompileRequest) -> Result<Compiled, CompileError> {
 
 /// [`compile`] with an explicit [`HostCompute`].
 pub fn compile_with(req: &CompileRequest, host: HostCompute) -> Result<Compiled, CompileError> {
-    let gpu = presets::load_gpu(&req.gpu)?;
-    let model = presets::load_model(&req.model)?;
+    let gpu = gpu_presets::load_gpu(&req.gpu)?;
+    let model = djinn_core::model_presets::load_model(&req.model)?;
     compile_model_with(&model, &gpu, &req.options, host)
 }
 

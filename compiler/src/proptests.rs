@@ -44,7 +44,7 @@ fn strategy() -> impl Strategy<Value = PlanStrategy> {
 /// The GPU of a case: the L4 preset, its link optionally slowed to `h2d` GB/s,
 /// with a CPU lane of `cpu` GB/s when given.
 fn gpu_for(h2d: Option<f64>, cpu: Option<f64>) -> GpuProfile {
-    let mut gpu = crate::presets::load_gpu("l4").unwrap();
+    let mut gpu = crate::gpu_presets::load_gpu("l4").unwrap();
     if let Some(rate) = h2d {
         gpu.h2d_gbps = rate;
         gpu.h2d_curve.clear();

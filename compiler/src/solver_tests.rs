@@ -70,7 +70,7 @@ fn render_times(sol: &Solution, nodes: &[petgraph::graph::NodeIndex], origin: f6
 }
 
 fn gpu() -> GpuProfile {
-    crate::presets::load_gpu("l4").unwrap()
+    crate::gpu_presets::load_gpu("l4").unwrap()
 }
 
 fn plan_of(sol: &Solution, layers: u64) -> Plan {

@@ -2,7 +2,8 @@
 //!
 //! Everything both sides must agree on lives here and nowhere else:
 //! the plan schema ([`plan`]), the model description with its block table
-//! ([`model`]), the GPU profile format ([`gpu`]), how a model directory on disk
+//! ([`model`]) and the model presets `--model` names ([`model_presets`]), the
+//! GPU profile format ([`gpu`]), how a model directory on disk
 //! is read ([`hf`]), how the activations region is carved ([`activations`]),
 //! and the verifier that re-checks every plan without trusting its author
 //! ([`verify`]). The crate pulls in no CUDA and no solver: the runtime can read
@@ -13,6 +14,7 @@ pub mod activations;
 pub mod gpu;
 pub mod hf;
 pub mod model;
+pub mod model_presets;
 pub mod plan;
 pub mod units;
 pub mod verify;

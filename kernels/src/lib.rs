@@ -1,6 +1,7 @@
 //! Kernels and their CPU twins.
 //!
-//! The CUDA kernels live in `cuda/*.cu` (compiled by NVRTC at run time); each
+//! The CUDA kernels live in `cuda/*.cu` (embedded, with a typed id per
+//! kernel, by [`cuda`]; the runtime compiles them with NVRTC); each
 //! has a CPU twin here with the same name and signature — plain slices plus
 //! dimensions — so a test can run both on the same random inputs and compare
 //! them, and so the CPU backend proves the forward pass on any machine.
@@ -14,6 +15,7 @@
 
 pub mod attention;
 pub mod check;
+pub mod cuda;
 pub mod elem;
 pub mod elementwise;
 pub mod matmul;

@@ -7,8 +7,11 @@
 //! against [`ops::Ops`]; the [`cpu`] backend implements it with the CPU twins
 //! of the kernels, the [`cuda`] backend with the `.cu` kernels; [`tokenizer`]
 //! turns text into ids and streams ids back into text; [`exec`] is the
-//! command line. [`profile`] is `djinn-profile`, which measures a GPU for the
-//! compiler with the same forward pass and kernels.
+//! command line.
+//!
+//! This crate executes plans and decides nothing, so it does not depend on
+//! the compiler; `djinn-profile` (the `djinn-profiler` crate), which needs
+//! both, measures a GPU with this crate's forward pass and kernels.
 
 pub mod backend;
 pub mod cpu;
@@ -19,7 +22,6 @@ pub mod generate;
 pub mod host;
 pub mod kv_coherence;
 pub mod ops;
-pub mod profile;
 pub mod replay;
 pub mod report;
 pub mod tokenizer;

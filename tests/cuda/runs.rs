@@ -16,7 +16,7 @@ use djinn_runtime::replay::{Replay, ReplayOptions};
 use djinn_runtime::weights::Weights;
 use serde_json::Value;
 
-use super::is_absence;
+use crate::skip::{skip, Skip};
 
 const NEW_TOKENS: u64 = 32;
 
@@ -109,8 +109,8 @@ fn run<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32], check_step: usi
 fn cuda(test: &str, plan: &Plan, weights: &Weights, opts: &CudaOptions) -> Option<CudaBackend> {
     match CudaBackend::new(plan, weights, opts) {
         Ok(b) => Some(b),
-        Err(e) if is_absence(&e) => {
-            println!("{test}: skipped: {e}");
+        Err(e) if e.is_absence() => {
+            skip(test, Skip::NoGpu, e);
             None
         }
         Err(e) => panic!("{test}: {e}"),
@@ -222,7 +222,7 @@ fn an_arena_over_the_enforced_budget_fails_loudly() {
     plan.budget_bytes = plan.arena.bytes / 2; // what a hand-edited plan could claim
     let opts = CudaOptions { enforce_budget: true, ..CudaOptions::default() };
     match CudaBackend::new(&plan, &weights, &opts) {
-        Err(e) if is_absence(&e) => println!("{TEST}: skipped: {e}"),
+        Err(e) if e.is_absence() => skip(TEST, Skip::NoGpu, e),
         Err(e @ CudaError::Budget(_)) => println!("{TEST}: refused as expected: {e}"),
         Err(e) => panic!("{TEST}: wrong error: {e}"),
         Ok(_) => {
@@ -234,14 +234,14 @@ fn an_arena_over_the_enforced_budget_fails_loudly() {
 #[test]
 fn missing_cuda_libraries_are_an_error_not_a_panic() {
     let Err(why) = check_libraries() else {
-        println!("missing_cuda_libraries_are_an_error_not_a_panic: skipped: the CUDA libraries are present");
+        skip("missing_cuda_libraries_are_an_error_not_a_panic", Skip::GpuPresent, "the CUDA libraries are present");
         return;
     };
     let model = "tiny-llama-mha";
     let plan = plan(model, Strategy::Djinn, None).unwrap();
     let weights = Weights::open(&fixture(model), &plan).unwrap();
     let err = CudaBackend::new(&plan, &weights, &CudaOptions::default()).err().expect("no libraries, no backend");
-    assert!(is_absence(&err), "{err}");
+    assert!(err.is_absence(), "{err}");
     assert_eq!(err.to_string(), why.to_string());
     println!("without CUDA: {err}");
 }

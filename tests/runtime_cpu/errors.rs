@@ -11,6 +11,7 @@ use djinn_runtime::exec;
 use serde_json::Value;
 
 use super::*;
+use crate::skip::{skip, Skip};
 
 /// A scratch directory holding a plan (`plan.toml`) and, where a test damages
 /// them, copies of the weights.
@@ -217,7 +218,8 @@ fn backend_cuda_without_the_cuda_libraries_names_the_missing_library() {
     let why = match check_libraries() {
         Err(e) => e.to_string(),
         Ok(()) => {
-            println!("backend_cuda_without_the_cuda_libraries_names_the_missing_library: skipped: the CUDA libraries load here");
+            let test = "backend_cuda_without_the_cuda_libraries_names_the_missing_library";
+            skip(test, Skip::GpuPresent, "the CUDA libraries load here");
             return;
         }
     };

@@ -55,6 +55,15 @@ pub enum CudaError {
     Trace { path: String, source: std::io::Error },
 }
 
+impl CudaError {
+    /// Whether this means "no usable GPU on this machine" (no driver, no
+    /// device, libraries too old), as opposed to a failure on one: what a
+    /// test skips on and what djinn-profile reports as the machine's lack.
+    pub fn is_absence(&self) -> bool {
+        matches!(self, CudaError::LibraryMissing { .. } | CudaError::SymbolMissing { .. } | CudaError::NoDevice { .. })
+    }
+}
+
 /// Attaches what was being done to a driver error.
 pub(crate) trait DriverContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T, CudaError>;

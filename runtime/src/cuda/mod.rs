@@ -3,7 +3,7 @@
 //! The copy lane is the highest-priority stream and only moves block images
 //! from pinned host memory into slot regions; the compute lane runs the
 //! shared forward pass ([`crate::forward`]) through [`CudaOps`] (NVRTC-built
-//! kernels from `kernels/cuda/` and cuBLAS). Every `record` / `wait` of the
+//! kernels from `djinn_kernels::cuda` and cuBLAS). Every `record` / `wait` of the
 //! plan is one CUDA event; nothing else orders the lanes. All device memory
 //! the plan uses is one allocation laid out exactly as `plan.arena` says.
 //!
@@ -31,8 +31,8 @@ pub use backend::{CudaBackend, CudaOptions};
 pub use context::{check_libraries, Gpu};
 pub use error::CudaError;
 pub use metrics::CudaMetrics;
-pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels, SOURCES as KERNEL_SOURCES};
+pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels};
 pub use ops::CudaOps;
-// For djinn-profile (`crate::profile`): the RAII wrappers, to time copies and kernels.
+// For djinn-profile (the `djinn-profiler` crate): the RAII wrappers, to time copies and kernels.
 pub use context::{DeviceBuffer, Event, Stream};
 pub use pinned::PinnedBuffer;

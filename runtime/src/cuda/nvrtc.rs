@@ -1,8 +1,9 @@
 //! Kernel sources, compiled by NVRTC for the device's architecture at first
 //! use and cached on disk as CUBIN.
 //!
-//! The `.cu` files under `kernels/cuda/` are embedded in the binary, so
-//! `djinn-exec` needs no CUDA toolkit headers, only libnvrtc. The cache key
+//! The sources and their kernels' ids are the kernels crate's
+//! ([`djinn_kernels::cuda`], embedded there), so `djinn-exec` needs no CUDA
+//! toolkit headers, only libnvrtc. The cache key
 //! hashes the source (with the shared header), the options, the architecture
 //! and the NVRTC version, so an edited kernel or a new driver never loads a
 //! stale binary; a cached file the driver rejects is recompiled.
@@ -14,36 +15,10 @@ use std::sync::Arc;
 
 use cudarc::driver::{result as drv, sys as dsys};
 use cudarc::nvrtc::{result as nv, sys as nsys};
+use djinn_kernels::cuda::{Kernel, Source, COMMON, SOURCES};
 
 use super::context::{Context, Gpu};
 use super::error::CudaError;
-
-/// One kernel source file and the `extern "C"` kernels it must export.
-pub struct KernelSource {
-    pub file: &'static str,
-    pub text: &'static str,
-    pub kernels: &'static [&'static str],
-}
-
-macro_rules! source {
-    ($file:literal, [$($k:literal),* $(,)?]) => {
-        KernelSource { file: $file, text: include_str!(concat!("../../../kernels/cuda/", $file)), kernels: &[$($k),*] }
-    };
-}
-
-/// Prepended to every source (16-bit float types, reductions).
-pub const COMMON: &str = include_str!("../../../kernels/cuda/common.cuh");
-
-pub const SOURCES: &[KernelSource] = &[
-    source!("embed.cu", ["embed_f16", "embed_bf16"]),
-    source!("rmsnorm.cu", ["rmsnorm_f16", "rmsnorm_bf16"]),
-    source!("rope.cu", ["rope_f16", "rope_bf16"]),
-    source!("kv_store.cu", ["kv_store_f16", "kv_store_bf16"]),
-    source!("attn_softmax.cu", ["attn_softmax_f16", "attn_softmax_bf16"]),
-    source!("silu_mul.cu", ["silu_mul_f16", "silu_mul_bf16"]),
-    source!("add.cu", ["add_f16", "add_bf16"]),
-    source!("argmax.cu", ["argmax_f32"]),
-];
 
 /// Options passed to NVRTC besides `-arch`. Part of the cache key.
 const OPTIONS: &[&str] = &["--std=c++17", "--fmad=true"];
@@ -81,7 +56,7 @@ fn nvrtc_version() -> (i32, i32) {
 
 /// Compiles `src` to CUBIN for `arch` (`sm_90`), or returns the cached CUBIN.
 /// Returns the image and whether it came from the cache.
-pub fn cubin(src: &KernelSource, arch: &str) -> Result<(Vec<u8>, Option<PathBuf>), CudaError> {
+pub fn cubin(src: &Source, arch: &str) -> Result<(Vec<u8>, Option<PathBuf>), CudaError> {
     let arch_opt = format!("-arch={arch}");
     let (maj, min) = nvrtc_version();
     let ver = format!("nvrtc {maj}.{min}");
@@ -130,7 +105,7 @@ pub fn compile_all(arch: &str) -> Result<Vec<(&'static str, usize, bool)>, CudaE
 }
 
 /// Runs NVRTC on `COMMON + src`, returning the CUBIN or the compiler's log.
-fn compile(src: &KernelSource, arch_opt: &str, arch: &str) -> Result<Vec<u8>, CudaError> {
+fn compile(src: &Source, arch_opt: &str, arch: &str) -> Result<Vec<u8>, CudaError> {
     let err = |message: String| CudaError::Compile { file: src.file, arch: arch.to_string(), message };
     let text = format!("{COMMON}\n#line 1 \"{}\"\n{}", src.file, src.text);
     let text = CString::new(text).map_err(|_| err("source contains a NUL byte".into()))?;
@@ -185,7 +160,7 @@ impl Drop for Module {
 
 /// Every kernel of [`SOURCES`], loaded into the device's context.
 pub struct Kernels {
-    funcs: HashMap<&'static str, dsys::CUfunction>,
+    funcs: HashMap<Kernel, dsys::CUfunction>,
     _modules: Vec<Module>,
 }
 
@@ -198,10 +173,10 @@ impl Kernels {
         for src in SOURCES {
             let module = load_module(gpu, src, &arch)?;
             for &k in src.kernels {
-                let cname = CString::new(k).expect("kernel names have no NUL");
+                let cname = CString::new(k.name()).expect("kernel names have no NUL");
                 // SAFETY: `module.raw` is live.
                 let f = unsafe { drv::module::get_function(module.raw, cname) }
-                    .map_err(|_| CudaError::KernelMissing { name: k, file: src.file })?;
+                    .map_err(|_| CudaError::KernelMissing { name: k.name(), file: src.file })?;
                 funcs.insert(k, f);
             }
             modules.push(module);
@@ -209,13 +184,14 @@ impl Kernels {
         Ok(Kernels { funcs, _modules: modules })
     }
 
-    pub fn get(&self, name: &'static str) -> Result<dsys::CUfunction, CudaError> {
-        self.funcs.get(name).copied().ok_or(CudaError::KernelMissing { name, file: "(no source exports it)" })
+    pub fn get(&self, kernel: Kernel) -> Result<dsys::CUfunction, CudaError> {
+        let missing = || CudaError::KernelMissing { name: kernel.name(), file: kernel.source().file };
+        self.funcs.get(&kernel).copied().ok_or_else(missing)
     }
 }
 
 /// Loads `src`'s CUBIN; a cached image the driver rejects is compiled afresh.
-fn load_module(gpu: &Gpu, src: &KernelSource, arch: &str) -> Result<Module, CudaError> {
+fn load_module(gpu: &Gpu, src: &Source, arch: &str) -> Result<Module, CudaError> {
     let (image, cached) = cubin(src, arch)?;
     let load = |image: &[u8]| {
         // SAFETY: `image` is a CUBIN produced by NVRTC (or read back from our cache).

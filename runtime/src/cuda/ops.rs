@@ -11,6 +11,7 @@ use std::ffi::c_void;
 use cudarc::driver::{result, sys};
 use djinn_core::activations::{BUFFER_ALIGN, WORKSPACE_BYTES};
 use djinn_core::Dtype;
+use djinn_kernels::cuda::Kernel;
 
 use super::blas::{Blas, Strided};
 use super::context::{DeviceBuffer, Gpu, Stream};
@@ -32,14 +33,18 @@ const SOFTMAX_PER_THREAD: u64 = 16;
 /// The longest attention row `attn_softmax.cu` handles: 1024 threads × 16 values.
 pub const MAX_SOFTMAX_ROW: u64 = 1024 * SOFTMAX_PER_THREAD;
 
-fn kname(dtype: Dtype, f16: &'static str, bf16: &'static str, op: &'static str) -> Result<&'static str, CudaError> {
+/// The kernel of `dtype` (the model dtype), `f16` or `bf16`.
+fn kname(dtype: Dtype, f16: Kernel, bf16: Kernel, op: &'static str) -> Result<Kernel, CudaError> {
     match dtype {
         Dtype::F16 => Ok(f16),
         Dtype::Bf16 => Ok(bf16),
-        Dtype::F32 => {
-            Err(CudaError::BadOperands { op, message: "the model dtype must be f16 or bf16, not f32".into() })
-        }
+        Dtype::F32 => Err(not_half(op)),
     }
+}
+
+/// The error of an op given f32 where the model dtype is required.
+fn not_half(op: &'static str) -> CudaError {
+    CudaError::BadOperands { op, message: "the model dtype must be f16 or bf16, not f32".into() }
 }
 
 fn u32_of(op: &'static str, what: &str, v: u64) -> Result<u32, CudaError> {
@@ -65,7 +70,8 @@ impl CudaOps {
     /// handle, then calls `alloc_arena` for the plan's one allocation (last,
     /// so a budget ballast taken inside it sees everything else allocated),
     /// and gives cuBLAS `workspace` = (offset, bytes) inside the arena.
-    pub(crate) fn new(
+    /// Public for djinn-profile, which lays out its own arena.
+    pub fn new(
         gpu: Gpu,
         stream: Stream,
         workspace: (u64, u64),
@@ -102,7 +108,8 @@ impl CudaOps {
         &self.gpu
     }
 
-    pub(crate) fn stream(&self) -> &Stream {
+    /// The stream every op issues on (djinn-profile times work on it).
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 
@@ -154,7 +161,7 @@ impl CudaOps {
         let o = self.operand(OP, "out", out, 1, None)?;
         let l = self.operand(OP, "logits", logits, n, Some(Dtype::F32))?;
         let n = u32_of(OP, "n", n)?;
-        self.launch(OP, "argmax_f32", 1, 1024, 0, &mut [Arg::Ptr(o), Arg::Ptr(l), Arg::U32(n)])
+        self.launch(OP, Kernel::ArgmaxF32, 1, 1024, 0, &mut [Arg::Ptr(o), Arg::Ptr(l), Arg::U32(n)])
     }
 
     /// The causal softmax between attention's GEMMs (`attn_softmax.cu`; its
@@ -175,7 +182,7 @@ impl CudaOps {
         out_stride: u64,
     ) -> Result<(), CudaError> {
         const OP: &str = "attn_softmax";
-        let name = kname(probs.dtype, "attn_softmax_f16", "attn_softmax_bf16", OP)?;
+        let name = kname(probs.dtype, Kernel::AttnSoftmaxF16, Kernel::AttnSoftmaxBf16, OP)?;
         let seq = pos0 + tokens;
         if tokens == 0 || !rows.is_multiple_of(tokens) || seq > MAX_SOFTMAX_ROW || stride < seq || out_stride < seq {
             return Err(CudaError::BadOperands {
@@ -239,13 +246,13 @@ impl CudaOps {
     fn launch(
         &mut self,
         op: &'static str,
-        name: &'static str,
+        kernel: Kernel,
         grid: u32,
         block: u32,
         smem: u32,
         args: &mut [Arg],
     ) -> Result<(), CudaError> {
-        let f = self.kernels.get(name)?;
+        let f = self.kernels.get(kernel)?;
         let mut ptrs: [*mut c_void; 16] = [std::ptr::null_mut(); 16];
         for (p, a) in ptrs.iter_mut().zip(args.iter_mut()) {
             *p = match a {
@@ -260,7 +267,7 @@ impl CudaOps {
         unsafe {
             result::launch_kernel(f, (grid, 1, 1), (block, 1, 1), smem, self.stream.raw, &mut ptrs[..args.len()])
         }
-        .ctx(|| format!("launching {name} (grid {grid}, block {block}, {smem} B shared)"))?;
+        .ctx(|| format!("launching {} (grid {grid}, block {block}, {smem} B shared)", kernel.name()))?;
         self.after(op)
     }
 
@@ -287,7 +294,7 @@ impl Ops for CudaOps {
 
     fn embed(&mut self, x: Buf, table: Buf, tokens: Buf, n: u64, hidden: u64) -> Result<(), CudaError> {
         const OP: &str = "embed";
-        let name = kname(table.dtype, "embed_f16", "embed_bf16", OP)?;
+        let name = kname(table.dtype, Kernel::EmbedF16, Kernel::EmbedBf16, OP)?;
         if hidden == 0 || !table.elems.is_multiple_of(hidden) {
             return Err(CudaError::BadOperands {
                 op: OP,
@@ -305,7 +312,7 @@ impl Ops for CudaOps {
 
     fn rmsnorm(&mut self, out: Buf, x: Buf, w: Buf, rows: u64, dim: u64, eps: f64) -> Result<(), CudaError> {
         const OP: &str = "rmsnorm";
-        let name = kname(w.dtype, "rmsnorm_f16", "rmsnorm_bf16", OP)?;
+        let name = kname(w.dtype, Kernel::RmsnormF16, Kernel::RmsnormBf16, OP)?;
         let po = self.operand(OP, "out", out, rows * dim, Some(w.dtype))?;
         let px = self.operand(OP, "x", x, rows * dim, Some(Dtype::F32))?;
         let pw = self.operand(OP, "w", w, dim, None)?;
@@ -317,7 +324,9 @@ impl Ops for CudaOps {
 
     fn matmul(&mut self, out: Buf, x: Buf, w: Buf, m: u64, n: u64, k: u64) -> Result<(), CudaError> {
         const OP: &str = "matmul";
-        kname(w.dtype, "", "", OP)?;
+        if w.dtype == Dtype::F32 {
+            return Err(not_half(OP));
+        }
         if out.dtype != w.dtype && out.dtype != Dtype::F32 {
             return Err(CudaError::BadOperands {
                 op: OP,
@@ -337,7 +346,7 @@ impl Ops for CudaOps {
 
     fn rope(&mut self, q: Buf, k: Buf, s: AttnShape) -> Result<(), CudaError> {
         const OP: &str = "rope";
-        let name = kname(q.dtype, "rope_f16", "rope_bf16", OP)?;
+        let name = kname(q.dtype, Kernel::RopeF16, Kernel::RopeBf16, OP)?;
         if !s.head_dim.is_multiple_of(2) {
             return Err(CudaError::BadOperands { op: OP, message: format!("head_dim {} is odd", s.head_dim) });
         }
@@ -359,7 +368,7 @@ impl Ops for CudaOps {
 
     fn kv_store(&mut self, k_cache: Buf, v_cache: Buf, k: Buf, v: Buf, s: AttnShape) -> Result<(), CudaError> {
         const OP: &str = "kv_store";
-        let name = kname(k.dtype, "kv_store_f16", "kv_store_bf16", OP)?;
+        let name = kname(k.dtype, Kernel::KvStoreF16, Kernel::KvStoreBf16, OP)?;
         let kv_dim = s.num_kv_heads * s.head_dim;
         let rows = s.pos0 + s.tokens;
         if rows * kv_dim > k_cache.elems.min(v_cache.elems) {
@@ -398,7 +407,9 @@ impl Ops for CudaOps {
         s: AttnShape,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention";
-        kname(q.dtype, "", "", OP)?;
+        if q.dtype == Dtype::F32 {
+            return Err(not_half(OP));
+        }
         if s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) {
             return Err(CudaError::BadOperands {
                 op: OP,
@@ -471,7 +482,7 @@ impl Ops for CudaOps {
 
     fn silu_mul(&mut self, gate: Buf, up: Buf, n: u64) -> Result<(), CudaError> {
         const OP: &str = "silu_mul";
-        let name = kname(gate.dtype, "silu_mul_f16", "silu_mul_bf16", OP)?;
+        let name = kname(gate.dtype, Kernel::SiluMulF16, Kernel::SiluMulBf16, OP)?;
         let pg = self.operand(OP, "gate", gate, n, None)?;
         let pu = self.operand(OP, "up", up, n, Some(gate.dtype))?;
         let mut a = [Arg::Ptr(pg), Arg::Ptr(pu), Arg::U32(u32_of(OP, "n", n)?)];
@@ -480,7 +491,7 @@ impl Ops for CudaOps {
 
     fn add(&mut self, x: Buf, y: Buf, n: u64) -> Result<(), CudaError> {
         const OP: &str = "add";
-        let name = kname(y.dtype, "add_f16", "add_bf16", OP)?;
+        let name = kname(y.dtype, Kernel::AddF16, Kernel::AddBf16, OP)?;
         let px = self.operand(OP, "x", x, n, Some(Dtype::F32))?;
         let py = self.operand(OP, "y", y, n, None)?;
         let mut a = [Arg::Ptr(px), Arg::Ptr(py), Arg::U32(u32_of(OP, "n", n)?)];

@@ -1,7 +1,7 @@
 //! The non-weight files of the checkpoint: `config.json` and the tokenizer.
 //!
 //! The config is the preset's own `config.json` text, so the architecture
-//! numbers live in one place (the compiler's presets). Only what transformers
+//! numbers live in one place (`djinn_core::model_presets`). Only what transformers
 //! needs to load it as a Llama in the chosen dtype is set here: both spellings
 //! of the dtype (`torch_dtype`, which 4.x reads, and `dtype`, which 5.x writes),
 //! and `architectures` / `model_type` where the preset lacks them.

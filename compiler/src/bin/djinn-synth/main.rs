@@ -2,7 +2,7 @@
 //! Hugging Face layout, to benchmark on models nobody has to download.
 //!
 //! ```text
-//! djinn-synth --model llama2-13b --out /tmp/llama2-13b [--dtype f16|bf16] [--seed N] [--shard-size 5GB]
+//! djinn-synth --model llama2-13b -o /tmp/llama2-13b [--dtype f16|bf16] [--seed N] [--shard-size 5GB]
 //! ```
 //!
 //! The directory gets the preset's `config.json`, sharded safetensors with
@@ -40,8 +40,8 @@ struct Args {
     #[arg(long)]
     model: String,
     /// Output directory (created if missing).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(short = 'o', long, value_name = "DIR")]
+    output: PathBuf,
     /// Weight dtype [default: the dtype of the publisher's checkpoint].
     #[arg(long, value_parser = parse_dtype)]
     dtype: Option<Dtype>,
@@ -80,7 +80,7 @@ fn main() {
 fn run(args: &Args) -> Result<()> {
     let model = model_source::preset(&args.model)?;
     let opts = Options {
-        out: args.out.clone(),
+        out: args.output.clone(),
         dtype: args.dtype.unwrap_or(model.dtype),
         seed: args.seed,
         shard_size: args.shard_size,
@@ -177,7 +177,7 @@ fn refuse_stale_weights(dir: &Path, shards: &[layout::Shard]) -> Result<()> {
     if !stale.is_empty() {
         stale.sort();
         bail!(
-            "{} already holds weight files this checkpoint would not overwrite ({}); remove them or choose another --out",
+            "{} already holds weight files this checkpoint would not overwrite ({}); remove them or choose another --output",
             dir.display(),
             stale.join(", ")
         );

@@ -1,9 +1,11 @@
-//! `--model NAME`: the compiler's model presets, so that the architecture
-//! numbers live in one place (`compiler/presets/models/*.json`, parsed by the
-//! same `config.json` reader as a real checkpoint's).
+//! `--model NAME`: the model presets djinn-compile and djinn-profile resolve
+//! too (`djinn_core::model_presets`), so that the architecture numbers live in
+//! one place (`core/presets/models/*.json`, parsed by the same `config.json`
+//! reader as a real checkpoint's). Only presets: a checkpoint directory is
+//! what this program writes, not what it reads.
 
 use anyhow::{anyhow, Result};
-use djinn_compiler::presets::{model_preset, MODEL_PRESETS};
+use djinn_core::model_presets::{model_preset, model_preset_names};
 use djinn_core::{Architecture, Dtype};
 
 /// A model to synthesise: its name, its `config.json` text and what it says.
@@ -21,10 +23,8 @@ pub struct Model {
 
 /// The preset named `name`; an unknown name is an error listing the valid ones.
 pub fn preset(name: &str) -> Result<Model> {
-    let p = model_preset(name).ok_or_else(|| {
-        let valid: Vec<&str> = MODEL_PRESETS.iter().map(|p| p.name).collect();
-        anyhow!("unknown model {name:?}: expected one of {}", valid.join(", "))
-    })?;
+    let p = model_preset(name)
+        .ok_or_else(|| anyhow!("unknown model {name:?}: expected one of {}", model_preset_names()))?;
     let spec = p.spec()?;
     Ok(Model {
         name: p.name.to_string(),

@@ -24,8 +24,8 @@ pub struct Args {
     #[arg(long, default_value_t = djinn_compiler::DEFAULT_PROMPT_LEN)]
     pub prompt_len: u64,
     /// Write the profile here [default: stdout].
-    #[arg(short, long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
     /// The profile's name [default: the device name, lowercased with dashes].
     #[arg(long)]
     pub name: Option<String>,

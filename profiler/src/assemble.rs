@@ -4,7 +4,7 @@
 //!
 //! How each field follows from what was timed:
 //!
-//! * `h2d_curve`, `h2d_gbps`, `copy_latency_us`: see [`super::copy_fit`];
+//! * `h2d_curve`, `h2d_gbps`, `copy_latency_us`: see [`crate::copy_fit`];
 //!   `h2d_gbps` is the largest copy's point.
 //! * `hbm_gbps`: a device-to-device copy of `B` bytes reads `B` and writes
 //!   `B`; `2B / time` is the memory's throughput, the ceiling of a pure read
@@ -22,9 +22,9 @@
 
 use djinn_core::gpu::{BlockTime, CpuLane, GpuProfile, HostLayerTime};
 
-use super::copy_fit::{self, gbps};
-use super::measurements::Measurements;
-use super::stats::round_to;
+use crate::copy_fit::{self, gbps};
+use crate::measurements::Measurements;
+use crate::stats::round_to;
 
 /// Who made the profile, and how.
 #[derive(Debug, Clone, PartialEq)]

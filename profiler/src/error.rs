@@ -7,9 +7,8 @@
 
 use std::path::PathBuf;
 
+use djinn_runtime::cuda::CudaError;
 use thiserror::Error;
-
-use crate::cuda::CudaError;
 
 #[derive(Debug, Error)]
 pub enum ProfileError {
@@ -37,11 +36,6 @@ impl From<clap::Error> for ProfileError {
     fn from(e: clap::Error) -> ProfileError {
         ProfileError::Args(e)
     }
-}
-
-/// Whether `e` means there is no usable GPU on this machine (as opposed to a failure on one).
-pub fn is_absence(e: &CudaError) -> bool {
-    matches!(e, CudaError::LibraryMissing { .. } | CudaError::SymbolMissing { .. } | CudaError::NoDevice { .. })
 }
 
 /// Names the measurement a CUDA error interrupted.

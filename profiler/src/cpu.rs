@@ -2,7 +2,7 @@
 //!
 //! A later placement may compute some layers on the CPU while the copy lane
 //! streams others, so the profile records how fast the kernels crate's
-//! `matmul` twin (`m = 1`, rows split over all cores by rayon) streams f16
+//! `matmul` twin (`m = 1`, rows split over all cores by the kernels' team) streams f16
 //! weights from host RAM, alone and while pinned host-to-device copies
 //! compete for the same memory. The matrix is much larger than any cache.
 
@@ -11,8 +11,8 @@ use std::time::Instant;
 use djinn_core::Dtype;
 use djinn_kernels::f16;
 
-use super::random;
-use super::stats::Timing;
+use crate::random;
+use crate::stats::Timing;
 
 pub struct GemvBench {
     w: Vec<f16>,

@@ -9,20 +9,20 @@
 use std::path::Path;
 
 use djinn_core::model::ModelSpec;
+use djinn_runtime::cuda::Gpu;
 
-use super::assemble::size;
-use super::bench_plan;
-use super::blocks::ComputeRig;
-use super::copy::CopyRig;
-use super::copy_fit::{self, gbps};
-use super::cpu::GemvBench;
-use super::error::{During, ProfileError};
-use super::host_layer::{self, HostLayerRig};
-use super::measurements::{
+use crate::assemble::size;
+use crate::bench_plan;
+use crate::blocks::ComputeRig;
+use crate::copy::CopyRig;
+use crate::copy_fit::{self, gbps};
+use crate::cpu::GemvBench;
+use crate::error::{During, ProfileError};
+use crate::host_layer::{self, HostLayerRig};
+use crate::measurements::{
     BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, HostLayer, Launches, Measurements,
 };
-use super::pcie::{self, Link};
-use crate::cuda::Gpu;
+use crate::pcie::{self, Link};
 
 /// Small host-to-device copies, for the fixed cost: 4 KiB … 4 MiB.
 const SMALL_COPIES: [u64; 6] = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20];
@@ -136,7 +136,7 @@ fn cpu_lane(
         })
         .during("looping host-to-device copies beside the CPU")?;
     let cpu = CpuGemv {
-        threads: rayon::current_num_threads() as u32,
+        threads: djinn_kernels::Team::global().threads() as u32,
         rows: gemv.rows,
         cols: gemv.cols,
         alone,

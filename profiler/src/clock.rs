@@ -6,7 +6,7 @@
 //! enqueueing, as long as the host stays ahead). Times are read once the
 //! stream has been synchronised.
 
-use crate::cuda::{CudaError, Event, Gpu, Stream};
+use djinn_runtime::cuda::{CudaError, Event, Gpu, Stream};
 
 pub struct Stopwatch {
     pairs: Vec<(Event, Event)>,

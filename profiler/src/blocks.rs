@@ -2,8 +2,8 @@
 //! forward pass, one large GEMM, and the cost of a kernel launch.
 //!
 //! One [`CudaOps`] over one arena: the profiling plan's regions
-//! ([`super::bench_plan`]) followed by scratch for GEMM operands. The weights
-//! are random ([`super::random`]); a block runs exactly as in djinn-exec —
+//! ([`crate::bench_plan`]) followed by scratch for GEMM operands. The weights
+//! are random ([`crate::random`]); a block runs exactly as in djinn-exec —
 //! `Forward::compute_block` issuing our kernels and cuBLAS on the compute
 //! stream — bracketed by timing events.
 //!
@@ -33,15 +33,15 @@ use djinn_core::gpu::PhaseKind;
 use djinn_core::plan::{PhaseName, Plan, RegionKind};
 use djinn_core::units::align_up;
 use djinn_core::Dtype;
+use djinn_runtime::backend::Pass;
+use djinn_runtime::cuda::{CudaError, CudaOps, DeviceBuffer, Event, Gpu, Stream};
+use djinn_runtime::forward::Forward;
+use djinn_runtime::ops::{Buf, Ops};
 
-use super::clock::Stopwatch;
-use super::measurements::{BlockTiming, Gemm, Launches};
-use super::random;
-use super::stats::Timing;
-use crate::backend::Pass;
-use crate::cuda::{CudaError, CudaOps, DeviceBuffer, Event, Gpu, Stream};
-use crate::forward::Forward;
-use crate::ops::{Buf, Ops};
+use crate::clock::Stopwatch;
+use crate::measurements::{BlockTiming, Gemm, Launches};
+use crate::random;
+use crate::stats::Timing;
 
 /// Random data is uploaded in tiles of this size (repeated over larger regions).
 const TILE_BYTES: usize = 64 << 20;

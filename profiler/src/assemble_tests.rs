@@ -2,17 +2,18 @@
 //! round-trips through `GpuProfile`, and the compiler uses what it reads.
 
 use djinn_compiler::cost::Roofline;
-use djinn_compiler::presets::{load_model, parse_gpu_profile};
+use djinn_compiler::gpu_presets::parse_gpu_profile;
 use djinn_compiler::{compile_model, Options};
 use djinn_core::gpu::PhaseKind;
 use djinn_core::model::BlockKind;
+use djinn_core::model_presets::load_model;
 use djinn_core::plan::RunShape;
 use djinn_core::Dtype;
 
 use super::*;
-use crate::profile::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, HostLayer, Launches};
-use crate::profile::pcie::Link;
-use crate::profile::stats::Timing;
+use crate::measurements::{BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, HostLayer, Launches};
+use crate::pcie::Link;
+use crate::stats::Timing;
 
 /// Copies cost 3 µs plus 50 GB/s, with ±1% spread around the median.
 fn copy(bytes: u64) -> CopyTiming {

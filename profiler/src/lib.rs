@@ -18,6 +18,11 @@
 //! 4. [`assemble`]: the profile and its commented TOML; `--json` keeps every
 //!    raw timing ([`measurements`]).
 //!
+//! Its own crate because it is the one program that needs both sides of the
+//! contract: the compiler (`--model` resolution, the one-layer plan) and the
+//! runtime (the forward pass and kernels it times). Inside the runtime it
+//! made `djinn-exec`'s library depend on the compiler.
+//!
 //! A 13B-class model takes seconds (one layer's weights, not the model's,
 //! are allocated); the first run on a machine also compiles the kernels with
 //! NVRTC, which later runs read from the disk cache.
@@ -47,14 +52,13 @@ use std::time::Instant;
 use clap::Parser;
 use djinn_core::gpu::GpuProfile;
 use djinn_core::Dtype;
+use djinn_runtime::cuda::Gpu;
 use serde::Serialize;
 
 use self::args::Args;
 use self::assemble::Provenance;
-use self::error::is_absence;
 pub use self::error::ProfileError;
 use self::measurements::Measurements;
-use crate::cuda::Gpu;
 
 /// What a successful run produced.
 #[derive(Debug, Clone)]
@@ -87,7 +91,7 @@ where
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let args = Args::try_parse_from(&argv)?;
     let command = command_line(&argv);
-    let model = djinn_compiler::presets::load_model(&args.model)
+    let model = djinn_core::model_presets::load_model(&args.model)
         .map_err(|e| ProfileError::Model { arg: args.model.clone(), message: e.to_string() })?;
     if !matches!(model.dtype, Dtype::F16 | Dtype::Bf16) {
         return Err(ProfileError::Usage(format!(
@@ -102,7 +106,7 @@ where
     };
 
     let gpu = Gpu::open(args.device).map_err(|e| {
-        if is_absence(&e) {
+        if e.is_absence() {
             ProfileError::NoGpu(e)
         } else {
             ProfileError::Cuda { what: "opening the device".into(), error: e }
@@ -121,7 +125,7 @@ where
     let profile = assemble::assemble(&measurements, &prov);
     let toml = assemble::render(&profile, &measurements, &prov);
     let elapsed_s = started.elapsed().as_secs_f64();
-    if let Some(path) = &args.out {
+    if let Some(path) = &args.output {
         write(path, &toml)?;
         say(format!("wrote {}", path.display()));
     }
@@ -138,7 +142,7 @@ where
         say(format!("wrote {}", path.display()));
     }
     say(format!("measured in {elapsed_s:.1} s"));
-    Ok(Profiled { profile, toml, written_to: args.out, measurements })
+    Ok(Profiled { profile, toml, written_to: args.output, measurements })
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ProfileError> {

@@ -2,7 +2,7 @@
 //! block resident.
 //!
 //! Every block kind is timed through the real forward pass
-//! ([`crate::forward::Forward`]), which finds its buffers through a plan. So
+//! ([`djinn_runtime::forward::Forward`]), which finds its buffers through a plan. So
 //! the profiler compiles one, with the same compiler and activation layouts
 //! as any run, for the model cut to a single layer (one layer's weights stand
 //! for all: every layer has the same shapes), so a 70B model needs a few GiB
@@ -15,7 +15,7 @@ use djinn_core::gpu::GpuProfile;
 use djinn_core::model::{BlockKind, ModelSpec};
 use djinn_core::plan::{Placement, Plan, Strategy};
 
-use super::error::ProfileError;
+use crate::error::ProfileError;
 
 /// `model` with layer 0 only: its block table and architecture say one layer.
 pub fn one_layer(model: &ModelSpec) -> ModelSpec {
@@ -94,7 +94,7 @@ pub fn resident_offsets(plan: &Plan) -> Result<Vec<u64>, ProfileError> {
 
 #[cfg(test)]
 mod tests {
-    use djinn_compiler::presets::load_model;
+    use djinn_core::model_presets::load_model;
     use djinn_core::plan::RegionKind;
 
     use super::*;

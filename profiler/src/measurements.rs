@@ -1,5 +1,5 @@
 //! What one profiling run measured, before it becomes a profile: the raw
-//! timings that the `--json` log records and [`super::assemble`] turns into a
+//! timings that the `--json` log records and [`crate::assemble`] turns into a
 //! [`GpuProfile`](djinn_core::gpu::GpuProfile). Every time is a [`Timing`]
 //! of repeated runs timed with CUDA events (or the host clock, for the CPU).
 
@@ -8,8 +8,8 @@ use djinn_core::model::BlockKind;
 use djinn_core::Dtype;
 use serde::Serialize;
 
-use super::pcie::Link;
-use super::stats::Timing;
+use crate::pcie::Link;
+use crate::stats::Timing;
 
 /// The device as the driver describes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -158,7 +158,7 @@ pub struct Measurements {
     pub blocks: Vec<BlockTiming>,
     /// Whether the device was busy whenever timed work was issued, so that
     /// the device times of `blocks` and `launches` are device time alone
-    /// (see `super::blocks`).
+    /// (see `crate::blocks`).
     pub device_ahead: bool,
     pub cpu: CpuGemv,
     pub host_layer: HostLayer,

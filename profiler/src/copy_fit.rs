@@ -8,8 +8,8 @@
 
 use djinn_core::gpu::BandwidthPoint;
 
-use super::measurements::CopyTiming;
-use super::stats::{fit_relative, round_to};
+use crate::measurements::CopyTiming;
+use crate::stats::{fit_relative, round_to};
 
 /// `time = latency_us + bytes / (gbps·10³)`, fitted.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,7 +47,7 @@ pub fn curve(large: &[CopyTiming], latency_us: f64) -> Vec<BandwidthPoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::stats::Timing;
+    use crate::stats::Timing;
 
     pub(crate) fn copies(sizes: &[u64], latency: f64, gbps: f64) -> Vec<CopyTiming> {
         sizes

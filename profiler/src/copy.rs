@@ -3,18 +3,18 @@
 //! "while copying" figure.
 //!
 //! The host buffer is page-locked with `CU_MEMHOSTALLOC_PORTABLE` only, as the
-//! executor's block images are ([`crate::cuda::PinnedBuffer`]), not
+//! executor's block images are ([`djinn_runtime::cuda::PinnedBuffer`]), not
 //! write-combined: a profile must describe the copies djinn-exec will make.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cudarc::driver::{result, sys};
+use djinn_runtime::cuda::{CudaError, DeviceBuffer, Event, Gpu, PinnedBuffer, Stream};
 
-use super::clock::time_each;
-use super::measurements::{CopyTiming, DeviceCopy};
-use super::stats::Timing;
-use crate::cuda::{CudaError, DeviceBuffer, Event, Gpu, PinnedBuffer, Stream};
+use crate::clock::time_each;
+use crate::measurements::{CopyTiming, DeviceCopy};
+use crate::stats::Timing;
 
 /// A pinned host buffer and two device buffers of the same size.
 pub struct CopyRig {

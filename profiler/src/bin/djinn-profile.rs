@@ -1,10 +1,10 @@
 //! `djinn-profile`: measures the GPU and writes a profile for
-//! `djinn-compile --gpu FILE.toml`. All the work is in `djinn_runtime::profile::run`.
+//! `djinn-compile --gpu FILE.toml`. All the work is in `djinn_profiler::run`.
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use djinn_runtime::profile::{run, ProfileError};
+use djinn_profiler::{run, ProfileError};
 
 fn main() -> ExitCode {
     let mut stderr = std::io::stderr();

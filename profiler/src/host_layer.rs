@@ -14,18 +14,19 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use crate::backend::Pass;
-use crate::cpu::CpuOps;
-use crate::forward::Forward;
-use crate::host::{HostArena, HUGE_PAGE};
+use djinn_runtime::backend::Pass;
+use djinn_runtime::cpu::CpuOps;
+use djinn_runtime::forward::Forward;
+use djinn_runtime::host::{HostArena, HUGE_PAGE};
 use djinn_core::model::{BlockKind, Dtype};
 use djinn_core::plan::{PhaseName, Plan};
 use djinn_kernels::team::{part, Team};
 
-use super::error::ProfileError;
-use super::random;
-use super::stats::Timing;
-use crate::cuda::{CudaError, DeviceBuffer, Event, Gpu, PinnedBuffer, Stream};
+use djinn_runtime::cuda::{CudaError, DeviceBuffer, Event, Gpu, PinnedBuffer, Stream};
+
+use crate::error::ProfileError;
+use crate::random;
+use crate::stats::Timing;
 
 /// Bytes of distinct layer images the rig cycles through: well past a
 /// server's last-level cache (hundreds of MiB).

@@ -1,0 +1,124 @@
+//! The CUDA sources (`kernels/cuda/*.cu`), embedded, and a typed id for each
+//! kernel they export.
+//!
+//! The `.cu` files and their CPU twins are one crate's business, so this is
+//! the one place that names the files ([`SOURCES`]) and their entry points
+//! ([`Kernel`]); the runtime compiles [`SOURCES`] with NVRTC at first use
+//! (prepending [`COMMON`]) and looks each function up by its [`Kernel`]
+//! instead of by a string. Embedding them means `djinn-exec` needs no CUDA
+//! toolkit headers at run time, only libnvrtc. The tests below keep the table
+//! and the files in step: every `extern "C" __global__` function of a file is
+//! listed under it, and nothing else is.
+
+/// Prepended to every source (16-bit float types, reductions).
+pub const COMMON: &str = include_str!("../cuda/common.cuh");
+
+/// One `.cu` file and the kernels it exports.
+#[derive(Debug)]
+pub struct Source {
+    /// The file name under `kernels/cuda/`.
+    pub file: &'static str,
+    pub text: &'static str,
+    pub kernels: &'static [Kernel],
+}
+
+macro_rules! kernels {
+    ($($id:ident = $name:literal),* $(,)?) => {
+        /// A kernel one of [`SOURCES`] exports, by its `extern "C"` name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kernel {
+            $($id),*
+        }
+
+        impl Kernel {
+            /// Every kernel.
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$id),*];
+
+            /// The function's name in the compiled module.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Kernel::$id => $name),*
+                }
+            }
+        }
+    };
+}
+
+kernels! {
+    EmbedF16 = "embed_f16",
+    EmbedBf16 = "embed_bf16",
+    RmsnormF16 = "rmsnorm_f16",
+    RmsnormBf16 = "rmsnorm_bf16",
+    RopeF16 = "rope_f16",
+    RopeBf16 = "rope_bf16",
+    KvStoreF16 = "kv_store_f16",
+    KvStoreBf16 = "kv_store_bf16",
+    AttnSoftmaxF16 = "attn_softmax_f16",
+    AttnSoftmaxBf16 = "attn_softmax_bf16",
+    SiluMulF16 = "silu_mul_f16",
+    SiluMulBf16 = "silu_mul_bf16",
+    AddF16 = "add_f16",
+    AddBf16 = "add_bf16",
+    ArgmaxF32 = "argmax_f32",
+}
+
+macro_rules! source {
+    ($file:literal, [$($k:ident),* $(,)?]) => {
+        Source { file: $file, text: include_str!(concat!("../cuda/", $file)), kernels: &[$(Kernel::$k),*] }
+    };
+}
+
+pub const SOURCES: &[Source] = &[
+    source!("embed.cu", [EmbedF16, EmbedBf16]),
+    source!("rmsnorm.cu", [RmsnormF16, RmsnormBf16]),
+    source!("rope.cu", [RopeF16, RopeBf16]),
+    source!("kv_store.cu", [KvStoreF16, KvStoreBf16]),
+    source!("attn_softmax.cu", [AttnSoftmaxF16, AttnSoftmaxBf16]),
+    source!("silu_mul.cu", [SiluMulF16, SiluMulBf16]),
+    source!("add.cu", [AddF16, AddBf16]),
+    source!("argmax.cu", [ArgmaxF32]),
+];
+
+impl Kernel {
+    /// The source that exports this kernel.
+    pub fn source(self) -> &'static Source {
+        SOURCES.iter().find(|s| s.kernels.contains(&self)).expect("every kernel is in one source (tested)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of the `extern "C" __global__` functions defined in `text`.
+    fn exported(text: &str) -> Vec<&str> {
+        text.split("extern \"C\" __global__ void ").skip(1).map(|rest| rest.split('(').next().unwrap().trim()).collect()
+    }
+
+    #[test]
+    fn each_source_lists_exactly_the_kernels_it_exports() {
+        for s in SOURCES {
+            let mut listed: Vec<&str> = s.kernels.iter().map(|k| k.name()).collect();
+            let mut found = exported(s.text);
+            listed.sort_unstable();
+            found.sort_unstable();
+            assert_eq!(listed, found, "{}", s.file);
+        }
+    }
+
+    #[test]
+    fn every_kernel_is_in_exactly_one_source() {
+        for &k in Kernel::ALL {
+            let n = SOURCES.iter().filter(|s| s.kernels.contains(&k)).count();
+            assert_eq!(n, 1, "{} is exported by {n} sources", k.name());
+            assert!(exported(k.source().text).contains(&k.name()));
+        }
+        let listed: usize = SOURCES.iter().map(|s| s.kernels.len()).sum();
+        assert_eq!(listed, Kernel::ALL.len());
+    }
+
+    #[test]
+    fn the_common_header_exports_no_kernel() {
+        assert!(exported(COMMON).is_empty() && !COMMON.is_empty());
+    }
+}
