@@ -123,18 +123,20 @@ fn required_sizes(plan: &Plan) -> Option<(u64, u64)> {
     if dims.iter().any(|&d| d == 0 || d > MAX_DIM) || s.prompt_len == 0 || s.batch == 0 || s.max_seq_len == 0 {
         return None;
     }
-    let w = |x: u64| x as u128;
-    let t = w(s.prompt_len) * w(s.batch);
+    // Every product the layouts form, checked: none may reach 2^56 (the layouts
+    // multiply them by small constants and add a dozen of them).
+    let product = |xs: &[u64]| xs.iter().try_fold(1u64, |p, &x| p.checked_mul(x)).filter(|&p| p < 1 << 56);
+    let t = product(&[s.prompt_len, s.batch])?;
     let terms = [
-        w(a.num_heads) * t * w(s.prompt_len),
-        w(a.num_heads) * w(s.batch) * w(s.max_seq_len),
-        t * w(a.num_heads) * w(a.head_dim),
-        t * w(a.hidden_size),
-        t * w(a.intermediate_size),
-        w(s.batch) * w(a.vocab_size),
-        w(a.num_layers) * w(s.batch) * w(s.max_seq_len) * w(a.num_kv_heads) * w(a.head_dim),
+        product(&[a.num_heads, t, s.prompt_len]),
+        product(&[a.num_heads, s.batch, s.max_seq_len]),
+        product(&[t, a.num_heads, a.head_dim]),
+        product(&[t, a.hidden_size]),
+        product(&[t, a.intermediate_size]),
+        product(&[s.batch, a.vocab_size]),
+        product(&[a.num_layers, s.batch, s.max_seq_len, a.num_kv_heads, a.head_dim]),
     ];
-    if terms.iter().any(|&x| x >= 1 << 56) {
+    if terms.iter().any(Option::is_none) {
         return None;
     }
     let dtype = plan.model.dtype;

@@ -90,7 +90,7 @@ pub(super) fn check_copy_before_compute(plan: &Plan, trace: &Trace, out: &mut Ve
             )),
         }
         // The copy of this block into this slot the plan probably meant, if any.
-        let meant = trace.copies_into[&slot].iter().rev().copied().find(|&u| u < c && same_block(trace, u, c));
+        let meant = trace.copies_into(slot).iter().rev().copied().find(|&u| u < c && same_block(trace, u, c));
         match meant {
             Some(m) if w.is_none_or(|w| m > w) => msg.push_str(&format!(
                 "; {} loads {block} but nothing makes this compute wait for it: {}",
@@ -124,7 +124,7 @@ pub(super) fn check_slot_reuse(plan: &Plan, trace: &Trace, out: &mut Vec<Violati
     for (c, slot) in trace.slot_reads(plan) {
         // Without the right copy before it, rule copy-before-compute already rejects the compute.
         let Some(w) = trace.last_copy_before(slot, c).filter(|&w| same_block(trace, w, c)) else { continue };
-        let Some(next) = trace.copies_into[&slot].iter().copied().find(|&u| u > w) else { continue };
+        let Some(next) = trace.copies_into(slot).iter().copied().find(|&u| u > w) else { continue };
         if trace.hb(c, next) {
             continue;
         }

@@ -147,6 +147,16 @@ fn arena_over_budget_and_bad_shape_break_arena() {
 }
 
 #[test]
+fn prompt_len_of_2_pow_63_is_an_arena_error_not_a_multiplication_overflow() {
+    // heads × prompt_len² overflowed even u128 while the verifier sized the
+    // activations region for it (found by tests/plan_fuzz.rs).
+    let mut plan = streamed_plan();
+    plan.shape.prompt_len = 1 << 63;
+    let v = broken_only(&plan, Rule::Arena);
+    assert_mentions(&v[0], &["shape.prompt_len = 9223372036854775808 exceeds shape.max_seq_len = 16"]);
+}
+
+#[test]
 fn all_resident_plan_without_kv_activations_workspace_breaks_arena() {
     let v = broken_only(&tiny_plan(), Rule::Arena);
     assert_eq!(v.len(), 3, "{v:#?}");

@@ -82,7 +82,7 @@ pub(super) struct Trace<'p> {
     /// `before[v]`: bitset over nodes, bit `u` set iff `u` happens before `v`.
     before: Vec<Vec<u64>>,
     /// Node indices of the copies into each slot, in issue (= copy-lane) order.
-    pub(super) copies_into: BTreeMap<u64, Vec<usize>>,
+    copies_into: BTreeMap<u64, Vec<usize>>,
     /// Node range of each pass, by [`Pass::ordinal`].
     ranges: Vec<Range<usize>>,
 }
@@ -169,9 +169,15 @@ impl<'p> Trace<'p> {
         })
     }
 
+    /// The copies into `slot`, in issue order: none for a slot no copy writes
+    /// (which may be a slot the arena does not have; rule `step-shape` says so).
+    pub(super) fn copies_into(&self, slot: u64) -> &[usize] {
+        self.copies_into.get(&slot).map_or(&[], Vec::as_slice)
+    }
+
     /// The latest copy into `slot` that happens before `c`.
     pub(super) fn last_copy_before(&self, slot: u64, c: usize) -> Option<usize> {
-        self.copies_into.get(&slot)?.iter().rev().copied().find(|&w| w < c && self.hb(w, c))
+        self.copies_into(slot).iter().rev().copied().find(|&w| w < c && self.hb(w, c))
     }
 
     /// `n` described as seen from a message about `from`.
