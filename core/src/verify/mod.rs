@@ -33,6 +33,8 @@ mod tests_races;
 #[cfg(test)]
 mod tests_scale;
 #[cfg(test)]
+mod tests_trace;
+#[cfg(test)]
 mod tests_structure;
 
 use std::collections::BTreeSet;

@@ -177,8 +177,12 @@ pub(super) struct Trace<'p> {
     starts: Vec<usize>,
     prefill: PhaseIndex<'p>,
     decode: PhaseIndex<'p>,
-    /// The copies into each slot, as nodes, ascending (issue order, which is copy-lane order).
+    /// The copies into each slot, as nodes, ascending.
     copies_into: BTreeMap<u64, Vec<usize>>,
+    /// The same per lane the copy runs on (the copy lane, unless rule
+    /// `step-shape` reports it), so that those happening before a node are a
+    /// prefix of each list.
+    copies_into_on: BTreeMap<(u64, usize), Vec<usize>>,
     /// The compute instances reading a slot: (node, slot) for streamed blocks.
     slot_reads: Vec<(usize, u64)>,
 }
@@ -189,8 +193,9 @@ impl<'p> Trace<'p> {
     pub(super) fn unroll(plan: &'p Plan, index: &Index<'p>, out: &mut Vec<Violation>) -> Trace<'p> {
         let prefill = PhaseIndex::new(&plan.prefill, index);
         let decode = PhaseIndex::new(&plan.decode, index);
-        let (mut nodes, mut starts, mut copies_into, mut slot_reads) =
-            (Vec::new(), Vec::new(), BTreeMap::<u64, Vec<usize>>::new(), Vec::new());
+        let (mut nodes, mut starts, mut slot_reads) = (Vec::new(), Vec::new(), Vec::new());
+        let mut copies_into: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut copies_into_on: BTreeMap<(u64, usize), Vec<usize>> = BTreeMap::new();
         let mut lane_len = [0usize; 2];
         for pass in std::iter::once(Pass::Prefill).chain((0..DECODE_ITERATIONS).map(Pass::Decode)) {
             let start = nodes.len();
@@ -203,10 +208,13 @@ impl<'p> Trace<'p> {
             }
             for (&slot, positions) in &phase.copies_into {
                 copies_into.entry(slot).or_default().extend(positions.iter().map(|p| start + p));
+                for &p in positions {
+                    copies_into_on.entry((slot, lane_index(phase.steps[p].lane))).or_default().push(start + p);
+                }
             }
             slot_reads.extend(phase.slot_reads.iter().map(|&(p, s)| (start + p, s)));
         }
-        let mut trace = Trace { nodes, starts, prefill, decode, copies_into, slot_reads };
+        let mut trace = Trace { nodes, starts, prefill, decode, copies_into, copies_into_on, slot_reads };
         trace.sweep(out);
         trace
     }
@@ -298,11 +306,13 @@ impl<'p> Trace<'p> {
 
     /// The latest copy into `slot` that happens before `c`.
     pub(super) fn last_copy_before(&self, slot: u64, c: usize) -> Option<usize> {
-        let copies = self.copies_into.get(&slot)?;
-        // Copies are on the copy lane in issue order, so those that happen
-        // before `c` are a prefix of `copies`.
-        let seen = self.nodes[c].clock[lane_index(Lane::Copy)];
-        copies[..copies.partition_point(|&w| self.nodes[w].lane_pos < seen)].last().copied()
+        // The copies on one lane that happen before `c` are a prefix of that lane's list.
+        let latest_on = |lane: usize| {
+            let copies = self.copies_into_on.get(&(slot, lane))?;
+            let seen = self.nodes[c].clock[lane];
+            copies[..copies.partition_point(|&w| self.nodes[w].lane_pos < seen)].last().copied()
+        };
+        latest_on(0).max(latest_on(1))
     }
 
     /// The copy into `slot` issued next after the copy `w` into it.
