@@ -3,6 +3,7 @@
 mod compiler;
 mod cuda;
 mod hf;
+mod plan_fuzz;
 mod profile;
 mod quickstart;
 mod runtime_cpu;

@@ -10,9 +10,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::identity::MAX_DIM;
+use super::index::Index;
 use super::{Rule, Violation};
 use crate::activations::{ActivationLayout, KvLayout, WORKSPACE_BYTES};
-use crate::plan::{slot_region_name, Placement, Plan, RegionKind};
+use crate::plan::{slot_region_name, Placement, Plan, Region, RegionKind};
 use crate::units::fmt_bytes;
 
 pub(super) fn check_arena(plan: &Plan, out: &mut Vec<Violation>) {
@@ -72,23 +73,45 @@ pub(super) fn check_arena(plan: &Plan, out: &mut Vec<Violation>) {
             ),
         }
     }
-    for (i, a) in arena.regions.iter().enumerate() {
-        for b in &arena.regions[i + 1..] {
-            let (a_end, b_end) = (a.offset.saturating_add(a.bytes), b.offset.saturating_add(b.bytes));
-            if a.offset < b_end && b.offset < a_end && a.bytes > 0 && b.bytes > 0 {
-                fail(
-                    out,
-                    format!("region {}", b.name),
-                    format!(
-                        "bytes {}..{b_end} overlap region {} (bytes {}..{a_end}); regions must be disjoint",
-                        b.offset, a.name, a.offset
-                    ),
-                );
-            }
-        }
-    }
+    check_overlaps(plan, out);
     check_singletons(plan, out);
     check_slot_names(plan, out);
+}
+
+/// Regions must be disjoint. Swept in offset order, each region that starts
+/// inside an earlier one is reported once, naming the region reaching
+/// furthest: O(r log r), and at most one violation per region however many
+/// regions a hostile arena stacks on one offset.
+fn check_overlaps(plan: &Plan, out: &mut Vec<Violation>) {
+    let regions = &plan.arena.regions;
+    let end = |r: &Region| r.offset.saturating_add(r.bytes);
+    let mut order: Vec<&Region> = regions.iter().filter(|r| r.bytes > 0).collect();
+    order.sort_by_key(|r| r.offset); // stable: ties keep list order
+    let mut reach: Option<&Region> = None; // the region ending furthest so far
+    for b in order {
+        match reach {
+            Some(a) if b.offset < end(a) => {
+                out.push(
+                    Violation::new(
+                        Rule::Arena,
+                        format!(
+                            "bytes {}..{} overlap region {} (bytes {}..{}); regions must be disjoint",
+                            b.offset,
+                            end(b),
+                            a.name,
+                            a.offset,
+                            end(a)
+                        ),
+                    )
+                    .subject(format!("region {}", b.name)),
+                );
+                if end(b) > end(a) {
+                    reach = Some(b);
+                }
+            }
+            _ => reach = Some(b),
+        }
+    }
 }
 
 /// Run-shape sanity (part of rule `arena`: the shape sizes the KV and activation regions).
@@ -123,18 +146,20 @@ fn required_sizes(plan: &Plan) -> Option<(u64, u64)> {
     if dims.iter().any(|&d| d == 0 || d > MAX_DIM) || s.prompt_len == 0 || s.batch == 0 || s.max_seq_len == 0 {
         return None;
     }
-    let w = |x: u64| x as u128;
-    let t = w(s.prompt_len) * w(s.batch);
+    // Every product the layouts form, checked: none may reach 2^56 (the layouts
+    // multiply them by small constants and add a dozen of them).
+    let product = |xs: &[u64]| xs.iter().try_fold(1u64, |p, &x| p.checked_mul(x)).filter(|&p| p < 1 << 56);
+    let t = product(&[s.prompt_len, s.batch])?;
     let terms = [
-        w(a.num_heads) * t * w(s.prompt_len),
-        w(a.num_heads) * w(s.batch) * w(s.max_seq_len),
-        t * w(a.num_heads) * w(a.head_dim),
-        t * w(a.hidden_size),
-        t * w(a.intermediate_size),
-        w(s.batch) * w(a.vocab_size),
-        w(a.num_layers) * w(s.batch) * w(s.max_seq_len) * w(a.num_kv_heads) * w(a.head_dim),
+        product(&[a.num_heads, t, s.prompt_len]),
+        product(&[a.num_heads, s.batch, s.max_seq_len]),
+        product(&[t, a.num_heads, a.head_dim]),
+        product(&[t, a.hidden_size]),
+        product(&[t, a.intermediate_size]),
+        product(&[s.batch, a.vocab_size]),
+        product(&[a.num_layers, s.batch, s.max_seq_len, a.num_kv_heads, a.head_dim]),
     ];
-    if terms.iter().any(|&x| x >= 1 << 56) {
+    if terms.iter().any(Option::is_none) {
         return None;
     }
     let dtype = plan.model.dtype;
@@ -203,7 +228,10 @@ fn check_singletons(plan: &Plan, out: &mut Vec<Violation>) {
 
 fn check_slot_names(plan: &Plan, out: &mut Vec<Violation>) {
     let n = plan.slot_count();
-    let valid = |name: &str| (0..n).any(|i| slot_region_name(i) == name);
+    let valid = |name: &str| {
+        let index = name.strip_prefix("slot.").and_then(|i| i.parse::<u64>().ok());
+        index.is_some_and(|i| i < n && slot_region_name(i) == name)
+    };
     for r in &plan.arena.regions {
         let subject = format!("region {}", r.name);
         if r.kind == RegionKind::Slot && !valid(&r.name) {
@@ -227,7 +255,7 @@ fn check_slot_names(plan: &Plan, out: &mut Vec<Violation>) {
     }
 }
 
-pub(super) fn check_placement(plan: &Plan, out: &mut Vec<Violation>) {
+pub(super) fn check_placement(plan: &Plan, index: &Index, out: &mut Vec<Violation>) {
     let blocks = &plan.model.blocks;
     if plan.placements.len() != blocks.len() {
         out.push(
@@ -261,7 +289,7 @@ pub(super) fn check_placement(plan: &Plan, out: &mut Vec<Violation>) {
         }
         let Placement::Resident { region } = &p.placement else { continue };
         let fail = |m: String| Violation::new(Rule::Placement, m).block(&b.name).subject(subject.clone());
-        match plan.region(region) {
+        match index.region(region) {
             None => out.push(fail(format!("names region {region}, which the arena does not have"))),
             Some(r) if r.kind != RegionKind::Resident => out.push(fail(format!(
                 "names region {region} of kind {:?}; a resident block needs a region of kind resident",

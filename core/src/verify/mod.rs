@@ -20,6 +20,7 @@
 //!   block, and no copy overwrites a slot before its previous reader is done.
 
 mod identity;
+mod index;
 mod memory;
 mod races;
 mod steps;
@@ -29,6 +30,10 @@ mod trace;
 pub(crate) mod fixture;
 #[cfg(test)]
 mod tests_races;
+#[cfg(test)]
+mod tests_scale;
+#[cfg(test)]
+mod tests_trace;
 #[cfg(test)]
 mod tests_structure;
 
@@ -239,12 +244,13 @@ pub fn violations(plan: &Plan) -> Vec<Violation> {
     identity::check_version(plan, &mut out);
     identity::check_model_identity(plan, &mut out);
     memory::check_arena(plan, &mut out);
-    memory::check_placement(plan, &mut out);
-    steps::check_step_shape(plan, &mut out);
+    let index = index::Index::new(plan);
+    memory::check_placement(plan, &index, &mut out);
+    steps::check_step_shape(plan, &index, &mut out);
     steps::check_order(plan, &mut out);
     steps::check_events(plan, &mut out);
-    let trace = trace::Trace::unroll(plan, &mut out);
-    races::check_copy_before_compute(plan, &trace, &mut out);
-    races::check_slot_reuse(plan, &trace, &mut out);
+    let trace = trace::Trace::unroll(plan, &index, &mut out);
+    races::check_copy_before_compute(&trace, &mut out);
+    races::check_slot_reuse(&trace, &mut out);
     out
 }

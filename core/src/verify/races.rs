@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use super::trace::{Pass, Trace};
 use super::{Rule, Violation};
-use crate::plan::{Op, PhaseName, Plan};
+use crate::plan::PhaseName;
 
 /// Violations found per step instance, reported once per step with the
 /// iterations they show in.
@@ -70,9 +70,9 @@ fn same_block(trace: &Trace, u: usize, c: usize) -> bool {
     trace.nodes[u].step.block == trace.nodes[c].step.block
 }
 
-pub(super) fn check_copy_before_compute(plan: &Plan, trace: &Trace, out: &mut Vec<Violation>) {
+pub(super) fn check_copy_before_compute(trace: &Trace, out: &mut Vec<Violation>) {
     let mut found = Findings::default();
-    for (c, slot) in trace.slot_reads(plan) {
+    for &(c, slot) in trace.slot_reads() {
         let w = trace.last_copy_before(slot, c);
         if w.is_some_and(|w| same_block(trace, w, c)) {
             continue;
@@ -90,7 +90,7 @@ pub(super) fn check_copy_before_compute(plan: &Plan, trace: &Trace, out: &mut Ve
             )),
         }
         // The copy of this block into this slot the plan probably meant, if any.
-        let meant = trace.copies_into[&slot].iter().rev().copied().find(|&u| u < c && same_block(trace, u, c));
+        let meant = trace.last_copy_of_into(slot, block, c);
         match meant {
             Some(m) if w.is_none_or(|w| m > w) => msg.push_str(&format!(
                 "; {} loads {block} but nothing makes this compute wait for it: {}",
@@ -101,30 +101,27 @@ pub(super) fn check_copy_before_compute(plan: &Plan, trace: &Trace, out: &mut Ve
                 "; {} loaded {block}, but the slot is overwritten before this compute",
                 trace.describe(m, c)
             )),
-            None => {
-                let elsewhere = (0..c).rev().find(|&u| trace.nodes[u].step.op == Op::Copy && same_block(trace, u, c));
-                match elsewhere.and_then(|u| Some((u, trace.nodes[u].step.slot?))) {
-                    Some((u, s)) => msg.push_str(&format!(
-                        "; the latest copy of {block} before it, {}, writes slot {s}: read that slot instead",
-                        trace.describe(u, c)
-                    )),
-                    None => msg.push_str(&format!(
-                        "; no step before it copies {block} into slot {slot}: add that copy and wait on its record"
-                    )),
-                }
-            }
+            None => match trace.last_copy_of(block, c).and_then(|u| Some((u, trace.nodes[u].step.slot?))) {
+                Some((u, s)) => msg.push_str(&format!(
+                    "; the latest copy of {block} before it, {}, writes slot {s}: read that slot instead",
+                    trace.describe(u, c)
+                )),
+                None => msg.push_str(&format!(
+                    "; no step before it copies {block} into slot {slot}: add that copy and wait on its record"
+                )),
+            },
         }
         found.add(node.pass, Violation::at_step(Rule::CopyBeforeCompute, node.pass.phase(), node.pos, node.step, msg));
     }
     found.report(out);
 }
 
-pub(super) fn check_slot_reuse(plan: &Plan, trace: &Trace, out: &mut Vec<Violation>) {
+pub(super) fn check_slot_reuse(trace: &Trace, out: &mut Vec<Violation>) {
     let mut found = Findings::default();
-    for (c, slot) in trace.slot_reads(plan) {
+    for &(c, slot) in trace.slot_reads() {
         // Without the right copy before it, rule copy-before-compute already rejects the compute.
         let Some(w) = trace.last_copy_before(slot, c).filter(|&w| same_block(trace, w, c)) else { continue };
-        let Some(next) = trace.copies_into[&slot].iter().copied().find(|&u| u > w) else { continue };
+        let Some(next) = trace.next_copy_after(slot, w) else { continue };
         if trace.hb(c, next) {
             continue;
         }

@@ -7,13 +7,16 @@
 //! issued *before* it. That last fact is what makes issue order a topological
 //! order of the run: no wait can point forward, so the lanes cannot deadlock.
 
+use std::collections::HashMap;
+
 use super::identity::abbreviate;
+use super::index::Index;
 use super::{Rule, Violation};
 use crate::plan::{Lane, Op, Phase, PhaseName, Placement, Plan};
 
 const PHASES: [PhaseName; 2] = [PhaseName::Prefill, PhaseName::Decode];
 
-pub(super) fn check_step_shape(plan: &Plan, out: &mut Vec<Violation>) {
+pub(super) fn check_step_shape(plan: &Plan, index: &Index, out: &mut Vec<Violation>) {
     for phase in PHASES {
         for (i, step) in plan.phase(phase).steps.iter().enumerate() {
             let mut fail = |m: String| out.push(Violation::at_step(Rule::StepShape, phase, i, step, m));
@@ -34,13 +37,13 @@ pub(super) fn check_step_shape(plan: &Plan, out: &mut Vec<Violation>) {
                     step.start_us, step.end_us
                 ));
             }
-            let Some(block) = plan.block(&step.block) else {
+            let Some(block) = index.block(&step.block) else {
                 fail(format!("names block {:?}, which the model does not have", step.block));
                 continue;
             };
-            let placement = plan.placement(&step.block);
-            let slot = step.slot.map(|s| (s, plan.slot_region(s)));
-            let slots = plan.slot_count();
+            let placement = index.placement(&step.block);
+            let slot = step.slot.map(|s| (s, index.slot_region(s)));
+            let slots = index.slot_count();
             match (step.op, placement) {
                 (Op::Copy, Some(Placement::Resident { region })) => fail(format!(
                     "copies block {}, which is resident in region {region}: resident blocks are loaded once before \
@@ -145,27 +148,45 @@ pub(super) fn check_order(plan: &Plan, out: &mut Vec<Violation>) {
     }
 }
 
-/// Positions of the steps of `phase` that record `event`.
-fn recorders<'p>(phase: &'p Phase, event: &'p str) -> impl Iterator<Item = usize> + 'p {
-    phase.steps.iter().enumerate().filter(move |(_, s)| s.record.as_deref() == Some(event)).map(|(i, _)| i)
+/// Positions of the steps of `phase` that record each event, ascending.
+fn recorders(phase: &Phase) -> HashMap<&str, Vec<usize>> {
+    let mut at: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, s) in phase.steps.iter().enumerate() {
+        if let Some(e) = &s.record {
+            at.entry(e.as_str()).or_default().push(i);
+        }
+    }
+    at
 }
 
+/// How many recording positions a message lists before summarising the rest.
+const LISTED_POSITIONS: usize = 6;
+
 fn list(positions: &[usize]) -> String {
+    let shown = positions.iter().take(LISTED_POSITIONS).map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
     match positions {
         [] => "no step records it".into(),
         [p] => format!("only step {p} records it"),
-        _ => format!("only steps {} record it", positions.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")),
+        _ if positions.len() > LISTED_POSITIONS => {
+            format!("only steps {shown}, … ({} in all) record it", positions.len())
+        }
+        _ => format!("only steps {shown} record it"),
     }
 }
 
 pub(super) fn check_events(plan: &Plan, out: &mut Vec<Violation>) {
+    let prefill_records = recorders(&plan.prefill);
+    let decode_records = recorders(&plan.decode);
+    let none = Vec::new();
     for phase in PHASES {
+        let records = if phase == PhaseName::Prefill { &prefill_records } else { &decode_records };
+        let recorded = |e: &str| records.get(e).unwrap_or(&none).as_slice();
         let steps = &plan.phase(phase).steps;
         for (i, step) in steps.iter().enumerate() {
             let mut fail = |m: String| out.push(Violation::at_step(Rule::Events, phase, i, step, m));
             for e in &step.wait {
-                let at: Vec<usize> = recorders(plan.phase(phase), e).collect();
-                if !at.iter().any(|&p| p < i) {
+                let at = recorded(e);
+                if !at.first().is_some_and(|&p| p < i) {
                     let hint = if phase == PhaseName::Decode && !at.is_empty() {
                         "; to wait on the previous iteration's record use wait_prev"
                     } else {
@@ -177,7 +198,7 @@ pub(super) fn check_events(plan: &Plan, out: &mut Vec<Violation>) {
                         if at.is_empty() {
                             "no step records it".into()
                         } else {
-                            format!("{} (not before step {i})", list(&at))
+                            format!("{} (not before step {i})", list(at))
                         },
                         if phase == PhaseName::Decode { "iteration" } else { "phase" },
                     ));
@@ -193,7 +214,7 @@ pub(super) fn check_events(plan: &Plan, out: &mut Vec<Violation>) {
                 continue;
             }
             for e in &step.wait_prev {
-                let at: Vec<usize> = recorders(&plan.decode, e).collect();
+                let at = recorded(e);
                 if at.is_empty() {
                     // Recorded by prefill alone (a pinned slot's copy): every iteration binds
                     // to prefill's record; the check below says so when prefill lacks it.
@@ -204,7 +225,7 @@ pub(super) fn check_events(plan: &Plan, out: &mut Vec<Violation>) {
                          use wait, or record the event only at or after step {i}"
                     ));
                 }
-                if recorders(&plan.prefill, e).next().is_none() {
+                if !prefill_records.contains_key(e.as_str()) {
                     fail(if at.is_empty() {
                         format!("has wait_prev on event {e:?}, but neither prefill nor the decode body records it")
                     } else {

@@ -213,3 +213,37 @@ fn dropping_a_wait_is_caught_unless_the_copy_lane_order_already_implies_it() {
     let plan = fixture::plan(4, &[0, 1, 2, 3], 3, Style::Pipelined);
     assert_eq!(redundant_waits(&plan), ["decode step 3 ready:layer.1", "decode step 5 ready:layer.2"]);
 }
+
+#[test]
+fn compute_reading_a_slot_past_the_arena_is_reported_not_a_panic() {
+    // Slot 7 does not exist (2 slot regions) and no copy writes it: rule
+    // step-shape reports the slot, and the race rules, which used to panic
+    // looking up the copies into slot 7, report the missing copy.
+    let mut plan = streamed_plan();
+    plan.decode.steps[6].slot = Some(7);
+    let err = verify(&plan).unwrap_err();
+    assert_eq!(err.rules().into_iter().collect::<Vec<_>>(), [Rule::StepShape, Rule::CopyBeforeCompute], "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("decode step 6 (compute layer.3 from slot 7): reads slot 7, but the arena has 2 slot regions"),
+        "{text}"
+    );
+    assert!(text.contains("no copy into slot 7 is ordered before it"), "{text}");
+}
+
+#[test]
+fn compute_reading_a_slot_no_copy_writes_is_reported_not_a_panic() {
+    // A third slot region exists, but no step ever copies into it.
+    let mut plan = streamed_plan();
+    let last = plan.arena.regions.iter().filter(|r| r.kind == crate::plan::RegionKind::Slot).last().unwrap().clone();
+    let end = plan.arena.bytes;
+    plan.arena.regions.push(crate::plan::Region { name: "slot.2".into(), offset: end, ..last });
+    plan.arena.bytes += plan.arena.regions.last().unwrap().bytes;
+    plan.budget_bytes = plan.arena.bytes;
+    plan.prefill.steps[8].slot = Some(2);
+    let v = broken_only(&plan, Rule::CopyBeforeCompute);
+    assert_mentions(
+        &v[0],
+        &["prefill step 8 (compute layer.3 from slot 2)", "no copy into slot 2 is ordered before it"],
+    );
+}

@@ -116,7 +116,7 @@ fn overlapping_regions_break_arena() {
     let kv = plan.region("kv_cache").unwrap().offset;
     region_mut(&mut plan, "workspace").offset = kv;
     let v = broken_only(&plan, Rule::Arena);
-    assert_eq!(v.len(), 2, "{v:#?}"); // overlaps both kv_cache and activations
+    assert_eq!(v.len(), 2, "{v:#?}"); // it overlaps kv_cache, and activations starts inside it
     assert_mentions(
         &v[0],
         &["rule arena broken at region workspace", "overlap region kv_cache", "regions must be disjoint"],
@@ -144,6 +144,16 @@ fn arena_over_budget_and_bad_shape_break_arena() {
     );
     assert!(text.iter().any(|t| t.contains("exceeds budget_bytes")), "{text:#?}");
     assert!(text.iter().any(|t| t.contains("region kv_cache") && t.contains("max_seq_len 1000")), "{text:#?}");
+}
+
+#[test]
+fn prompt_len_of_2_pow_63_is_an_arena_error_not_a_multiplication_overflow() {
+    // heads × prompt_len² overflowed even u128 while the verifier sized the
+    // activations region for it (found by tests/plan_fuzz.rs).
+    let mut plan = streamed_plan();
+    plan.shape.prompt_len = 1 << 63;
+    let v = broken_only(&plan, Rule::Arena);
+    assert_mentions(&v[0], &["shape.prompt_len = 9223372036854775808 exceeds shape.max_seq_len = 16"]);
 }
 
 #[test]
