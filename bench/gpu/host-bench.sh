@@ -10,7 +10,7 @@ export DJINN_KERNEL_CACHE=/tmp/djinn-kernels PYTHONUNBUFFERED=1
 date
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $OUT/env.txt
 python3 -c "import torch, transformers, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__)" | tee -a $OUT/env.txt
-[ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b --out /tmp/llama2-13b 2>&1 | tail -1
+[ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
 echo "== profile"; date
 P=$OUT/h200-measured.toml
 timeout 240 $B/djinn-profile --model llama2-13b --prompt-len 512 --name h200-measured -o $P --json $OUT/profile.json 2>&1 | tail -25

@@ -97,8 +97,13 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             .map(|s| m.block(&s.block).and_then(|b| b.layer).map_or_else(|| s.block.clone(), |l| l.to_string()))
             .collect();
         if !host.is_empty() {
-            let rate =
-                plan.gpu.cpu.as_ref().map_or(String::new(), |c| format!(", {:.1} GB/s", c.gemv_f16_gbps_during_copy));
+            // The measured whole layer when the profile has one for this model and context, else the GEMV rate.
+            let rate = plan.gpu.cpu.as_ref().map_or(String::new(), |c| {
+                match c.layer_times.iter().find(|t| t.model == m.name && t.context == plan.shape.prompt_len) {
+                    Some(t) => format!(", {:.2} ms a layer beside the copy lane (measured)", t.us / 1e3),
+                    None => format!(", {:.1} GB/s", c.gemv_f16_gbps_during_copy),
+                }
+            });
             line(format!(
                 "host CPU: {} of {} streamed layers computed on the host in decode (layers {}){rate}",
                 host.len(),
