@@ -20,6 +20,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
 use djinn_runtime::cpu::CpuOps;
 use djinn_runtime::host::HostArena;
@@ -50,7 +51,7 @@ fn main() -> Result<()> {
     let mut next = 0u64;
     let mut buf = |elems: u64, dtype: Dtype| {
         let b = Buf { offset: next, elems, dtype };
-        next = (next + b.bytes()).div_ceil(256) * 256;
+        next = align_up(next + b.bytes(), ALIGN);
         b
     };
     let (wq, wk, wv, wo) =

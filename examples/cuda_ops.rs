@@ -17,6 +17,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
 use djinn_runtime::cuda::CudaOps;
 use djinn_runtime::ops::{AttnShape, Buf, Ops};
@@ -70,7 +71,7 @@ struct Carve(u64);
 impl Carve {
     fn buf(&mut self, elems: u64, dtype: Dtype) -> Buf {
         let b = Buf { offset: self.0, elems, dtype };
-        self.0 = (self.0 + b.bytes()).div_ceil(256) * 256;
+        self.0 = align_up(self.0 + b.bytes(), ALIGN);
         b
     }
 }

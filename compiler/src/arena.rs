@@ -6,21 +6,21 @@
 //! allocates: padding included.
 //!
 //! Regions go in a fixed order: resident blocks in model order, slots, KV cache,
-//! activations, workspace. Each starts at a multiple of [`ARENA_ALIGN`] = 256 B.
-//! 256 B is what every kernel and cuBLAS need (block images keep their tensors at
-//! 256-byte offsets, so every tensor stays 256-byte aligned in device memory) and
-//! it wastes at most 255 B per region. 2 MiB (large-page) alignment would waste
-//! up to 2 MiB per region, ~90 MiB for a 40-layer model: a seventh of a 13B layer,
+//! activations, workspace. Each starts at a multiple of [`ARENA_ALIGN`], the
+//! contract's one alignment (`djinn_core::units::ALIGN`, 256 B, which says why):
+//! block images keep their tensors at offsets of the same, so every tensor stays
+//! aligned in device memory. 2 MiB (large-page) alignment would waste up to
+//! 2 MiB per region, ~90 MiB for a 40-layer model: a seventh of a 13B layer,
 //! for no gain a plan could measure (the arena is one `cudaMalloc`, already
 //! large-page backed as a whole).
 
 use djinn_core::activations::{ActivationLayout, KvLayout, WORKSPACE_BYTES};
 use djinn_core::model::ModelSpec;
 use djinn_core::plan::{resident_region_name, slot_region_name, Arena, Region, RegionKind, RunShape};
-use djinn_core::units::align_up;
+use djinn_core::units::{align_up, ALIGN};
 
-/// Alignment of every region offset in the arena.
-pub const ARENA_ALIGN: u64 = 256;
+/// Alignment of every region offset in the arena: the contract's one [`ALIGN`].
+pub const ARENA_ALIGN: u64 = ALIGN;
 
 /// The fixed regions' sizes, which depend only on the model and the run shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

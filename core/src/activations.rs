@@ -8,10 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Architecture, Dtype};
-use crate::units::align_up;
+use crate::units::{align_up, ALIGN};
 
-/// Alignment of every buffer carved out of a region.
-pub const BUFFER_ALIGN: u64 = 256;
+/// Alignment of every buffer carved out of a region: [`ALIGN`].
+pub const BUFFER_ALIGN: u64 = ALIGN;
 
 /// Scratch for cuBLAS(Lt) and kernels, in the workspace region.
 pub const WORKSPACE_BYTES: u64 = 32 << 20;

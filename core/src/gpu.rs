@@ -52,12 +52,9 @@ pub struct BandwidthPoint {
     pub gbps: f64,
 }
 
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum PhaseKind {
-    Prefill,
-    Decode,
-}
+/// The phase a block time was measured in: the plan's [`PhaseName`](crate::phase::PhaseName) (one
+/// enum), under the name the cost model and the simulator still use.
+pub use crate::phase::PhaseName as PhaseKind;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -17,7 +17,7 @@
 //! The safetensors header is parsed here rather than with the `safetensors`
 //! crate: the format is 8 bytes of length plus JSON, the crate would read (or
 //! map) the whole file to validate it, and our errors must name the file, the
-//! tensor and what was expected.
+//! tensor and what was expected (`safetensors_header`'s doc has the details).
 //!
 //! Every error names the file it came from and the field or tensor at fault.
 

@@ -15,6 +15,7 @@ pub mod gpu;
 pub mod hf;
 pub mod model;
 pub mod model_presets;
+pub mod phase;
 pub mod plan;
 pub mod units;
 pub mod verify;

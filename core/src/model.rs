@@ -10,10 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::align_up;
+use crate::units::{align_up, ALIGN};
 
-/// Alignment of every tensor inside a block image, in bytes.
-pub const TENSOR_ALIGN: u64 = 256;
+/// Alignment of every tensor inside a block image: [`ALIGN`].
+pub const TENSOR_ALIGN: u64 = ALIGN;
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]

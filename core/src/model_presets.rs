@@ -79,8 +79,9 @@ impl ModelPreset {
     }
 }
 
-/// `--model NAME|DIR`: a preset, or a Hugging Face model directory (named by
-/// its final path component, so plans carry no absolute paths).
+/// `--model NAME|DIR`: a preset, or a Hugging Face model directory (which
+/// [`ModelDir::open`] names by its final path component, so plans carry no
+/// absolute paths).
 pub fn load_model(arg: &str) -> Result<ModelSpec, ModelArgError> {
     let path = Path::new(arg);
     if !path.is_dir() {
@@ -91,19 +92,7 @@ pub fn load_model(arg: &str) -> Result<ModelSpec, ModelArgError> {
             return Err(ModelArgError::Unknown { name: arg.to_string(), valid: model_preset_names() });
         }
     }
-    let dir = ModelDir::open(path)?;
-    let mut spec = dir.spec;
-    spec.name = dir_name(path);
-    Ok(spec)
-}
-
-/// The final component of a directory path (`.` and `..` resolved).
-fn dir_name(path: &Path) -> String {
-    let named = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-    named(path)
-        .filter(|n| n != "." && n != "..")
-        .or_else(|| path.canonicalize().ok().and_then(|p| named(&p)))
-        .unwrap_or_else(|| "model".to_string())
+    Ok(ModelDir::open(path)?.spec)
 }
 
 #[cfg(test)]

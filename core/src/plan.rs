@@ -31,6 +31,7 @@ use thiserror::Error;
 pub use crate::activations::RunShape;
 use crate::gpu::GpuProfile;
 use crate::model::{Block, ModelSpec};
+pub use crate::phase::PhaseName;
 
 /// Version of this schema. Bumped on any change a reader of an older plan would misread.
 /// Version 2 added the `host_compute` op.
@@ -308,21 +309,6 @@ impl Plan {
             PhaseName::Prefill => &self.prefill,
             PhaseName::Decode => &self.decode,
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PhaseName {
-    Prefill,
-    Decode,
-}
-
-impl std::fmt::Display for PhaseName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PhaseName::Prefill => "prefill",
-            PhaseName::Decode => "decode",
-        })
     }
 }
 

@@ -1,4 +1,5 @@
-//! Byte sizes as people write them (`22GiB`, `20000MB`, `1073741824`) and as we print them.
+//! Byte sizes as people write them (`22GiB`, `20000MB`, `1073741824`) and as
+//! we print them, and the one alignment of offsets in device memory.
 
 use thiserror::Error;
 
@@ -44,6 +45,14 @@ pub fn fmt_bytes(bytes: u64) -> String {
     }
     format!("{bytes} B")
 }
+
+/// The alignment of every offset the plan gives into device memory: tensors
+/// inside a block image ([`crate::model::TENSOR_ALIGN`]), regions inside the
+/// arena, and buffers carved out of a region
+/// ([`crate::activations::BUFFER_ALIGN`]), all this one number, so no two can
+/// disagree. 256 B is what every kernel and cuBLAS need, and wastes at most
+/// 255 B per tensor, region or buffer.
+pub const ALIGN: u64 = 256;
 
 /// Rounds `x` up to a multiple of `align` (a power of two or any positive number).
 pub fn align_up(x: u64, align: u64) -> u64 {

@@ -1,6 +1,8 @@
 //! A tiny seeded random number generator (SplitMix64): sampling needs
-//! reproducible draws from `--seed`, and tests need random inputs, neither
-//! needs a cryptographic or statistical-suite-grade generator.
+//! reproducible draws from `--seed`, tests need random inputs, and
+//! djinn-synth needs random weights at disk speed; none needs a
+//! cryptographic or statistical-suite-grade generator. The workspace's one
+//! SplitMix64: djinn-synth seeds its streams with [`mix64`] and draws from [`Rng`].
 
 /// SplitMix64 (Steele, Lea & Flood 2014): one 64-bit state, one add, three mixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,12 +15,10 @@ impl Rng {
         Rng { state: seed }
     }
 
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix64(self.state)
     }
 
     /// Uniform in `[0, 1)`, 24 random bits.
@@ -37,6 +37,14 @@ impl Rng {
     pub fn normals(&mut self, n: usize, scale: f32) -> Vec<f32> {
         (0..n).map(|_| self.normal() * scale).collect()
     }
+}
+
+/// The SplitMix64 finaliser: a bijective avalanche of 64 bits.
+#[inline]
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

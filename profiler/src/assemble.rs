@@ -183,7 +183,7 @@ pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String 
     for b in &m.blocks {
         c.push(format!(
             "    {} {}: device {:.1} us, host {:.1} us",
-            b.phase_name(),
+            b.phase,
             b.block,
             b.device.median_us,
             b.host.median_us

@@ -4,9 +4,9 @@
 use djinn_compiler::cost::Roofline;
 use djinn_compiler::gpu_presets::parse_gpu_profile;
 use djinn_compiler::{compile_model, Options};
-use djinn_core::gpu::PhaseKind;
 use djinn_core::model::BlockKind;
 use djinn_core::model_presets::load_model;
+use djinn_core::phase::PhaseName;
 use djinn_core::plan::RunShape;
 use djinn_core::Dtype;
 
@@ -33,13 +33,13 @@ pub(super) fn sample() -> Measurements {
         kind,
         phase,
         tokens,
-        context: if phase == PhaseKind::Prefill { tokens } else { 513 },
+        context: if phase == PhaseName::Prefill { tokens } else { 513 },
         bytes: 1,
         device: t(device),
         host: t(host),
     };
     use BlockKind::*;
-    use PhaseKind::*;
+    use PhaseName::*;
     Measurements {
         device: Device {
             name: "NVIDIA H100 80GB HBM3".into(),
@@ -171,7 +171,7 @@ fn compiler_prices_copies_of_measured_sizes_at_their_measured_time() {
 
 /// TTFT and decode of an all-resident plan: the sum of one pass's block
 /// times (40 layers) plus the host turnaround, in ms.
-fn resident_prediction(m: &Measurements, phase: PhaseKind) -> f64 {
+fn resident_prediction(m: &Measurements, phase: PhaseName) -> f64 {
     let us = |kind| m.blocks.iter().find(|b| b.kind == kind && b.phase == phase).unwrap().lane_us();
     let pass =
         us(BlockKind::Embedding) + 40.0 * us(BlockKind::Layer) + us(BlockKind::FinalNorm) + us(BlockKind::LmHead);
@@ -189,7 +189,7 @@ fn compiler_plans_from_the_measured_block_times_of_its_model() {
     assert_eq!(plan.prediction.streamed_blocks, 0, "24 GiB of weights fit in 79 GiB");
     let (ttft, decode) = (plan.prediction.ttft_ms, plan.prediction.decode_ms_per_token);
     let (want_ttft, want_decode) =
-        (resident_prediction(&m, PhaseKind::Prefill), resident_prediction(&m, PhaseKind::Decode));
+        (resident_prediction(&m, PhaseName::Prefill), resident_prediction(&m, PhaseName::Decode));
     assert!((ttft - want_ttft).abs() < 0.01, "ttft {ttft} ms, block times say {want_ttft}");
     assert!((decode - want_decode).abs() < 0.01, "decode {decode} ms, block times say {want_decode}");
 

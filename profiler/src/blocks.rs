@@ -29,7 +29,6 @@
 use std::time::Instant;
 
 use djinn_core::activations::BUFFER_ALIGN;
-use djinn_core::gpu::PhaseKind;
 use djinn_core::plan::{PhaseName, Plan, RegionKind};
 use djinn_core::units::align_up;
 use djinn_core::Dtype;
@@ -184,14 +183,14 @@ impl ComputeRig {
         passes: usize,
     ) -> Result<Vec<BlockTiming>, CudaError> {
         let prompt_len = self.plan.shape.prompt_len;
-        let mut blocks = self.time_phase(PhaseKind::Prefill, prompt_len, 0, warm, prefill_groups, passes)?;
-        blocks.extend(self.time_phase(PhaseKind::Decode, 1, prompt_len, warm, decode_groups, passes)?);
+        let mut blocks = self.time_phase(PhaseName::Prefill, prompt_len, 0, warm, prefill_groups, passes)?;
+        blocks.extend(self.time_phase(PhaseName::Decode, 1, prompt_len, warm, decode_groups, passes)?);
         Ok(blocks)
     }
 
     fn time_phase(
         &mut self,
-        phase: PhaseKind,
+        phase: PhaseName,
         n: u64,
         pos0: u64,
         warm: usize,
@@ -199,8 +198,8 @@ impl ComputeRig {
         passes: usize,
     ) -> Result<Vec<BlockTiming>, CudaError> {
         let name = match phase {
-            PhaseKind::Prefill => PhaseName::Prefill,
-            PhaseKind::Decode => PhaseName::Decode,
+            PhaseName::Prefill => PhaseName::Prefill,
+            PhaseName::Decode => PhaseName::Decode,
         };
         // Only the count and position matter: the ids were uploaded once.
         let pass = Pass { tokens: vec![0; n as usize], pos0, phase: name };

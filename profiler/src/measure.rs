@@ -240,7 +240,7 @@ fn compute(
     for b in &blocks {
         say(format!(
             "{} {} ({} tokens, context {}): {:.1} us on the device (min {:.1}, max {:.1}), {:.1} us to issue",
-            b.phase_name(),
+            b.phase,
             b.block,
             b.tokens,
             b.context,

@@ -3,8 +3,8 @@
 //! [`GpuProfile`](djinn_core::gpu::GpuProfile). Every time is a [`Timing`]
 //! of repeated runs timed with CUDA events (or the host clock, for the CPU).
 
-use djinn_core::gpu::PhaseKind;
 use djinn_core::model::BlockKind;
+use djinn_core::phase::PhaseName;
 use djinn_core::Dtype;
 use serde::Serialize;
 
@@ -64,7 +64,7 @@ pub struct BlockTiming {
     /// The block of the one-layer profiling model that ran (`layer.0`).
     pub block: String,
     pub kind: BlockKind,
-    pub phase: PhaseKind,
+    pub phase: PhaseName,
     /// Tokens of the pass.
     pub tokens: u64,
     /// Positions the pass attends over (its own plus those already cached).
@@ -78,14 +78,6 @@ pub struct BlockTiming {
 }
 
 impl BlockTiming {
-    /// `prefill` or `decode`, as profiles spell the phase.
-    pub fn phase_name(&self) -> &'static str {
-        match self.phase {
-            PhaseKind::Prefill => "prefill",
-            PhaseKind::Decode => "decode",
-        }
-    }
-
     /// How long the block holds the compute lane when passes are issued back
     /// to back: its device time, or the time the host takes to issue it if
     /// that is longer (the device then waits for the host).

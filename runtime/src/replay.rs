@@ -22,11 +22,22 @@ use thiserror::Error;
 
 use crate::backend::{Backend, EventId, Pass};
 
-/// How to replay. `skip_verify` exists for tests that prove the adversarial
-/// backend catches plans the verifier rejects; no command-line flag sets it.
+/// How to replay. The default, and all that code outside the tests can
+/// build, verifies the plan first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayOptions {
-    pub skip_verify: bool,
+    skip_verify: bool,
+}
+
+impl ReplayOptions {
+    /// Replays without verifying: for the tests that prove the adversarial
+    /// backend catches plans the verifier rejects. Only with the
+    /// `unverified-replay` feature, which only the workspace's tests enable
+    /// (the root package's dev-dependency), so no binary can reach it.
+    #[cfg(feature = "unverified-replay")]
+    pub fn unverified() -> ReplayOptions {
+        ReplayOptions { skip_verify: true }
+    }
 }
 
 #[derive(Debug, Error)]

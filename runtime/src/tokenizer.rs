@@ -14,6 +14,16 @@
 //! UTF-8 together). [`TextStream`] decodes a small window of recent tokens
 //! and emits only the new suffix, holding back text that ends in an
 //! incomplete character (U+FFFD), as Hugging Face's text-generation-inference does.
+//!
+//! That is also what tokenizers' `Tokenizer::decode_stream` does, but
+//! [`TextStream`] stays ours for three things it lacks (checked against
+//! tokenizers 0.23): it starts from the prompt's last tokens, so the first
+//! piece keeps the space that separates it from the prompt (`DecodeStream`
+//! starts empty and strips it); it flushes what it holds back at the end
+//! ([`TextStream::finish`]); and it carries on when a later byte-fallback
+//! token turns text already emitted into an invalid sequence (`<0x41>` then
+//! `<0x96>`), where `DecodeStream` fails with `InvalidPrefix` on every step
+//! after — random-weight models generate such pairs.
 
 use std::path::{Path, PathBuf};
 

@@ -116,3 +116,18 @@ fn streamed_text_equals_the_reference_decode() {
         assert_eq!(text.trim_start(), r.greedy_text.trim_start());
     }
 }
+
+/// A byte-fallback token that turns text already streamed into an invalid
+/// sequence (`<0x41>` "A", then `<0x96>`) does not stop the stream: what
+/// follows still streams. (tokenizers' own `DecodeStream` fails with
+/// `InvalidPrefix` from that token on, which is why `TextStream` stays ours.)
+#[test]
+fn a_byte_token_that_invalidates_streamed_text_does_not_stop_the_stream() {
+    let tok = Tokenizer::load(&fixture(MHA), None, Some(1)).unwrap();
+    let (a, b) = (tok.token_to_id("<0x41>").unwrap(), tok.token_to_id("<0x96>").unwrap());
+    let mut stream = TextStream::new(&[1, 9038]);
+    let pieces: Vec<Option<String>> = [263, a, b, 263, 931].iter().map(|&t| stream.push(&tok, t).unwrap()).collect();
+    assert_eq!(pieces[..3], [Some(" a".to_string()), Some("A".to_string()), None]);
+    assert!(pieces[3].as_deref().is_some_and(|p| p.ends_with(" a")), "{pieces:?}");
+    assert_eq!(pieces[4].as_deref(), Some(" time"));
+}

@@ -143,7 +143,7 @@ fn a_plan_missing_a_wait_is_rejected_by_the_verifier_as_copy_before_compute() {
 /// while the copy into its slot is still in flight and reads the poison.
 #[test]
 fn a_plan_missing_a_wait_forced_past_the_verifier_reads_poison_in_adversarial_replay() {
-    let forced = ReplayOptions { skip_verify: true };
+    let forced = ReplayOptions::unverified();
     for name in FIXTURES {
         let plan = stream_all_plan(name);
         let (broken, _) = without_compute_wait(&plan, "layer.2");
@@ -181,7 +181,7 @@ fn without_copy_wait(plan: &Plan, phase: PhaseName, block: &str) -> (Plan, usize
 /// for its slot's last reader went unnoticed (same output as a good plan).
 #[test]
 fn adversarial_replay_catches_a_copy_missing_its_wait_on_the_slots_last_reader() {
-    let forced = ReplayOptions { skip_verify: true };
+    let forced = ReplayOptions::unverified();
     for name in FIXTURES {
         let plan = stream_all_plan(name);
         let p = prompt(name);
@@ -229,7 +229,7 @@ fn one_wait_removed(plan: &Plan) -> Vec<(String, Plan)> {
 /// rejects the plan exactly when adversarial replay computes something else.
 #[test]
 fn each_wait_the_verifier_needs_is_one_adversarial_replay_needs() {
-    let forced = ReplayOptions { skip_verify: true };
+    let forced = ReplayOptions::unverified();
     for name in FIXTURES {
         let p = prompt(name);
         for (what, plan) in [("stream-all", stream_all_plan(name)), ("tight budget", tight_budget_plan(name))] {

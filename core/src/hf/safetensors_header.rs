@@ -7,6 +7,18 @@
 //! maps the file is checked here against the file's actual length: the header
 //! fits, every range lies inside the file, ranges do not overlap, and each
 //! range is exactly `numel × dtype size` bytes.
+//!
+//! Why not the `safetensors` crate's own parser (`SafeTensors::read_metadata`,
+//! checked against safetensors 0.8): it takes the whole file's bytes, not the
+//! header's, because it checks the data length against them, so a reader of
+//! 140 GB of checkpoint headers would have to map every file; it refuses
+//! gaps between tensors, which this reader (and the runtime) allow; and its
+//! errors (`MetadataIncompleteBuffer`, `TensorInvalidInfo`, ...) name neither
+//! the file nor, mostly, the tensor, where ours must name both and say what
+//! was expected (a truncated shard is the usual case: the error names the
+//! last tensor and how many bytes the file holds). Running it after these
+//! checks would only re-check what they have. What the crate does that we
+//! need is the format's few rules, written out below.
 
 use std::collections::BTreeMap;
 use std::fs::File;

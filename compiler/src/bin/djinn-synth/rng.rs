@@ -1,7 +1,8 @@
 //! Seeded random values for synthetic weights, fast and reproducible in parallel.
 //!
 //! A 13B checkpoint is 13 billion values, so generation must keep up with the
-//! disk: a splitmix64 stream gives two 32-bit draws per step, and each value is
+//! disk: a splitmix64 stream (djinn-kernels' [`Rng`], the workspace's one)
+//! gives two 32-bit draws per step, and each value is
 //! a uniform draw of the same standard deviation as the N(0, 0.02) that
 //! Hugging Face initialises Llama with (the benchmark needs the shape and
 //! the scale of real weights, not Gaussian tails).
@@ -12,6 +13,7 @@
 //! the shard layout, or which other tensors are in the checkpoint.
 
 use djinn_core::Dtype;
+use djinn_kernels::rng::{mix64, Rng};
 use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 
@@ -35,30 +37,6 @@ impl Init {
     pub const NORM: Init = Init::Uniform { mean: 1.0, std: WEIGHT_STD };
 }
 
-/// splitmix64 (Steele, Lea, Flood 2014): one add and a mixing function per step.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.0)
-    }
-}
-
-/// The splitmix64 finaliser: a bijective avalanche of 64 bits.
-#[inline]
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// FNV-1a of a tensor name, so each tensor gets its own streams.
 pub fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
@@ -70,7 +48,7 @@ pub fn chunk_seed(seed: u64, name_hash: u64, chunk: u64) -> u64 {
 }
 
 /// Fills `out` with uniform values in `[mean - a, mean + a)`, `a = std * sqrt(3)`.
-pub fn fill_f32(rng: &mut SplitMix64, init: Init, out: &mut [f32]) {
+pub fn fill_f32(rng: &mut Rng, init: Init, out: &mut [f32]) {
     let Init::Uniform { mean, std } = init;
     // A value in [1, 2) from 23 random mantissa bits, shifted to [-0.5, 0.5).
     let unit = |bits: u32| f32::from_bits((bits >> 9) | 0x3F80_0000) - 1.5;
@@ -110,7 +88,7 @@ pub fn fill_chunk(
     debug_assert_eq!(n * dtype.size() as usize, out.len());
     let values = &mut scratch.values;
     values.resize(n, 0.0);
-    let mut rng = SplitMix64::new(chunk_seed(seed, name_hash, chunk));
+    let mut rng = Rng::new(chunk_seed(seed, name_hash, chunk));
     fill_f32(&mut rng, init, values);
     match dtype {
         Dtype::F32 => {
@@ -147,10 +125,22 @@ mod tests {
         (mean, var.sqrt())
     }
 
+    /// The draws behind every checkpoint's bytes, as djinn-synth's own
+    /// SplitMix64 made them before it used djinn-kernels' (which must make
+    /// the same: a change here changes every checkpoint written).
+    #[test]
+    fn the_seeding_and_the_generator_are_pinned() {
+        let seed = chunk_seed(0, name_hash("model.embed_tokens.weight"), 3);
+        assert_eq!(seed, 0x1149_d456_151d_4492);
+        let mut rng = Rng::new(seed);
+        let draws = [rng.next_u64(), rng.next_u64(), rng.next_u64()];
+        assert_eq!(draws, [0x030b_f3da_905d_ad5d, 0xff3e_be91_ce70_69a1, 0x9ea1_0b1c_7863_cee0]);
+    }
+
     #[test]
     fn weights_have_the_requested_mean_and_std() {
         let mut values = vec![0.0; 1 << 16];
-        fill_f32(&mut SplitMix64::new(7), Init::WEIGHT, &mut values);
+        fill_f32(&mut Rng::new(7), Init::WEIGHT, &mut values);
         let (mean, std) = stats(&values);
         assert!(mean.abs() < 1e-3, "mean {mean}");
         assert!((std - 0.02).abs() < 5e-4, "std {std}");
@@ -161,7 +151,7 @@ mod tests {
     #[test]
     fn norm_scales_sit_around_one() {
         let mut values = vec![0.0; 4097];
-        fill_f32(&mut SplitMix64::new(1), Init::NORM, &mut values);
+        fill_f32(&mut Rng::new(1), Init::NORM, &mut values);
         let (mean, _) = stats(&values);
         assert!((mean - 1.0).abs() < 2e-3, "mean {mean}");
         assert!(values.iter().all(|v| (0.9..1.1).contains(v)));
