@@ -183,10 +183,7 @@ pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String 
     for b in &m.blocks {
         c.push(format!(
             "    {} {}: device {:.1} us, host {:.1} us",
-            b.phase,
-            b.block,
-            b.device.median_us,
-            b.host.median_us
+            b.phase, b.block, b.device.median_us, b.host.median_us
         ));
     }
     if !m.device_ahead {

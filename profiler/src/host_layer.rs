@@ -14,13 +14,13 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use djinn_core::model::{BlockKind, Dtype};
+use djinn_core::plan::{PhaseName, Plan};
+use djinn_kernels::team::{part, Team};
 use djinn_runtime::backend::Pass;
 use djinn_runtime::cpu::CpuOps;
 use djinn_runtime::forward::Forward;
 use djinn_runtime::host::{HostArena, HUGE_PAGE};
-use djinn_core::model::{BlockKind, Dtype};
-use djinn_core::plan::{PhaseName, Plan};
-use djinn_kernels::team::{part, Team};
 
 use djinn_runtime::cuda::{CudaError, DeviceBuffer, Event, Gpu, PinnedBuffer, Stream};
 

@@ -33,9 +33,9 @@ mod tests_races;
 #[cfg(test)]
 mod tests_scale;
 #[cfg(test)]
-mod tests_trace;
-#[cfg(test)]
 mod tests_structure;
+#[cfg(test)]
+mod tests_trace;
 
 use std::collections::BTreeSet;
 use std::fmt;
