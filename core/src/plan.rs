@@ -27,8 +27,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use crate::activations::RunShape;
+use crate::fsio::{read_to_string_limited, ReadError};
 use crate::gpu::GpuProfile;
+use crate::limits::{self, OverLimit, MAX_PLAN_FILE_BYTES};
 use crate::model::{Block, ModelSpec};
+use crate::units::fmt_bytes;
 
 /// Version of this schema. Bumped on any change a reader of an older plan would misread.
 /// Version 2 added the `host_compute` op.
@@ -205,10 +208,19 @@ pub struct Step {
 
 #[derive(Debug, Error)]
 pub enum PlanIoError {
-    #[error("cannot read plan {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("cannot write plan {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    #[error("cannot read plan {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("cannot write plan {path}: {error}")]
+    Write { path: String, error: std::io::Error },
+    #[error(
+        "plan {path} is {}over the limit of {limit} bytes ({}) for a plan file; real plans are a few hundred kB \
+         (docs/plan-format.md, section Limits)",
+        size.map_or(String::new(), |s| format!("{s} bytes, ")),
+        fmt_bytes(*limit)
+    )]
+    TooLarge { path: String, size: Option<u64>, limit: u64 },
+    #[error("plan {path}: {over} (docs/plan-format.md, section Limits)")]
+    Limit { path: String, over: OverLimit },
     #[error("plan {path} is not valid TOML or does not match the plan schema: {message}")]
     Parse { path: String, message: String },
     #[error("plan {path} has format_version {found}, but this build reads format_version {expected}; recompile the plan with this djinn-compile")]
@@ -218,13 +230,18 @@ pub enum PlanIoError {
 }
 
 impl Plan {
-    /// Parses a plan, checking `format_version` before the rest of the schema
-    /// so that a plan from another version gets a version error, not a field error.
+    /// Parses a plan, checking its size and counts against [`crate::limits`]
+    /// and `format_version` before the rest of the schema, so that a plan
+    /// from another version gets a version error, not a field error.
     /// `origin` names the source in errors (a path, or `<stdin>`).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Plan, PlanIoError> {
         let path = origin.to_string();
+        if text.len() as u64 > MAX_PLAN_FILE_BYTES {
+            return Err(PlanIoError::TooLarge { path, size: Some(text.len() as u64), limit: MAX_PLAN_FILE_BYTES });
+        }
         let table: toml::Table =
             toml::from_str(text).map_err(|e| PlanIoError::Parse { path: path.clone(), message: e.to_string() })?;
+        limits::check_plan_table(&table).map_err(|over| PlanIoError::Limit { path: path.clone(), over })?;
         match table.get("format_version").and_then(|v| v.as_integer()) {
             None => return Err(PlanIoError::NoVersion { path }),
             Some(v) if v != FORMAT_VERSION as i64 => {
@@ -236,9 +253,12 @@ impl Plan {
     }
 
     pub fn load(path: &Path) -> Result<Plan, PlanIoError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PlanIoError::Read { path: path.display().to_string(), source })?;
-        Plan::from_toml_str(&text, &path.display().to_string())
+        let shown = path.display().to_string();
+        let text = read_to_string_limited(path, MAX_PLAN_FILE_BYTES).map_err(|e| match e {
+            ReadError::Io(error) => PlanIoError::Read { path: shown.clone(), error },
+            ReadError::TooLarge { size, limit } => PlanIoError::TooLarge { path: shown.clone(), size, limit },
+        })?;
+        Plan::from_toml_str(&text, &shown)
     }
 
     /// The plan as TOML. Deterministic: the same plan always gives the same bytes.
@@ -258,7 +278,7 @@ impl Plan {
 
     pub fn save(&self, path: &Path) -> Result<(), PlanIoError> {
         std::fs::write(path, self.to_toml_string())
-            .map_err(|source| PlanIoError::Write { path: path.display().to_string(), source })
+            .map_err(|error| PlanIoError::Write { path: path.display().to_string(), error })
     }
 
     pub fn region(&self, name: &str) -> Option<&Region> {

@@ -30,7 +30,7 @@ const DEFAULT_ROPE_THETA: f64 = 10000.0;
 /// Parses `config.json` text; `origin` (its path) is named in every error.
 pub fn parse_config(text: &str, origin: &str) -> Result<HfConfig, HfError> {
     let value: Value =
-        serde_json::from_str(text).map_err(|source| HfError::ConfigJson { origin: origin.to_string(), source })?;
+        serde_json::from_str(text).map_err(|error| HfError::ConfigJson { origin: origin.to_string(), error })?;
     let Value::Object(map) = &value else {
         return Err(HfError::InvalidField {
             origin: origin.to_string(),
