@@ -17,6 +17,7 @@ pub mod hf;
 pub mod limits;
 pub mod model;
 pub mod plan;
+mod toml_error;
 pub mod units;
 pub mod verify;
 

@@ -31,6 +31,7 @@ use crate::fsio::{read_to_string_limited, ReadError};
 use crate::gpu::GpuProfile;
 use crate::limits::{self, OverLimit, MAX_PLAN_FILE_BYTES};
 use crate::model::{Block, ModelSpec};
+use crate::toml_error::describe;
 use crate::units::fmt_bytes;
 
 /// Version of this schema. Bumped on any change a reader of an older plan would misread.
@@ -240,7 +241,7 @@ impl Plan {
             return Err(PlanIoError::TooLarge { path, size: Some(text.len() as u64), limit: MAX_PLAN_FILE_BYTES });
         }
         let table: toml::Table =
-            toml::from_str(text).map_err(|e| PlanIoError::Parse { path: path.clone(), message: e.to_string() })?;
+            toml::from_str(text).map_err(|e| PlanIoError::Parse { path: path.clone(), message: describe(&e, text) })?;
         limits::check_plan_table(&table).map_err(|over| PlanIoError::Limit { path: path.clone(), over })?;
         match table.get("format_version").and_then(|v| v.as_integer()) {
             None => return Err(PlanIoError::NoVersion { path }),
@@ -249,7 +250,7 @@ impl Plan {
             }
             Some(_) => {}
         }
-        toml::from_str(text).map_err(|e| PlanIoError::Parse { path, message: e.to_string() })
+        toml::from_str(text).map_err(|e| PlanIoError::Parse { path, message: describe(&e, text) })
     }
 
     pub fn load(path: &Path) -> Result<Plan, PlanIoError> {
