@@ -325,3 +325,59 @@ fn compile_errors_are_typed() {
     let err = cli(&["--gpu", "l4", "--model", "llama2-7b", "--batch", "0"]).unwrap_err();
     assert!(matches!(err, CliError::Compile(CompileError::Zero { field: "--batch" })), "{err}");
 }
+
+/// A copy of `profiles/h200-measured.toml` with `from` replaced by `to`, in a scratch file.
+fn edited_profile(test: &str, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("profiles/h200-measured.toml")).unwrap();
+    assert!(text.contains(from), "{from:?} not in the profile");
+    let path = scratch_dir(test).join("edited.toml");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path
+}
+
+#[test]
+fn a_gpu_profile_with_a_nan_or_zero_rate_is_an_error_naming_file_and_field_not_a_compiler_bug() {
+    let cases = [
+        (
+            "nan_cpu_rate",
+            "gemv_f16_gbps_during_copy = 105.7",
+            "gemv_f16_gbps_during_copy = nan",
+            "cpu.gemv_f16_gbps_during_copy",
+        ),
+        (
+            "zero_cpu_rate",
+            "gemv_f16_gbps_during_copy = 105.7",
+            "gemv_f16_gbps_during_copy = 0.0",
+            "cpu.gemv_f16_gbps_during_copy",
+        ),
+        ("negative_block_time", "\nus = ", "\nus = -", "block_times[0].us"),
+        ("infinite_h2d", "h2d_gbps = ", "h2d_gbps = inf #", "h2d_gbps"),
+    ];
+    for (test, from, to, field) in cases {
+        let path = edited_profile(test, from, to);
+        let err = cli_err(&["--gpu", path.to_str().unwrap(), "--model", "llama2-13b", "--budget", "22GiB"]);
+        assert!(
+            err.contains("edited.toml is invalid") && err.contains(&format!("field `{field}` is ")),
+            "{test}: {err}"
+        );
+        assert!(!err.contains("compiler bug"), "{test}: {err}");
+    }
+}
+
+#[test]
+fn a_gpu_profile_that_is_a_directory_prints_the_cause_once() {
+    let dir = scratch_dir("profile_is_a_directory").join("dir.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = cli_err(&["--gpu", dir.to_str().unwrap(), "--model", "llama2-7b"]);
+    assert!(err.starts_with("cannot read GPU profile ") && err.contains("dir.toml"), "{err}");
+    assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+}
+
+#[test]
+fn a_config_json_that_is_a_directory_prints_the_cause_once() {
+    let dir = scratch_dir("config_is_a_directory");
+    std::fs::create_dir_all(dir.join("config.json")).unwrap();
+    let err = cli_err(&["--gpu", "l4", "--model", dir.to_str().unwrap()]);
+    assert!(err.starts_with("cannot read config.json at "), "{err}");
+    assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+}

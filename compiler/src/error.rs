@@ -11,11 +11,9 @@ pub enum CompileError {
     #[error("unknown GPU {name:?}: expected a preset ({valid}) or a profile file ending in .toml")]
     UnknownGpu { name: String, valid: String },
 
-    #[error("cannot read GPU profile {path}: {source}")]
-    GpuFileRead { path: String, source: std::io::Error },
-
-    #[error("GPU profile {path} is invalid: {message}")]
-    GpuFileInvalid { path: String, message: String },
+    /// A GPU profile file or preset that cannot be read or is invalid (the message names the file and field).
+    #[error(transparent)]
+    GpuProfile(#[from] djinn_core::gpu::GpuProfileError),
 
     #[error("unknown model {name:?}: expected a preset ({valid}) or a Hugging Face model directory")]
     UnknownModel { name: String, valid: String },
