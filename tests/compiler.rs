@@ -381,3 +381,10 @@ fn a_config_json_that_is_a_directory_prints_the_cause_once() {
     assert!(err.starts_with("cannot read config.json at "), "{err}");
     assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
 }
+
+#[test]
+fn a_batch_whose_kv_cache_would_wrap_is_an_error_naming_the_flags_not_a_compiler_bug() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--batch", "1099511627776"]);
+    assert!(err.contains("would not fit a 64-bit byte count") && err.contains("--batch 1099511627776"), "{err}");
+    assert!(!err.contains("compiler bug"), "{err}");
+}

@@ -35,6 +35,15 @@ pub enum CompileError {
     #[error("{field} must be at least 1, got 0")]
     Zero { field: &'static str },
 
+    #[error(
+        "{what} of model {model} at --batch {} --prompt-len {} --max-seq-len {} would not fit a 64-bit byte count; \
+         lower them",
+        shape.batch,
+        shape.prompt_len,
+        shape.max_seq_len
+    )]
+    ShapeOverflow { what: &'static str, model: String, shape: djinn_core::plan::RunShape },
+
     #[error("--prompt-len {prompt_len} exceeds --max-seq-len {max_seq_len} (the KV cache could not hold the prompt)")]
     PromptTooLong { prompt_len: u64, max_seq_len: u64 },
 

@@ -37,6 +37,17 @@ pub const MAX_REGIONS: usize = 4_096;
 /// emits at most one per lane).
 pub const MAX_STEP_WAITS: usize = 64;
 
+/// Largest architecture dimension (`hidden_size`, `vocab_size`,
+/// `max_position_embeddings`, …) accepted from `config.json` or a plan. Real
+/// models are far below it (the largest vocabularies are about 256k, the
+/// longest contexts about 10M tokens); the bound keeps each dimension's
+/// products checkable ([`crate::activations::checked_region_bytes`]).
+pub const MAX_DIM: u64 = 1 << 24;
+
+/// Most layers accepted from `config.json`: a plan holds the layers plus
+/// embed, norm and LM head, at most [`MAX_BLOCKS`].
+pub const MAX_LAYERS: u64 = MAX_BLOCKS as u64 - 3;
+
 /// Largest GPU profile file (the measured H200 profile is 3.4 kB).
 pub const MAX_PROFILE_FILE_BYTES: u64 = 1 << 20;
 
