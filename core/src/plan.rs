@@ -137,10 +137,51 @@ pub enum RegionKind {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(try_from = "RawPlacement")]
 pub struct BlockPlacement {
     pub block: String,
     #[serde(flatten)]
     pub placement: Placement,
+}
+
+/// `[[placements]]` as written, with unknown fields refused like every other
+/// table's (serde's `deny_unknown_fields` does not combine with the `flatten`
+/// that [`BlockPlacement`] is written with).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    block: String,
+    kind: PlacementKind,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlacementKind {
+    Resident,
+    Streamed,
+}
+
+impl TryFrom<RawPlacement> for BlockPlacement {
+    type Error = String;
+
+    fn try_from(raw: RawPlacement) -> Result<BlockPlacement, String> {
+        let placement = match (raw.kind, raw.region) {
+            (PlacementKind::Resident, Some(region)) => Placement::Resident { region },
+            (PlacementKind::Streamed, None) => Placement::Streamed,
+            (PlacementKind::Resident, None) => {
+                return Err(format!("placement of block {}: kind = \"resident\" needs a `region`", raw.block))
+            }
+            (PlacementKind::Streamed, Some(region)) => {
+                return Err(format!(
+                    "placement of block {}: kind = \"streamed\" takes no `region` (found {region:?})",
+                    raw.block
+                ))
+            }
+        };
+        Ok(BlockPlacement { block: raw.block, placement })
+    }
 }
 
 /// Where a block's weights live while it computes.
@@ -457,6 +498,22 @@ pub(crate) mod tests {
         assert_eq!(back, plan);
         assert_eq!(back.to_toml_string(), text);
         assert!(text.starts_with("format_version = 2\n"), "{}", &text[..200]);
+    }
+
+    #[test]
+    fn placements_refuse_unknown_fields_like_every_other_table() {
+        let text = tiny_plan().to_toml_string();
+        let typo = text.replacen("region = \"resident.embed\"", "regoin = \"resident.embed\"", 1);
+        let err = Plan::from_toml_str(&typo, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `regoin`, expected one of `block`, `kind`, `region`"), "{err}");
+        let first = "[[placements]]\nblock = \"embed\"\nkind = \"resident\"\n";
+        assert!(text.contains(first), "{text}");
+        let extra = text.replacen(first, &format!("{first}slot = 3\n"), 1);
+        let err = Plan::from_toml_str(&extra, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `slot`"), "{err}");
+        let streamed = text.replacen(first, &first.replace("resident", "streamed"), 1);
+        let err = Plan::from_toml_str(&streamed, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("placement of block embed: kind = \"streamed\" takes no `region`"), "{err}");
     }
 
     #[test]
