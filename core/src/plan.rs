@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use crate::activations::RunShape;
-use crate::fsio::{read_to_string_limited, ReadError};
+use crate::fsio::{read_to_string_limited, write_atomic, ReadError};
 use crate::gpu::GpuProfile;
 use crate::limits::{self, OverLimit, MAX_PLAN_FILE_BYTES};
 use crate::model::{Block, ModelSpec};
@@ -318,8 +318,9 @@ impl Plan {
         out
     }
 
+    /// Writes the plan to `path` atomically: a failed write leaves the previous file whole.
     pub fn save(&self, path: &Path) -> Result<(), PlanIoError> {
-        std::fs::write(path, self.to_toml_string())
+        write_atomic(path, self.to_toml_string().as_bytes())
             .map_err(|error| PlanIoError::Write { path: path.display().to_string(), error })
     }
 
