@@ -388,3 +388,39 @@ fn a_batch_whose_kv_cache_would_wrap_is_an_error_naming_the_flags_not_a_compiler
     assert!(err.contains("would not fit a 64-bit byte count") && err.contains("--batch 1099511627776"), "{err}");
     assert!(!err.contains("compiler bug"), "{err}");
 }
+
+#[test]
+fn a_negative_number_reaches_the_value_parser_which_names_the_flag() {
+    let err = cli(&["--gpu", "l4", "--model", "llama2-7b", "--batch", "-1"]).unwrap_err().to_string();
+    assert!(err.contains("invalid value '-1' for '--batch <BATCH>'"), "{err}");
+}
+
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_compiling_and_leaves_the_old_plan_whole() {
+    let dir = scratch_dir("unwritable_output");
+    let args = |out: &Path| -> Vec<String> {
+        ["--gpu", "l4", "--model", "llama2-7b", "-o"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out.display().to_string()])
+            .collect()
+    };
+    let run_err = |out: &Path| {
+        let a = args(out);
+        cli_err(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let err = run_err(&dir.join("missing/plan.toml"));
+    assert!(err.starts_with("cannot write plan ") && err.contains("missing/plan.toml"), "{err}");
+    std::fs::create_dir_all(dir.join("a-dir.toml")).unwrap();
+    let err = run_err(&dir.join("a-dir.toml"));
+    assert!(err.contains("a-dir.toml: it is a directory"), "{err}");
+    // A successful write replaces the previous plan in one rename: nothing else is left in the directory.
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, "previous plan").unwrap();
+    let a = args(&plan);
+    cli(&a.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    assert!(std::fs::read_to_string(&plan).unwrap().starts_with("format_version = "));
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["a-dir.toml", "plan.toml"]);
+}
