@@ -12,7 +12,9 @@
 //!   duplicated, swapped or moved between phases), verified directly and,
 //!   where the mutated plan is representable in TOML, through its text;
 //! * mutations of a golden's TOML tree (any value replaced by one of any type,
-//!   keys and array elements deleted or duplicated), which exercise the schema.
+//!   keys and array elements deleted or duplicated), which exercise the schema;
+//! * bytes spliced into a GPU profile and a `config.json`, whose readers must
+//!   likewise return an error naming the file.
 //!
 //! A panic anywhere fails the case, and proptest shrinks it to a small
 //! mutation list. Overflow checks are on in test builds, so arithmetic that
@@ -557,6 +559,30 @@ proptest! {
         }
         if let Ok(text) = toml::to_string(&tree) {
             parse_and_verify(&text);
+        }
+    }
+}
+
+/// A GPU profile's text: a golden's `[gpu]` section.
+fn profile_text(golden: usize) -> String {
+    let plan = &goldens()[golden % goldens().len()].2;
+    toml::to_string(&plan.gpu).unwrap()
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn gpu_profiles_and_config_json_never_panic(bytes in tomlish_bytes(), golden in any::<usize>(),
+                                                at in any::<usize>(), len in 0usize..32) {
+        let text = splice(&profile_text(golden), at, len, &bytes);
+        if let Err(e) = djinn_core::gpu::GpuProfile::from_toml_str(&text, "fuzzed.toml") {
+            assert!(e.to_string().contains("fuzzed.toml"), "{e}");
+        }
+        let config = include_str!("fixtures/tiny-llama-gqa/config.json");
+        let text = splice(config, at, len, &bytes);
+        if let Err(e) = djinn_core::hf::parse_config(&text, "fuzzed.json") {
+            assert!(e.to_string().contains("fuzzed.json"), "{e}");
         }
     }
 }
