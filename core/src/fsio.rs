@@ -22,6 +22,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::units::fmt_bytes;
+
 /// Why a bounded read failed.
 #[derive(Debug)]
 pub enum ReadError {
@@ -37,11 +39,21 @@ impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReadError::Io(e) => write!(f, "{e}"),
-            ReadError::TooLarge { size: Some(size), limit } => {
-                write!(f, "the file is {size} bytes, over the limit of {limit} bytes")
-            }
-            ReadError::TooLarge { size: None, limit } => write!(f, "the file is over the limit of {limit} bytes"),
+            ReadError::TooLarge { size, limit } => write!(
+                f,
+                "{}over the limit of {limit} bytes ({}; docs/plan-format.md, section Limits)",
+                size.map_or("it is ".into(), |s| format!("it is {s} bytes, ")),
+                fmt_bytes(*limit)
+            ),
         }
+    }
+}
+
+/// Holds `text` already in memory (stdin, an embedded preset) to the limit a file of it would have.
+pub fn check_text_len(text: &str, limit: u64) -> Result<(), ReadError> {
+    match text.len() as u64 {
+        size if size > limit => Err(ReadError::TooLarge { size: Some(size), limit }),
+        _ => Ok(()),
     }
 }
 
@@ -178,6 +190,14 @@ impl Drop for StagingDir {
 mod tests {
     use super::*;
 
+    /// The names in `dir`, sorted.
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn a_file_over_the_limit_is_refused_by_its_size() {
         let dir = tempfile::tempdir().unwrap();
@@ -185,7 +205,10 @@ mod tests {
         std::fs::write(&path, vec![b'#'; 1001]).unwrap();
         let e = read_to_string_limited(&path, 1000).unwrap_err();
         assert!(matches!(e, ReadError::TooLarge { size: Some(1001), limit: 1000 }), "{e:?}");
-        assert_eq!(e.to_string(), "the file is 1001 bytes, over the limit of 1000 bytes");
+        assert_eq!(
+            e.to_string(),
+            "it is 1001 bytes, over the limit of 1000 bytes (1000 B; docs/plan-format.md, section Limits)"
+        );
         assert_eq!(read_to_string_limited(&path, 1001).unwrap().len(), 1001);
     }
 
@@ -203,8 +226,7 @@ mod tests {
         std::fs::write(&path, b"old").unwrap();
         write_atomic(&path, b"new").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["plan.toml"]);
+        assert_eq!(listing(dir.path()), ["plan.toml"]);
     }
 
     #[test]
@@ -254,8 +276,7 @@ mod tests {
         assert!(check_writable(&target).is_err());
         assert!(check_writable(&dir.path().join("missing/out.json")).is_err());
         check_writable(&dir.path().join("out.json")).unwrap();
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["out"]);
+        assert_eq!(listing(dir.path()), ["out"]);
     }
 
     #[test]
@@ -272,8 +293,7 @@ mod tests {
         let staged = StagingDir::new(&other).unwrap();
         std::fs::write(staged.path().join("model.safetensors"), b"w").unwrap();
         drop(staged);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, ["ckpt"]);
+        assert_eq!(listing(dir.path()), ["ckpt"]);
     }
 
     #[test]

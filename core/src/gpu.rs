@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::fsio::{read_to_string_limited, ReadError};
+use crate::fsio::{check_text_len, read_to_string_limited, ReadError};
 use crate::limits::{self, OverLimit, MAX_PROFILE_FILE_BYTES};
 use crate::model::BlockKind;
 use crate::toml_error::describe;
@@ -96,13 +96,9 @@ pub struct CpuLane {
 /// Everything reading a GPU profile can refuse; each names the file.
 #[derive(Debug, Error)]
 pub enum GpuProfileError {
+    /// An I/O error, or a file over [`MAX_PROFILE_FILE_BYTES`].
     #[error("cannot read GPU profile {path}: {error}")]
-    Read { path: String, error: std::io::Error },
-    #[error(
-        "GPU profile {path} is {}over the limit of {limit} bytes for a profile (docs/plan-format.md, section Limits)",
-        size.map_or(String::new(), |s| format!("{s} bytes, "))
-    )]
-    TooLarge { path: String, size: Option<u64>, limit: u64 },
+    Read { path: String, error: ReadError },
     #[error("GPU profile {path}: {over} (docs/plan-format.md, section Limits)")]
     Limit { path: String, over: OverLimit },
     #[error("GPU profile {path} is invalid: {message}")]
@@ -113,13 +109,8 @@ impl GpuProfile {
     /// Parses and checks a profile; `origin` names it in errors.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<GpuProfile, GpuProfileError> {
         let path = origin.to_string();
-        if text.len() as u64 > MAX_PROFILE_FILE_BYTES {
-            return Err(GpuProfileError::TooLarge {
-                path,
-                size: Some(text.len() as u64),
-                limit: MAX_PROFILE_FILE_BYTES,
-            });
-        }
+        check_text_len(text, MAX_PROFILE_FILE_BYTES)
+            .map_err(|error| GpuProfileError::Read { path: path.clone(), error })?;
         let invalid = |message: String| GpuProfileError::Invalid { path: origin.to_string(), message };
         let table: toml::Table = toml::from_str(text).map_err(|e| invalid(describe(&e, text)))?;
         limits::check_profile_table(&table).map_err(|over| GpuProfileError::Limit { path: path.clone(), over })?;
@@ -131,10 +122,8 @@ impl GpuProfile {
     /// Reads, parses and checks the profile at `path`.
     pub fn load(path: &Path) -> Result<GpuProfile, GpuProfileError> {
         let shown = path.display().to_string();
-        let text = read_to_string_limited(path, MAX_PROFILE_FILE_BYTES).map_err(|e| match e {
-            ReadError::Io(error) => GpuProfileError::Read { path: shown.clone(), error },
-            ReadError::TooLarge { size, limit } => GpuProfileError::TooLarge { path: shown.clone(), size, limit },
-        })?;
+        let text = read_to_string_limited(path, MAX_PROFILE_FILE_BYTES)
+            .map_err(|error| GpuProfileError::Read { path: shown.clone(), error })?;
         GpuProfile::from_toml_str(&text, &shown)
     }
 }

@@ -1,6 +1,7 @@
 //! Each limit refuses an input just over it, naming the file, the field and the limit.
 
 use super::*;
+use crate::fsio::ReadError;
 use crate::plan::{tests::tiny_plan, Plan, PlanIoError, Step};
 use crate::verify::fixture::streamed_plan;
 
@@ -24,11 +25,16 @@ fn a_plan_file_over_the_size_limit_is_refused_before_it_is_read() {
     text.push_str(&"# padding\n".repeat(MAX_PLAN_FILE_BYTES as usize / 10));
     std::fs::write(&path, &text).unwrap();
     let e = Plan::load(&path).unwrap_err();
-    assert!(matches!(e, PlanIoError::TooLarge { size: Some(s), .. } if s == text.len() as u64), "{e:?}");
+    let too_large = |e: &PlanIoError| matches!(e, PlanIoError::Read { error: ReadError::TooLarge { size: Some(s), .. }, .. } if *s == text.len() as u64);
+    assert!(too_large(&e), "{e:?}");
     let msg = e.to_string();
-    assert!(msg.contains("huge.toml") && msg.contains("over the limit of 8388608 bytes (8.00 MiB)"), "{msg}");
+    assert!(msg.starts_with("cannot read plan ") && msg.contains("huge.toml: it is "), "{msg}");
+    assert!(
+        msg.contains("bytes, over the limit of 8388608 bytes (8.00 MiB; docs/plan-format.md, section Limits)"),
+        "{msg}"
+    );
     // The same text from memory (stdin) is refused the same way.
-    assert!(matches!(refused(&text), PlanIoError::TooLarge { .. }));
+    assert!(too_large(&refused(&text)));
 }
 
 #[test]

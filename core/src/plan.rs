@@ -27,12 +27,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use crate::activations::RunShape;
-use crate::fsio::{read_to_string_limited, write_atomic, ReadError};
+use crate::fsio::{check_text_len, read_to_string_limited, write_atomic, ReadError};
 use crate::gpu::GpuProfile;
 use crate::limits::{self, OverLimit, MAX_PLAN_FILE_BYTES};
 use crate::model::{Block, ModelSpec};
 use crate::toml_error::describe;
-use crate::units::fmt_bytes;
 
 /// Version of this schema. Bumped on any change a reader of an older plan would misread.
 /// Version 2 added the `host_compute` op.
@@ -250,17 +249,11 @@ pub struct Step {
 
 #[derive(Debug, Error)]
 pub enum PlanIoError {
+    /// An I/O error, or a file over [`MAX_PLAN_FILE_BYTES`].
     #[error("cannot read plan {path}: {error}")]
-    Read { path: String, error: std::io::Error },
+    Read { path: String, error: ReadError },
     #[error("cannot write plan {path}: {error}")]
     Write { path: String, error: std::io::Error },
-    #[error(
-        "plan {path} is {}over the limit of {limit} bytes ({}) for a plan file; real plans are a few hundred kB \
-         (docs/plan-format.md, section Limits)",
-        size.map_or(String::new(), |s| format!("{s} bytes, ")),
-        fmt_bytes(*limit)
-    )]
-    TooLarge { path: String, size: Option<u64>, limit: u64 },
     #[error("plan {path}: {over} (docs/plan-format.md, section Limits)")]
     Limit { path: String, over: OverLimit },
     #[error("plan {path} is not valid TOML or does not match the plan schema: {message}")]
@@ -278,9 +271,7 @@ impl Plan {
     /// `origin` names the source in errors (a path, or `<stdin>`).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Plan, PlanIoError> {
         let path = origin.to_string();
-        if text.len() as u64 > MAX_PLAN_FILE_BYTES {
-            return Err(PlanIoError::TooLarge { path, size: Some(text.len() as u64), limit: MAX_PLAN_FILE_BYTES });
-        }
+        check_text_len(text, MAX_PLAN_FILE_BYTES).map_err(|error| PlanIoError::Read { path: path.clone(), error })?;
         let table: toml::Table =
             toml::from_str(text).map_err(|e| PlanIoError::Parse { path: path.clone(), message: describe(&e, text) })?;
         limits::check_plan_table(&table).map_err(|over| PlanIoError::Limit { path: path.clone(), over })?;
@@ -296,10 +287,8 @@ impl Plan {
 
     pub fn load(path: &Path) -> Result<Plan, PlanIoError> {
         let shown = path.display().to_string();
-        let text = read_to_string_limited(path, MAX_PLAN_FILE_BYTES).map_err(|e| match e {
-            ReadError::Io(error) => PlanIoError::Read { path: shown.clone(), error },
-            ReadError::TooLarge { size, limit } => PlanIoError::TooLarge { path: shown.clone(), size, limit },
-        })?;
+        let text = read_to_string_limited(path, MAX_PLAN_FILE_BYTES)
+            .map_err(|error| PlanIoError::Read { path: shown.clone(), error })?;
         Plan::from_toml_str(&text, &shown)
     }
 

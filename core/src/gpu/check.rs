@@ -165,10 +165,8 @@ mod tests {
     fn a_profile_over_the_size_or_point_limits_is_refused() {
         let padded = format!("{}{}", toml::to_string(&profile()).unwrap(), "#\n".repeat(1 << 20));
         let msg = GpuProfile::from_toml_str(&padded, "my-gpu.toml").unwrap_err().to_string();
-        assert!(
-            msg.starts_with("GPU profile my-gpu.toml is ") && msg.contains("over the limit of 1048576 bytes"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("cannot read GPU profile my-gpu.toml: it is "), "{msg}");
+        assert!(msg.contains("bytes, over the limit of 1048576 bytes (1.00 MiB;"), "{msg}");
         let mut gpu = profile();
         gpu.h2d_curve = (1..=crate::limits::MAX_PROFILE_POINTS as u64 + 1)
             .map(|i| BandwidthPoint { bytes: i << 20, gbps: 10.0 })
