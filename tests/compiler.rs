@@ -325,3 +325,102 @@ fn compile_errors_are_typed() {
     let err = cli(&["--gpu", "l4", "--model", "llama2-7b", "--batch", "0"]).unwrap_err();
     assert!(matches!(err, CliError::Compile(CompileError::Zero { field: "--batch" })), "{err}");
 }
+
+/// A copy of `profiles/h200-measured.toml` with `from` replaced by `to`, in a scratch file.
+fn edited_profile(test: &str, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("profiles/h200-measured.toml")).unwrap();
+    assert!(text.contains(from), "{from:?} not in the profile");
+    let path = scratch_dir(test).join("edited.toml");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path
+}
+
+#[test]
+fn a_gpu_profile_with_a_nan_or_zero_rate_is_an_error_naming_file_and_field_not_a_compiler_bug() {
+    let cases = [
+        (
+            "nan_cpu_rate",
+            "gemv_f16_gbps_during_copy = 105.7",
+            "gemv_f16_gbps_during_copy = nan",
+            "cpu.gemv_f16_gbps_during_copy",
+        ),
+        (
+            "zero_cpu_rate",
+            "gemv_f16_gbps_during_copy = 105.7",
+            "gemv_f16_gbps_during_copy = 0.0",
+            "cpu.gemv_f16_gbps_during_copy",
+        ),
+        ("negative_block_time", "\nus = ", "\nus = -", "block_times[0].us"),
+        ("infinite_h2d", "h2d_gbps = ", "h2d_gbps = inf #", "h2d_gbps"),
+    ];
+    for (test, from, to, field) in cases {
+        let path = edited_profile(test, from, to);
+        let err = cli_err(&["--gpu", path.to_str().unwrap(), "--model", "llama2-13b", "--budget", "22GiB"]);
+        assert!(
+            err.contains("edited.toml is invalid") && err.contains(&format!("field `{field}` is ")),
+            "{test}: {err}"
+        );
+        assert!(!err.contains("compiler bug"), "{test}: {err}");
+    }
+}
+
+#[test]
+fn a_gpu_profile_that_is_a_directory_prints_the_cause_once() {
+    let dir = scratch_dir("profile_is_a_directory").join("dir.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = cli_err(&["--gpu", dir.to_str().unwrap(), "--model", "llama2-7b"]);
+    assert!(err.starts_with("cannot read GPU profile ") && err.contains("dir.toml"), "{err}");
+    assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+}
+
+#[test]
+fn a_config_json_that_is_a_directory_prints_the_cause_once() {
+    let dir = scratch_dir("config_is_a_directory");
+    std::fs::create_dir_all(dir.join("config.json")).unwrap();
+    let err = cli_err(&["--gpu", "l4", "--model", dir.to_str().unwrap()]);
+    assert!(err.starts_with("cannot read config.json at "), "{err}");
+    assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+}
+
+#[test]
+fn a_batch_whose_kv_cache_would_wrap_is_an_error_naming_the_flags_not_a_compiler_bug() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--batch", "1099511627776"]);
+    assert!(err.contains("would not fit a 64-bit byte count") && err.contains("--batch 1099511627776"), "{err}");
+    assert!(!err.contains("compiler bug"), "{err}");
+}
+
+#[test]
+fn a_negative_number_reaches_the_value_parser_which_names_the_flag() {
+    let err = cli(&["--gpu", "l4", "--model", "llama2-7b", "--batch", "-1"]).unwrap_err().to_string();
+    assert!(err.contains("invalid value '-1' for '--batch <BATCH>'"), "{err}");
+}
+
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_compiling_and_leaves_the_old_plan_whole() {
+    let dir = scratch_dir("unwritable_output");
+    let args = |out: &Path| -> Vec<String> {
+        ["--gpu", "l4", "--model", "llama2-7b", "-o"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out.display().to_string()])
+            .collect()
+    };
+    let run_err = |out: &Path| {
+        let a = args(out);
+        cli_err(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let err = run_err(&dir.join("missing/plan.toml"));
+    assert!(err.starts_with("cannot write plan ") && err.contains("missing/plan.toml"), "{err}");
+    std::fs::create_dir_all(dir.join("a-dir.toml")).unwrap();
+    let err = run_err(&dir.join("a-dir.toml"));
+    assert!(err.contains("a-dir.toml: it is a directory"), "{err}");
+    // A successful write replaces the previous plan in one rename: nothing else is left in the directory.
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, "previous plan").unwrap();
+    let a = args(&plan);
+    cli(&a.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+    assert!(std::fs::read_to_string(&plan).unwrap().starts_with("format_version = "));
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["a-dir.toml", "plan.toml"]);
+}

@@ -94,3 +94,18 @@ fn on_a_gpu_the_fixture_profile_compiles_and_its_block_times_are_used() {
     assert_ne!(measured.decode_ms_per_token, estimated.decode_ms_per_token);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An output path that cannot be written is refused before any device is
+/// touched (it used to be found only after the whole profiling run).
+#[test]
+fn an_unwritable_output_path_is_refused_before_profiling() {
+    let dir = scratch("profile-unwritable");
+    for (flag, out) in [("-o", dir.join("missing/profile.toml")), ("--json", dir.clone())] {
+        let argv = ["djinn-profile", "--model", "llama2-13b", flag].map(String::from);
+        let mut stderr = Vec::new();
+        let err = run(argv.into_iter().chain([out.display().to_string()]), &mut stderr).unwrap_err();
+        assert!(matches!(&err, ProfileError::Write { path, .. } if path == &out), "{flag}: {err:?}");
+        assert!(stderr.is_empty(), "{flag}: nothing measured, nothing said");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

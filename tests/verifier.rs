@@ -146,7 +146,7 @@ fn two_layer_plan() -> Plan {
         budget_bytes: offset,
         shape,
         prediction,
-        arena: Arena { bytes: offset, alignment: 512, regions },
+        arena: Arena { bytes: offset, alignment: 256, regions },
         placements,
         prefill,
         decode,

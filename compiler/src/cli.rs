@@ -11,6 +11,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use djinn_core::fsio::{check_writable, write_atomic};
 use djinn_core::plan::Strategy;
 use djinn_core::units::parse_bytes;
 use thiserror::Error;
@@ -23,7 +24,9 @@ use crate::{compile_with, CompileError, CompileRequest, HostCompute, Options, DE
     version,
     about = "Compile a model and a GPU into a verified execution plan (TOML).",
     long_about = "Compile a model and a GPU into a verified execution plan (TOML).\n\n\
-                  Prints a summary on stderr and writes the plan to -o (stdout without it)."
+                  Prints a summary on stderr and writes the plan to -o (stdout without it).",
+    // `--batch -1` reaches the value parser, whose error names the flag.
+    allow_negative_numbers = true
 )]
 pub struct Args {
     /// GPU preset (l4, t4, a10g, rtx4090, a100-40gb, a100-80gb, h100-pcie, h100-sxm, h200) or a profile file.
@@ -132,8 +135,8 @@ pub enum CliError {
     Args(#[from] clap::Error),
     #[error(transparent)]
     Compile(#[from] CompileError),
-    #[error("cannot write plan {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    #[error("cannot write plan {path}: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
 /// The whole command: `args` includes the program name, as `std::env::args_os` gives it.
@@ -143,11 +146,15 @@ where
     T: Into<OsString> + Clone,
 {
     let args = Args::try_parse_from(args)?;
+    let write_err = |path: &PathBuf, error| CliError::Write { path: path.display().to_string(), error };
+    if let Some(path) = &args.output {
+        check_writable(path).map_err(|e| write_err(path, e))?;
+    }
     let compiled = compile_with(&args.request(), args.host_compute.into())?;
     let plan_toml = compiled.plan.to_toml_string();
     if let Some(path) = &args.output {
-        std::fs::write(path, &plan_toml)
-            .map_err(|source| CliError::Write { path: path.display().to_string(), source })?;
+        // Atomic: a failed write leaves the previous plan whole, never a partial one.
+        write_atomic(path, plan_toml.as_bytes()).map_err(|e| write_err(path, e))?;
     }
     Ok(CliOutput { summary: compiled.summary, plan_toml, written_to: args.output })
 }

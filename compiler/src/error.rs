@@ -11,11 +11,9 @@ pub enum CompileError {
     #[error("unknown GPU {name:?}: expected a preset ({valid}) or a profile file ending in .toml")]
     UnknownGpu { name: String, valid: String },
 
-    #[error("cannot read GPU profile {path}: {source}")]
-    GpuFileRead { path: String, source: std::io::Error },
-
-    #[error("GPU profile {path} is invalid: {message}")]
-    GpuFileInvalid { path: String, message: String },
+    /// A GPU profile file or preset that cannot be read or is invalid (the message names the file and field).
+    #[error(transparent)]
+    GpuProfile(#[from] djinn_core::gpu::GpuProfileError),
 
     /// `--model`: an unknown name, a model directory or a preset's
     /// `config.json` (the message names the file and field).
@@ -34,6 +32,15 @@ pub enum CompileError {
 
     #[error("{field} must be at least 1, got 0")]
     Zero { field: &'static str },
+
+    #[error(
+        "{what} of model {model} at --batch {} --prompt-len {} --max-seq-len {} would not fit a 64-bit byte count; \
+         lower them",
+        shape.batch,
+        shape.prompt_len,
+        shape.max_seq_len
+    )]
+    ShapeOverflow { what: &'static str, model: String, shape: djinn_core::plan::RunShape },
 
     #[error("--prompt-len {prompt_len} exceeds --max-seq-len {max_seq_len} (the KV cache could not hold the prompt)")]
     PromptTooLong { prompt_len: u64, max_seq_len: u64 },

@@ -54,41 +54,12 @@ pub fn load_gpu(arg: &str) -> Result<GpuProfile, CompileError> {
             return Err(CompileError::UnknownGpu { name: arg.to_string(), valid });
         }
     }
-    let text =
-        std::fs::read_to_string(path).map_err(|source| CompileError::GpuFileRead { path: arg.to_string(), source })?;
-    parse_gpu_profile(&text, arg)
+    Ok(GpuProfile::load(path)?)
 }
 
 /// Parses and checks a GPU profile; `origin` names it in errors.
 pub fn parse_gpu_profile(text: &str, origin: &str) -> Result<GpuProfile, CompileError> {
-    let invalid = |message: String| CompileError::GpuFileInvalid { path: origin.to_string(), message };
-    let gpu: GpuProfile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
-    let positive = [("hbm_gbps", gpu.hbm_gbps), ("fp16_tflops", gpu.fp16_tflops), ("h2d_gbps", gpu.h2d_gbps)];
-    for (field, v) in positive {
-        if !(v.is_finite() && v > 0.0) {
-            return Err(invalid(format!("field `{field}` must be a positive number, got {v}")));
-        }
-    }
-    for (field, v) in [("copy_latency_us", gpu.copy_latency_us), ("kernel_overhead_us", gpu.kernel_overhead_us)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(invalid(format!("field `{field}` must be a non-negative number, got {v}")));
-        }
-    }
-    if gpu.usable_bytes == 0 || gpu.usable_bytes > gpu.memory_bytes {
-        return Err(invalid(format!(
-            "field `usable_bytes` must be between 1 and memory_bytes ({}), got {}",
-            gpu.memory_bytes, gpu.usable_bytes
-        )));
-    }
-    for (i, p) in gpu.h2d_curve.iter().enumerate() {
-        if !(p.gbps.is_finite() && p.gbps > 0.0) {
-            return Err(invalid(format!("field `h2d_curve[{i}].gbps` must be a positive number, got {}", p.gbps)));
-        }
-        if i > 0 && p.bytes <= gpu.h2d_curve[i - 1].bytes {
-            return Err(invalid(format!("field `h2d_curve[{i}].bytes` must be larger than the point before it")));
-        }
-    }
-    Ok(gpu)
+    Ok(GpuProfile::from_toml_str(text, origin)?)
 }
 
 #[cfg(test)]

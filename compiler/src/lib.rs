@@ -147,6 +147,8 @@ pub fn compile_model_with(
         return Err(CompileError::BudgetAboveMemory { budget, gpu: gpu.name.clone(), memory: gpu.memory_bytes });
     }
     let shape = RunShape { prompt_len: opts.prompt_len, max_seq_len, batch: opts.batch };
+    djinn_core::activations::checked_region_bytes(&model.arch, model.dtype, &shape)
+        .map_err(|what| CompileError::ShapeOverflow { what, model: model.name.clone(), shape })?;
     let cost = cost::Roofline::new(gpu, model, shape);
     let problem = solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: host };
     let solution = solve::solve(&problem, &cost)?;

@@ -28,6 +28,40 @@ pub struct RunShape {
     pub batch: u64,
 }
 
+/// Every product the layouts form stays below this, so their sums of a dozen
+/// such products times small constants stay far inside `u64`.
+const MAX_LAYOUT_PRODUCT: u64 = 1 << 56;
+
+/// The KV cache and activation bytes for `shape` ([`KvLayout::bytes`],
+/// [`ActivationLayout::bytes`]), computed only once every product the two
+/// layouts form is known to fit; otherwise which size would overflow, named by
+/// its factors. A hostile `config.json` or flag (`max_position_embeddings =
+/// 2^62`, `--batch 2^40`) once made the KV size wrap to 0 bytes.
+pub fn checked_region_bytes(arch: &Architecture, dtype: Dtype, shape: &RunShape) -> Result<(u64, u64), &'static str> {
+    let product = |xs: &[u64]| xs.iter().try_fold(1u64, |p, &x| p.checked_mul(x)).filter(|&p| p < MAX_LAYOUT_PRODUCT);
+    let a = arch;
+    let s = shape;
+    let t = product(&[s.prompt_len, s.batch]).ok_or("the activations (prompt_len × batch tokens)")?;
+    let terms: [(&[u64], &str); 9] = [
+        (&[a.num_heads, a.head_dim], "the attention width (num_heads × head_dim)"),
+        (&[a.num_kv_heads, a.head_dim], "the KV width (num_kv_heads × head_dim)"),
+        (&[a.num_heads, t, s.prompt_len], "the prefill attention scores (num_heads × tokens × prompt_len)"),
+        (&[a.num_heads, s.batch, s.max_seq_len], "the decode attention scores (num_heads × batch × max_seq_len)"),
+        (&[t, a.num_heads, a.head_dim], "the query activations (tokens × num_heads × head_dim)"),
+        (&[t, a.num_kv_heads, a.head_dim], "the key and value activations (tokens × num_kv_heads × head_dim)"),
+        (&[t, a.hidden_size.max(a.intermediate_size)], "the MLP activations (tokens × hidden or intermediate size)"),
+        (&[s.batch, a.vocab_size], "the logits (batch × vocab_size)"),
+        (
+            &[a.num_layers, s.batch, s.max_seq_len, a.num_kv_heads, a.head_dim],
+            "the KV cache (num_layers × batch × max_seq_len × num_kv_heads × head_dim)",
+        ),
+    ];
+    for (factors, what) in terms {
+        product(factors).ok_or(what)?;
+    }
+    Ok((KvLayout::new(arch, dtype, shape).bytes(), ActivationLayout::new(arch, dtype, shape).bytes))
+}
+
 /// One named buffer inside a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Buffer {

@@ -4,10 +4,22 @@
 //! (`djinn-compile --gpu profile.toml`, written by `djinn-profile`) share this
 //! format. Every rate is an *effective* figure, what a program achieves, not a
 //! datasheet peak; presets say in comments where each number comes from.
+//!
+//! [`GpuProfile::from_toml_str`] and [`GpuProfile::load`] are the one way a
+//! profile enters: they bound the file ([`crate::limits`]) and check every
+//! number (module `check`), naming the file and the field.
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
+use crate::fsio::{check_text_len, read_to_string_limited, ReadError};
+use crate::limits::{self, OverLimit, MAX_PROFILE_FILE_BYTES};
 use crate::model::BlockKind;
+use crate::toml_error::describe;
+
+mod check;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -107,4 +119,39 @@ pub struct HostLayerTime {
     pub hot_us: f64,
     /// Alone, the team parked before the layer and woken for it, µs.
     pub cold_us: f64,
+}
+
+/// Everything reading a GPU profile can refuse; each names the file.
+#[derive(Debug, Error)]
+pub enum GpuProfileError {
+    /// An I/O error, or a file over [`MAX_PROFILE_FILE_BYTES`].
+    #[error("cannot read GPU profile {path}: {error}")]
+    Read { path: String, error: ReadError },
+    #[error("GPU profile {path}: {over} (docs/plan-format.md, section Limits)")]
+    Limit { path: String, over: OverLimit },
+    #[error("GPU profile {path} is invalid: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl GpuProfile {
+    /// Parses and checks a profile; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<GpuProfile, GpuProfileError> {
+        let path = origin.to_string();
+        check_text_len(text, MAX_PROFILE_FILE_BYTES)
+            .map_err(|error| GpuProfileError::Read { path: path.clone(), error })?;
+        let invalid = |message: String| GpuProfileError::Invalid { path: origin.to_string(), message };
+        let table: toml::Table = toml::from_str(text).map_err(|e| invalid(describe(&e, text)))?;
+        limits::check_profile_table(&table).map_err(|over| GpuProfileError::Limit { path: path.clone(), over })?;
+        let gpu: GpuProfile = toml::from_str(text).map_err(|e| invalid(describe(&e, text)))?;
+        check::check(&gpu).map_err(invalid)?;
+        Ok(gpu)
+    }
+
+    /// Reads, parses and checks the profile at `path`.
+    pub fn load(path: &Path) -> Result<GpuProfile, GpuProfileError> {
+        let shown = path.display().to_string();
+        let text = read_to_string_limited(path, MAX_PROFILE_FILE_BYTES)
+            .map_err(|error| GpuProfileError::Read { path: shown.clone(), error })?;
+        GpuProfile::from_toml_str(&text, &shown)
+    }
 }

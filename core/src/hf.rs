@@ -40,14 +40,21 @@ pub use safetensors_header::{read_safetensors_header, TensorSource};
 /// Everything reading a model directory can refuse.
 #[derive(Debug, Error)]
 pub enum HfError {
-    #[error("cannot read {what} at {}: {source}", path.display())]
-    Read { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("cannot read {what} at {}: {error}", path.display())]
+    Read { what: &'static str, path: PathBuf, error: std::io::Error },
+
+    #[error(
+        "{what} at {} is {}over the limit of {limit} bytes for a {what} (docs/plan-format.md, section Limits)",
+        path.display(),
+        size.map_or(String::new(), |s| format!("{s} bytes, "))
+    )]
+    TooLarge { what: &'static str, path: PathBuf, size: Option<u64>, limit: u64 },
 
     #[error("model directory {}: {problem}", dir.display())]
     Dir { dir: PathBuf, problem: String },
 
-    #[error("config.json at {origin}: malformed JSON: {source}")]
-    ConfigJson { origin: String, source: serde_json::Error },
+    #[error("config.json at {origin}: malformed JSON: {error}")]
+    ConfigJson { origin: String, error: serde_json::Error },
 
     #[error("config.json at {origin}: field `{field}` missing (expected {expected})")]
     MissingField { origin: String, field: String, expected: String },

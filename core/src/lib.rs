@@ -5,18 +5,22 @@
 //! ([`model`]) and the model presets `--model` names ([`model_presets`]), the
 //! GPU profile format ([`gpu`]), how a model directory on disk
 //! is read ([`hf`]), how the activations region is carved ([`activations`]),
-//! and the verifier that re-checks every plan without trusting its author
-//! ([`verify`]). The crate pulls in no CUDA and no solver: the runtime can read
-//! and check plans without the compiler, and the compiler can write them
-//! without a GPU.
+//! the verifier that re-checks every plan without trusting its author
+//! ([`verify`]), and the limits on every file read from the outside
+//! ([`limits`], read with [`fsio`]). The crate pulls in no CUDA and no
+//! solver: the runtime can read and check plans without the compiler, and the
+//! compiler can write them without a GPU.
 
 pub mod activations;
+pub mod fsio;
 pub mod gpu;
 pub mod hf;
+pub mod limits;
 pub mod model;
 pub mod model_presets;
 pub mod phase;
 pub mod plan;
+mod toml_error;
 pub mod units;
 pub mod verify;
 

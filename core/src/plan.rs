@@ -29,9 +29,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use crate::activations::RunShape;
+use crate::fsio::{check_text_len, read_to_string_limited, write_atomic, ReadError};
 use crate::gpu::GpuProfile;
+use crate::limits::{self, OverLimit, MAX_PLAN_FILE_BYTES};
 use crate::model::{Block, ModelSpec};
 pub use crate::phase::PhaseName;
+use crate::toml_error::describe;
 
 /// Version of this schema. Bumped on any change a reader of an older plan would misread.
 /// Version 2 added the `host_compute` op.
@@ -136,10 +139,51 @@ pub enum RegionKind {
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(try_from = "RawPlacement")]
 pub struct BlockPlacement {
     pub block: String,
     #[serde(flatten)]
     pub placement: Placement,
+}
+
+/// `[[placements]]` as written, with unknown fields refused like every other
+/// table's (serde's `deny_unknown_fields` does not combine with the `flatten`
+/// that [`BlockPlacement`] is written with).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    block: String,
+    kind: PlacementKind,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PlacementKind {
+    Resident,
+    Streamed,
+}
+
+impl TryFrom<RawPlacement> for BlockPlacement {
+    type Error = String;
+
+    fn try_from(raw: RawPlacement) -> Result<BlockPlacement, String> {
+        let placement = match (raw.kind, raw.region) {
+            (PlacementKind::Resident, Some(region)) => Placement::Resident { region },
+            (PlacementKind::Streamed, None) => Placement::Streamed,
+            (PlacementKind::Resident, None) => {
+                return Err(format!("placement of block {}: kind = \"resident\" needs a `region`", raw.block))
+            }
+            (PlacementKind::Streamed, Some(region)) => {
+                return Err(format!(
+                    "placement of block {}: kind = \"streamed\" takes no `region` (found {region:?})",
+                    raw.block
+                ))
+            }
+        };
+        Ok(BlockPlacement { block: raw.block, placement })
+    }
 }
 
 /// Where a block's weights live while it computes.
@@ -208,10 +252,13 @@ pub struct Step {
 
 #[derive(Debug, Error)]
 pub enum PlanIoError {
-    #[error("cannot read plan {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("cannot write plan {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    /// An I/O error, or a file over [`MAX_PLAN_FILE_BYTES`].
+    #[error("cannot read plan {path}: {error}")]
+    Read { path: String, error: ReadError },
+    #[error("cannot write plan {path}: {error}")]
+    Write { path: String, error: std::io::Error },
+    #[error("plan {path}: {over} (docs/plan-format.md, section Limits)")]
+    Limit { path: String, over: OverLimit },
     #[error("plan {path} is not valid TOML or does not match the plan schema: {message}")]
     Parse { path: String, message: String },
     #[error("plan {path} has format_version {found}, but this build reads format_version {expected}; recompile the plan with this djinn-compile")]
@@ -221,13 +268,16 @@ pub enum PlanIoError {
 }
 
 impl Plan {
-    /// Parses a plan, checking `format_version` before the rest of the schema
-    /// so that a plan from another version gets a version error, not a field error.
+    /// Parses a plan, checking its size and counts against [`crate::limits`]
+    /// and `format_version` before the rest of the schema, so that a plan
+    /// from another version gets a version error, not a field error.
     /// `origin` names the source in errors (a path, or `<stdin>`).
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Plan, PlanIoError> {
         let path = origin.to_string();
+        check_text_len(text, MAX_PLAN_FILE_BYTES).map_err(|error| PlanIoError::Read { path: path.clone(), error })?;
         let table: toml::Table =
-            toml::from_str(text).map_err(|e| PlanIoError::Parse { path: path.clone(), message: e.to_string() })?;
+            toml::from_str(text).map_err(|e| PlanIoError::Parse { path: path.clone(), message: describe(&e, text) })?;
+        limits::check_plan_table(&table).map_err(|over| PlanIoError::Limit { path: path.clone(), over })?;
         match table.get("format_version").and_then(|v| v.as_integer()) {
             None => return Err(PlanIoError::NoVersion { path }),
             Some(v) if v != FORMAT_VERSION as i64 => {
@@ -235,13 +285,14 @@ impl Plan {
             }
             Some(_) => {}
         }
-        toml::from_str(text).map_err(|e| PlanIoError::Parse { path, message: e.to_string() })
+        toml::from_str(text).map_err(|e| PlanIoError::Parse { path, message: describe(&e, text) })
     }
 
     pub fn load(path: &Path) -> Result<Plan, PlanIoError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PlanIoError::Read { path: path.display().to_string(), source })?;
-        Plan::from_toml_str(&text, &path.display().to_string())
+        let shown = path.display().to_string();
+        let text = read_to_string_limited(path, MAX_PLAN_FILE_BYTES)
+            .map_err(|error| PlanIoError::Read { path: shown.clone(), error })?;
+        Plan::from_toml_str(&text, &shown)
     }
 
     /// The plan as TOML. Deterministic: the same plan always gives the same bytes.
@@ -259,9 +310,10 @@ impl Plan {
         out
     }
 
+    /// Writes the plan to `path` atomically: a failed write leaves the previous file whole.
     pub fn save(&self, path: &Path) -> Result<(), PlanIoError> {
-        std::fs::write(path, self.to_toml_string())
-            .map_err(|source| PlanIoError::Write { path: path.display().to_string(), source })
+        write_atomic(path, self.to_toml_string().as_bytes())
+            .map_err(|error| PlanIoError::Write { path: path.display().to_string(), error })
     }
 
     pub fn region(&self, name: &str) -> Option<&Region> {
@@ -424,6 +476,22 @@ pub(crate) mod tests {
         assert_eq!(back, plan);
         assert_eq!(back.to_toml_string(), text);
         assert!(text.starts_with("format_version = 2\n"), "{}", &text[..200]);
+    }
+
+    #[test]
+    fn placements_refuse_unknown_fields_like_every_other_table() {
+        let text = tiny_plan().to_toml_string();
+        let typo = text.replacen("region = \"resident.embed\"", "regoin = \"resident.embed\"", 1);
+        let err = Plan::from_toml_str(&typo, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `regoin`, expected one of `block`, `kind`, `region`"), "{err}");
+        let first = "[[placements]]\nblock = \"embed\"\nkind = \"resident\"\n";
+        assert!(text.contains(first), "{text}");
+        let extra = text.replacen(first, &format!("{first}slot = 3\n"), 1);
+        let err = Plan::from_toml_str(&extra, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `slot`"), "{err}");
+        let streamed = text.replacen(first, &first.replace("resident", "streamed"), 1);
+        let err = Plan::from_toml_str(&streamed, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("placement of block embed: kind = \"streamed\" takes no `region`"), "{err}");
     }
 
     #[test]

@@ -100,6 +100,10 @@ where
         )));
     }
     bench_plan::max_seq_len(&model, args.prompt_len)?;
+    for path in args.out.iter().chain(&args.json) {
+        djinn_core::fsio::check_writable(path)
+            .map_err(|error| ProfileError::Write { path: path.to_path_buf(), error })?;
+    }
     let started = Instant::now();
     let mut say = |line: String| {
         let _ = writeln!(stderr, "djinn-profile: {line}");
@@ -146,7 +150,8 @@ where
 }
 
 fn write(path: &Path, text: &str) -> Result<(), ProfileError> {
-    std::fs::write(path, text).map_err(|error| ProfileError::Write { path: path.to_path_buf(), error })
+    djinn_core::fsio::write_atomic(path, text.as_bytes())
+        .map_err(|error| ProfileError::Write { path: path.to_path_buf(), error })
 }
 
 /// The command line as typed: the program's file name, then the arguments,

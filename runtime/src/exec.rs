@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
+use djinn_core::fsio::{check_writable, write_atomic};
 use djinn_core::plan::{Plan, PlanIoError};
 use thiserror::Error;
 
@@ -33,7 +34,10 @@ use crate::weights::{Weights, WeightsError};
 #[command(
     name = "djinn-exec",
     version,
-    about = "Replay a Djinn plan: generate text with a model on a GPU (or the CPU)."
+    about = "Replay a Djinn plan: generate text with a model on a GPU (or the CPU).",
+    // `--temperature -1` reaches the value check (an error naming the flag and
+    // the valid range), not the parser's "unexpected argument '-1'".
+    allow_negative_numbers = true
 )]
 pub struct Args {
     /// The plan written by djinn-compile.
@@ -52,10 +56,10 @@ pub struct Args {
     pub prompt_ids: Option<PathBuf>,
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: u64,
-    /// Sampling temperature; 0 is greedy.
+    /// Sampling temperature, a finite number >= 0; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
-    /// Nucleus sampling: keep the most likely tokens up to this probability mass.
+    /// Nucleus sampling, in (0, 1]: keep the most likely tokens up to this probability mass.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
     #[arg(long, default_value_t = 0)]
@@ -148,6 +152,12 @@ where
     if args.backend == BackendArg::Cpu && (args.enforce_budget || args.trace.is_some()) {
         return Err(ExecError::Usage("--enforce-budget and --trace apply to --backend cuda only".into()));
     }
+    let sampling = Sampling { temperature: args.temperature, top_p: args.top_p, seed: args.seed };
+    sampling.check().map_err(ExecError::Usage)?;
+    // Outputs are checked before the run, so a long generation does not end in "cannot write".
+    for path in args.json.iter().chain(&args.trace) {
+        check_writable(path).map_err(|error| ExecError::Write { path: path.clone(), error })?;
+    }
     let plan = Plan::load(&args.plan)?;
     let replay = Replay::new(&plan, ReplayOptions::default())
         .map_err(|error| ExecError::Replay { path: args.plan.clone(), error })?;
@@ -172,7 +182,7 @@ where
     };
     let opts = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
-        sampling: Sampling { temperature: args.temperature, top_p: args.top_p, seed: args.seed },
+        sampling,
         stop_tokens: if args.ignore_eos { Vec::new() } else { weights.config().eos_token_ids.clone() },
     };
     let io = Io { tokenizer: tokenizer.as_ref(), stdout };
@@ -213,7 +223,7 @@ where
     let _ = write!(stderr, "{}", report.render());
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
-        std::fs::write(path, json + "\n").map_err(|error| ExecError::Write { path: path.clone(), error })?;
+        write_atomic(path, (json + "\n").as_bytes()).map_err(|error| ExecError::Write { path: path.clone(), error })?;
     }
     Ok(report)
 }

@@ -27,6 +27,22 @@ impl Sampling {
     pub fn greedy() -> Sampling {
         Sampling { temperature: 0.0, top_p: 1.0, seed: 0 }
     }
+
+    /// Whether the values are ones sampling is defined for, else a message
+    /// naming the flag and its range: a NaN temperature used to sample garbage,
+    /// and an infinite or negative one, or a top-p outside (0, 1], to be
+    /// clamped or ignored without a word.
+    pub fn check(&self) -> Result<(), String> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(format!("--temperature {t} is not a finite number >= 0 (0 is greedy)"));
+        }
+        let p = self.top_p;
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(format!("--top-p {p} is outside (0, 1] (1 keeps every token)"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -34,6 +34,8 @@ use thiserror::Error;
 pub enum TokenizerError {
     #[error("no tokenizer at {} (pass --tokenizer FILE, or put tokenizer.json in the weights directory)", path.display())]
     Missing { path: PathBuf },
+    #[error("cannot read tokenizer {}: {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("tokenizer {} does not parse: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
@@ -59,7 +61,9 @@ impl Tokenizer {
         if !path.is_file() {
             return Err(TokenizerError::Missing { path });
         }
-        let inner = tokenizers::Tokenizer::from_file(&path)
+        // Read here, not by the tokenizers crate, so that a permission or I/O error is not reported as a parse error.
+        let bytes = std::fs::read(&path).map_err(|error| TokenizerError::Read { path: path.clone(), error })?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| TokenizerError::Parse { path: path.clone(), message: e.to_string() })?;
         let beside = path.parent().map(|d| d.join("tokenizer_config.json"));
         let config = beside.filter(|p| p.is_file()).or_else(|| Some(weights_dir.join("tokenizer_config.json")));

@@ -228,3 +228,73 @@ fn backend_cuda_without_the_cuda_libraries_names_the_missing_library() {
     assert_names(&e, &["CUDA backend", &why]);
     assert!(why.contains("not found") || why.contains("lacks the symbol"), "{why}");
 }
+
+/// The error djinn-exec returns for `extra` (after a valid plan, weights and prompt).
+fn exec_error(case: &Case, extra: &[&str]) -> exec::ExecError {
+    let argv: Vec<String> = std::iter::once("djinn-exec".to_string()).chain(case.args(&fixture(MHA), extra)).collect();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    match catch_unwind(AssertUnwindSafe(|| exec::run(argv, &mut out, &mut err))) {
+        Ok(Err(e)) => e,
+        Ok(Ok(_)) => panic!("djinn-exec accepted {extra:?}"),
+        Err(_) => panic!("djinn-exec panicked on {extra:?}"),
+    }
+}
+
+#[test]
+fn nan_infinite_and_negative_temperatures_and_top_p_outside_0_1_are_errors_naming_the_flag() {
+    let case = Case::new("sampling_flags", &resident_plan(MHA));
+    let cases: [(&[&str], &str); 8] = [
+        (&["--temperature", "NaN"], "--temperature NaN is not a finite number >= 0"),
+        (&["--temperature", "inf"], "--temperature inf is not a finite number >= 0"),
+        (&["--temperature", "-1"], "--temperature -1 is not a finite number >= 0"),
+        (&["--temperature", "-0.5", "--top-p", "0.9"], "--temperature -0.5 is not"),
+        (&["--temperature", "0.7", "--top-p", "0"], "--top-p 0 is outside (0, 1]"),
+        (&["--temperature", "0.7", "--top-p", "1.5"], "--top-p 1.5 is outside (0, 1]"),
+        (&["--temperature", "0.7", "--top-p", "-0.2"], "--top-p -0.2 is outside (0, 1]"),
+        (&["--temperature", "0.7", "--top-p", "nan"], "--top-p NaN is outside (0, 1]"),
+    ];
+    for (extra, want) in cases {
+        // A usage error (the binary exits 1), not the argument parser's "unexpected argument '-1'".
+        match exec_error(&case, extra) {
+            exec::ExecError::Usage(m) => assert!(m.contains(want), "{extra:?}: {m}"),
+            e => panic!("{extra:?}: not a usage error: {e}"),
+        }
+    }
+}
+
+#[test]
+fn an_unwritable_json_path_is_refused_before_the_run() {
+    let case = Case::new("json_path", &resident_plan(MHA));
+    let missing = case.scratch.0.join("no-such-dir/metrics.json");
+    let e = exec_error(&case, &["--json", &missing.display().to_string()]);
+    assert!(matches!(&e, exec::ExecError::Write { path, .. } if path == &missing), "{e}");
+    let dir = case.scratch.0.join("a-directory");
+    std::fs::create_dir_all(&dir).unwrap();
+    let e = exec_error(&case, &["--json", &dir.display().to_string()]).to_string();
+    assert!(e.contains("a-directory") && e.contains("directory"), "{e}");
+}
+
+/// A tokenizer.json that cannot be read is an I/O error naming the cause, not "does not parse".
+#[test]
+fn an_unreadable_tokenizer_is_a_read_error_not_a_parse_error() {
+    let case = Case::new("unreadable_tokenizer", &resident_plan(MHA));
+    // /proc/self/mem is a regular file whose first page cannot be read (EIO), even by root.
+    if Path::new("/proc/self/mem").is_file() {
+        let e = refused(case.args(&fixture(MHA), &["--tokenizer", "/proc/self/mem"]));
+        assert_names(&e, &["cannot read tokenizer /proc/self/mem: "]);
+        assert!(!e.contains("does not parse"), "{e}");
+    }
+    // Permission denied, where permissions apply (not to root).
+    use std::os::unix::fs::PermissionsExt;
+    let locked = case.scratch.0.join("tokenizer.json");
+    std::fs::copy(fixture(MHA).join("tokenizer.json"), &locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if std::fs::read(&locked).is_err() {
+        let e = refused(case.args(&fixture(MHA), &["--tokenizer", &locked.display().to_string()]));
+        assert_names(&e, &[&format!("cannot read tokenizer {}: Permission denied", locked.display())]);
+    } else {
+        println!(
+            "an_unreadable_tokenizer_is_a_read_error_not_a_parse_error: permission part skipped (running as root)"
+        );
+    }
+}

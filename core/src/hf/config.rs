@@ -12,6 +12,7 @@
 use serde_json::{Map, Value};
 
 use super::HfError;
+use crate::limits::{MAX_DIM, MAX_LAYERS};
 use crate::model::{Architecture, Dtype};
 
 /// What `config.json` says about a Llama-family model.
@@ -30,7 +31,7 @@ const DEFAULT_ROPE_THETA: f64 = 10000.0;
 /// Parses `config.json` text; `origin` (its path) is named in every error.
 pub fn parse_config(text: &str, origin: &str) -> Result<HfConfig, HfError> {
     let value: Value =
-        serde_json::from_str(text).map_err(|source| HfError::ConfigJson { origin: origin.to_string(), source })?;
+        serde_json::from_str(text).map_err(|error| HfError::ConfigJson { origin: origin.to_string(), error })?;
     let Value::Object(map) = &value else {
         return Err(HfError::InvalidField {
             origin: origin.to_string(),
@@ -42,8 +43,8 @@ pub fn parse_config(text: &str, origin: &str) -> Result<HfConfig, HfError> {
     let f = Fields { map, origin };
     check_supported(&f)?;
 
-    let hidden_size = f.positive("hidden_size")?;
-    let num_heads = f.positive("num_attention_heads")?;
+    let hidden_size = f.dim("hidden_size")?;
+    let num_heads = f.dim("num_attention_heads")?;
     let num_kv_heads = match f.opt_u64("num_key_value_heads")? {
         None => num_heads,
         Some(kv) if kv >= 1 && num_heads % kv == 0 => kv,
@@ -56,7 +57,9 @@ pub fn parse_config(text: &str, origin: &str) -> Result<HfConfig, HfError> {
         }
     };
     let head_dim = match f.opt_u64("head_dim")? {
-        Some(0) => return Err(f.invalid("head_dim", "0".into(), "a positive integer".into())),
+        Some(d) if d == 0 || d > MAX_DIM => {
+            return Err(f.invalid("head_dim", d.to_string(), format!("an integer from 1 to {MAX_DIM}")))
+        }
         Some(d) => d,
         None if hidden_size % num_heads == 0 => hidden_size / num_heads,
         None => {
@@ -70,15 +73,15 @@ pub fn parse_config(text: &str, origin: &str) -> Result<HfConfig, HfError> {
     let arch = Architecture {
         family: "llama".into(),
         hidden_size,
-        intermediate_size: f.positive("intermediate_size")?,
-        num_layers: f.positive("num_hidden_layers")?,
+        intermediate_size: f.dim("intermediate_size")?,
+        num_layers: f.bounded("num_hidden_layers", MAX_LAYERS)?,
         num_heads,
         num_kv_heads,
         head_dim,
-        vocab_size: f.positive("vocab_size")?,
+        vocab_size: f.dim("vocab_size")?,
         rope_theta: rope_theta(&f)?,
         rms_norm_eps: f.positive_f64("rms_norm_eps")?.ok_or_else(|| f.missing("rms_norm_eps", "a positive number"))?,
-        max_position_embeddings: f.positive("max_position_embeddings")?,
+        max_position_embeddings: f.dim("max_position_embeddings")?,
         tie_word_embeddings: f.opt_bool("tie_word_embeddings")?.unwrap_or(false),
     };
     check_sliding_window(&f, arch.max_position_embeddings)?;
@@ -247,12 +250,22 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
-    fn positive(&self, field: &str) -> Result<u64, HfError> {
+    /// A required integer from 1 to `max`: every size is bounded where it enters, so
+    /// that no product of them can wrap (`max_position_embeddings = 2^62` once made
+    /// the KV cache 0 bytes).
+    fn bounded(&self, field: &str, max: u64) -> Result<u64, HfError> {
         match self.opt_u64(field)? {
             None => Err(self.missing(field, "an integer")),
-            Some(0) => Err(self.invalid(field, "0".into(), "a positive integer".into())),
+            Some(n) if n == 0 || n > max => {
+                Err(self.invalid(field, n.to_string(), format!("an integer from 1 to {max}")))
+            }
             Some(n) => Ok(n),
         }
+    }
+
+    /// An architecture dimension: [`Fields::bounded`] by [`MAX_DIM`].
+    fn dim(&self, field: &str) -> Result<u64, HfError> {
+        self.bounded(field, MAX_DIM)
     }
 
     fn positive_f64(&self, field: &str) -> Result<Option<f64>, HfError> {

@@ -69,7 +69,7 @@ fn wrongly_typed_or_zero_fields_are_refused() {
     let e = err_4x(&[("hidden_size", Some(json!("32")))]);
     assert!(e.contains("`hidden_size` is \"32\"; expected a non-negative integer"), "{e}");
     let e = err_4x(&[("num_hidden_layers", Some(json!(0)))]);
-    assert!(e.contains("`num_hidden_layers` is 0; expected a positive integer"), "{e}");
+    assert!(e.contains("`num_hidden_layers` is 0; expected an integer from 1 to 2045"), "{e}");
     let e = err_4x(&[("rms_norm_eps", Some(json!(-1.0)))]);
     assert!(e.contains("`rms_norm_eps`") && e.contains("positive number"), "{e}");
     let e = err_4x(&[("tie_word_embeddings", Some(json!("yes")))]);
@@ -78,6 +78,23 @@ fn wrongly_typed_or_zero_fields_are_refused() {
     assert!(e.contains("`eos_token_id`") && e.contains("list of token ids"), "{e}");
     let e = parse("[1, 2]").unwrap_err().to_string();
     assert!(e.contains(ORIGIN) && e.contains("JSON object"), "{e}");
+}
+
+#[test]
+fn sizes_that_would_overflow_the_kv_cache_are_refused_naming_the_field() {
+    // 2^62 positions once made the KV size wrap to 0 bytes, found only by the verifier.
+    let e = err_4x(&[("max_position_embeddings", Some(json!(1u64 << 62)))]);
+    assert!(e.contains(ORIGIN), "{e}");
+    assert!(
+        e.contains("`max_position_embeddings` is 4611686018427387904; expected an integer from 1 to 16777216"),
+        "{e}"
+    );
+    for field in ["hidden_size", "intermediate_size", "vocab_size", "num_attention_heads", "head_dim"] {
+        let e = err_4x(&[(field, Some(json!(u64::MAX)))]);
+        assert!(e.contains(&format!("`{field}` is 18446744073709551615; expected")), "{field}: {e}");
+    }
+    let e = err_4x(&[("num_hidden_layers", Some(json!(100_000)))]);
+    assert!(e.contains("`num_hidden_layers` is 100000; expected an integer from 1 to 2045"), "{e}");
 }
 
 #[test]

@@ -14,6 +14,8 @@ use std::path::{Component, Path, PathBuf};
 use serde_json::Value;
 
 use super::{parse_config, read_safetensors_header, HfConfig, HfError, TensorSource};
+use crate::fsio::{read_to_string_limited, ReadError};
+use crate::limits::{MAX_CONFIG_JSON_BYTES, MAX_INDEX_JSON_BYTES};
 use crate::model::{expected_blocks, lay_out_block, ModelSpec};
 
 const CONFIG: &str = "config.json";
@@ -48,11 +50,7 @@ impl ModelDir {
             });
         }
         let config_path = dir.join(CONFIG);
-        let text = std::fs::read_to_string(&config_path).map_err(|source| HfError::Read {
-            what: CONFIG,
-            path: config_path.clone(),
-            source,
-        })?;
+        let text = read_limited(CONFIG, &config_path, MAX_CONFIG_JSON_BYTES)?;
         let config = parse_config(&text, &config_path.display().to_string())?;
         let (weights, tensors) = read_weights(dir)?;
         let spec = build_spec(dir_name(dir), &config, &weights, &tensors)?;
@@ -98,14 +96,18 @@ fn read_weights(dir: &Path) -> Result<(Weights, BTreeMap<String, TensorSource>),
     Ok((Weights::Sharded { index, weight_map }, tensors))
 }
 
+/// The text of the JSON file `path` (`what`: its role, for errors), refused over `limit` bytes.
+fn read_limited(what: &'static str, path: &Path, limit: u64) -> Result<String, HfError> {
+    read_to_string_limited(path, limit).map_err(|e| match e {
+        ReadError::Io(error) => HfError::Read { what, path: path.to_path_buf(), error },
+        ReadError::TooLarge { size, limit } => HfError::TooLarge { what, path: path.to_path_buf(), size, limit },
+    })
+}
+
 /// `model.safetensors.index.json` → tensor name → shard path (inside `dir`).
 fn read_index(dir: &Path, index: &Path) -> Result<BTreeMap<String, PathBuf>, HfError> {
     let err = |problem: String| HfError::Index { path: index.to_path_buf(), problem };
-    let text = std::fs::read_to_string(index).map_err(|source| HfError::Read {
-        what: "index",
-        path: index.to_path_buf(),
-        source,
-    })?;
+    let text = read_limited("index", index, MAX_INDEX_JSON_BYTES)?;
     let json: Value = serde_json::from_str(&text).map_err(|e| err(format!("malformed JSON: {e}")))?;
     let Some(map) = json.get("weight_map") else {
         return Err(err("field `weight_map` missing (expected an object mapping tensor names to shard files)".into()));

@@ -99,6 +99,24 @@ fn malformed_config_names_the_file() {
 }
 
 #[test]
+fn a_config_json_over_the_size_limit_is_refused_naming_file_and_limit() {
+    let padded = format!("{}{}", config_4x(false), " ".repeat(crate::limits::MAX_CONFIG_JSON_BYTES as usize));
+    let (tmp, e) = open_err(&padded, &tensors(false), 1);
+    let path = tmp.path().join("tiny/config.json").display().to_string();
+    assert!(e.starts_with(&format!("config.json at {path} is ")), "{e}");
+    assert!(e.contains("bytes, over the limit of 1048576 bytes for a config.json"), "{e}");
+}
+
+#[test]
+fn a_config_json_that_is_a_directory_names_the_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("config.json")).unwrap();
+    let e = ModelDir::open(tmp.path()).unwrap_err();
+    assert!(std::error::Error::source(&e).is_none(), "the cause is in the message, not chained: {e:?}");
+    assert_eq!(e.to_string().matches("Is a directory").count(), 1, "{e}");
+}
+
+#[test]
 fn no_weights_file() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("config.json"), config_4x(false).to_string()).unwrap();

@@ -58,7 +58,7 @@ struct RawEntry {
 
 /// Reads and validates the header of the safetensors file at `path`.
 pub fn read_safetensors_header(path: &Path) -> Result<BTreeMap<String, TensorSource>, HfError> {
-    let read_err = |source| HfError::Read { what: "safetensors file", path: path.to_path_buf(), source };
+    let read_err = |error| HfError::Read { what: "safetensors file", path: path.to_path_buf(), error };
     let header_err = |problem: String| HfError::Header { path: path.to_path_buf(), problem };
     let mut file = File::open(path).map_err(read_err)?;
     let file_len = file.metadata().map_err(read_err)?.len();

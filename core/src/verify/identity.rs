@@ -9,13 +9,10 @@
 //! against the rules of [`crate::model`] (aligned, disjoint, inside the image).
 
 use super::{Rule, Violation};
+use crate::limits::MAX_DIM;
 use crate::model::{expected_blocks, Architecture, Block, Dtype, ExpectedBlock, TENSOR_ALIGN};
 use crate::plan::{Plan, FORMAT_VERSION};
 use crate::units::align_up;
-
-/// Largest architecture dimension accepted. Real models are far below it; the
-/// bound keeps every size product well inside `u64`.
-pub(super) const MAX_DIM: u64 = 1 << 24;
 
 pub(super) fn check_version(plan: &Plan, out: &mut Vec<Violation>) {
     if plan.format_version != FORMAT_VERSION {

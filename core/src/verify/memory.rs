@@ -9,12 +9,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::identity::MAX_DIM;
 use super::index::Index;
 use super::{Rule, Violation};
-use crate::activations::{ActivationLayout, KvLayout, WORKSPACE_BYTES};
+use crate::activations::{checked_region_bytes, WORKSPACE_BYTES};
+use crate::limits::MAX_DIM;
+use crate::model::TENSOR_ALIGN;
 use crate::plan::{slot_region_name, Placement, Plan, Region, RegionKind};
 use crate::units::fmt_bytes;
+
+/// `arena.alignment`, as docs/plan-format.md fixes it: the tensor alignment of block images.
+const ARENA_ALIGNMENT: u64 = TENSOR_ALIGN;
 
 pub(super) fn check_arena(plan: &Plan, out: &mut Vec<Violation>) {
     check_shape(plan, out);
@@ -35,9 +39,31 @@ pub(super) fn check_arena(plan: &Plan, out: &mut Vec<Violation>) {
             ),
         );
     }
-    let align_ok = arena.alignment.is_power_of_two();
-    if !align_ok {
-        fail(out, "arena".into(), format!("arena.alignment = {} is not a power of two", arena.alignment));
+    if arena.bytes > plan.gpu.memory_bytes {
+        fail(
+            out,
+            "arena".into(),
+            format!(
+                "arena.bytes = {} ({}) exceeds the memory of GPU {}, memory_bytes = {} ({}); the plan cannot run on \
+                 the GPU it was compiled for",
+                arena.bytes,
+                fmt_bytes(arena.bytes),
+                plan.gpu.name,
+                plan.gpu.memory_bytes,
+                fmt_bytes(plan.gpu.memory_bytes)
+            ),
+        );
+    }
+    if arena.alignment != ARENA_ALIGNMENT {
+        fail(
+            out,
+            "arena".into(),
+            format!(
+                "arena.alignment = {}, but the plan format fixes it at {ARENA_ALIGNMENT} (every tensor of a block \
+                 image is {ARENA_ALIGNMENT}-byte aligned, and the executor aligns the arena to that)",
+                arena.alignment
+            ),
+        );
     }
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, r) in arena.regions.iter().enumerate() {
@@ -52,11 +78,11 @@ pub(super) fn check_arena(plan: &Plan, out: &mut Vec<Violation>) {
         if r.bytes == 0 {
             fail(out, subject.clone(), "is empty (bytes = 0)".into());
         }
-        if align_ok && r.offset % arena.alignment != 0 {
+        if r.offset % ARENA_ALIGNMENT != 0 {
             fail(
                 out,
                 subject.clone(),
-                format!("starts at offset {}, not a multiple of arena.alignment {}", r.offset, arena.alignment),
+                format!("starts at offset {}, not a multiple of the arena alignment {ARENA_ALIGNMENT}", r.offset),
             );
         }
         match r.offset.checked_add(r.bytes) {
@@ -146,26 +172,7 @@ fn required_sizes(plan: &Plan) -> Option<(u64, u64)> {
     if dims.iter().any(|&d| d == 0 || d > MAX_DIM) || s.prompt_len == 0 || s.batch == 0 || s.max_seq_len == 0 {
         return None;
     }
-    // Every product the layouts form, checked: none may reach 2^56 (the layouts
-    // multiply them by small constants and add a dozen of them).
-    let product = |xs: &[u64]| xs.iter().try_fold(1u64, |p, &x| p.checked_mul(x)).filter(|&p| p < 1 << 56);
-    let t = product(&[s.prompt_len, s.batch])?;
-    let terms = [
-        product(&[a.num_heads, t, s.prompt_len]),
-        product(&[a.num_heads, s.batch, s.max_seq_len]),
-        product(&[t, a.num_heads, a.head_dim]),
-        product(&[t, a.hidden_size]),
-        product(&[t, a.intermediate_size]),
-        product(&[s.batch, a.vocab_size]),
-        product(&[a.num_layers, s.batch, s.max_seq_len, a.num_kv_heads, a.head_dim]),
-    ];
-    if terms.iter().any(Option::is_none) {
-        return None;
-    }
-    let dtype = plan.model.dtype;
-    let kv = KvLayout::new(a, dtype, s).bytes();
-    let act = ActivationLayout::new(a, dtype, s).bytes;
-    Some((kv, act))
+    checked_region_bytes(a, plan.model.dtype, s).ok()
 }
 
 fn check_singletons(plan: &Plan, out: &mut Vec<Violation>) {

@@ -12,7 +12,8 @@
 //!
 //! * structural (modules `identity`, `memory`, `steps`): the format version; the
 //!   model's block table is exactly what its architecture requires; the arena
-//!   is carved correctly and fits the budget; every block is placed; every
+//!   is carved correctly (256-byte aligned) and fits the budget and the GPU's
+//!   memory; every block is placed; every
 //!   step is well-formed; computes follow model order; waits name events that
 //!   are recorded where the plan's semantics say they are;
 //! * data races (module `races`, over the unrolled run of module `trace`: prefill, then
@@ -51,7 +52,7 @@ pub enum Rule {
     Version,
     /// The model's block table and architecture are what the Llama forward pass needs.
     ModelIdentity,
-    /// The arena fits the budget, its regions are aligned, disjoint and big enough; the run shape is sane.
+    /// The arena fits the budget and the GPU, its regions are aligned, disjoint and big enough; the run shape is sane.
     Arena,
     /// Every block is resident in its own region or streamed, in model order.
     Placement,

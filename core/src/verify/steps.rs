@@ -186,7 +186,7 @@ pub(super) fn check_events(plan: &Plan, out: &mut Vec<Violation>) {
             let mut fail = |m: String| out.push(Violation::at_step(Rule::Events, phase, i, step, m));
             for e in &step.wait {
                 let at = recorded(e);
-                if !at.first().is_some_and(|&p| p < i) {
+                if at.first().is_none_or(|&p| p >= i) {
                     let hint = if phase == PhaseName::Decode && !at.is_empty() {
                         "; to wait on the previous iteration's record use wait_prev"
                     } else {

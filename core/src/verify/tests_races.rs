@@ -235,7 +235,7 @@ fn compute_reading_a_slot_past_the_arena_is_reported_not_a_panic() {
 fn compute_reading_a_slot_no_copy_writes_is_reported_not_a_panic() {
     // A third slot region exists, but no step ever copies into it.
     let mut plan = streamed_plan();
-    let last = plan.arena.regions.iter().filter(|r| r.kind == crate::plan::RegionKind::Slot).last().unwrap().clone();
+    let last = plan.arena.regions.iter().rfind(|r| r.kind == crate::plan::RegionKind::Slot).unwrap().clone();
     let end = plan.arena.bytes;
     plan.arena.regions.push(crate::plan::Region { name: "slot.2".into(), offset: end, ..last });
     plan.arena.bytes += plan.arena.regions.last().unwrap().bytes;

@@ -65,3 +65,15 @@ fn verification_time_grows_linearly_with_the_steps() {
     let (t_small, t_large) = (best(&small), best(&large));
     assert!(t_large < t_small * 25, "10k steps: {t_small:?}, 100k steps: {t_large:?}");
 }
+
+#[test]
+fn hundred_thousand_step_plan_file_is_refused_by_the_limits_before_it_is_parsed() {
+    let text = plan_with_steps(512, 100_000).to_toml_string();
+    match Plan::from_toml_str(&text, "100k.toml") {
+        Err(crate::plan::PlanIoError::Read { path, error: crate::fsio::ReadError::TooLarge { .. } }) => {
+            assert_eq!(path, "100k.toml")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a 100k-step plan file was parsed"),
+    }
+}

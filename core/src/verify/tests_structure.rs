@@ -157,6 +157,31 @@ fn prompt_len_of_2_pow_63_is_an_arena_error_not_a_multiplication_overflow() {
 }
 
 #[test]
+fn arena_alignment_other_than_256_breaks_arena() {
+    // Offsets that are multiples of 512 are also multiples of 256: only the field is wrong.
+    let mut plan = streamed_plan();
+    plan.arena.alignment = 512;
+    let v = broken_only(&plan, Rule::Arena);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_mentions(&v[0], &["arena.alignment = 512, but the plan format fixes it at 256"]);
+    plan.arena.alignment = 3;
+    assert_mentions(&broken_only(&plan, Rule::Arena)[0], &["arena.alignment = 3"]);
+}
+
+#[test]
+fn arena_larger_than_the_gpu_memory_breaks_arena() {
+    let mut plan = streamed_plan();
+    plan.gpu.memory_bytes = plan.arena.bytes - 1;
+    plan.gpu.usable_bytes = plan.gpu.memory_bytes;
+    let v = broken_only(&plan, Rule::Arena);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_mentions(
+        &v[0],
+        &["exceeds the memory of GPU test, memory_bytes = ", "cannot run on the GPU it was compiled for"],
+    );
+}
+
+#[test]
 fn all_resident_plan_without_kv_activations_workspace_breaks_arena() {
     let v = broken_only(&tiny_plan(), Rule::Arena);
     assert_eq!(v.len(), 3, "{v:#?}");

@@ -51,8 +51,8 @@ pub enum CudaError {
     #[error("pass: {0}")]
     Pass(String),
 
-    #[error("cannot write trace {path}: {source}")]
-    Trace { path: String, source: std::io::Error },
+    #[error("cannot write trace {path}: {error}")]
+    Trace { path: String, error: std::io::Error },
 }
 
 impl CudaError {

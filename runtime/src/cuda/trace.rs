@@ -91,5 +91,6 @@ pub fn to_json(timer: &Timer, blocks: &[String], prefill: &Phase, decode: &Phase
 
 pub fn write(path: &Path, trace: &Value) -> Result<(), CudaError> {
     let text = serde_json::to_string(trace).expect("a JSON value always serializes");
-    std::fs::write(path, text).map_err(|source| CudaError::Trace { path: path.display().to_string(), source })
+    djinn_core::fsio::write_atomic(path, text.as_bytes())
+        .map_err(|error| CudaError::Trace { path: path.display().to_string(), error })
 }

@@ -11,8 +11,14 @@
 //! names and shapes come from the block table the runtime reads
 //! (`djinn_core::model::expected_blocks`), so Djinn, transformers and
 //! accelerate all load the same checkpoint. The bytes depend only on the
-//! preset, the dtype and the seed. `config.json` is written last: a directory
-//! with a `config.json` holds a finished checkpoint.
+//! preset, the dtype and the seed.
+//!
+//! Nothing half-written is left at `--out`: the weights, index and tokenizer
+//! are written into a hidden sibling directory (`.NAME.partial`, see
+//! `djinn_core::fsio::StagingDir`) that is moved into place only when
+//! complete, and `config.json` is written (atomically) after that, last: a
+//! directory with a `config.json` holds a finished checkpoint. An error
+//! removes the staging directory; a killed run's is cleared by the next run.
 
 mod hf_files;
 mod layout;
@@ -26,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use djinn_core::fsio::{write_atomic, StagingDir};
 use djinn_core::units::{fmt_bytes, parse_bytes};
 use djinn_core::Dtype;
 
@@ -33,7 +40,9 @@ use djinn_core::Dtype;
 #[command(
     name = "djinn-synth",
     version,
-    about = "Writes a random-weight checkpoint of a preset model in Hugging Face layout."
+    about = "Writes a random-weight checkpoint of a preset model in Hugging Face layout.",
+    // `--seed -1` reaches the value parser, whose error names the flag.
+    allow_negative_numbers = true
 )]
 struct Args {
     /// Preset model name (`llama2-13b`, `tinyllama-1.1b`, …; an unknown name lists them).
@@ -109,8 +118,12 @@ pub fn synthesize(model: &model_source::Model, opts: &Options) -> Result<()> {
     let index = layout::index_json(&shards);
 
     let out = &opts.out;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
-    refuse_stale_weights(out, &shards)?;
+    if out.is_dir() {
+        refuse_stale_weights(out, &shards)?;
+    }
+    let staging =
+        StagingDir::new(out).with_context(|| format!("cannot create the output directory {}", out.display()))?;
+    let dir = staging.path();
 
     let total: u64 = shards.iter().map(layout::Shard::data_bytes).sum();
     eprintln!(
@@ -128,7 +141,7 @@ pub fn synthesize(model: &model_source::Model, opts: &Options) -> Result<()> {
     std::thread::scope(|s| -> Result<()> {
         s.spawn(|| report_progress(&written, &done, total, start));
         let result = shards.iter().try_for_each(|shard| {
-            writer::write_shard(&out.join(&shard.file), shard, opts.seed, opts.batch_bytes, &written)
+            writer::write_shard(&dir.join(&shard.file), shard, opts.seed, opts.batch_bytes, &written)
         });
         done.store(true, Ordering::Relaxed);
         result
@@ -136,9 +149,9 @@ pub fn synthesize(model: &model_source::Model, opts: &Options) -> Result<()> {
     let secs = start.elapsed().as_secs_f64();
 
     if let Some(index) = index {
-        write_file(&out.join("model.safetensors.index.json"), index.as_bytes())?;
+        write_file(&dir.join("model.safetensors.index.json"), index.as_bytes())?;
     }
-    if !hf_files::write_tokenizer(out, model.arch.vocab_size)? {
+    if !hf_files::write_tokenizer(dir, model.arch.vocab_size)? {
         eprintln!(
             "djinn-synth: note: no tokenizer written: the embedded Llama 2 tokenizer has {} entries, {} has {}",
             hf_files::LLAMA2_VOCAB,
@@ -146,7 +159,14 @@ pub fn synthesize(model: &model_source::Model, opts: &Options) -> Result<()> {
             model.arch.vocab_size
         );
     }
-    write_file(&out.join("config.json"), config.as_bytes())?;
+    // An earlier checkpoint's config.json goes first, so that no mix of its files
+    // and ours ever looks finished; ours is written once every other file is in place.
+    let config_path = out.join("config.json");
+    if config_path.exists() {
+        std::fs::remove_file(&config_path).with_context(|| format!("cannot replace {}", config_path.display()))?;
+    }
+    staging.commit().with_context(|| format!("cannot move the checkpoint into {}", out.display()))?;
+    write_atomic(&config_path, config.as_bytes()).with_context(|| format!("cannot write {}", config_path.display()))?;
     eprintln!(
         "djinn-synth: wrote {} in {secs:.1} s ({:.0} MB/s, synced to disk)",
         fmt_bytes(total),

@@ -167,3 +167,39 @@ fn header_offsets_point_at_each_tensors_own_values() {
         assert!(file[at..at + n] == want[..], "{}: bytes at offset {at} are not its values", t.name);
     }
 }
+
+#[test]
+fn a_killed_runs_partial_checkpoint_is_hidden_and_cleared_by_the_next_run() {
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("ckpt");
+    // What a run killed mid-write leaves: its hidden staging directory, and no config.json anywhere.
+    let partial = parent.path().join(".ckpt.partial");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join("model.safetensors"), b"half a shard").unwrap();
+    assert!(!out.exists(), "nothing at --out looks like a checkpoint");
+    synthesize(&tiny_model(false), &options(&out, 1, u64::MAX)).unwrap();
+    djinn_core::hf::ModelDir::open(&out).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = std::fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["ckpt"], "the staging directory is gone");
+}
+
+#[test]
+fn rewriting_a_checkpoint_in_place_replaces_every_file_and_keeps_others() {
+    let dir = tempfile::tempdir().unwrap();
+    synthesize(&tiny_model(false), &options(dir.path(), 1, 1_000_000)).unwrap();
+    std::fs::write(dir.path().join("NOTES.md"), b"mine").unwrap();
+    let shard = |d: &Path| {
+        let mut files: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        let first = files.iter().find(|p| p.extension().is_some_and(|e| e == "safetensors")).unwrap();
+        std::fs::read(first).unwrap()
+    };
+    let first = shard(dir.path());
+    synthesize(&tiny_model(false), &options(dir.path(), 2, 1_000_000)).unwrap();
+    assert!(shard(dir.path()) != first, "seed 2 rewrote the shard");
+    assert_eq!(std::fs::read(dir.path().join("NOTES.md")).unwrap(), b"mine");
+    djinn_core::hf::ModelDir::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let staging =
+        dir.path().parent().unwrap().join(format!(".{}.partial", dir.path().file_name().unwrap().to_string_lossy()));
+    assert!(!staging.exists());
+}
