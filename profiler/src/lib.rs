@@ -100,7 +100,7 @@ where
         )));
     }
     bench_plan::max_seq_len(&model, args.prompt_len)?;
-    for path in args.out.iter().chain(&args.json) {
+    for path in args.output.iter().chain(&args.json) {
         djinn_core::fsio::check_writable(path)
             .map_err(|error| ProfileError::Write { path: path.to_path_buf(), error })?;
     }
