@@ -25,7 +25,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 use crate::error::CompileError;
-use crate::graph::{Pass, RunGraph};
+use crate::graph::{RunGraph, RunPass};
 use crate::schedule::Work;
 use crate::solve::Solution;
 
@@ -81,11 +81,11 @@ fn kept_preds(g: &RunGraph, n: NodeIndex) -> Vec<NodeIndex> {
 type Waits = (Vec<String>, Vec<String>);
 
 /// `wait` and `wait_prev` of every node of `pass`.
-fn waits(g: &RunGraph, model: &ModelSpec, pass: Pass) -> Result<Vec<Waits>, CompileError> {
+fn waits(g: &RunGraph, model: &ModelSpec, pass: RunPass) -> Result<Vec<Waits>, CompileError> {
     let prev = match pass {
-        Pass::Prefill => None,
-        Pass::Decode(0) => Some(Pass::Prefill),
-        Pass::Decode(t) => Some(Pass::Decode(t - 1)),
+        RunPass::Prefill => None,
+        RunPass::Decode(0) => Some(RunPass::Prefill),
+        RunPass::Decode(t) => Some(RunPass::Decode(t - 1)),
     };
     let mut out = Vec::new();
     for &n in g.nodes_of(pass) {
@@ -94,7 +94,7 @@ fn waits(g: &RunGraph, model: &ModelSpec, pass: Pass) -> Result<Vec<Waits>, Comp
             let from = g.graph[p].pass;
             if from == pass {
                 wait.push(event(g, model, p));
-            } else if Some(from) == prev || from == Pass::Prefill {
+            } else if Some(from) == prev || from == RunPass::Prefill {
                 // From prefill in a later iteration: a pinned slot's copy, whose event no
                 // body step records, so `wait_prev` binds to prefill's record every time.
                 wait_prev.push(event(g, model, p));
@@ -108,7 +108,7 @@ fn waits(g: &RunGraph, model: &ModelSpec, pass: Pass) -> Result<Vec<Waits>, Comp
 }
 
 /// Nodes of `pass` some node of `pass` or of `next` waits on.
-fn recorders(g: &RunGraph, pass: Pass, next: Pass) -> BTreeSet<NodeIndex> {
+fn recorders(g: &RunGraph, pass: RunPass, next: RunPass) -> BTreeSet<NodeIndex> {
     let mut set = BTreeSet::new();
     for &n in g.nodes_of(pass).iter().chain(g.nodes_of(next)) {
         set.extend(kept_preds(g, n).into_iter().filter(|&p| g.graph[p].pass == pass));
@@ -119,8 +119,8 @@ fn recorders(g: &RunGraph, pass: Pass, next: Pass) -> BTreeSet<NodeIndex> {
 fn steps(
     g: &RunGraph,
     model: &ModelSpec,
-    pass: Pass,
-    next: Pass,
+    pass: RunPass,
+    next: RunPass,
     times: &[NodeIndex],
     origin: f64,
     sol: &Solution,
@@ -165,17 +165,24 @@ pub fn emit(
         return Err(CompileError::Internal("emission needs at least 3 simulated decode iterations".into()));
     }
     // Iteration 0's loop-carried waits (into prefill) must match the steady state's.
-    let first = waits(g, model, Pass::Decode(0))?;
-    let steady = waits(g, model, Pass::Decode(1))?;
+    let first = waits(g, model, RunPass::Decode(0))?;
+    let steady = waits(g, model, RunPass::Decode(1))?;
     if first != steady {
         return Err(CompileError::Internal(
             "decode iteration 0 waits on prefill differently than later iterations wait on their predecessor".into(),
         ));
     }
     let last = g.decode.len() - 1;
-    let prefill = steps(g, model, Pass::Prefill, Pass::Decode(0), &g.prefill, 0.0, sol)?;
-    let decode =
-        steps(g, model, Pass::Decode(1), Pass::Decode(2), &g.decode[last], sol.metrics.last_iteration_start_us, sol)?;
+    let prefill = steps(g, model, RunPass::Prefill, RunPass::Decode(0), &g.prefill, 0.0, sol)?;
+    let decode = steps(
+        g,
+        model,
+        RunPass::Decode(1),
+        RunPass::Decode(2),
+        &g.decode[last],
+        sol.metrics.last_iteration_start_us,
+        sol,
+    )?;
 
     let layout = &sol.layout;
     let placements = model

@@ -31,16 +31,17 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::error::CompileError;
 use crate::schedule::{DepKind, DepOn, Program, Work};
 
-/// Which pass a node belongs to.
+/// Which pass of the unrolled run a node belongs to (the runtime's `backend::Pass` is the
+/// executor's description of one forward pass; this is only a position in the graph).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
+pub enum RunPass {
     Prefill,
     Decode(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Node {
-    pub pass: Pass,
+    pub pass: RunPass,
     /// Position in the pass's step list.
     pub pos: usize,
     pub work: Work,
@@ -98,10 +99,10 @@ pub struct RunGraph {
 }
 
 impl RunGraph {
-    pub fn nodes_of(&self, pass: Pass) -> &[NodeIndex] {
+    pub fn nodes_of(&self, pass: RunPass) -> &[NodeIndex] {
         match pass {
-            Pass::Prefill => &self.prefill,
-            Pass::Decode(t) => &self.decode[t],
+            RunPass::Prefill => &self.prefill,
+            RunPass::Decode(t) => &self.decode[t],
         }
     }
 }
@@ -118,14 +119,14 @@ pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileE
     };
 
     let mut add_pass = |graph: &mut DiGraph<Node, Edge>,
-                        pass: Pass,
+                        pass: RunPass,
                         prev: Option<&[NodeIndex]>,
                         prefill_nodes: Option<&[NodeIndex]>,
                         prev_is_prefill: bool|
      -> Result<Vec<NodeIndex>, CompileError> {
         let list = match pass {
-            Pass::Prefill => &program.prefill,
-            Pass::Decode(_) => &program.decode,
+            RunPass::Prefill => &program.prefill,
+            RunPass::Decode(_) => &program.decode,
         };
         // The compute that ends the previous pass: the host waits for it.
         let prev_end = prev.and_then(|p| p.iter().rev().copied().find(|&n| !graph[n].work.is_copy()));
@@ -183,11 +184,11 @@ pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileE
         Ok(nodes)
     };
 
-    let prefill = add_pass(&mut graph, Pass::Prefill, None, None, false)?;
+    let prefill = add_pass(&mut graph, RunPass::Prefill, None, None, false)?;
     let mut decode: Vec<Vec<NodeIndex>> = Vec::with_capacity(iterations);
     for t in 0..iterations {
         let prev = if t == 0 { prefill.clone() } else { decode[t - 1].clone() };
-        let nodes = add_pass(&mut graph, Pass::Decode(t), Some(&prev), Some(&prefill), t == 0)?;
+        let nodes = add_pass(&mut graph, RunPass::Decode(t), Some(&prev), Some(&prefill), t == 0)?;
         decode.push(nodes);
     }
     Ok(RunGraph { graph, prefill, decode })
@@ -250,13 +251,13 @@ mod tests {
         };
         assert_eq!(
             src(g.decode[0][1]),
-            vec![Node { pass: Pass::Prefill, pos: 8, work: Work::Copy { block: 1, slot: 0 } }]
+            vec![Node { pass: RunPass::Prefill, pos: 8, work: Work::Copy { block: 1, slot: 0 } }]
         );
         assert_eq!(
             src(g.decode[1][1]),
-            vec![Node { pass: Pass::Decode(0), pos: 6, work: Work::Copy { block: 1, slot: 0 } }]
+            vec![Node { pass: RunPass::Decode(0), pos: 6, work: Work::Copy { block: 1, slot: 0 } }]
         );
-        let pinned = Node { pass: Pass::Prefill, pos: 1, work: Work::Copy { block: 2, slot: 1 } };
+        let pinned = Node { pass: RunPass::Prefill, pos: 1, work: Work::Copy { block: 2, slot: 1 } };
         assert_eq!(src(g.decode[0][3]), vec![pinned]);
         assert_eq!(src(g.decode[1][3]), vec![pinned]);
     }

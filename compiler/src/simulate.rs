@@ -22,7 +22,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 use crate::cost::CostModel;
-use crate::graph::{Edge, Pass, RunGraph};
+use crate::graph::{Edge, RunGraph, RunPass};
 use crate::schedule::Work;
 
 /// Decode iterations simulated after prefill.
@@ -71,8 +71,8 @@ pub fn simulate(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel) -> Timeli
             t = t.max(ready);
         }
         let phase = match node.pass {
-            Pass::Prefill => PhaseKind::Prefill,
-            Pass::Decode(_) => PhaseKind::Decode,
+            RunPass::Prefill => PhaseKind::Prefill,
+            RunPass::Decode(_) => PhaseKind::Decode,
         };
         let block = &model.blocks[node.work.block()];
         let dur = match node.work {

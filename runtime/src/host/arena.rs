@@ -9,7 +9,7 @@
 use memmap2::{Advice, MmapMut, MmapOptions};
 
 /// Alignment of the arena's first byte (the plan's `arena.alignment` divides it).
-pub const ARENA_ALIGN: usize = 256;
+pub const ARENA_ALIGN: usize = djinn_core::units::ALIGN as usize;
 
 /// A transparent huge page (x86-64, and the usual arm64 configuration).
 pub const HUGE_PAGE: u64 = 2 << 20;
