@@ -37,7 +37,9 @@ use crate::weights::{Weights, WeightsError};
     about = "Replay a Djinn plan: generate text with a model on a GPU (or the CPU).",
     // `--temperature -1` reaches the value check (an error naming the flag and
     // the valid range), not the parser's "unexpected argument '-1'".
-    allow_negative_numbers = true
+    allow_negative_numbers = true,
+    // Exactly one of --prompt and --prompt-ids; the usage line shows them as alternatives.
+    group(clap::ArgGroup::new("input").required(true).args(["prompt", "prompt_ids"]))
 )]
 pub struct Args {
     /// The plan written by djinn-compile.
@@ -48,12 +50,13 @@ pub struct Args {
     /// tokenizer.json to use [default: the one in --weights].
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
-    /// The prompt text (BOS added as the tokenizer's config says).
-    #[arg(long, required_unless_present = "prompt_ids", conflicts_with = "prompt_ids")]
+    /// The prompt text (BOS added as the tokenizer's config says); or --prompt-ids.
+    #[arg(long, group = "input")]
     pub prompt: Option<String>,
-    /// A file of whitespace-separated token ids, used as they are (BOS included if wanted).
-    #[arg(long, value_name = "FILE")]
+    /// A file of whitespace-separated token ids, used as they are (BOS included if wanted); or --prompt.
+    #[arg(long, value_name = "FILE", group = "input")]
     pub prompt_ids: Option<PathBuf>,
+    /// Tokens to generate after the prompt (fewer if an end-of-sequence token comes first).
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: u64,
     /// Sampling temperature, a finite number >= 0; 0 is greedy.
@@ -62,8 +65,10 @@ pub struct Args {
     /// Nucleus sampling, in (0, 1]: keep the most likely tokens up to this probability mass.
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// Seed of the sampler (with --temperature > 0): the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Where the plan runs: the CPU twins, or a CUDA GPU.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
     /// Write the run's metrics as JSON here.
