@@ -84,7 +84,14 @@ pub fn plan_for(name: &str, strategy: Strategy, budget: Option<u64>, prompt_len:
     let req = CompileRequest {
         gpu: "t4".into(),
         model: fixture(name).display().to_string(),
-        options: Options { budget, prompt_len, max_seq_len: Some(max_seq_len), batch: 1, strategy },
+        options: Options {
+            budget,
+            prompt_len,
+            max_seq_len: Some(max_seq_len),
+            batch: 1,
+            strategy,
+            ..Options::default()
+        },
     };
     compile(&req).unwrap_or_else(|e| panic!("compiling {name} ({strategy:?}, budget {budget:?}): {e}")).plan
 }
@@ -104,7 +111,7 @@ pub fn stream_all_plan(name: &str) -> Plan {
 /// A `djinn` plan whose streamed layers (all but one) run their decode steps
 /// on the host CPU, on a T4 given a CPU lane.
 pub fn host_compute_plan(name: &str) -> Plan {
-    let opts = Options { budget: None, prompt_len: 64, max_seq_len: Some(256), batch: 1, strategy: Strategy::Djinn };
+    let opts = Options { budget: None, prompt_len: 64, max_seq_len: Some(256), batch: 1, ..Options::default() };
     crate::support::host_compute_plan(&fixture(name), "t4", &resident_plan(name), opts)
 }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use djinn_compiler::gpu_presets::load_gpu;
-use djinn_compiler::{compile_model_with, HostCompute, Options};
+use djinn_compiler::{compile_model, HostCompute, Options};
 use djinn_core::gpu::CpuLane;
 use djinn_core::model_presets::load_model;
 use djinn_core::plan::{Op, Placement, Plan};
@@ -21,8 +21,12 @@ pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) 
     let streamed = |p: &Plan| p.placements.iter().filter(|b| b.placement == Placement::Streamed).count() as u64;
     let plan = (1..=layers + 2)
         .filter_map(|n| {
-            let opts = Options { budget: Some(resident.arena.bytes - n * layer), ..opts.clone() };
-            compile_model_with(&model, &gpu, &opts, HostCompute::All).ok()
+            let opts = Options {
+                budget: Some(resident.arena.bytes - n * layer),
+                host_compute: HostCompute::All,
+                ..opts.clone()
+            };
+            compile_model(&model, &gpu, &opts).ok()
         })
         .map(|c| c.plan)
         .find(|p| streamed(p) >= layers - 1)

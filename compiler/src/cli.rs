@@ -16,7 +16,7 @@ use djinn_core::plan::Strategy;
 use djinn_core::units::parse_bytes;
 use thiserror::Error;
 
-use crate::{compile_with, CompileError, CompileRequest, HostCompute, Options, DEFAULT_PROMPT_LEN};
+use crate::{compile, CompileError, CompileRequest, HostCompute, Options, DEFAULT_PROMPT_LEN};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -113,6 +113,7 @@ impl Args {
                 max_seq_len: self.max_seq_len,
                 batch: self.batch,
                 strategy: self.strategy.into(),
+                host_compute: self.host_compute.into(),
             },
         }
     }
@@ -150,7 +151,7 @@ where
     if let Some(path) = &args.output {
         check_writable(path).map_err(|e| write_err(path, e))?;
     }
-    let compiled = compile_with(&args.request(), args.host_compute.into())?;
+    let compiled = compile(&args.request())?;
     let plan_toml = compiled.plan.to_toml_string();
     if let Some(path) = &args.output {
         // Atomic: a failed write leaves the previous plan whole, never a partial one.

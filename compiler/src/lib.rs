@@ -53,21 +53,26 @@ pub struct Options {
     pub max_seq_len: Option<u64>,
     pub batch: u64,
     pub strategy: Strategy,
+    /// Whether `djinn` may (or must) compute streamed layers' decode steps on the host CPU.
+    pub host_compute: HostCompute,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { budget: None, prompt_len: DEFAULT_PROMPT_LEN, max_seq_len: None, batch: 1, strategy: Strategy::Djinn }
+        Options {
+            budget: None,
+            prompt_len: DEFAULT_PROMPT_LEN,
+            max_seq_len: None,
+            batch: 1,
+            strategy: Strategy::Djinn,
+            host_compute: HostCompute::Auto,
+        }
     }
 }
 
 /// Whether `djinn` may compute streamed layers' decode steps on the host CPU
 /// (`--host-compute`). Only a GPU profile with a `[cpu]` lane has a host to
 /// compute on; `sync` and `stream-all` never do.
-///
-/// Kept beside [`Options`] rather than in it, so that code building `Options`
-/// field by field keeps compiling; [`compile_model`] and [`compile`] use
-/// [`HostCompute::Auto`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostCompute {
     /// Compute on the host when the simulation says decode is faster.
@@ -99,28 +104,13 @@ pub struct Compiled {
 
 /// Resolves the GPU and the model, then [`compile_model`].
 pub fn compile(req: &CompileRequest) -> Result<Compiled, CompileError> {
-    compile_with(req, HostCompute::Auto)
-}
-
-/// [`compile`] with an explicit [`HostCompute`].
-pub fn compile_with(req: &CompileRequest, host: HostCompute) -> Result<Compiled, CompileError> {
     let gpu = gpu_presets::load_gpu(&req.gpu)?;
     let model = djinn_core::model_presets::load_model(&req.model)?;
-    compile_model_with(&model, &gpu, &req.options, host)
+    compile_model(&model, &gpu, &req.options)
 }
 
 /// Compiles `model` for `gpu`: solve, simulate, emit, verify, summarise.
 pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Result<Compiled, CompileError> {
-    compile_model_with(model, gpu, opts, HostCompute::Auto)
-}
-
-/// [`compile_model`] with an explicit [`HostCompute`].
-pub fn compile_model_with(
-    model: &ModelSpec,
-    gpu: &GpuProfile,
-    opts: &Options,
-    host: HostCompute,
-) -> Result<Compiled, CompileError> {
     for (field, v) in [("--prompt-len", opts.prompt_len), ("--batch", opts.batch)] {
         if v == 0 {
             return Err(CompileError::Zero { field });
@@ -150,7 +140,7 @@ pub fn compile_model_with(
     djinn_core::activations::checked_region_bytes(&model.arch, model.dtype, &shape)
         .map_err(|what| CompileError::ShapeOverflow { what, model: model.name.clone(), shape })?;
     let cost = cost::Roofline::new(gpu, model, shape);
-    let problem = solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: host };
+    let problem = solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: opts.host_compute };
     let solution = solve::solve(&problem, &cost)?;
     let plan = emit::emit(&solution, model, gpu, shape, budget)?;
     djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;

@@ -115,6 +115,7 @@ proptest! {
             max_seq_len: Some(prompt_len + extra_seq),
             batch,
             strategy,
+            ..Options::default()
         };
         // Budgets around the interesting range: the regions every plan needs,
         // plus a fraction (0.2 to 1.3) of the layers' bytes.

@@ -68,6 +68,7 @@ pub fn profiling_plan(one: &ModelSpec, prompt_len: u64, memory: u64, usable: u64
         max_seq_len: Some(max_seq_len(one, prompt_len)?),
         batch: 1,
         strategy: Strategy::Djinn,
+        ..Options::default()
     };
     let plan = compile_model(one, &gpu, &opts).map_err(|e| fail(e.to_string()))?.plan;
     if let Some(p) = plan.placements.iter().find(|p| p.placement == Placement::Streamed) {

@@ -41,7 +41,7 @@ fn plan(model: &str, strategy: Strategy, budget: Option<u64>) -> Result<Plan, St
     let req = CompileRequest {
         gpu: "h100-sxm".into(),
         model: fixture(model).display().to_string(),
-        options: Options { budget, prompt_len: 32, max_seq_len: Some(96), batch: 1, strategy },
+        options: Options { budget, prompt_len: 32, max_seq_len: Some(96), batch: 1, strategy, ..Options::default() },
     };
     compile(&req).map(|c| c.plan).map_err(|e| e.to_string())
 }
@@ -49,7 +49,7 @@ fn plan(model: &str, strategy: Strategy, budget: Option<u64>) -> Result<Plan, St
 /// A plan whose streamed layers (all but one) run their decode steps on the
 /// host CPU, on an H100 profile given a CPU lane.
 fn host_compute_plan(model: &str, resident: &Plan) -> Plan {
-    let opts = Options { budget: None, prompt_len: 32, max_seq_len: Some(96), batch: 1, strategy: Strategy::Djinn };
+    let opts = Options { budget: None, prompt_len: 32, max_seq_len: Some(96), batch: 1, ..Options::default() };
     crate::support::host_compute_plan(&fixture(model), "h100-sxm", resident, opts)
 }
 
