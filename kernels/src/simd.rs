@@ -60,65 +60,35 @@ pub fn dot_bf16(x: &[f32], w: &[bf16]) -> f32 {
 /// `k` weights, contiguous in `w`, against `x` (`k` long). Rows go in groups
 /// of four; see the module doc.
 pub fn dot_rows_f16(out: &mut [f32], x: &[f32], w: &[f16], k: usize) {
-    dot_rows(
-        out,
-        x,
-        w,
-        k,
-        |x, w| dot_f16(x, w),
-        |o, x, w, k| {
-            #[cfg(target_arch = "x86_64")]
-            if avx512() {
-                // SAFETY: AVX-512F (and the AVX2 family under it) was detected; `w` holds `o.len()·k` weights.
-                unsafe { x86::rows_f16_avx512(o, x, w.as_ptr() as *const u16, k) };
-                return true;
-            }
-            let _ = (o, x, w, k);
-            false
-        },
-    )
+    check_rows(out.len(), x.len(), w.len(), k);
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: AVX-512F (and the AVX2 family under it) was detected; `w` holds `out.len()·k` weights.
+        return unsafe { x86::rows_f16_avx512(out, x, w.as_ptr() as *const u16, k) };
+    }
+    one_row_at_a_time(out, x, w, k, dot_f16)
 }
 
 /// [`dot_rows_f16`] for bf16 weights.
 pub fn dot_rows_bf16(out: &mut [f32], x: &[f32], w: &[bf16], k: usize) {
-    dot_rows(
-        out,
-        x,
-        w,
-        k,
-        |x, w| dot_bf16(x, w),
-        |o, x, w, k| {
-            #[cfg(target_arch = "x86_64")]
-            if avx512() {
-                // SAFETY: as above.
-                unsafe { x86::rows_bf16_avx512(o, x, w.as_ptr() as *const u16, k) };
-                return true;
-            }
-            let _ = (o, x, w, k);
-            false
-        },
-    )
+    check_rows(out.len(), x.len(), w.len(), k);
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: as above.
+        return unsafe { x86::rows_bf16_avx512(out, x, w.as_ptr() as *const u16, k) };
+    }
+    one_row_at_a_time(out, x, w, k, dot_bf16)
 }
 
-/// The row loop shared by the dtypes: `wide(out4, x, rows4, k)` runs a group
-/// of rows on the widest path if the machine has it (else returns false and
-/// each row goes through `one`).
-#[inline(always)]
-fn dot_rows<T>(
-    out: &mut [f32],
-    x: &[f32],
-    w: &[T],
-    k: usize,
-    one: impl Fn(&[f32], &[T]) -> f32,
-    wide: impl Fn(&mut [f32], &[f32], &[T], usize) -> bool,
-) {
-    assert_eq!(x.len(), k, "dot_rows: x has {} elements, k = {k}", x.len());
-    assert!(w.len() >= out.len() * k, "dot_rows: {} weights for {} rows of {k}", w.len(), out.len());
-    if wide(out, x, &w[..out.len() * k], k) {
-        return;
-    }
+fn check_rows(rows: usize, x: usize, w: usize, k: usize) {
+    assert_eq!(x, k, "dot_rows: x has {x} elements, k = {k}");
+    assert!(w >= rows * k, "dot_rows: {w} weights for {rows} rows of {k}");
+}
+
+/// Without AVX-512: each row through the one-row dot product.
+fn one_row_at_a_time<T>(out: &mut [f32], x: &[f32], w: &[T], k: usize, dot: fn(&[f32], &[T]) -> f32) {
     for (r, o) in out.iter_mut().enumerate() {
-        *o = one(x, &w[r * k..(r + 1) * k]);
+        *o = dot(x, &w[r * k..(r + 1) * k]);
     }
 }
 

@@ -64,6 +64,17 @@ struct Shared {
 unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
+impl Shared {
+    /// Wakes the parked workers, if any, after the generation moved (a worker
+    /// parks only while, under `park`, it still sees the old generation).
+    fn unpark_sleepers(&self) {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = self.park.lock().unwrap_or_else(|e| e.into_inner());
+            self.unpark.notify_all();
+        }
+    }
+}
+
 thread_local! {
     /// Whether this thread is running a team job (nested jobs run inline).
     static IN_JOB: Cell<bool> = const { Cell::new(false) };
@@ -159,10 +170,7 @@ impl Team {
         let _one_dispatcher = self.dispatch.lock().unwrap_or_else(|e| e.into_inner());
         let s = &self.shared;
         s.generation.fetch_add(1, Ordering::SeqCst);
-        if s.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = s.park.lock().unwrap_or_else(|e| e.into_inner());
-            s.unpark.notify_all();
-        }
+        s.unpark_sleepers();
     }
 
     /// Runs `f(w, n)` for every worker `w < n = self.threads()` (the caller
@@ -191,10 +199,7 @@ impl Team {
         let generation = s.generation.load(Ordering::Relaxed) + 1;
         s.job_generation.store(generation, Ordering::SeqCst);
         s.generation.store(generation, Ordering::SeqCst);
-        if s.sleepers.load(Ordering::SeqCst) > 0 {
-            let _guard = s.park.lock().unwrap_or_else(|e| e.into_inner());
-            s.unpark.notify_all();
-        }
+        s.unpark_sleepers();
         IN_JOB.with(|c| c.set(true));
         let mine = catch_unwind(AssertUnwindSafe(|| f(0, self.threads)));
         IN_JOB.with(|c| c.set(false));
