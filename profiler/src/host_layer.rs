@@ -38,6 +38,8 @@ pub struct HostLayerRig {
     /// Offsets of the layer's images in `arena`.
     images: Vec<u64>,
     layer: usize,
+    /// Bytes from one image's start to the next (the layer's, rounded up to a huge page).
+    stride: u64,
     pub bytes: u64,
     pass: Pass,
     next: usize,
@@ -72,7 +74,7 @@ impl HostLayerRig {
         let x = forward.activations().x;
         random::fill(&mut arena[x.offset as usize..(x.offset + x.bytes()) as usize], Dtype::F32, 8);
         let pass = Pass { tokens: vec![1], pos0: context.min(plan.shape.max_seq_len - 1), phase: PhaseName::Decode };
-        Ok(HostLayerRig { forward, arena, images, layer, bytes, pass, next: 0 })
+        Ok(HostLayerRig { forward, arena, images, layer, stride, bytes, pass, next: 0 })
     }
 
     /// Distinct images the steps cycle through.
@@ -118,13 +120,14 @@ impl HostLayerRig {
     /// A plain read of every image on the whole team, GB/s (median of `reps`).
     pub fn read_gbps(&self, reps: usize) -> f64 {
         let team = Team::global();
-        let (base, len) = (self.images[0] as usize, self.images.len() * self.arena_stride());
+        let (base, len) = (self.images[0] as usize, self.images.len() * self.stride as usize);
         let data = &self.arena[base..base + len];
         let mut us = Vec::with_capacity(reps);
         for _ in 0..reps + 1 {
             let t = Instant::now();
             team.run(&|w, n| {
-                let mine = &data[part(len / 64, w, n).start * 64..part(len / 64, w, n).end * 64];
+                let lines = part(len / 64, w, n);
+                let mine = &data[lines.start * 64..lines.end * 64];
                 let mut acc = [0u64; 8];
                 for line in mine.chunks_exact(64) {
                     for (a, c) in acc.iter_mut().zip(line.chunks_exact(8)) {
@@ -137,14 +140,6 @@ impl HostLayerRig {
         }
         let t = Timing::of(&us[1..]);
         len as f64 / t.median_us / 1e3
-    }
-
-    fn arena_stride(&self) -> usize {
-        if self.images.len() > 1 {
-            (self.images[1] - self.images[0]) as usize
-        } else {
-            self.bytes as usize
-        }
     }
 }
 

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use djinn_core::model::ModelSpec;
+use djinn_core::plan::Plan;
 use djinn_runtime::cuda::Gpu;
 
 use crate::assemble::size;
@@ -66,12 +67,16 @@ pub fn measure(
     let mut rig = CopyRig::new(gpu, largest).during("allocating the copy benchmark's buffers")?;
     let (h2d_small, h2d, device_copy) = copies(&rig, say)?;
     let (cpu, sysfs) = cpu_lane(&mut rig, ordinal, say)?;
-    let host_layer = host_lane(gpu, &mut rig, model, prompt_len, &device, say)?;
+    // One layer of the model on random weights, laid out as a plan: the host lane's
+    // rig and (after the copy buffers are freed) the device's compute rig both run it.
+    let one = bench_plan::one_layer(model);
+    let plan = bench_plan::profiling_plan(&one, prompt_len, device.memory_bytes, device.usable_bytes)?;
+    let host_layer = host_lane(gpu, &mut rig, &plan, say)?;
     drop(rig);
     let link = sysfs.unwrap_or_else(|| pcie::infer(h2d.last().map_or(0.0, |c| gbps(c.bytes, c.time.median_us))));
     say(format!("PCIe gen {} x{} ({})", link.gen, link.lanes, link.how));
 
-    let (blocks, gemm, launches, device_ahead) = compute(gpu, model, prompt_len, &device, say)?;
+    let (blocks, gemm, launches, device_ahead) = compute(gpu, plan, say)?;
     Ok(Measurements {
         device,
         link,
@@ -160,19 +165,16 @@ const HOST_LAYER_REPS: usize = 8;
 /// default idle spin is 2 ms).
 const PARKED: std::time::Duration = std::time::Duration::from_millis(30);
 
-/// One decode layer of `model` on the host lane: hot, cold, beside the copy
-/// loop, a plain read of host memory, and the residual stream's hand-off.
+/// One decode layer of `plan`'s model on the host lane: hot, cold, beside the
+/// copy loop, a plain read of host memory, and the residual stream's hand-off.
 fn host_lane(
     gpu: &Gpu,
     rig: &mut CopyRig,
-    model: &ModelSpec,
-    prompt_len: u64,
-    device: &Device,
+    plan: &Plan,
     say: &mut dyn FnMut(String),
 ) -> Result<HostLayer, ProfileError> {
-    let one = bench_plan::one_layer(model);
-    let plan = bench_plan::profiling_plan(&one, prompt_len, device.memory_bytes, device.usable_bytes)?;
-    let mut layer = HostLayerRig::new(&plan, prompt_len)?;
+    let (model, prompt_len) = (&plan.model, plan.shape.prompt_len);
+    let mut layer = HostLayerRig::new(plan, prompt_len)?;
     let read_gbps = layer.read_gbps(5);
     let hot = layer.hot(HOST_LAYER_REPS)?;
     let cold = layer.cold(HOST_LAYER_REPS, PARKED)?;
@@ -218,20 +220,12 @@ fn host_lane(
 /// What [`compute`] measures.
 type Compute = (Vec<BlockTiming>, Gemm, Launches, bool);
 
-/// Every block kind through the forward pass, a GEMM, and kernel launches.
-fn compute(
-    gpu: &Gpu,
-    model: &ModelSpec,
-    prompt_len: u64,
-    device: &Device,
-    say: &mut dyn FnMut(String),
-) -> Result<Compute, ProfileError> {
-    let one = bench_plan::one_layer(model);
-    let plan = bench_plan::profiling_plan(&one, prompt_len, device.memory_bytes, device.usable_bytes)?;
+/// Every block kind of `plan`'s model through the forward pass, a GEMM, and kernel launches.
+fn compute(gpu: &Gpu, plan: Plan, say: &mut dyn FnMut(String)) -> Result<Compute, ProfileError> {
     let offsets = bench_plan::resident_offsets(&plan)?;
     say(format!(
         "loading kernels; one layer of {} on random weights ({} MiB arena)",
-        model.name,
+        plan.model.name,
         plan.arena.bytes >> 20
     ));
     let mut rig = ComputeRig::new(gpu, plan, offsets, GEMM_SIZE).during("setting up the forward pass")?;
