@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use djinn_compiler::{run, CliError, CliOutput, CompileError};
+use djinn_core::model::BlockKind;
 use djinn_core::plan::{Lane, Op, Placement, Plan};
 use djinn_core::verify::verify;
 
@@ -200,11 +201,18 @@ fn host_compute_is_used_on_a_gpu_with_a_cpu_lane_unless_turned_off() {
         args.extend_from_slice(extra);
         Plan::from_toml_str(&cli(&args).unwrap().plan_toml, "stdout").unwrap()
     };
+    // Only MLP halves run on the host: attention reads the KV cache, which stays on the device.
+    for b in &host {
+        assert_eq!(golden.model.block(b).map(|b| b.kind), Some(BlockKind::Mlp), "{b}");
+    }
     let off = args_in(&["--host-compute", "off"]);
     assert!(host_computes(&off).is_empty());
-    assert_eq!(off.placements, golden.placements, "host compute changes no residency");
     assert!(golden.prediction.decode_ms_per_token < off.prediction.decode_ms_per_token);
     assert!(golden.prediction.streamed_bytes_per_token < off.prediction.streamed_bytes_per_token);
+    // Whole layers cannot run on the host, so `--units layers` forbids host compute.
+    let layers = args_in(&["--units", "layers"]);
+    assert!(host_computes(&layers).is_empty() && !layers.model.is_split());
+    assert!(golden.prediction.decode_ms_per_token < layers.prediction.decode_ms_per_token);
     assert_eq!(args_in(&["--host-compute", "auto"]), golden);
     // The ablations never compute on the host.
     for strategy in ["sync", "stream-all"] {
@@ -215,10 +223,18 @@ fn host_compute_is_used_on_a_gpu_with_a_cpu_lane_unless_turned_off() {
     // `all` needs a host to compute on: a preset has no CPU lane.
     let err = cli_err(&["--gpu", "l4", "--model", "llama2-13b", "--host-compute", "all"]);
     assert!(err.contains("--host-compute all") && err.contains("layer.") && err.contains("[cpu]"), "{err}");
-    // With one, every streamed layer's decode step runs on the host.
+    let args: Vec<&str> = H200_BENCH.iter().copied().chain(["--host-compute", "all", "--units", "layers"]).collect();
+    let err = cli_err(&args);
+    assert!(err.contains("--host-compute all") && err.contains("KV cache") && err.contains("--units split"), "{err}");
+    // With one, every streamed MLP's decode step runs on the host.
     let all = args_in(&["--host-compute", "all"]);
-    let streamed = all.placements.iter().filter(|p| p.placement == Placement::Streamed).count();
-    assert_eq!(host_computes(&all).len(), streamed);
+    let mlps = all
+        .placements
+        .iter()
+        .filter(|p| p.placement == Placement::Streamed && all.model.block(&p.block).unwrap().kind == BlockKind::Mlp)
+        .count();
+    assert!(mlps > 0);
+    assert_eq!(host_computes(&all).len(), mlps);
 }
 
 #[test]

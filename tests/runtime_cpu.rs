@@ -19,7 +19,7 @@ mod replay;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use djinn_compiler::{compile, CompileRequest, Options};
+use djinn_compiler::{compile, CompileRequest, Options, Units};
 use djinn_core::plan::{Plan, Strategy};
 use djinn_runtime::cpu::{AdversarialCpu, CpuBackend};
 use djinn_runtime::generate::{generate, GenerateOptions, Sampling};
@@ -90,6 +90,8 @@ pub fn plan_for(name: &str, strategy: Strategy, budget: Option<u64>, prompt_len:
             max_seq_len: Some(max_seq_len),
             batch: 1,
             strategy,
+            // Budgets here are cut from arena sizes; the CPU backend holds nothing outside the arena.
+            runtime_reserve: 0,
             ..Options::default()
         },
     };
@@ -105,7 +107,28 @@ pub fn resident_plan(name: &str) -> Plan {
 
 /// Every layer streamed.
 pub fn stream_all_plan(name: &str) -> Plan {
-    plan_for(name, Strategy::StreamAll, None, 64, 256)
+    plan_with_units(name, Strategy::StreamAll, Units::Layers)
+}
+
+/// Every layer's attention and MLP half streamed through two slots.
+pub fn stream_all_split_plan(name: &str) -> Plan {
+    plan_with_units(name, Strategy::StreamAll, Units::Split)
+}
+
+fn plan_with_units(name: &str, strategy: Strategy, units: Units) -> Plan {
+    let req = CompileRequest {
+        gpu: "t4".into(),
+        model: fixture(name).display().to_string(),
+        options: Options {
+            prompt_len: 64,
+            max_seq_len: Some(256),
+            strategy,
+            units,
+            runtime_reserve: 0,
+            ..Options::default()
+        },
+    };
+    compile(&req).unwrap_or_else(|e| panic!("compiling {name} ({strategy:?}, {units:?}): {e}")).plan
 }
 
 /// A `djinn` plan whose streamed layers (all but one) run their decode steps

@@ -8,10 +8,11 @@ use djinn_core::gpu::CpuLane;
 use djinn_core::model_presets::load_model;
 use djinn_core::plan::{Op, Placement, Plan};
 
-/// A `djinn` plan for the model in `dir` whose streamed layers all run their
-/// decode steps on the host CPU (`--host-compute all`): GPU preset `gpu`
-/// given a CPU lane, at the largest budget below `resident`'s arena (the
-/// all-resident plan of the same options) that streams all but one layer.
+/// A `djinn` plan for the model in `dir` whose streamed MLP halves all run
+/// their decode steps on the host CPU (`--host-compute all`, which splits the
+/// layers: whole layers read the KV cache): GPU preset `gpu` given a CPU
+/// lane, at the largest budget below `resident`'s (the all-resident plan of
+/// the same options) that streams the MLPs of all but one layer.
 pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) -> Plan {
     let mut gpu = load_gpu(gpu).unwrap();
     gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0, ..Default::default() });
@@ -22,7 +23,7 @@ pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) 
     let plan = (1..=layers + 2)
         .filter_map(|n| {
             let opts = Options {
-                budget: Some(resident.arena.bytes - n * layer),
+                budget: Some(resident.arena.bytes + opts.runtime_reserve - n * layer),
                 host_compute: HostCompute::All,
                 ..opts.clone()
             };

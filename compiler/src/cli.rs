@@ -16,7 +16,7 @@ use djinn_core::plan::Strategy;
 use djinn_core::units::parse_bytes;
 use thiserror::Error;
 
-use crate::{compile, CompileError, CompileRequest, HostCompute, Options, DEFAULT_PROMPT_LEN};
+use crate::{compile, CompileError, CompileRequest, HostCompute, Options, Units, DEFAULT_PROMPT_LEN};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,6 +53,14 @@ pub struct Args {
     /// (only with a GPU profile that has a `[cpu]` lane).
     #[arg(long, value_enum, default_value_t = HostComputeArg::Auto)]
     pub host_compute: HostComputeArg,
+    /// The unit of residency and streaming: whole layers, or each layer's
+    /// attention and MLP halves (only MLP halves run on the host).
+    #[arg(long, value_enum, default_value_t = UnitsArg::Auto)]
+    pub units: UnitsArg,
+    /// Device memory of the budget left outside the plan's arena for the
+    /// executor's kernels and cuBLAS (bytes, or with a unit) [default: 128MiB].
+    #[arg(long, value_parser = parse_budget, value_name = "BYTES")]
+    pub runtime_reserve: Option<u64>,
     /// Where to write the plan (stdout without it).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -98,6 +106,26 @@ impl From<HostComputeArg> for HostCompute {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UnitsArg {
+    /// Both, simulated; the faster plan wins (ties to whole layers).
+    Auto,
+    /// Whole layers.
+    Layers,
+    /// Attention and MLP halves.
+    Split,
+}
+
+impl From<UnitsArg> for Units {
+    fn from(u: UnitsArg) -> Units {
+        match u {
+            UnitsArg::Auto => Units::Auto,
+            UnitsArg::Layers => Units::Layers,
+            UnitsArg::Split => Units::Split,
+        }
+    }
+}
+
 fn parse_budget(s: &str) -> Result<u64, String> {
     parse_bytes(s).map_err(|e| e.to_string())
 }
@@ -114,6 +142,8 @@ impl Args {
                 batch: self.batch,
                 strategy: self.strategy.into(),
                 host_compute: self.host_compute.into(),
+                units: self.units.into(),
+                runtime_reserve: self.runtime_reserve.unwrap_or(crate::RUNTIME_RESERVE_BYTES),
             },
         }
     }

@@ -10,21 +10,27 @@
 //!   bandwidth interpolated from `h2d_curve` (linear in bytes, clamped at the
 //!   ends) when the profile has one.
 //! * `compute_us = max(bytes moved / hbm, flops / fp16 rate) + kernels · kernel_overhead_us`.
-//!   A layer moves its weights plus the K and V rows it reads; its flops are
-//!   `2 · params · tokens` plus attention, `4 · tokens · context · q_dim`,
-//!   halved in prefill because attention is causal. Prefill's final norm and
+//!   A layer (or its attention half) moves its weights plus the K and V rows
+//!   it reads; its flops are `2 · params · tokens` plus attention,
+//!   `4 · tokens · context · q_dim`, halved in prefill because attention is
+//!   causal. An MLP half moves its weights; `2 · params · tokens` flops. Prefill's final norm and
 //!   LM head only process the last position of each sequence (only its logits
 //!   are sampled); the embedding gathers `tokens` rows, never the whole table.
 //! * Decode is costed at `context = prompt_len`: the first generated tokens,
 //!   where a plan's prediction is checked against a measurement.
 //! * A measured `block_times` entry matching (model name, block kind, phase,
-//!   tokens) replaces the estimate.
+//!   tokens) replaces the estimate; a whole layer without one costs its
+//!   measured attention and MLP halves together (what `djinn-profile` times),
+//!   and a half without one its share of a measured layer (in proportion to
+//!   the halves' estimates), so both block tables are priced alike.
 //!
-//! * A host compute (the profile's `[cpu]` lane running a streamed layer's
-//!   decode step from host memory) takes the lane's measured time for a whole
-//!   layer of this model at this context (`layer_times`, taken while the copy
+//! * A host compute (the profile's `[cpu]` lane running a streamed block's
+//!   decode step from host memory) takes the lane's measured time for a block
+//!   of this kind, model and context (`cpu.block_times`, taken while the copy
 //!   lane ran), or else `bytes / gemv_f16_gbps_during_copy`: the host streams
 //!   the weights once, at the rate it measured while the copy lane ran. A
+//!   block that reads the KV cache (a whole layer, an attention half) has no
+//!   host compute: the cache lives on the device. A top-level
 //!   `block_times` entry is a GPU time and does not apply. Each run of
 //!   consecutive host-computed blocks also pays one hand-off of the residual
 //!   stream: the profile's `handoff_us`, else [`HOST_HANDOFF_US`]. Without a
@@ -51,9 +57,13 @@ pub const HOST_TURNAROUND_US: f64 = 65.0;
 /// and the host's turnaround. An estimate until djinn-profile measures it.
 pub const HOST_HANDOFF_US: f64 = 60.0;
 
-/// Kernels one transformer layer launches: 2 rmsnorm, 7 matmul, rope,
-/// kv_store, attention, silu_mul, 2 residual adds (see `djinn_runtime::ops`).
-pub const LAYER_KERNELS: u64 = 15;
+/// Kernels a layer's attention half launches: rmsnorm, 4 matmul, rope,
+/// kv_store, attention, residual add (see `djinn_runtime::ops`).
+pub const ATTENTION_KERNELS: u64 = 9;
+/// Kernels a layer's MLP half launches: rmsnorm, 3 matmul, silu_mul, residual add.
+pub const MLP_KERNELS: u64 = 6;
+/// Kernels one whole transformer layer launches.
+pub const LAYER_KERNELS: u64 = ATTENTION_KERNELS + MLP_KERNELS;
 
 /// What the solver and the simulation need to know about time.
 pub trait CostModel {
@@ -72,7 +82,8 @@ pub trait CostModel {
 }
 
 /// Fixed costs for hand-checked tests: every copy, every compute, every
-/// turnaround, every host compute (`None`: no host lane), every hand-off.
+/// turnaround, every host compute (`None`: no host lane; blocks that read the
+/// KV cache never have one), every hand-off.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct UnitCosts {
     pub copy: f64,
@@ -97,8 +108,9 @@ impl CostModel for UnitCosts {
     fn turnaround_us(&self) -> f64 {
         self.turnaround
     }
-    fn host_compute_us(&self, _: &Block) -> Option<f64> {
-        self.host
+    /// `host` for every block that reads no KV cache (the rule every cost model keeps).
+    fn host_compute_us(&self, block: &Block) -> Option<f64> {
+        self.host.filter(|_| !block.kind.reads_kv())
     }
     fn host_handoff_us(&self) -> f64 {
         self.handoff
@@ -167,15 +179,20 @@ impl<'a> Roofline<'a> {
         let (bytes, flops, kernels) = match block.kind {
             // Gather `tokens` rows, write them as the f32 residual stream.
             BlockKind::Embedding => (tokens as f64 * h * (dsize + 4.0), 0.0, 1),
-            BlockKind::Layer => {
+            BlockKind::Layer | BlockKind::Attention => {
                 let kv_read = 2.0 * batch * context as f64 * arch.kv_dim() as f64 * dsize;
                 let mut attn = 4.0 * tokens as f64 * context as f64 * arch.q_dim() as f64;
                 if phase == PhaseKind::Prefill {
                     attn /= 2.0;
                 }
-                let flops = 2.0 * arch.layer_params() as f64 * tokens as f64 + attn;
-                (block.bytes as f64 + kv_read, flops, LAYER_KERNELS)
+                let (params, kernels) = match block.kind {
+                    BlockKind::Layer => (arch.layer_params(), LAYER_KERNELS),
+                    _ => (arch.attention_params(), ATTENTION_KERNELS),
+                };
+                let flops = 2.0 * params as f64 * tokens as f64 + attn;
+                (block.bytes as f64 + kv_read, flops, kernels)
             }
+            BlockKind::Mlp => (block.bytes as f64, 2.0 * arch.mlp_params() as f64 * tokens as f64, MLP_KERNELS),
             BlockKind::FinalNorm => (block.bytes as f64 + last_rows * h * (4.0 + dsize), 0.0, 1),
             BlockKind::LmHead => {
                 let flops = 2.0 * arch.vocab_size as f64 * h * last_rows;
@@ -187,13 +204,37 @@ impl<'a> Roofline<'a> {
         memory_us.max(math_us) + kernels as f64 * self.gpu.kernel_overhead_us
     }
 
-    /// A measured time for this block, if the profile has one for this model and pass size.
+    /// A measured time for this block, if the profile has one for this model
+    /// and pass size. A whole layer without one of its own costs its measured
+    /// halves together: it runs the attention half's kernels, then the MLP's.
     pub fn measured_us(&self, block: &Block, phase: PhaseKind, tokens: u64) -> Option<f64> {
-        self.gpu
-            .block_times
-            .iter()
-            .find(|t| t.model == self.model.name && t.kind == block.kind && t.phase == phase && t.tokens == tokens)
-            .map(|t| t.us)
+        let of = |kind: BlockKind| {
+            self.gpu
+                .block_times
+                .iter()
+                .find(|t| t.model == self.model.name && t.kind == kind && t.phase == phase && t.tokens == tokens)
+                .map(|t| t.us)
+        };
+        of(block.kind).or_else(|| match block.kind {
+            BlockKind::Layer => Some(of(BlockKind::Attention)? + of(BlockKind::Mlp)?),
+            // A half without a time of its own (a profile that timed whole layers) takes its
+            // share of the measured layer, in proportion to the two halves' estimates.
+            BlockKind::Attention | BlockKind::Mlp => {
+                let layer = of(BlockKind::Layer)?;
+                let sibling = self
+                    .model
+                    .blocks
+                    .iter()
+                    .find(|b| b.layer == block.layer && b.kind.is_layer_part() && b.kind != block.kind)?;
+                let context = self.tokens_and_context(phase).1;
+                let (mine, theirs) = (
+                    self.estimate_us(block, phase, tokens, context),
+                    self.estimate_us(sibling, phase, tokens, context),
+                );
+                Some(layer * mine / (mine + theirs))
+            }
+            _ => None,
+        })
     }
 }
 
@@ -213,9 +254,13 @@ impl CostModel for Roofline<'_> {
 
     fn host_compute_us(&self, block: &Block) -> Option<f64> {
         let cpu = self.gpu.cpu.as_ref()?;
-        let measured = cpu.layer_times.iter().find(|t| {
-            block.kind == BlockKind::Layer && t.model == self.model.name && t.context == self.shape.prompt_len
-        });
+        if block.kind.reads_kv() {
+            return None;
+        }
+        let measured = cpu
+            .block_times
+            .iter()
+            .find(|t| t.kind == block.kind && t.model == self.model.name && t.context == self.shape.prompt_len);
         Some(measured.map_or_else(|| block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3), |t| t.us))
     }
 
@@ -327,14 +372,49 @@ mod tests {
         let layer = m.block("layer.1").unwrap();
         assert_eq!(r.compute_us(layer, PhaseKind::Decode), 123.0);
         assert_ne!(r.compute_us(layer, PhaseKind::Prefill), 123.0, "prefill has no measurement");
+        // Measured halves price a whole layer that has no time of its own.
+        let half = |kind, us| BlockTime { model: "m".into(), kind, phase: PhaseKind::Prefill, tokens: 512, us };
+        g.block_times = vec![half(BlockKind::Attention, 40.0)];
+        assert_ne!(Roofline::new(&g, &m, SHAPE).compute_us(layer, PhaseKind::Prefill), 40.0, "one half is not enough");
+        g.block_times.push(half(BlockKind::Mlp, 60.0));
+        assert_eq!(Roofline::new(&g, &m, SHAPE).compute_us(layer, PhaseKind::Prefill), 100.0);
+        // And a measured layer prices halves that have none, in proportion to their estimates.
+        g.block_times = vec![BlockTime { kind: BlockKind::Layer, ..half(BlockKind::Layer, 90.0) }];
+        let split = m.split_layers();
+        let r = Roofline::new(&g, &split, SHAPE);
+        let (a, b) = (split.block("layer.1.attn").unwrap(), split.block("layer.1.mlp").unwrap());
+        let (ta, tb) = (r.compute_us(a, PhaseKind::Prefill), r.compute_us(b, PhaseKind::Prefill));
+        assert!((ta + tb - 90.0).abs() < 1e-9 && ta < tb, "{ta} + {tb}");
+        let est = |x| r.estimate_us(x, PhaseKind::Prefill, 512, 512);
+        assert!((ta / tb - est(a) / est(b)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn split_halves_cost_what_the_layer_costs_less_one_set_of_launches_each() {
+        let (g, m) = (gpu(), model());
+        let split = m.split_layers();
+        let r = Roofline::new(&g, &m, SHAPE);
+        let rs = Roofline::new(&g, &split, SHAPE);
+        let (layer, attn, mlp) =
+            (m.block("layer.0").unwrap(), split.block("layer.0.attn").unwrap(), split.block("layer.0.mlp").unwrap());
+        for phase in [PhaseKind::Decode, PhaseKind::Prefill] {
+            let halves = rs.compute_us(attn, phase) + rs.compute_us(mlp, phase);
+            // Decode is memory bound, so the halves add up (images padded to the alignment aside).
+            if phase == PhaseKind::Decode {
+                assert!((halves - r.compute_us(layer, phase)).abs() < 1.0, "{phase:?}: {halves}");
+            }
+            assert!(halves >= r.compute_us(layer, phase) - 1.0, "{phase:?}");
+        }
+        // MLP decode: its weights at 1000 GB/s plus 6 launches of 2 µs.
+        assert!((rs.compute_us(mlp, PhaseKind::Decode) - (mlp.bytes as f64 / 1e6 + 12.0)).abs() < 1e-6);
     }
 
     #[test]
     fn host_compute_streams_the_weights_at_the_cpu_rate_plus_the_handoff() {
         let mut g = gpu();
-        let m = model();
-        let layer = m.block("layer.0").unwrap();
-        assert_eq!(Roofline::new(&g, &m, SHAPE).host_compute_us(layer), None, "no cpu lane");
+        let m = model().split_layers();
+        let mlp = m.block("layer.0.mlp").unwrap();
+        assert_eq!(Roofline::new(&g, &m, SHAPE).host_compute_us(mlp), None, "no cpu lane");
         g.cpu = Some(djinn_core::gpu::CpuLane {
             cores: 16,
             gemv_f16_gbps: 50.0,
@@ -342,33 +422,33 @@ mod tests {
             ..Default::default()
         });
         // A GPU block time does not apply to the host.
-        g.block_times = vec![BlockTime {
-            model: "m".into(),
-            kind: BlockKind::Layer,
-            phase: PhaseKind::Decode,
-            tokens: 1,
-            us: 123.0,
-        }];
+        g.block_times =
+            vec![BlockTime { model: "m".into(), kind: BlockKind::Mlp, phase: PhaseKind::Decode, tokens: 1, us: 123.0 }];
         let r = Roofline::new(&g, &m, SHAPE);
         // 40 GB/s = 40_000 bytes per µs.
-        let want = layer.bytes as f64 / 40_000.0;
-        assert!((r.host_compute_us(layer).unwrap() - want).abs() < 1e-9);
+        let want = mlp.bytes as f64 / 40_000.0;
+        assert!((r.host_compute_us(mlp).unwrap() - want).abs() < 1e-9);
         assert_eq!(r.host_handoff_us(), HOST_HANDOFF_US);
-        // A measured whole layer of this model at this context, and a measured hand-off, replace both.
+        // Blocks that read the KV cache never run on the host.
+        assert_eq!(r.host_compute_us(m.block("layer.0.attn").unwrap()), None);
+        let whole = model();
+        assert_eq!(Roofline::new(&g, &whole, SHAPE).host_compute_us(whole.block("layer.0").unwrap()), None);
+        // A measured MLP of this model at this context, and a measured hand-off, replace both.
         let cpu = g.cpu.as_mut().unwrap();
         cpu.handoff_us = Some(33.0);
-        let t = |model: &str, context| djinn_core::gpu::HostLayerTime {
+        let t = |model: &str, context| djinn_core::gpu::HostBlockTime {
             model: model.into(),
+            kind: BlockKind::Mlp,
             context,
             us: 7000.0,
             hot_us: 6000.0,
             cold_us: 6500.0,
         };
-        cpu.layer_times = vec![t("other", 512), t("m", 64)];
+        cpu.block_times = vec![t("other", 512), t("m", 64)];
         let r = Roofline::new(&g, &m, SHAPE);
-        assert!((r.host_compute_us(layer).unwrap() - want).abs() < 1e-9, "another model or context does not apply");
-        g.cpu.as_mut().unwrap().layer_times.push(t("m", 512));
+        assert!((r.host_compute_us(mlp).unwrap() - want).abs() < 1e-9, "another model or context does not apply");
+        g.cpu.as_mut().unwrap().block_times.push(t("m", 512));
         let r = Roofline::new(&g, &m, SHAPE);
-        assert_eq!((r.host_compute_us(layer), r.host_handoff_us()), (Some(7000.0), 33.0));
+        assert_eq!((r.host_compute_us(mlp), r.host_handoff_us()), (Some(7000.0), 33.0));
     }
 }

@@ -5,8 +5,8 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum CompileError {
-    #[error("--host-compute all: block {block} cannot run on the host: the GPU profile has no [cpu] lane (measure one with djinn-profile)")]
-    NoHostLane { block: String },
+    #[error("--host-compute all: no streamed block can run on the host (block {block} is streamed): {reason}")]
+    NoHostLane { block: String, reason: &'static str },
 
     #[error("unknown GPU {name:?}: expected a preset ({valid}) or a profile file ending in .toml")]
     UnknownGpu { name: String, valid: String },
@@ -47,18 +47,21 @@ pub enum CompileError {
 
     #[error(
         "budget {} ({budget} B) too small: needs at least {} ({needed} B) (KV cache {}, activations {}, \
-         workspace {}, {slots} slots {}, embed/norm/head {})",
+         workspace {}, {slots} slots {}, embed/norm/head {}, executor reserve {})",
         fmt_bytes(*budget),
         fmt_bytes(*needed),
         fmt_bytes(*kv_cache),
         fmt_bytes(*activations),
         fmt_bytes(*workspace),
         fmt_bytes(*slot_total),
-        fmt_bytes(*fixed_blocks)
+        fmt_bytes(*fixed_blocks),
+        fmt_bytes(*reserve)
     )]
     BudgetTooSmall {
         budget: u64,
         needed: u64,
+        /// Device memory kept outside the arena for the executor ([`crate::RUNTIME_RESERVE_BYTES`]).
+        reserve: u64,
         kv_cache: u64,
         activations: u64,
         workspace: u64,

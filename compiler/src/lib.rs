@@ -43,6 +43,14 @@ pub const DEFAULT_PROMPT_LEN: u64 = 512;
 /// `--max-seq-len` default (capped at the model's `max_position_embeddings`).
 pub const DEFAULT_MAX_SEQ_LEN: u64 = 2048;
 
+/// Device memory a plan leaves outside its arena for the executor, by default: the
+/// NVRTC-compiled kernel modules, cuBLAS's handle and workspace, the driver's
+/// per-stream state. `djinn-exec --enforce-budget` counts them against the
+/// budget; on the H200 machine (CUDA 13) they measured ~86 MB (the peak
+/// device memory of the 2026-12-01 runs less their arenas), so this keeps
+/// half again as much.
+pub const RUNTIME_RESERVE_BYTES: u64 = 128 << 20;
+
 /// Everything but the model and the GPU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -53,8 +61,13 @@ pub struct Options {
     pub max_seq_len: Option<u64>,
     pub batch: u64,
     pub strategy: Strategy,
-    /// Whether `djinn` may (or must) compute streamed layers' decode steps on the host CPU.
+    /// Whether `djinn` may (or must) compute streamed blocks' decode steps on the host CPU.
     pub host_compute: HostCompute,
+    /// Whole layers or their halves as the unit of residency and streaming.
+    pub units: Units,
+    /// Device memory of the budget kept outside the arena for the executor
+    /// (`--runtime-reserve`; default [`RUNTIME_RESERVE_BYTES`]).
+    pub runtime_reserve: u64,
 }
 
 impl Default for Options {
@@ -66,8 +79,25 @@ impl Default for Options {
             batch: 1,
             strategy: Strategy::Djinn,
             host_compute: HostCompute::Auto,
+            units: Units::Auto,
+            runtime_reserve: RUNTIME_RESERVE_BYTES,
         }
     }
+}
+
+/// The unit of residency and streaming (`--units`): a model's block table
+/// with whole layers, or with each layer split into its attention and its MLP
+/// block ([`ModelSpec::split_layers`]). Halves cost more steps but let a plan
+/// keep attention (and the KV cache it reads) on the device while the MLP
+/// streams or runs on the host, with slots sized for the larger half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Units {
+    /// Both tables solved and simulated; the faster decode wins, then TTFT,
+    /// ties to whole layers (fewer steps).
+    #[default]
+    Auto,
+    Layers,
+    Split,
 }
 
 /// Whether `djinn` may compute streamed layers' decode steps on the host CPU
@@ -139,9 +169,63 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
     let shape = RunShape { prompt_len: opts.prompt_len, max_seq_len, batch: opts.batch };
     djinn_core::activations::checked_region_bytes(&model.arch, model.dtype, &shape)
         .map_err(|what| CompileError::ShapeOverflow { what, model: model.name.clone(), shape })?;
-    let cost = cost::Roofline::new(gpu, model, shape);
-    let problem = solve::Problem { model, shape, budget, strategy: opts.strategy, host_compute: opts.host_compute };
-    let solution = solve::solve(&problem, &cost)?;
+    let tables = match opts.units {
+        Units::Layers => vec![model.clone()],
+        Units::Split => vec![model.split_layers()],
+        Units::Auto if model.is_split() => vec![model.clone()],
+        // A split table must still fit the plan's block limit.
+        Units::Auto if 2 * model.arch.num_layers + 3 > djinn_core::limits::MAX_BLOCKS as u64 => vec![model.clone()],
+        Units::Auto => vec![model.clone(), model.split_layers()],
+    };
+    let mut best: Option<(solve::Solution, ModelSpec)> = None;
+    let mut failure = None;
+    for table in tables {
+        let cost = cost::Roofline::new(gpu, &table, shape);
+        let problem = solve::Problem {
+            model: &table,
+            shape,
+            budget: budget.saturating_sub(opts.runtime_reserve),
+            strategy: opts.strategy,
+            host_compute: opts.host_compute,
+        };
+        match solve::solve(&problem, &cost) {
+            Ok(sol) => {
+                let key = |s: &solve::Solution| {
+                    ((s.metrics.decode_us * 10.0).round() as i64, (s.metrics.ttft_us * 10.0).round() as i64)
+                };
+                if !matches!(&best, Some((b, _)) if key(b) <= key(&sol)) {
+                    best = Some((sol, table));
+                }
+            }
+            // The last table's error (the split one under `auto`) says the most.
+            // The budget error counts the executor's reserve in what the plan needs.
+            Err(CompileError::BudgetTooSmall {
+                needed,
+                kv_cache,
+                activations,
+                workspace,
+                slots,
+                slot_total,
+                fixed_blocks,
+                ..
+            }) => {
+                failure = Some(CompileError::BudgetTooSmall {
+                    budget,
+                    needed: needed + opts.runtime_reserve,
+                    reserve: opts.runtime_reserve,
+                    kv_cache,
+                    activations,
+                    workspace,
+                    slots,
+                    slot_total,
+                    fixed_blocks,
+                })
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let Some((solution, model)) = best else { return Err(failure.expect("a table was tried")) };
+    let model = &model;
     let plan = emit::emit(&solution, model, gpu, shape, budget)?;
     djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;
     let summary = summary::render(&plan, &notes);

@@ -1,6 +1,10 @@
 //! The solver: which blocks stay resident, which layers stream, through how
 //! many slots, and the resulting schedule.
 //!
+//! The streamable units are the model's layer blocks: whole layers, or, in a
+//! model whose layers are split ([`ModelSpec::split_layers`]), attention and
+//! MLP halves. "Layer" below means such a unit.
+//!
 //! 1. **Residency.** The embedding, the final norm and the LM head are always
 //!    resident (streaming a whole embedding table to gather a few rows would be
 //!    absurd). Layers fill what is left of the budget once the KV cache, the
@@ -9,9 +13,11 @@
 //!    nothing streams and there are no slots.
 //! 2. **Which layers stream.** Spread evenly through the model (`s_i` is the
 //!    last layer of the i-th of m equal groups), so every streamed layer's copy
-//!    overlaps the computation of the resident layers before it; and also the
-//!    last m layers. Both are simulated; the faster wins (decode time first,
-//!    then TTFT; ties go to the even spread).
+//!    overlaps the computation of the resident layers before it; the last m
+//!    layers; and, with split layers, MLP halves first (spread evenly, then
+//!    attention halves once every MLP streams): MLPs are the halves the host
+//!    can compute. Each is simulated; the faster wins (decode time first, then
+//!    TTFT; ties go to the even spread).
 //! 3. **Slots.** At least 2, each the size of the largest streamed block. Each
 //!    k in 2..=8 is tried with the same budget, so more slots mean fewer
 //!    resident layers; the fewest slots among the fastest plans win. A streamed
@@ -25,13 +31,15 @@
 //!    rotate through fewer slots. The count is simulated ([`pinned_choices`]).
 //! 5. **Host compute** (djinn only, when the problem allows it and the cost
 //!    model has a host lane). With residency and slots fixed, the host CPU can
-//!    run some streamed layers' decode step from host memory instead of
-//!    copying them: the copy lane then moves fewer bytes per token while the
-//!    compute lane takes longer, and a run of consecutive host layers pays one
-//!    hand-off. Every host set of a small streamed set ([`host_candidates`])
-//!    with every pinned count is simulated; the fastest decode wins, ties to
-//!    fewer host layers, then fewer pinned slots. Prefill computes every
-//!    streamed layer on the GPU whatever the host set.
+//!    run some streamed blocks' decode step from host memory instead of
+//!    copying them — only blocks that read no KV cache (MLP halves), since the
+//!    cache lives on the device: the copy lane then moves fewer bytes per
+//!    token while the compute lane takes longer, and a run of consecutive host
+//!    blocks pays one hand-off. For the best layout of each spread, every host
+//!    set of a small set of host-computable streamed blocks
+//!    ([`host_candidates`]) with every pinned count is simulated; the fastest
+//!    decode wins, ties to fewer host blocks, then fewer pinned slots. Prefill
+//!    computes every streamed block on the GPU whatever the host set.
 //! 6. **Strategies.** `djinn` as above; `sync` keeps djinn's residency and slots
 //!    but serialises copies and computes; `stream-all` keeps only the embedding,
 //!    norm and head resident and streams every layer with djinn's schedule.
@@ -67,6 +75,8 @@ pub struct Problem<'a> {
 pub enum Spread {
     Even,
     Last,
+    /// Split layers only: MLP halves first, evenly, then attention halves evenly.
+    MlpFirst,
 }
 
 /// A placement of every block and the arena it needs.
@@ -106,19 +116,40 @@ impl Solution {
     }
 }
 
-/// Indices of the layer blocks, in model order.
+/// Indices of the layer blocks (whole layers or their halves), in model order.
 pub fn layer_blocks(model: &ModelSpec) -> Vec<usize> {
-    model.blocks.iter().enumerate().filter(|(_, b)| b.kind == BlockKind::Layer).map(|(i, _)| i).collect()
+    model.blocks.iter().enumerate().filter(|(_, b)| b.kind.is_layer_part()).map(|(i, _)| i).collect()
 }
 
-/// `m` of `layers` placed by `spread`.
-pub fn pick_streamed(layers: &[usize], m: usize, spread: Spread) -> Vec<usize> {
+/// The spreads worth trying for `model`.
+pub fn spreads(model: &ModelSpec) -> Vec<Spread> {
+    let mut s = vec![Spread::Even, Spread::Last];
+    if model.is_split() {
+        s.push(Spread::MlpFirst);
+    }
+    s
+}
+
+/// `m` of `layers` (the model's [`layer_blocks`]) placed by `spread`, ascending.
+pub fn pick_streamed(model: &ModelSpec, layers: &[usize], m: usize, spread: Spread) -> Vec<usize> {
     let l = layers.len();
     assert!(m <= l, "cannot stream {m} of {l} layers");
+    // (i+1)·l/m grows by l/m ≥ 1 per step, so the picks are distinct and ascending.
+    let even = |of: &[usize], m: usize| (0..m).map(|i| of[(i + 1) * of.len() / m - 1]).collect::<Vec<_>>();
     match spread {
-        // (i+1)·l/m grows by l/m ≥ 1 per step, so the picks are distinct and ascending.
-        Spread::Even => (0..m).map(|i| layers[(i + 1) * l / m - 1]).collect(),
+        Spread::Even => even(layers, m),
         Spread::Last => layers[l - m..].to_vec(),
+        Spread::MlpFirst => {
+            let (mlps, attns): (Vec<usize>, Vec<usize>) =
+                layers.iter().partition(|&&b| model.blocks[b].kind == BlockKind::Mlp);
+            let from_mlps = m.min(mlps.len());
+            let mut picked = even(&mlps, from_mlps);
+            if m > from_mlps {
+                picked.extend(even(&attns, m - from_mlps));
+            }
+            picked.sort_unstable();
+            picked
+        }
     }
 }
 
@@ -202,15 +233,20 @@ fn better(a: &Solution, b: &Solution) -> bool {
         < (q(b.metrics.decode_us), b.host.len(), b.pinned, q(b.metrics.ttft_us))
 }
 
-/// Step 5: the best set of host layers and pinned slots for `best`'s layout
+/// The streamed blocks of `layout` the host lane can compute, ascending.
+fn host_computable(model: &ModelSpec, layout: &Layout, cost: &dyn CostModel) -> Vec<usize> {
+    layout.streamed.iter().copied().filter(|&b| cost.host_compute_us(&model.blocks[b]).is_some()).collect()
+}
+
+/// Step 5: the best set of host blocks and pinned slots for `best`'s layout
 /// (`best` itself when none helps), chosen by simulation.
 fn choose_host(model: &ModelSpec, best: Solution, cost: &dyn CostModel) -> Result<Solution, CompileError> {
-    let streamed = best.layout.streamed.clone();
-    if streamed.iter().any(|&b| cost.host_compute_us(&model.blocks[b]).is_none()) {
+    let computable = host_computable(model, &best.layout, cost);
+    if computable.is_empty() {
         return Ok(best);
     }
     let mut best = best;
-    for host in host_candidates(&streamed) {
+    for host in host_candidates(&computable) {
         for pinned in pinned_choices(best.layout.slots) {
             let sol = evaluate(model, best.layout.clone(), &host, pinned, best.spread, best.strategy, cost)?;
             if better(&sol, &best) {
@@ -236,9 +272,9 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
             }
             let mut layouts = Vec::new();
             for k in 2..=MAX_SLOTS.min(layers.len() as u64) {
-                for spread in [Spread::Even, Spread::Last] {
+                for spread in spreads(model) {
                     let found = (k as usize..=layers.len())
-                        .map(|m| layout_for(model, &fixed, &pick_streamed(&layers, m, spread), k))
+                        .map(|m| layout_for(model, &fixed, &pick_streamed(model, &layers, m, spread), k))
                         .find(|l| fits(l));
                     layouts.extend(found.map(|l| (l, spread)));
                 }
@@ -263,7 +299,8 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
     if streaming.is_empty() {
         return Err(too_small(problem, &fixed, &layers));
     }
-    let mut best: Option<Solution> = None;
+    // The best copy-only solution of each spread (and overall).
+    let mut best_of: Vec<Solution> = Vec::new();
     for (layout, spread) in streaming {
         // Sync is timed with djinn's choice of layout: pick the layout by djinn's schedule.
         let strategy = if problem.strategy == Strategy::Sync { Strategy::Djinn } else { problem.strategy };
@@ -271,21 +308,46 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
         let pins = if problem.strategy == Strategy::StreamAll { vec![0] } else { pinned_choices(layout.slots) };
         for pinned in pins {
             let sol = evaluate(model, layout.clone(), &[], pinned, spread, strategy, cost)?;
-            if !matches!(&best, Some(b) if b.key() <= sol.key()) {
-                best = Some(sol);
+            match best_of.iter_mut().find(|b| b.spread == spread) {
+                Some(b) if b.key() <= sol.key() => {}
+                Some(b) => *b = sol,
+                None => best_of.push(sol),
             }
         }
     }
-    let best = best.expect("at least one candidate");
+    best_of.sort_by_key(Solution::key);
+    let best = best_of[0].clone();
     match problem.strategy {
         Strategy::Sync => evaluate(model, best.layout, &[], 0, best.spread, Strategy::Sync, cost),
-        Strategy::Djinn if problem.host_compute == HostCompute::Auto => choose_host(model, best, cost),
-        Strategy::Djinn if problem.host_compute == HostCompute::All => {
-            let streamed = best.layout.streamed.clone();
-            if let Some(&b) = streamed.iter().find(|&&b| cost.host_compute_us(&model.blocks[b]).is_none()) {
-                return Err(CompileError::NoHostLane { block: model.blocks[b].name.clone() });
+        Strategy::Djinn if problem.host_compute == HostCompute::Auto => {
+            let mut winner = best;
+            for candidate in best_of {
+                let sol = choose_host(model, candidate, cost)?;
+                if better(&sol, &winner) {
+                    winner = sol;
+                }
             }
-            evaluate(model, best.layout, &streamed, 0, best.spread, Strategy::Djinn, cost)
+            Ok(winner)
+        }
+        Strategy::Djinn if problem.host_compute == HostCompute::All => {
+            // The spread whose best layout streams the most host-computable blocks.
+            let pick = best_of.iter().max_by_key(|s| host_computable(model, &s.layout, cost).len()).expect("non-empty");
+            let host = host_computable(model, &pick.layout, cost);
+            if host.is_empty() {
+                let reason = match model.blocks.iter().find(|b| b.kind == BlockKind::Mlp) {
+                    None => {
+                        "whole layers read the KV cache, which lives on the device; only MLP halves run on the \
+                             host (--units split)"
+                    }
+                    Some(mlp) if cost.host_compute_us(mlp).is_none() => {
+                        "the GPU profile has no [cpu] lane (measure one with djinn-profile)"
+                    }
+                    Some(_) => "the streamed blocks read the KV cache, which lives on the device",
+                };
+                let b = pick.layout.streamed[0];
+                return Err(CompileError::NoHostLane { block: model.blocks[b].name.clone(), reason });
+            }
+            evaluate(model, pick.layout.clone(), &host, 0, pick.spread, Strategy::Djinn, cost)
         }
         Strategy::Djinn | Strategy::StreamAll => Ok(best),
     }
@@ -299,10 +361,11 @@ fn too_small(problem: &Problem, fixed: &FixedRegions, layers: &[usize]) -> Compi
     if problem.strategy != Strategy::StreamAll {
         needed = needed.min(layout_for(model, fixed, &[], 0).arena.bytes);
     }
-    let fixed_blocks = model.blocks.iter().filter(|b| b.kind != BlockKind::Layer).map(|b| b.bytes).sum();
+    let fixed_blocks = model.blocks.iter().filter(|b| !b.kind.is_layer_part()).map(|b| b.bytes).sum();
     CompileError::BudgetTooSmall {
         budget: problem.budget,
         needed,
+        reserve: 0,
         kv_cache: fixed.kv_cache,
         activations: fixed.activations,
         workspace: fixed.workspace,

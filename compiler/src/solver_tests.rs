@@ -5,6 +5,9 @@
 //! Block numbering of a model with L layers: 0 = embed (E), 1..=L = layer.0 …
 //! layer.(L-1), L+1 = norm (N), L+2 = lm_head (H). `cB` is the copy of block B,
 //! `CB` its compute, `HB` its host compute; `[a,b]` a step's start and end.
+//! Host compute needs split layers (only MLP halves run on the host): a model
+//! of L/2 split layers has the same numbering, 1 = layer.0.attn, 2 =
+//! layer.0.mlp, 3 = layer.1.attn, …, so the host tests use those.
 
 use djinn_core::gpu::GpuProfile;
 use djinn_core::model::{Architecture, Dtype, ModelSpec};
@@ -34,6 +37,11 @@ fn model(layers: u64) -> ModelSpec {
         tie_word_embeddings: false,
     };
     ModelSpec::from_arch("tiny", arch, Dtype::F16)
+}
+
+/// [`model`] with `layers` layers, each split into its attention and MLP block.
+fn split_model(layers: u64) -> ModelSpec {
+    model(layers).split_layers()
 }
 
 fn run(layers: u64, streamed: &[usize], slots: u64, strategy: Strategy, cost: &dyn CostModel) -> Solution {
@@ -74,8 +82,11 @@ fn gpu() -> GpuProfile {
 }
 
 fn plan_of(sol: &Solution, layers: u64) -> Plan {
-    let m = model(layers);
-    emit(sol, &m, &gpu(), SHAPE, sol.layout.arena.bytes).unwrap()
+    plan_of_model(sol, &model(layers))
+}
+
+fn plan_of_model(sol: &Solution, m: &ModelSpec) -> Plan {
+    emit(sol, m, &gpu(), SHAPE, sol.layout.arena.bytes).unwrap()
 }
 
 fn step<'a>(steps: &'a [Step], lane: Lane, block: &str) -> &'a Step {
@@ -277,7 +288,7 @@ fn solver_prefers_the_even_spread_and_two_slots() {
     let m = model(6);
     let fixed = FixedRegions::new(&m, &SHAPE);
     let layers = layer_blocks(&m);
-    let budget = layout_for(&m, &fixed, &pick_streamed(&layers, 3, Spread::Even), 2).arena.bytes;
+    let budget = layout_for(&m, &fixed, &pick_streamed(&m, &layers, 3, Spread::Even), 2).arena.bytes;
     let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0 };
     let problem =
         Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: crate::HostCompute::Auto };
@@ -343,7 +354,7 @@ fn every_schedule_the_solver_can_build_verifies() {
                 for spread in [Spread::Even, Spread::Last] {
                     for strategy in Strategy::ALL {
                         for pinned in 0..k as usize {
-                            let layout = layout_for(&m, &fixed, &pick_streamed(&all, count, spread), k);
+                            let layout = layout_for(&m, &fixed, &pick_streamed(&m, &all, count, spread), k);
                             let sol = evaluate(&m, layout, &[], pinned, spread, strategy, &UnitCosts::ONE).unwrap();
                             let plan = plan_of(&sol, layers);
                             if let Err(e) = djinn_core::verify::verify(&plan) {
@@ -363,22 +374,24 @@ fn every_schedule_the_solver_can_build_verifies() {
 }
 
 /// `run` with `host` computed on the host CPU in decode.
+/// A djinn solution for [`split_model`]`(layers)` through 2 slots.
 fn run_host(layers: u64, streamed: &[usize], host: &[usize], cost: &dyn CostModel) -> Solution {
-    let m = model(layers);
+    let m = split_model(layers);
     let fixed = FixedRegions::new(&m, &SHAPE);
     evaluate(&m, layout_for(&m, &fixed, streamed, 2), host, 0, Spread::Even, Strategy::Djinn, cost).unwrap()
 }
 
 #[test]
 fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
-    // Copy = 5, compute = 1, host compute = 2. Layers 0, 1, 3 (blocks 1, 2, 4) stream.
+    // Copy = 5, compute = 1, host compute = 2. Two split layers; blocks 1, 2, 4
+    // (layer.0.attn, layer.0.mlp, layer.1.mlp) stream.
     let cost = UnitCosts { copy: 5.0, compute: 1.0, turnaround: 0.0, host: Some(2.0), handoff: 0.0 };
     // Without host compute decode rotates blocks 1 and 4 through slot 0 (block 2
     // stays pinned in slot 1), and the copy lane's cycle sets the pace: C1 →
     // c4 (5) → C4 → c1 (5) → the next C1, 12 per token for 7 of compute.
     // Steady state: C0 [0,1], C1 waits the previous c1 → [3,4], c4 [4,9], C2
     // [4,5], C3 [5,6], C4 waits c4 → [9,10], c1 [10,15], C5 [10,11], C6 [11,12].
-    let copied = run_host(4, &B_STREAMED, &[], &cost);
+    let copied = run_host(2, &B_STREAMED, &[], &cost);
     assert_eq!(
         decode_times(&copied),
         ["C0[0,1]", "C1[3,4]", "c4[4,9]", "C2[4,5]", "C3[5,6]", "C4[9,10]", "c1[10,15]", "C5[10,11]", "C6[11,12]"]
@@ -387,7 +400,7 @@ fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
     // Block 2 on the host: decode copies blocks 1 and 4, no more than the
     // slots, so both are pinned (block 4 where prefill leaves it, block 1 in
     // slot 1) and decode copies nothing: C0 C1 H2(2) C3 C4 C5 C6 = 8 per token.
-    let host = run_host(4, &B_STREAMED, &[2], &cost);
+    let host = run_host(2, &B_STREAMED, &[2], &cost);
     assert_eq!(decode_times(&host), ["C0[0,1]", "C1[1,2]", "H2[2,4]", "C3[4,5]", "C4[5,6]", "C5[6,7]", "C6[7,8]"]);
     assert_eq!(host.metrics.decode_us, 8.0);
     assert_eq!(host.metrics.decode_copy_busy, 0.0);
@@ -396,29 +409,34 @@ fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
     assert!(host.metrics.prefill_end_us <= copied.metrics.prefill_end_us);
     // The plan: a host_compute step with no slot and no events; the prologue
     // copies block 1 into slot 1 (its decode slot) after prefill's compute of
-    // layer.1 (slot 1's last prefill occupant); every decode iteration reads it.
-    let plan = plan_of(&host, 4);
+    // block 2 (slot 1's last prefill occupant); every decode iteration reads it.
+    let plan = plan_of_model(&host, &split_model(2));
     djinn_core::verify::verify(&plan).unwrap();
-    let h = step(&plan.decode.steps, Lane::Compute, "layer.1");
+    let h = step(&plan.decode.steps, Lane::Compute, "layer.0.mlp");
     assert_eq!((h.op, h.slot, h.wait.len(), h.wait_prev.len(), &h.record), (Op::HostCompute, None, 0, 0, &None));
     let copies: Vec<_> = plan
         .prefill
         .steps
         .iter()
-        .filter(|s| s.lane == Lane::Copy && s.block == "layer.0")
+        .filter(|s| s.lane == Lane::Copy && s.block == "layer.0.attn")
         .map(|s| (s.slot, s.wait.clone()))
         .collect();
-    assert_eq!(copies, [(Some(0), vec![]), (Some(1), vec!["done:layer.1".to_string()])]);
-    let c0 = step(&plan.decode.steps, Lane::Compute, "layer.0");
-    assert_eq!((c0.slot, &c0.wait_prev), (Some(1), &vec!["ready:layer.0".to_string()]));
-    let c3 = step(&plan.decode.steps, Lane::Compute, "layer.3");
-    assert_eq!((c3.slot, &c3.wait_prev), (Some(0), &vec!["ready:layer.3".to_string()]));
+    assert_eq!(copies, [(Some(0), vec![]), (Some(1), vec!["done:layer.0.mlp".to_string()])]);
+    let c0 = step(&plan.decode.steps, Lane::Compute, "layer.0.attn");
+    assert_eq!((c0.slot, &c0.wait_prev), (Some(1), &vec!["ready:layer.0.attn".to_string()]));
+    let c3 = step(&plan.decode.steps, Lane::Compute, "layer.1.mlp");
+    assert_eq!((c3.slot, &c3.wait_prev), (Some(0), &vec!["ready:layer.1.mlp".to_string()]));
+    // The same blocks as whole layers cannot run on the host: they read the KV cache.
+    let whole = model(4);
+    let computable: Vec<usize> =
+        B_STREAMED.iter().copied().filter(|&b| cost.host_compute_us(&whole.blocks[b]).is_some()).collect();
+    assert!(computable.is_empty());
     assert_eq!(plan.prediction.streamed_bytes_per_token, 0);
 }
 
 #[test]
 fn solver_picks_the_fastest_host_set_and_only_for_djinn() {
-    // 6 layers, 3 stream (blocks 2, 4, 6) through 2 slots; copy = 6, compute =
+    // 3 split layers, 3 MLPs stream (blocks 2, 4, 6) through 2 slots; copy = 6, compute =
     // 1, host = 2. Copied: block 4 stays pinned in slot 1 and blocks 2 and 6
     // rotate through slot 0: the cycle C2 → c6 (6) → C6 → c2 (6) → C2, with C7,
     // C8, C0, C1 between c2's start and C2, takes 14 per token. One host layer,
@@ -426,10 +444,10 @@ fn solver_picks_the_fastest_host_set_and_only_for_djinn() {
     // nothing, and the compute lane runs 8 computes and one host compute back
     // to back: 10 (the first set simulated, block 2, keeps the tie). Two host
     // layers (compute 11) and three (12) are slower.
-    let m = model(6);
+    let m = split_model(3);
     let fixed = FixedRegions::new(&m, &SHAPE);
     let layers = layer_blocks(&m);
-    let budget = layout_for(&m, &fixed, &pick_streamed(&layers, 3, Spread::Even), 2).arena.bytes;
+    let budget = layout_for(&m, &fixed, &pick_streamed(&m, &layers, 3, Spread::Even), 2).arena.bytes;
     let cost = UnitCosts { copy: 6.0, compute: 1.0, turnaround: 0.0, host: Some(2.0), handoff: 0.0 };
     let problem =
         Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: crate::HostCompute::Auto };
@@ -465,20 +483,25 @@ fn host_layers_are_spread_evenly_over_the_streamed_ones() {
 #[test]
 fn every_host_schedule_verifies() {
     let mut checked = 0;
-    for layers in 2..=7u64 {
-        let m = model(layers);
+    for layers in 1..=4u64 {
+        let m = split_model(layers);
         let fixed = FixedRegions::new(&m, &SHAPE);
         let all = layer_blocks(&m);
-        for k in 2..=crate::solve::MAX_SLOTS.min(layers) {
+        for k in 2..=crate::solve::MAX_SLOTS.min(all.len() as u64) {
             for count in k as usize..=all.len() {
-                for spread in [Spread::Even, Spread::Last] {
-                    let streamed = pick_streamed(&all, count, spread);
-                    for host in crate::solve::host_candidates(&streamed) {
+                for spread in crate::solve::spreads(&m) {
+                    let streamed = pick_streamed(&m, &all, count, spread);
+                    let mlps: Vec<usize> =
+                        streamed.iter().copied().filter(|&b| m.blocks[b].kind == djinn_core::BlockKind::Mlp).collect();
+                    if mlps.is_empty() {
+                        continue;
+                    }
+                    for host in crate::solve::host_candidates(&mlps) {
                         for pinned in 0..k as usize {
                             let layout = layout_for(&m, &fixed, &streamed, k);
                             let cost = UnitCosts { host: Some(2.0), handoff: 0.5, ..UnitCosts::ONE };
                             let sol = evaluate(&m, layout, &host, pinned, spread, Strategy::Djinn, &cost).unwrap();
-                            let plan = plan_of(&sol, layers);
+                            let plan = plan_of_model(&sol, &m);
                             if let Err(e) = djinn_core::verify::verify(&plan) {
                                 panic!(
                                     "{layers} layers, {count} streamed ({spread:?}) through {k} slots, {pinned} \

@@ -7,11 +7,24 @@ use djinn_core::model::BlockKind;
 use djinn_core::plan::{Op, Placement, Plan};
 use djinn_core::units::fmt_bytes;
 
+/// A block as the summary lists it: `7` for layer 7, `7.attn` / `7.mlp` for
+/// its halves, the name for the others.
+fn label(b: &djinn_core::model::Block) -> String {
+    match (b.layer, b.kind) {
+        (Some(l), BlockKind::Attention) => format!("{l}.attn"),
+        (Some(l), BlockKind::Mlp) => format!("{l}.mlp"),
+        (Some(l), _) => l.to_string(),
+        (None, _) => b.name.clone(),
+    }
+}
+
 /// Renders the summary; `notes` are extra informational lines (e.g. a capped `--max-seq-len`).
 pub fn render(plan: &Plan, notes: &[String]) -> String {
     let m = &plan.model;
     let p = &plan.prediction;
     let layers = m.arch.num_layers;
+    // What a streamed unit is: a whole layer, or a layer's attention or MLP half.
+    let (unit, units) = if m.is_split() { ("blocks", 2 * layers) } else { ("layers", layers) };
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -40,35 +53,40 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
     let others = p.kv_cache_bytes + p.activation_bytes + p.workspace_bytes;
     if m.total_bytes() > plan.budget_bytes {
         line(format!(
-            "note: the model's weights ({}) exceed the budget ({}); {} of {} layers stream from pinned host memory",
+            "note: the model's weights ({}) exceed the budget ({}); {} of {units} {unit} stream from pinned host memory",
             fmt_bytes(m.total_bytes()),
             fmt_bytes(plan.budget_bytes),
             p.streamed_blocks,
-            layers
         ));
     } else if m.total_bytes() + others > plan.budget_bytes {
         line(format!(
             "note: the weights ({}) fit the budget ({}) but not with the KV cache, activations and workspace ({}); \
-             {} of {} layers stream from pinned host memory",
+             {} of {units} {unit} stream from pinned host memory",
             fmt_bytes(m.total_bytes()),
             fmt_bytes(plan.budget_bytes),
             fmt_bytes(others),
             p.streamed_blocks,
-            layers
         ));
     }
-    let resident_layers = plan
-        .placements
-        .iter()
-        .zip(&m.blocks)
-        .filter(|(pl, b)| b.kind == BlockKind::Layer && matches!(pl.placement, Placement::Resident { .. }))
-        .count();
+    let resident = |kind| {
+        let of = |(pl, b): &(&djinn_core::plan::BlockPlacement, &djinn_core::model::Block)| {
+            b.kind == kind && matches!(pl.placement, Placement::Resident { .. })
+        };
+        plan.placements.iter().zip(&m.blocks).filter(of).count()
+    };
+    let layer_parts = if m.is_split() {
+        format!(
+            "the attention of {} and the MLP of {} of {layers} layers",
+            resident(BlockKind::Attention),
+            resident(BlockKind::Mlp)
+        )
+    } else {
+        format!("{} of {layers} layers", resident(BlockKind::Layer))
+    };
     line(format!(
-        "resident: {} blocks, {} (embed, norm, lm_head and {} of {} layers)",
+        "resident: {} blocks, {} (embed, norm, lm_head and {layer_parts})",
         p.resident_blocks,
         fmt_bytes(p.resident_bytes),
-        resident_layers,
-        layers
     ));
     if p.streamed_blocks > 0 {
         let streamed: Vec<String> = plan
@@ -76,16 +94,16 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             .iter()
             .zip(&m.blocks)
             .filter(|(pl, _)| pl.placement == Placement::Streamed)
-            .map(|(_, b)| b.layer.map_or_else(|| b.name.clone(), |l| l.to_string()))
+            .map(|(_, b)| label(b))
             .collect();
         line(format!(
-            "streamed: {} layers through {} slots of {}, {} copied per token",
+            "streamed: {} {unit} through {} slots of {}, {} copied per token",
             p.streamed_blocks,
             p.slots,
             fmt_bytes(p.slot_bytes),
             fmt_bytes(p.streamed_bytes_per_token)
         ));
-        line(format!("streamed layers: {}", streamed.join(", ")));
+        line(format!("streamed {unit}: {}", streamed.join(", ")));
         if let Some(slots) = decode_slots(plan) {
             line(format!("decode slots: {slots}"));
         }
@@ -94,18 +112,22 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             .steps
             .iter()
             .filter(|s| s.op == Op::HostCompute)
-            .map(|s| m.block(&s.block).and_then(|b| b.layer).map_or_else(|| s.block.clone(), |l| l.to_string()))
+            .map(|s| m.block(&s.block).map_or_else(|| s.block.clone(), label))
             .collect();
         if !host.is_empty() {
-            // The measured whole layer when the profile has one for this model and context, else the GEMV rate.
+            // The measured block when the profile has one for this model and context, else the GEMV rate.
             let rate = plan.gpu.cpu.as_ref().map_or(String::new(), |c| {
-                match c.layer_times.iter().find(|t| t.model == m.name && t.context == plan.shape.prompt_len) {
-                    Some(t) => format!(", {:.2} ms a layer beside the copy lane (measured)", t.us / 1e3),
+                let measured = c
+                    .block_times
+                    .iter()
+                    .find(|t| t.kind == BlockKind::Mlp && t.model == m.name && t.context == plan.shape.prompt_len);
+                match measured {
+                    Some(t) => format!(", {:.2} ms an MLP beside the copy lane (measured)", t.us / 1e3),
                     None => format!(", {:.1} GB/s", c.gemv_f16_gbps_during_copy),
                 }
             });
             line(format!(
-                "host CPU: {} of {} streamed layers computed on the host in decode (layers {}){rate}",
+                "host CPU: {} of {} streamed {unit} computed on the host in decode ({}){rate}",
                 host.len(),
                 p.streamed_blocks,
                 host.join(", ")
@@ -133,11 +155,12 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
     out
 }
 
-/// What each slot does in decode: rotates its copied layers, or keeps one
+/// What each slot does in decode: rotates its copied blocks, or keeps one
 /// (pinned: the body never copies into it). `None` when decode uses no slot.
 fn decode_slots(plan: &Plan) -> Option<String> {
     let m = &plan.model;
-    let layer = |name: &str| m.block(name).and_then(|b| b.layer).map_or_else(|| name.to_string(), |l| l.to_string());
+    let layer = |name: &str| m.block(name).map_or_else(|| name.to_string(), label);
+    let (one, many) = if m.is_split() { ("block", "blocks") } else { ("layer", "layers") };
     let mut parts = Vec::new();
     for slot in 0..plan.prediction.slots {
         let held: Vec<String> = plan
@@ -150,8 +173,8 @@ fn decode_slots(plan: &Plan) -> Option<String> {
         let copies = plan.decode.steps.iter().any(|s| s.op == Op::Copy && s.slot == Some(slot));
         match (held.as_slice(), copies) {
             ([], _) => parts.push(format!("slot {slot} unused")),
-            ([one], false) => parts.push(format!("slot {slot} keeps layer {one} (pinned)")),
-            (many, _) => parts.push(format!("slot {slot} rotates layers {}", many.join(", "))),
+            ([held], false) => parts.push(format!("slot {slot} keeps {one} {held} (pinned)")),
+            (held, _) => parts.push(format!("slot {slot} rotates {many} {}", held.join(", "))),
         }
     }
     (!parts.is_empty()).then(|| parts.join("; "))

@@ -99,18 +99,20 @@ pub struct CpuLane {
     /// Pinned host-to-device copies while the host lane computes, GB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2d_gbps_during_host: Option<f64>,
-    /// Whole decode layers computed on the host, as the host lane runs them.
+    /// Decode steps of blocks (MLP halves of layers) computed on the host, as the host lane runs them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub layer_times: Vec<HostLayerTime>,
+    pub block_times: Vec<HostBlockTime>,
 }
 
-/// One decode step of a model's layer on the host lane, measured over
+/// One decode step of a model's block on the host lane, measured over
 /// distinct weights larger than the last-level cache.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct HostLayerTime {
+pub struct HostBlockTime {
     /// The model name the measurement was taken with (`llama2-13b`).
     pub model: String,
+    /// The block's kind (`mlp`).
+    pub kind: BlockKind,
     /// Positions the step attends over (the prompt length).
     pub context: u64,
     /// While the copy lane runs at full rate, the team hot: what the compiler prices, µs.

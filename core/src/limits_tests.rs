@@ -98,7 +98,7 @@ fn the_goldens_are_far_below_every_limit() {
         let size = std::fs::metadata(&path).unwrap().len();
         assert!(size * 32 < MAX_PLAN_FILE_BYTES, "{}: {size} bytes", path.display());
         assert!(plan.prefill.steps.len().max(plan.decode.steps.len()) * 64 < MAX_PHASE_STEPS, "{}", path.display());
-        assert!(plan.model.blocks.len() * 16 < MAX_BLOCKS, "{}", path.display());
+        assert!(plan.model.blocks.len() * 8 < MAX_BLOCKS, "{}", path.display());
         assert!(plan.arena.regions.len() * 32 < MAX_REGIONS, "{}", path.display());
     }
 }

@@ -1,12 +1,17 @@
 //! What a model is, as far as a plan cares: its architecture numbers and its
 //! block table.
 //!
-//! A *block* is the unit of residency and of streaming: one transformer layer
-//! (all its tensors), or the embedding, the final norm, or the LM head. Each
-//! block has a packed *image*: its tensors laid end to end, each at a
-//! [`TENSOR_ALIGN`]-aligned offset. The image is what sits in pinned host
-//! memory, what one host-to-device copy moves into a slot, and what a resident
-//! region holds, so the offsets here are part of the contract.
+//! A *block* is the unit of residency and of streaming: the embedding, the
+//! final norm, the LM head, and each transformer layer either whole (one
+//! `layer` block) or as its two halves (an `attention` block — attention norm,
+//! q/k/v/o — then an `mlp` block — MLP norm, gate/up/down;
+//! [`ModelSpec::split_layers`]). Halves let a plan keep a layer's attention
+//! on the device while its MLP streams or runs on the host, and size slots for
+//! the larger half rather than the layer. Each block has a packed *image*: its
+//! tensors laid end to end, each at a [`TENSOR_ALIGN`]-aligned offset. The
+//! image is what sits in pinned host memory, what one host-to-device copy
+//! moves into a slot, and what a resident region holds, so the offsets here
+//! are part of the contract.
 
 use serde::{Deserialize, Serialize};
 
@@ -90,12 +95,20 @@ impl Architecture {
         self.num_kv_heads * self.head_dim
     }
 
+    /// Parameters of one layer's attention half (norm, q, k, v, o).
+    pub fn attention_params(&self) -> u64 {
+        let h = self.hidden_size;
+        h * self.q_dim() * 2 + h * self.kv_dim() * 2 + h
+    }
+
+    /// Parameters of one layer's MLP half (norm, gate, up, down).
+    pub fn mlp_params(&self) -> u64 {
+        3 * self.hidden_size * self.intermediate_size + self.hidden_size
+    }
+
     /// Parameters in one transformer layer.
     pub fn layer_params(&self) -> u64 {
-        let h = self.hidden_size;
-        let attn = h * self.q_dim() * 2 + h * self.kv_dim() * 2;
-        let mlp = 3 * h * self.intermediate_size;
-        attn + mlp + 2 * h
+        self.attention_params() + self.mlp_params()
     }
 }
 
@@ -103,9 +116,40 @@ impl Architecture {
 #[serde(rename_all = "snake_case")]
 pub enum BlockKind {
     Embedding,
+    /// A whole transformer layer: its attention, then its MLP.
     Layer,
+    /// A layer's attention half: reads and appends to the layer's KV cache.
+    Attention,
+    /// A layer's MLP half.
+    Mlp,
     FinalNorm,
     LmHead,
+}
+
+impl BlockKind {
+    /// Whether computing the block reads the layer's KV cache: such a block
+    /// runs only where the cache lives, on the device.
+    pub fn reads_kv(self) -> bool {
+        matches!(self, BlockKind::Layer | BlockKind::Attention)
+    }
+
+    /// Whether the block is (part of) a transformer layer: what a plan streams.
+    pub fn is_layer_part(self) -> bool {
+        matches!(self, BlockKind::Layer | BlockKind::Attention | BlockKind::Mlp)
+    }
+
+    /// The tensors the forward pass reads from a block of this kind.
+    pub fn roles(self) -> &'static [TensorRole] {
+        use TensorRole::*;
+        match self {
+            BlockKind::Embedding => &[Embed],
+            BlockKind::Layer => &[AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down],
+            BlockKind::Attention => &[AttnNorm, Q, K, V, O],
+            BlockKind::Mlp => &[MlpNorm, Gate, Up, Down],
+            BlockKind::FinalNorm => &[FinalNorm],
+            BlockKind::LmHead => &[LmHead],
+        }
+    }
 }
 
 /// What a tensor does in the forward pass; the runtime finds weights by role.
@@ -238,6 +282,36 @@ pub fn layer_block_name(i: u64) -> String {
     format!("layer.{i}")
 }
 
+/// The name of layer `i`'s attention half (`layer.3.attn`).
+pub fn attention_block_name(i: u64) -> String {
+    format!("layer.{i}.attn")
+}
+
+/// The name of layer `i`'s MLP half (`layer.3.mlp`).
+pub fn mlp_block_name(i: u64) -> String {
+    format!("layer.{i}.mlp")
+}
+
+/// `blocks` with every whole layer replaced by its attention block
+/// ([`attention_block_name`]) then its MLP block ([`mlp_block_name`]), each
+/// with the layer's tensors of its kind, in the layer's order.
+pub fn split_expected(blocks: Vec<ExpectedBlock>) -> Vec<ExpectedBlock> {
+    let mut out = Vec::with_capacity(blocks.len() * 2);
+    for b in blocks {
+        let (Some(layer), BlockKind::Layer) = (b.layer, b.kind) else {
+            out.push(b);
+            continue;
+        };
+        for (kind, name) in
+            [(BlockKind::Attention, attention_block_name(layer)), (BlockKind::Mlp, mlp_block_name(layer))]
+        {
+            let tensors = b.tensors.iter().filter(|t| kind.roles().contains(&t.role)).cloned().collect();
+            out.push(ExpectedBlock { name, kind, layer: Some(layer), tensors });
+        }
+    }
+    out
+}
+
 /// Lays out one block image: each tensor at the next [`TENSOR_ALIGN`] offset.
 /// `dtype_of` gives each tensor's stored dtype.
 pub fn lay_out_block(expected: &ExpectedBlock, dtype_of: impl Fn(&ExpectedTensor) -> Dtype) -> Block {
@@ -278,6 +352,36 @@ impl ModelSpec {
     pub fn total_bytes(&self) -> u64 {
         self.blocks.iter().map(|b| b.bytes).sum()
     }
+
+    /// Whether the layers are split into attention and MLP blocks.
+    pub fn is_split(&self) -> bool {
+        self.blocks.iter().any(|b| matches!(b.kind, BlockKind::Attention | BlockKind::Mlp))
+    }
+
+    /// The same model with every whole-layer block replaced by its attention
+    /// block then its MLP block ([`split_expected`]; each image re-laid out
+    /// from the layer's tensors, names and dtypes kept). The forward pass
+    /// computes the same operations in the same order either way.
+    pub fn split_layers(&self) -> ModelSpec {
+        let mut blocks = Vec::with_capacity(self.blocks.len() * 2);
+        for b in &self.blocks {
+            let expected = ExpectedBlock {
+                name: b.name.clone(),
+                kind: b.kind,
+                layer: b.layer,
+                tensors: b
+                    .tensors
+                    .iter()
+                    .map(|t| ExpectedTensor { name: t.name.clone(), role: t.role, shape: t.shape.clone() })
+                    .collect(),
+            };
+            let dtype_of = |e: &ExpectedTensor| b.tensor(e.role).expect("taken from the block").dtype;
+            for half in split_expected(vec![expected]) {
+                blocks.push(if half.kind == b.kind { b.clone() } else { lay_out_block(&half, dtype_of) });
+            }
+        }
+        ModelSpec { blocks, ..self.clone() }
+    }
 }
 
 #[cfg(test)]
@@ -312,9 +416,34 @@ mod tests {
     }
 
     #[test]
+    fn split_layers_partition_each_layer_in_model_order() {
+        let spec = ModelSpec::from_arch("llama2-13b", llama2_13b(), Dtype::F16);
+        let split = spec.split_layers();
+        assert!(!spec.is_split() && split.is_split());
+        assert_eq!(split.blocks.len(), 83);
+        let names: Vec<&str> = split.blocks[..5].iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["embed", "layer.0.attn", "layer.0.mlp", "layer.1.attn", "layer.1.mlp"]);
+        let (attn, mlp) = (split.block("layer.7.attn").unwrap(), split.block("layer.7.mlp").unwrap());
+        assert_eq!(
+            (attn.kind, attn.layer, mlp.kind, mlp.layer),
+            (BlockKind::Attention, Some(7), BlockKind::Mlp, Some(7))
+        );
+        // 210 MB of attention and 425 MB of MLP; every tensor of the layer exactly once.
+        assert_eq!((attn.bytes / 1_000_000, mlp.bytes / 1_000_000), (209, 424));
+        let whole = spec.block("layer.7").unwrap();
+        let mut names: Vec<&str> = attn.tensors.iter().chain(&mlp.tensors).map(|t| t.name.as_str()).collect();
+        let mut want: Vec<&str> = whole.tensors.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(names, want);
+        assert_eq!(attn.tensors[0].offset, 0);
+        assert_eq!(split.split_layers(), split, "splitting twice changes nothing");
+    }
+
+    #[test]
     fn tensors_are_aligned_and_disjoint() {
         let spec = ModelSpec::from_arch("x", llama2_13b(), Dtype::F16);
-        for b in &spec.blocks {
+        for b in spec.blocks.iter().chain(&spec.split_layers().blocks) {
             let mut end = 0;
             for t in &b.tensors {
                 assert_eq!(t.offset % TENSOR_ALIGN, 0);

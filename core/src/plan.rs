@@ -37,8 +37,9 @@ pub use crate::phase::PhaseName;
 use crate::toml_error::describe;
 
 /// Version of this schema. Bumped on any change a reader of an older plan would misread.
-/// Version 2 added the `host_compute` op.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version 2 added the `host_compute` op; version 3, block tables whose layers are split
+/// into `attention` and `mlp` blocks (and host compute of blocks that read no KV cache only).
+pub const FORMAT_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -475,7 +476,7 @@ pub(crate) mod tests {
         let back = Plan::from_toml_str(&text, "mem").unwrap();
         assert_eq!(back, plan);
         assert_eq!(back.to_toml_string(), text);
-        assert!(text.starts_with("format_version = 2\n"), "{}", &text[..200]);
+        assert!(text.starts_with("format_version = 3\n"), "{}", &text[..200]);
     }
 
     #[test]
@@ -496,7 +497,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_format_version_is_named() {
-        let text = tiny_plan().to_toml_string().replacen("format_version = 2", "format_version = 99", 1);
+        let text = tiny_plan().to_toml_string().replacen("format_version = 3", "format_version = 99", 1);
         let err = Plan::from_toml_str(&text, "p.toml").unwrap_err().to_string();
         assert!(err.contains("p.toml") && err.contains("format_version 99"), "{err}");
     }

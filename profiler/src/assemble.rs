@@ -20,7 +20,8 @@
 //!   instead of its roofline.
 //! * `cpu`: weight bytes over the matrix-vector time, alone and during copies.
 
-use djinn_core::gpu::{BlockTime, CpuLane, GpuProfile, HostLayerTime};
+use djinn_core::gpu::{BlockTime, CpuLane, GpuProfile, HostBlockTime};
+use djinn_core::model::BlockKind;
 
 use crate::copy_fit::{self, gbps};
 use crate::measurements::Measurements;
@@ -99,8 +100,9 @@ pub fn assemble(m: &Measurements, p: &Provenance) -> GpuProfile {
             host_read_gbps: Some(round_to(hl.read_gbps, 1)),
             handoff_us: Some(round_to(hl.handoff.median_us, 1)),
             h2d_gbps_during_host: Some(round_to(hl.copy_gbps, 1)),
-            layer_times: vec![HostLayerTime {
+            block_times: vec![HostBlockTime {
                 model: m.model.clone(),
+                kind: BlockKind::Mlp,
                 context: hl.context,
                 us: round_to(hl.during_copy.median_us, 1),
                 hot_us: round_to(hl.hot.median_us, 1),
@@ -203,7 +205,7 @@ pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String 
     c.push(format!("  pinned host-to-device copies looped (they ran at {:.1} GB/s meanwhile).", cpu.copy_gbps));
     let hl = &m.host_layer;
     c.push(format!(
-        "cpu.layer_times: one decode layer of {} ({}) computed by the host lane (the forward pass, the CPU twins",
+        "cpu.block_times: one decode step of an MLP block of {} ({}) computed by the host lane (the forward pass, the CPU twins",
         m.model,
         size(hl.bytes)
     ));

@@ -127,11 +127,11 @@ fn figures_follow_from_the_measurements() {
     let cpu = p.cpu.unwrap();
     // 256 MiB in 10 ms and in 12.5 ms.
     assert_eq!((cpu.cores, cpu.gemv_f16_gbps, cpu.gemv_f16_gbps_during_copy), (16, 26.8, 21.5));
-    // The host lane: the layer beside the copy loop is what the compiler prices.
+    // The host lane: the MLP block beside the copy loop is what the compiler prices.
     assert_eq!((cpu.host_read_gbps, cpu.handoff_us, cpu.h2d_gbps_during_host), (Some(112.3), Some(31.0), Some(50.5)));
-    let lt = &cpu.layer_times[..];
+    let lt = &cpu.block_times[..];
     assert_eq!(lt.len(), 1);
-    assert_eq!((lt[0].model.as_str(), lt[0].context), ("llama2-13b", 512));
+    assert_eq!((lt[0].model.as_str(), lt[0].kind, lt[0].context), ("llama2-13b", BlockKind::Mlp, 512));
     assert_eq!((lt[0].us, lt[0].hot_us, lt[0].cold_us), (10_500.0, 6_200.0, 6_900.0));
     assert_eq!(assemble(&sample(), &provenance(Some("h200-measured"))).name, "h200-measured");
 }

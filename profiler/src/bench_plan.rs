@@ -1,28 +1,31 @@
-//! The plan the block timings run under: one layer of the model, every
-//! block resident.
+//! The plan the block timings run under: one layer of the model, split into
+//! its attention and MLP blocks, every block resident.
 //!
 //! Every block kind is timed through the real forward pass
 //! ([`djinn_runtime::forward::Forward`]), which finds its buffers through a plan. So
 //! the profiler compiles one, with the same compiler and activation layouts
 //! as any run, for the model cut to a single layer (one layer's weights stand
 //! for all: every layer has the same shapes), so a 70B model needs a few GiB
-//! of device memory, not 140. The compiler then lays out embedding, `layer.0`,
-//! final norm and LM head as resident regions beside the KV cache,
-//! activations and workspace.
+//! of device memory, not 140. The compiler then lays out embedding,
+//! `layer.0.attn`, `layer.0.mlp`, final norm and LM head as resident regions
+//! beside the KV cache, activations and workspace. The halves are timed
+//! separately (a whole layer costs their sum: it runs one then the other), and
+//! the MLP half is what the host lane computes.
 
 use djinn_compiler::{compile_model, Options, DEFAULT_MAX_SEQ_LEN};
 use djinn_core::gpu::GpuProfile;
-use djinn_core::model::{BlockKind, ModelSpec};
+use djinn_core::model::ModelSpec;
 use djinn_core::plan::{Placement, Plan, Strategy};
 
 use crate::error::ProfileError;
 
-/// `model` with layer 0 only: its block table and architecture say one layer.
+/// `model` with layer 0 only, split into its halves: its block table and
+/// architecture say one layer.
 pub fn one_layer(model: &ModelSpec) -> ModelSpec {
     let mut m = model.clone();
-    m.blocks.retain(|b| b.kind != BlockKind::Layer || b.layer == Some(0));
+    m.blocks.retain(|b| !b.kind.is_layer_part() || b.layer == Some(0));
     m.arch.num_layers = 1;
-    m
+    m.split_layers()
 }
 
 /// The KV cache length of the profiling plan: the compiler's default, or
@@ -107,8 +110,8 @@ mod tests {
         assert_eq!(one.name, "llama2-13b");
         assert_eq!(one.arch.num_layers, 1);
         let names: Vec<&str> = one.blocks.iter().map(|b| b.name.as_str()).collect();
-        assert_eq!(names, ["embed", "layer.0", "norm", "lm_head"]);
-        assert_eq!(one.blocks[1], m.blocks[1]);
+        assert_eq!(names, ["embed", "layer.0.attn", "layer.0.mlp", "norm", "lm_head"]);
+        assert_eq!(&one.blocks[1..3], &m.split_layers().blocks[1..3]);
     }
 
     #[test]
@@ -117,7 +120,7 @@ mod tests {
         let plan = profiling_plan(&one, 512, 80 << 30, 79 << 30).unwrap();
         assert_eq!((plan.shape.prompt_len, plan.shape.max_seq_len), (512, 2048));
         let offsets = resident_offsets(&plan).unwrap();
-        assert_eq!(offsets.len(), 4);
+        assert_eq!(offsets.len(), 5);
         assert!(plan.arena.bytes < 2 << 30, "{} bytes", plan.arena.bytes);
         for kind in [RegionKind::KvCache, RegionKind::Activations, RegionKind::Workspace] {
             assert!(plan.region_of_kind(kind).is_some(), "{kind:?}");

@@ -1,5 +1,6 @@
-//! The host lane as a whole: one decode step of the model's layer computed
-//! on the host CPU exactly as a plan's `host_compute` runs it (the one
+//! The host lane as a whole: one decode step of the model's MLP block (the
+//! half of a layer a plan may host-compute) computed on the host CPU exactly
+//! as a plan's `host_compute` runs it (the one
 //! forward pass, the CPU twins on the kernels' thread team, a host arena laid
 //! out like the plan's), so the compiler prices host layers with what they
 //! take rather than with a matrix-vector loop.
@@ -54,8 +55,8 @@ impl HostLayerRig {
             .model
             .blocks
             .iter()
-            .position(|b| b.kind == BlockKind::Layer)
-            .ok_or_else(|| fail("the profiling model has no layer".into()))?;
+            .position(|b| b.kind == BlockKind::Mlp)
+            .ok_or_else(|| fail("the profiling model has no MLP block".into()))?;
         let bytes = plan.model.blocks[layer].bytes;
         let count = IMAGES_BYTES.div_ceil(bytes).clamp(2, 64);
         let stride = bytes.div_ceil(HUGE_PAGE) * HUGE_PAGE;

@@ -165,7 +165,7 @@ const HOST_LAYER_REPS: usize = 8;
 /// default idle spin is 2 ms).
 const PARKED: std::time::Duration = std::time::Duration::from_millis(30);
 
-/// One decode layer of `plan`'s model on the host lane: hot, cold, beside the
+/// One decode MLP block of `plan`'s model on the host lane: hot, cold, beside the
 /// copy loop, a plain read of host memory, and the residual stream's hand-off.
 fn host_lane(
     gpu: &Gpu,
@@ -187,7 +187,7 @@ fn host_lane(
     let threads = djinn_kernels::Team::global().threads() as u32;
     let at = |us: f64| layer.bytes as f64 / us / 1e3;
     say(format!(
-        "host layer of {} ({}, {} threads, {} images, context {prompt_len}): {:.0} us hot ({:.1} GB/s), {:.0} us \
+        "host MLP block of {} ({}, {} threads, {} images, context {prompt_len}): {:.0} us hot ({:.1} GB/s), {:.0} us \
          cold, {:.0} us ({:.1} GB/s) while copies ran at {:.1} GB/s; plain read {:.1} GB/s; hand-off {:.1} us",
         model.name,
         size(layer.bytes),

@@ -3,7 +3,9 @@
 //! Follow a token through it: [`Forward::compute_block`] is called once per
 //! block, in model order, by whichever backend replays the plan. The
 //! embedding block turns token ids into rows of the f32 residual stream `x`.
-//! Each layer block then does, top to bottom (see `Forward::layer`):
+//! Each layer then does, top to bottom: its attention (`Forward::attention`),
+//! then its MLP (`Forward::mlp`) — one `layer` block runs both, a plan with
+//! split layers runs them as an `attention` block and an `mlp` block:
 //!
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
@@ -99,17 +101,21 @@ impl Activations {
     }
 }
 
-/// One layer's weights inside its block image.
-struct LayerWeights {
-    attn_norm: Buf, // [hidden]
-    q: Buf,         // [num_heads*head_dim, hidden]
-    k: Buf,         // [num_kv_heads*head_dim, hidden]
-    v: Buf,         // [num_kv_heads*head_dim, hidden]
-    o: Buf,         // [hidden, num_heads*head_dim]
-    mlp_norm: Buf,  // [hidden]
-    gate: Buf,      // [intermediate, hidden]
-    up: Buf,        // [intermediate, hidden]
-    down: Buf,      // [hidden, intermediate]
+/// A layer's attention weights inside their block image.
+struct AttentionWeights {
+    norm: Buf, // [hidden]
+    q: Buf,    // [num_heads*head_dim, hidden]
+    k: Buf,    // [num_kv_heads*head_dim, hidden]
+    v: Buf,    // [num_kv_heads*head_dim, hidden]
+    o: Buf,    // [hidden, num_heads*head_dim]
+}
+
+/// A layer's MLP weights inside their block image.
+struct MlpWeights {
+    norm: Buf, // [hidden]
+    gate: Buf, // [intermediate, hidden]
+    up: Buf,   // [intermediate, hidden]
+    down: Buf, // [hidden, intermediate]
 }
 
 /// The forward pass of one plan: its model and where its buffers are.
@@ -134,7 +140,7 @@ impl Forward {
             return Err(ForwardError::Dtype(dtype));
         }
         for b in &plan.model.blocks {
-            if let Some(&role) = roles(b.kind).iter().find(|&&r| b.tensor(r).is_none()) {
+            if let Some(&role) = b.kind.roles().iter().find(|&&r| b.tensor(r).is_none()) {
                 return Err(ForwardError::NoTensor { block: b.name.clone(), role });
             }
         }
@@ -164,7 +170,12 @@ impl Forward {
         let w = |role| self.weight(b, role, weights);
         match b.kind {
             BlockKind::Embedding => ops.embed(a.x, w(TensorRole::Embed), a.tokens, n, h),
-            BlockKind::Layer => self.layer(ops, b, weights, n, pass.pos0),
+            BlockKind::Layer => {
+                self.attention(ops, b, weights, n, pass.pos0)?;
+                self.mlp(ops, b, weights, n)
+            }
+            BlockKind::Attention => self.attention(ops, b, weights, n, pass.pos0),
+            BlockKind::Mlp => self.mlp(ops, b, weights, n),
             // Only the last position's logits are needed: normalise its row alone.
             BlockKind::FinalNorm => {
                 let last = a.x.slice((n - 1) * h, h);
@@ -174,12 +185,18 @@ impl Forward {
         }
     }
 
-    /// One transformer layer over `n` tokens at positions `pos0..pos0+n`.
-    fn layer<O: Ops>(&self, ops: &mut O, b: &Block, weights: u64, n: u64, pos0: u64) -> Result<(), O::Error> {
+    /// A layer's attention over `n` tokens at positions `pos0..pos0+n`: `x += attn(x)`.
+    fn attention<O: Ops>(&self, ops: &mut O, b: &Block, weights: u64, n: u64, pos0: u64) -> Result<(), O::Error> {
         let (a, arch) = (&self.act, &self.arch);
-        let (h, q_dim, kv_dim, inter) = (arch.hidden_size, arch.q_dim(), arch.kv_dim(), arch.intermediate_size);
-        let eps = arch.rms_norm_eps;
-        let w = self.layer_weights(b, weights);
+        let (h, q_dim, kv_dim) = (arch.hidden_size, arch.q_dim(), arch.kv_dim());
+        let w = |role| self.weight(b, role, weights);
+        let w = AttentionWeights {
+            norm: w(TensorRole::AttnNorm),
+            q: w(TensorRole::Q),
+            k: w(TensorRole::K),
+            v: w(TensorRole::V),
+            o: w(TensorRole::O),
+        };
         let shape = AttnShape {
             tokens: n,
             pos0,
@@ -190,9 +207,7 @@ impl Forward {
         };
         let layer = b.layer.expect("a layer block has a layer index");
         let (k_cache, v_cache) = self.kv_planes(layer);
-
-        // Attention.
-        ops.rmsnorm(a.xn, a.x, w.attn_norm, n, h, eps)?;
+        ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
         ops.matmul(a.q, a.xn, w.q, n, q_dim, h)?;
         ops.matmul(a.k, a.xn, w.k, n, kv_dim, h)?;
         ops.matmul(a.v, a.xn, w.v, n, kv_dim, h)?;
@@ -200,23 +215,26 @@ impl Forward {
         ops.kv_store(k_cache, v_cache, a.k, a.v, shape)?;
         ops.attention(a.attn, a.q, k_cache, v_cache, a.scores, shape)?;
         ops.matmul(a.proj, a.attn, w.o, n, h, q_dim)?;
-        ops.add(a.x, a.proj, n * h)?;
+        ops.add(a.x, a.proj, n * h)
+    }
 
-        // MLP.
-        ops.rmsnorm(a.xn, a.x, w.mlp_norm, n, h, eps)?;
+    /// A layer's MLP over `n` tokens: `x += mlp(x)`.
+    fn mlp<O: Ops>(&self, ops: &mut O, b: &Block, weights: u64, n: u64) -> Result<(), O::Error> {
+        let (a, arch) = (&self.act, &self.arch);
+        let (h, inter) = (arch.hidden_size, arch.intermediate_size);
+        let w = |role| self.weight(b, role, weights);
+        let w = MlpWeights {
+            norm: w(TensorRole::MlpNorm),
+            gate: w(TensorRole::Gate),
+            up: w(TensorRole::Up),
+            down: w(TensorRole::Down),
+        };
+        ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
         ops.matmul(a.gate, a.xn, w.gate, n, inter, h)?;
         ops.matmul(a.up, a.xn, w.up, n, inter, h)?;
         ops.silu_mul(a.gate, a.up, n * inter)?;
         ops.matmul(a.proj, a.gate, w.down, n, h, inter)?;
         ops.add(a.x, a.proj, n * h)
-    }
-
-    /// Rows `rows` of layer `layer`'s K and V planes (`[rows, kv_dim]` each):
-    /// what a backend that computes a layer in two places moves between them.
-    pub fn kv_rows(&self, layer: u64, rows: std::ops::Range<u64>) -> (Buf, Buf) {
-        let (k, v) = self.kv_planes(layer);
-        let (start, n) = (rows.start * self.kv.kv_dim, (rows.end - rows.start) * self.kv.kv_dim);
-        (k.slice(start, n), v.slice(start, n))
     }
 
     /// Layer `layer`'s K and V planes, `[max_seq_len, kv_dim]` each.
@@ -227,37 +245,11 @@ impl Forward {
         (plane(0), plane(1))
     }
 
-    fn layer_weights(&self, b: &Block, base: u64) -> LayerWeights {
-        let w = |role| self.weight(b, role, base);
-        LayerWeights {
-            attn_norm: w(TensorRole::AttnNorm),
-            q: w(TensorRole::Q),
-            k: w(TensorRole::K),
-            v: w(TensorRole::V),
-            o: w(TensorRole::O),
-            mlp_norm: w(TensorRole::MlpNorm),
-            gate: w(TensorRole::Gate),
-            up: w(TensorRole::Up),
-            down: w(TensorRole::Down),
-        }
-    }
-
     /// A weight of block `b` whose image starts at arena byte `base` ([`Forward::new`]
     /// checked that every block has the tensors of its kind).
     fn weight(&self, b: &Block, role: TensorRole, base: u64) -> Buf {
         let t = b.tensor(role).expect("Forward::new checked the block's tensors");
         Buf { offset: base + t.offset, elems: t.shape.iter().product(), dtype: t.dtype }
-    }
-}
-
-/// The tensors the forward pass reads from a block of `kind`.
-fn roles(kind: BlockKind) -> &'static [TensorRole] {
-    use TensorRole::*;
-    match kind {
-        BlockKind::Embedding => &[Embed],
-        BlockKind::Layer => &[AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down],
-        BlockKind::FinalNorm => &[FinalNorm],
-        BlockKind::LmHead => &[LmHead],
     }
 }
 

@@ -20,7 +20,6 @@ pub mod exec;
 pub mod forward;
 pub mod generate;
 pub mod host;
-pub mod kv_coherence;
 pub mod ops;
 pub mod replay;
 pub mod report;

@@ -59,14 +59,15 @@ fn plans(model: &str) -> Vec<(String, Plan)> {
     let resident = plan(model, Strategy::Djinn, None).unwrap();
     let streamed = plan(model, Strategy::StreamAll, None).unwrap();
     let layer = resident.model.block("layer.0").unwrap().bytes;
-    let layers = resident.model.arch.num_layers as usize;
     let mut out = vec![("all-resident".to_string(), resident.clone()), ("stream-all".to_string(), streamed)];
-    // The largest budget under all-resident at which the solver streams some but not all layers.
+    // The largest budget under all-resident (its arena and the executor's reserve) at which
+    // the solver streams some but not all layers (or halves of layers).
+    let reserve = djinn_compiler::RUNTIME_RESERVE_BYTES;
     let partial = (1..=8u64)
-        .filter_map(|quarters| plan(model, Strategy::Djinn, Some(resident.arena.bytes - layer * quarters / 4)).ok())
+        .filter_map(|q| plan(model, Strategy::Djinn, Some(resident.arena.bytes + reserve - layer * q / 4)).ok())
         .find(|p| {
             let n = p.placements.iter().filter(|b| b.placement == Placement::Streamed).count();
-            n > 0 && n < layers
+            n > 0 && n < p.model.blocks.iter().filter(|b| b.kind.is_layer_part()).count()
         });
     match partial {
         Some(p) => out.push(("djinn-partial".into(), p)),

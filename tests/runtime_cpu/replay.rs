@@ -63,10 +63,17 @@ fn streaming_every_layer_through_two_slots_is_bit_identical_to_residency() {
         assert_eq!(streamed.slot_count(), 2, "{name}");
         let layers = streamed.model.arch.num_layers as usize;
         assert_eq!(streamed_layers(&streamed), (0..layers).map(|i| format!("layer.{i}")).collect::<Vec<_>>());
+        // The same with every layer as two blocks, attention then MLP.
+        let split = stream_all_split_plan(name);
+        let halves: Vec<String> =
+            (0..layers).flat_map(|i| [format!("layer.{i}.attn"), format!("layer.{i}.mlp")]).collect();
+        assert_eq!(streamed_layers(&split), halves);
         let p = prompt(name);
         let want = run(&resident, name, p, TOKENS, Mode::InOrder, ReplayOptions::default());
         let got = run(&streamed, name, p, TOKENS, Mode::InOrder, ReplayOptions::default());
         assert_same_bits(&format!("{name}: stream-all vs resident"), &got, &want);
+        let got = run(&split, name, p, TOKENS, Mode::InOrder, ReplayOptions::default());
+        assert_same_bits(&format!("{name}: stream-all of split layers vs resident"), &got, &want);
     }
 }
 
@@ -102,6 +109,7 @@ fn adversarial_replay_is_bit_identical_to_in_order() {
         for (what, plan) in [
             ("resident", resident_plan(name)),
             ("stream-all", stream_all_plan(name)),
+            ("stream-all split", stream_all_split_plan(name)),
             ("tight budget", tight_budget_plan(name)),
         ] {
             let got = run(&plan, name, p, TOKENS, Mode::Adversarial, ReplayOptions::default());
@@ -232,7 +240,11 @@ fn each_wait_the_verifier_needs_is_one_adversarial_replay_needs() {
     let forced = ReplayOptions::unverified();
     for name in FIXTURES {
         let p = prompt(name);
-        for (what, plan) in [("stream-all", stream_all_plan(name)), ("tight budget", tight_budget_plan(name))] {
+        for (what, plan) in [
+            ("stream-all", stream_all_plan(name)),
+            ("stream-all split", stream_all_split_plan(name)),
+            ("tight budget", tight_budget_plan(name)),
+        ] {
             let good = run(&plan, name, p, 3, Mode::InOrder, ReplayOptions::default());
             let cases = one_wait_removed(&plan);
             assert!(cases.len() >= 2 * plan.slot_count() as usize, "{name} {what}: only {} waits", cases.len());

@@ -80,10 +80,17 @@ pub(super) fn check(gpu: &GpuProfile) -> Result<(), String> {
         if let Some(v) = cpu.handoff_us {
             in_range("cpu.handoff_us", v, OVERHEAD_US, "µs")?;
         }
-        for (i, t) in cpu.layer_times.iter().enumerate() {
-            positive_time(&format!("cpu.layer_times[{i}].us"), t.us)?;
-            positive_time(&format!("cpu.layer_times[{i}].hot_us"), t.hot_us)?;
-            positive_time(&format!("cpu.layer_times[{i}].cold_us"), t.cold_us)?;
+        for (i, t) in cpu.block_times.iter().enumerate() {
+            if t.kind.reads_kv() {
+                return Err(format!(
+                    "cpu.block_times[{i}].kind is {:?}, which reads the KV cache and never runs on the host; \
+                     expected a kind that does not (mlp)",
+                    t.kind
+                ));
+            }
+            positive_time(&format!("cpu.block_times[{i}].us"), t.us)?;
+            positive_time(&format!("cpu.block_times[{i}].hot_us"), t.hot_us)?;
+            positive_time(&format!("cpu.block_times[{i}].cold_us"), t.cold_us)?;
         }
     }
     Ok(())
@@ -171,7 +178,7 @@ mod tests {
 
     #[test]
     fn the_host_lane_figures_are_checked_and_name_the_field() {
-        use crate::gpu::HostLayerTime;
+        use crate::gpu::HostBlockTime;
         let base = GpuProfile::from_toml_str(&with("copy_latency_us", "0.0"), "my-gpu.toml").unwrap();
         let check = |edit: &dyn Fn(&mut CpuLane)| {
             let mut g = base.clone();
@@ -179,15 +186,25 @@ mod tests {
             let text = toml::to_string(&g).unwrap();
             GpuProfile::from_toml_str(&text, "my-gpu.toml").map(|_| ()).map_err(|e| e.to_string())
         };
-        let layer = |us: f64| HostLayerTime { model: "m".into(), context: 512, us, hot_us: 6000.0, cold_us: 7000.0 };
+        let mlp = |us: f64| HostBlockTime {
+            model: "m".into(),
+            kind: BlockKind::Mlp,
+            context: 512,
+            us,
+            hot_us: 6000.0,
+            cold_us: 7000.0,
+        };
         check(&|c| {
             c.host_read_gbps = Some(100.0);
             c.handoff_us = Some(20.0);
-            c.layer_times = vec![layer(9000.0)];
+            c.block_times = vec![mlp(9000.0)];
         })
         .unwrap();
-        let err = check(&|c| c.layer_times = vec![layer(-1.0)]).unwrap_err();
-        assert!(err.contains("cpu.layer_times[0].us"), "{err}");
+        let err = check(&|c| c.block_times = vec![mlp(-1.0)]).unwrap_err();
+        assert!(err.contains("cpu.block_times[0].us"), "{err}");
+        let err =
+            check(&|c| c.block_times = vec![HostBlockTime { kind: BlockKind::Layer, ..mlp(9000.0) }]).unwrap_err();
+        assert!(err.contains("cpu.block_times[0].kind") && err.contains("KV cache"), "{err}");
         let err = check(&|c| c.host_read_gbps = Some(0.0)).unwrap_err();
         assert!(err.contains("cpu.host_read_gbps"), "{err}");
         let err = check(&|c| c.handoff_us = Some(-5.0)).unwrap_err();

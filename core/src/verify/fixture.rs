@@ -84,13 +84,21 @@ fn pass(names: &[String], streamed: &[usize], k: usize, style: Style, carried: b
 /// A valid plan for the tiny architecture with `num_layers` layers, of which
 /// `streamed_layers` (ascending layer indices) go through `slots` slots.
 pub(crate) fn plan(num_layers: u64, streamed_layers: &[u64], slots: u64, style: Style) -> Plan {
-    let mut plan = tiny_plan();
-    plan.model.arch.num_layers = num_layers;
-    plan.model = ModelSpec::from_arch("tiny", plan.model.arch.clone(), Dtype::F16);
-    let model = &plan.model;
-    let names: Vec<String> = model.blocks.iter().map(|b| b.name.clone()).collect();
+    let mut arch = tiny_plan().model.arch;
+    arch.num_layers = num_layers;
+    let model = ModelSpec::from_arch("tiny", arch, Dtype::F16);
     let streamed: Vec<usize> =
         streamed_layers.iter().map(|&l| model.block_index(&layer_block_name(l)).unwrap()).collect();
+    plan_of(model, &streamed, slots, style)
+}
+
+/// A plan of `model` with blocks `streamed` (indices, ascending) through `slots` slots.
+pub(crate) fn plan_of(model: ModelSpec, streamed: &[usize], slots: u64, style: Style) -> Plan {
+    let mut plan = tiny_plan();
+    plan.model = model;
+    let model = &plan.model;
+    let names: Vec<String> = model.blocks.iter().map(|b| b.name.clone()).collect();
+    let streamed = streamed.to_vec();
 
     let align = 256;
     let mut regions = Vec::new();
@@ -146,6 +154,17 @@ pub(crate) fn plan(num_layers: u64, streamed_layers: &[u64], slots: u64, style: 
 /// 6 layer.3@0, 7 copy layer.0→0 (next iteration), 8 norm, 9 lm_head`.
 pub(crate) fn streamed_plan() -> Plan {
     plan(4, &[0, 1, 3], 2, Style::Pipelined)
+}
+
+/// [`streamed_plan`]'s schedule over 2 layers split into halves: the same 7
+/// blocks, named `embed, layer.0.attn, layer.0.mlp, layer.1.attn,
+/// layer.1.mlp, norm, lm_head`; blocks 1, 2 and 4 streamed (so step `i` of
+/// each phase is step `i` of [`streamed_plan`], layer.1 there being
+/// layer.0.mlp here).
+pub(crate) fn split_streamed_plan() -> Plan {
+    let mut arch = tiny_plan().model.arch;
+    arch.num_layers = 2;
+    plan_of(ModelSpec::from_arch("tiny", arch, Dtype::F16).split_layers(), &[1, 2, 4], 2, Style::Pipelined)
 }
 
 /// Position of the step of `phase` with this op and block (the first one).

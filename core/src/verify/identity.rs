@@ -1,5 +1,6 @@
 //! Rules `version` and `model-identity`: the plan is in this build's format,
-//! and its block table is exactly the one the Llama forward pass needs.
+//! and its block table is exactly the one the Llama forward pass needs (with
+//! whole layers, or with every layer split into attention and MLP blocks).
 //!
 //! The runtime finds every weight through the plan's block table (which block,
 //! which tensor, at which offset of the image, with which shape), so a table
@@ -10,7 +11,7 @@
 
 use super::{Rule, Violation};
 use crate::limits::MAX_DIM;
-use crate::model::{expected_blocks, Architecture, Block, Dtype, ExpectedBlock, TENSOR_ALIGN};
+use crate::model::{expected_blocks, split_expected, Architecture, Block, Dtype, ExpectedBlock, TENSOR_ALIGN};
 use crate::plan::{Plan, FORMAT_VERSION};
 use crate::units::align_up;
 
@@ -39,23 +40,29 @@ pub(super) fn check_model_identity(plan: &Plan, out: &mut Vec<Violation>) {
         return; // The expected table cannot be derived from a broken architecture.
     }
     let arch = &model.arch;
-    let required = arch.num_layers + 3;
+    let split = model.is_split();
+    let (required, layers) = if split {
+        (2 * arch.num_layers + 3, "layer.0.attn, layer.0.mlp … layer.{last}.mlp")
+    } else {
+        (arch.num_layers + 3, "layer.0 … layer.{last}")
+    };
     if model.blocks.len() as u64 != required {
         let names: Vec<&str> = model.blocks.iter().map(|b| b.name.as_str()).collect();
+        let layers = layers.replace("{last}", &arch.num_layers.saturating_sub(1).to_string());
         out.push(Violation::new(
             Rule::ModelIdentity,
             format!(
                 "model.blocks has {} blocks ({}), but an architecture of {} layers needs {required}: \
-                 embed, layer.0 … layer.{}, norm, lm_head",
+                 embed, {layers}, norm, lm_head",
                 names.len(),
                 abbreviate(&names),
                 arch.num_layers,
-                arch.num_layers.saturating_sub(1)
             ),
         ));
         return;
     }
-    for (i, (block, want)) in model.blocks.iter().zip(expected_blocks(arch)).enumerate() {
+    let expected = if split { split_expected(expected_blocks(arch)) } else { expected_blocks(arch) };
+    for (i, (block, want)) in model.blocks.iter().zip(expected).enumerate() {
         check_block(i, block, &want, model.dtype, out);
     }
 }

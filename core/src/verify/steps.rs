@@ -82,6 +82,13 @@ pub(super) fn check_step_shape(plan: &Plan, index: &Index, out: &mut Vec<Violati
                     block.name
                 )),
                 (Op::HostCompute, Some(Placement::Streamed)) => {
+                    if block.kind.reads_kv() {
+                        fail(format!(
+                            "host-computes block {} ({:?}), which reads the layer's KV cache: the cache lives in \
+                             device memory only, so only blocks that do not read it (MLP halves) run on the host",
+                            block.name, block.kind
+                        ));
+                    }
                     if let Some((s, _)) = slot {
                         fail(format!(
                             "host-computes block {} but names slot {s}: the host CPU reads the block's image in host \

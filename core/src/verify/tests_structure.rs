@@ -3,7 +3,7 @@
 //! [`fixture::streamed_plan`] in one way and checks that exactly the intended
 //! rule breaks, with a message that names the culprit.
 
-use super::fixture::{assert_mentions, broken_only, streamed_plan};
+use super::fixture::{assert_mentions, broken_only, split_streamed_plan, streamed_plan};
 use super::*;
 use crate::plan::{tests::tiny_plan, Lane, Op, Placement, RegionKind};
 
@@ -320,16 +320,16 @@ fn wait_prev_on_an_event_prefill_never_records_breaks_events() {
     );
 }
 
-/// [`streamed_plan`] with layer.1 computed on the host in decode: decode step 3
-/// becomes `host_compute layer.1` (no slot, no events), and the copies of
-/// layer.1 for decode (decode step 4, prefill's prologue at step 6) go.
+/// [`split_streamed_plan`] with layer.0.mlp computed on the host in decode:
+/// decode step 3 becomes `host_compute layer.0.mlp` (no slot, no events), and
+/// the copies of it for decode (decode step 4, prefill's prologue at step 6) go.
 fn host_plan() -> Plan {
-    let mut plan = streamed_plan();
-    assert_eq!((plan.decode.steps[3].block.as_str(), plan.decode.steps[4].op), ("layer.1", Op::Copy));
+    let mut plan = split_streamed_plan();
+    assert_eq!((plan.decode.steps[3].block.as_str(), plan.decode.steps[4].op), ("layer.0.mlp", Op::Copy));
     let host = &mut plan.decode.steps[3];
     (host.op, host.slot, host.wait_prev, host.record) = (Op::HostCompute, None, vec![], None);
     plan.decode.steps.remove(4);
-    assert_eq!((plan.prefill.steps[6].block.as_str(), plan.prefill.steps[6].op), ("layer.1", Op::Copy));
+    assert_eq!((plan.prefill.steps[6].block.as_str(), plan.prefill.steps[6].op), ("layer.0.mlp", Op::Copy));
     plan.prefill.steps.remove(6);
     plan
 }
@@ -340,15 +340,43 @@ fn host_compute_of_a_streamed_block_without_a_slot_verifies() {
 }
 
 #[test]
+fn host_compute_of_a_block_that_reads_the_kv_cache_breaks_step_shape() {
+    // The attention half of a split layer.
+    let mut plan = host_plan();
+    assert_eq!(plan.decode.steps[1].block, "layer.0.attn");
+    let s = &mut plan.decode.steps[1];
+    (s.op, s.slot, s.wait_prev) = (Op::HostCompute, None, vec![]);
+    let v: Vec<_> = verify(&plan).unwrap_err().violations.into_iter().filter(|v| v.rule == Rule::StepShape).collect();
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_mentions(
+        &v[0],
+        &["decode step 1 (host-compute layer.0.attn)", "reads the layer's KV cache", "device memory only"],
+    );
+    // A whole layer, the same schedule as `host_plan` over whole layers.
+    let mut plan = streamed_plan();
+    let s = &mut plan.decode.steps[3];
+    (s.op, s.slot, s.wait_prev, s.record) = (Op::HostCompute, None, vec![], None);
+    plan.decode.steps.remove(4);
+    plan.prefill.steps.remove(6);
+    let v = broken_only(&plan, Rule::StepShape);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_mentions(&v[0], &["decode step 3 (host-compute layer.1)", "(Layer), which reads the layer's KV cache"]);
+}
+
+#[test]
 fn host_compute_of_a_resident_block_breaks_step_shape() {
     let mut plan = host_plan();
-    assert_eq!(plan.decode.steps[4].block, "layer.2");
+    assert_eq!(plan.decode.steps[4].block, "layer.1.attn");
     plan.decode.steps[4].op = Op::HostCompute;
     let v = broken_only(&plan, Rule::StepShape);
     assert_eq!(v.len(), 1, "{v:#?}");
     assert_mentions(
         &v[0],
-        &["decode step 4 (host-compute layer.2)", "resident in region resident.layer.2", "only a streamed block"],
+        &[
+            "decode step 4 (host-compute layer.1.attn)",
+            "resident in region resident.layer.1.attn",
+            "only a streamed block",
+        ],
     );
 }
 
@@ -358,29 +386,42 @@ fn host_compute_naming_a_slot_or_on_the_copy_lane_breaks_step_shape() {
     plan.decode.steps[3].slot = Some(1);
     let v = broken_only(&plan, Rule::StepShape);
     assert_eq!(v.len(), 1, "{v:#?}");
-    assert_mentions(&v[0], &["decode step 3 (host-compute layer.1)", "names slot 1", "remove the slot"]);
+    assert_mentions(&v[0], &["decode step 3 (host-compute layer.0.mlp)", "names slot 1", "remove the slot"]);
     let mut plan = host_plan();
     plan.decode.steps[3].lane = Lane::Copy;
     let v = broken_only(&plan, Rule::StepShape);
-    assert_mentions(&v[0], &["decode step 3 (host-compute layer.1)", "op HostCompute runs on lane Copy"]);
+    assert_mentions(&v[0], &["decode step 3 (host-compute layer.0.mlp)", "op HostCompute runs on lane Copy"]);
 }
 
 #[test]
 fn host_compute_counts_as_the_blocks_compute_for_order() {
-    // Without it, layer.2 comes too early.
+    // Without it, layer.1.attn comes too early.
     let mut plan = host_plan();
     plan.decode.steps.remove(3);
     let v = broken_only(&plan, Rule::Order);
-    assert_mentions(&v[0], &["decode step 3 (compute layer.2)", "too early: model order requires layer.1 next"]);
-    // Host-computed twice, layer.1 is computed a second time.
+    assert_mentions(
+        &v[0],
+        &["decode step 3 (compute layer.1.attn)", "too early: model order requires layer.0.mlp next"],
+    );
+    // Host-computed twice, layer.0.mlp is computed a second time.
     let mut plan = host_plan();
     let twice = plan.decode.steps[3].clone();
     plan.decode.steps.insert(4, twice);
     let v = broken_only(&plan, Rule::Order);
-    assert_mentions(&v[0], &["decode step 4 (host-compute layer.1)", "computes it a second time"]);
+    assert_mentions(&v[0], &["decode step 4 (host-compute layer.0.mlp)", "computes it a second time"]);
     // Out of model order, a host compute is reported like any compute.
     let mut plan = host_plan();
-    plan.decode.steps.swap(3, 4); // host layer.1 <-> layer.2
+    plan.decode.steps.swap(3, 4); // host layer.0.mlp <-> layer.1.attn
     let v = broken_only(&plan, Rule::Order);
-    assert_mentions(&v[0], &["decode step 3 (compute layer.2)", "too early"]);
+    assert_mentions(&v[0], &["decode step 3 (compute layer.1.attn)", "too early"]);
+}
+
+#[test]
+fn a_block_table_with_split_layers_verifies_and_a_mixed_one_does_not() {
+    verify(&split_streamed_plan()).unwrap();
+    let mut plan = split_streamed_plan();
+    // Merge nothing back, but rename a half: the table no longer matches the architecture.
+    plan.model.blocks[3].name = "layer.1".into();
+    let v = verify(&plan).unwrap_err();
+    assert!(v.broke(Rule::ModelIdentity), "{v}");
 }

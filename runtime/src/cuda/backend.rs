@@ -129,7 +129,7 @@ impl CudaBackend {
         Ok(backend)
     }
 
-    /// Runs one layer at the prefill shape and at the decode shape, and the
+    /// Runs one layer (or one of each half) at the prefill shape and at the decode shape, and the
     /// LM head, once before the first pass and outside every measurement, so
     /// that cuBLAS's lazily loaded kernels and first-call heuristics are paid
     /// at load time rather than inside the first token. It reads whatever the
@@ -151,9 +151,11 @@ impl CudaBackend {
             Pass { tokens: vec![0; prompt as usize], pos0: 0, phase: PhaseName::Prefill },
             Pass { tokens: vec![0], pos0: decode_pos, phase: PhaseName::Decode },
         ];
-        if let Some((layer, offset)) = image(BlockKind::Layer) {
-            for pass in &passes {
-                self.forward.compute_block(&mut self.ops, layer, offset, pass)?;
+        for kind in [BlockKind::Layer, BlockKind::Attention, BlockKind::Mlp] {
+            if let Some((layer, offset)) = image(kind) {
+                for pass in &passes {
+                    self.forward.compute_block(&mut self.ops, layer, offset, pass)?;
+                }
             }
         }
         if let Some((head, offset)) = image(BlockKind::LmHead) {
@@ -335,7 +337,7 @@ impl Backend for CudaBackend {
         self.places.check_compute(block, weights_offset)?;
         self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
         if let Some(host) = &mut self.host {
-            host.before_device_compute(&self.forward, block, pass, self.ops.arena_ptr(), self.ops.stream())?;
+            host.before_device_compute(self.ops.arena_ptr(), self.ops.stream())?;
         }
         self.forward.compute_block(&mut self.ops, block, weights_offset, pass)?;
         self.timer.end_step(self.ops.stream())

@@ -1,10 +1,10 @@
 //! The host side of the plan's `host_compute` steps on the CUDA backend.
 //!
-//! A `host_compute` runs a streamed layer on the host CPU, from its image in
+//! A `host_compute` runs a streamed block on the host CPU, from its image in
 //! host memory, with the same forward pass and the CPU twins of the kernels
 //! (run by the kernels' thread [`Team`]). The host works in a copy of the
-//! device arena (lazily zeroed, so only the activations and the touched KV
-//! rows cost memory) extended by the images ([`HostImages`]), so every offset
+//! device arena (lazily zeroed, so only the activations cost memory) extended
+//! by the images ([`HostImages`]), so every offset
 //! means what it means on the device. The images' range is page-locked: the
 //! copy lane's prefill copies of these blocks read the same bytes, so each
 //! host-computed block is held once in host memory.
@@ -17,24 +17,22 @@
 //! ([`HostLane::before_device_compute`]), so a run of consecutive host layers
 //! hands it over once.
 //!
-//! KV coherence is bookkeeping, not a decision ([`KvCoherence`]): a
-//! computation on either side first fetches the rows `0..pos0` it lacks (in
-//! these plans: once, after prefill, for each host-computed layer).
+//! The KV cache lives on the device only: a plan host-computes only blocks
+//! that do not read it (MLP halves of layers; the verifier's rule
+//! `step-shape` refuses the others), so the residual stream is all that crosses.
 
 use std::time::Duration;
 
-use cudarc::driver::result;
 use djinn_core::plan::Plan;
 use djinn_kernels::Team;
 
 use super::context::{Event, Gpu, Stream};
-use super::error::{CudaError, DriverContext};
+use super::error::CudaError;
 use super::pinned::{HostRegistration, PinnedBuffer};
 use crate::backend::Pass;
 use crate::cpu::CpuOps;
 use crate::forward::Forward;
 use crate::host::{HostArena, HostImages};
-use crate::kv_coherence::{KvCoherence, Side};
 use crate::ops::Buf;
 use crate::weights::Weights;
 
@@ -56,11 +54,10 @@ pub struct HostLane {
     /// host compute: uploaded before the next device compute, so a run of
     /// consecutive host-computed layers hands `x` over once.
     x_pending: Option<Buf>,
-    /// Per block: its layer index, for layer blocks.
-    layer_of: Vec<Option<u64>>,
+    /// Per block: whether computing it reads the KV cache (never on the host).
+    reads_kv: Vec<bool>,
     /// Per block: its name, for errors.
     names: Vec<String>,
-    kv: KvCoherence,
 }
 
 impl HostLane {
@@ -88,7 +85,6 @@ impl HostLane {
         let x = forward.activations().x;
         let x_host = PinnedBuffer::new(gpu, x.bytes() as usize, "the residual stream's hand-over")?;
         Team::global().set_idle_spin(TEAM_IDLE_SPIN);
-        let layers = plan.model.arch.num_layers as usize;
         Ok(Some(HostLane {
             _registration: registration,
             mirror,
@@ -96,9 +92,8 @@ impl HostLane {
             x_host,
             x_down: Event::new(gpu, false)?,
             x_pending: None,
-            layer_of: plan.model.blocks.iter().map(|b| b.layer).collect(),
+            reads_kv: plan.model.blocks.iter().map(|b| b.kind.reads_kv()).collect(),
             names: plan.model.blocks.iter().map(|b| b.name.clone()).collect(),
-            kv: KvCoherence::new(layers),
         }))
     }
 
@@ -109,17 +104,9 @@ impl HostLane {
         Some(&self.mirror[off..off + self.images.bytes[block] as usize])
     }
 
-    /// Before the device computes block `block` for `pass`: uploads the
-    /// residual stream if the host has it (after host-computed layers) and the
-    /// KV rows below `pos0` that only the host has (on the compute stream).
-    pub fn before_device_compute(
-        &mut self,
-        forward: &Forward,
-        block: usize,
-        pass: &Pass,
-        arena: u64,
-        stream: &Stream,
-    ) -> Result<(), CudaError> {
+    /// Before the device computes a block: uploads the residual stream if the
+    /// host has it (after host-computed blocks), on the compute stream.
+    pub fn before_device_compute(&mut self, arena: u64, stream: &Stream) -> Result<(), CudaError> {
         if let Some(x) = self.x_pending.take() {
             let len = x.bytes() as usize;
             // The previous pass's upload from `x_host` finished before this pass's download
@@ -129,14 +116,6 @@ impl HostLane {
             // buffer is not written again before the stream has passed this copy (the next
             // write follows the next download's event).
             unsafe { self.x_host.copy_to_device(0, len, arena + x.offset, stream.raw)? };
-        }
-        let Some(layer) = self.layer_of[block] else { return Ok(()) };
-        let fetch = self.kv.compute(layer as usize, Side::Device, pass.pos0, pass.tokens.len() as u64);
-        if !fetch.is_empty() {
-            let (k, v) = forward.kv_rows(layer, fetch);
-            for b in [k, v] {
-                self.up(b, arena, stream, "KV rows to the device")?;
-            }
         }
         Ok(())
     }
@@ -153,18 +132,13 @@ impl HostLane {
         let fail = |message: String| CudaError::HostCompute { block: self.names[block].clone(), message };
         let image =
             self.images.offset[block].ok_or_else(|| fail("the plan never host-computes it: no host image".into()))?;
+        if self.reads_kv[block] {
+            return Err(fail("it reads the KV cache, which lives on the device only".into()));
+        }
         Team::global().wake();
         let n = pass.tokens.len() as u64;
         let act = forward.activations();
         let x = act.x.slice(0, n * (act.x.elems / act.tokens.elems));
-        if let Some(layer) = self.layer_of[block] {
-            let fetch = self.kv.compute(layer as usize, Side::Host, pass.pos0, n);
-            if !fetch.is_empty() {
-                let (k, v) = forward.kv_rows(layer, fetch);
-                self.down(k, arena, stream, "KV rows to the host")?;
-                self.down(v, arena, stream, "KV rows to the host")?;
-            }
-        }
         if self.x_pending.is_none() {
             let len = x.bytes() as usize;
             // SAFETY: `x` lies inside the plan's arena (Forward::new checked the layout); the
@@ -181,25 +155,5 @@ impl HostLane {
         })?;
         self.x_pending = Some(x);
         Ok(())
-    }
-
-    /// Device → host copy for `b` on `stream`, waited for before it returns
-    /// (once per layer after prefill: the KV rows the host lacks).
-    fn down(&mut self, b: Buf, arena: u64, stream: &Stream, what: &str) -> Result<(), CudaError> {
-        let (o, len) = (b.offset as usize, b.bytes() as usize);
-        // SAFETY: `b` lies inside the plan's arena (Forward::new checked the layout), which the
-        // device allocation and the mirror both cover; the mirror outlives the synchronise.
-        unsafe { result::memcpy_dtoh_async(&mut self.mirror[o..o + len], arena + b.offset, stream.raw) }
-            .ctx(|| format!("copying {what} ({len} bytes)"))?;
-        stream.synchronize()
-    }
-
-    /// Enqueues mirror → device for `b` on `stream`. From pageable memory the
-    /// driver stages the bytes before returning, so the mirror may change after.
-    fn up(&self, b: Buf, arena: u64, stream: &Stream, what: &str) -> Result<(), CudaError> {
-        let (o, len) = (b.offset as usize, b.bytes() as usize);
-        // SAFETY: as in `down`.
-        unsafe { result::memcpy_htod_async(arena + b.offset, &self.mirror[o..o + len], stream.raw) }
-            .ctx(|| format!("copying {what} ({len} bytes)"))
     }
 }
