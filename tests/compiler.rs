@@ -356,14 +356,14 @@ fn a_gpu_profile_with_a_nan_or_zero_rate_is_an_error_naming_file_and_field_not_a
     let cases = [
         (
             "nan_cpu_rate",
-            "gemv_f16_gbps_during_copy = 66.1",
-            "gemv_f16_gbps_during_copy = nan",
+            "gemv_f16_gbps_during_copy = ",
+            "gemv_f16_gbps_during_copy = nan #",
             "cpu.gemv_f16_gbps_during_copy",
         ),
         (
             "zero_cpu_rate",
-            "gemv_f16_gbps_during_copy = 66.1",
-            "gemv_f16_gbps_during_copy = 0.0",
+            "gemv_f16_gbps_during_copy = ",
+            "gemv_f16_gbps_during_copy = 0.0 #",
             "cpu.gemv_f16_gbps_during_copy",
         ),
         ("negative_block_time", "\nus = ", "\nus = -", "block_times[0].us"),

@@ -72,12 +72,12 @@ fn on_a_gpu_the_fixture_profile_compiles_and_its_block_times_are_used() {
     let p = run(argv, &mut stderr).unwrap_or_else(|e| panic!("{e:#}\n{}", String::from_utf8_lossy(&stderr)));
     println!("{}", String::from_utf8_lossy(&stderr));
     assert_eq!(p.profile.name, "test-gpu");
-    assert_eq!(p.profile.block_times.len(), 8, "4 block kinds x prefill and decode");
+    assert_eq!(p.profile.block_times.len(), 10, "5 block kinds (a layer as its two halves) x prefill and decode");
     assert!(p.profile.block_times.iter().all(|b| b.model == "tiny-llama-mha" && b.us > 0.0));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), p.toml);
     let log: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(log["profile"]["name"], "test-gpu");
-    assert_eq!(log["measurements"]["blocks"].as_array().unwrap().len(), 8);
+    assert_eq!(log["measurements"]["blocks"].as_array().unwrap().len(), 10);
 
     let req = |gpu: &Path| CompileRequest {
         gpu: gpu.display().to_string(),

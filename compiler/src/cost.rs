@@ -35,6 +35,10 @@
 //!   consecutive host-computed blocks also pays one hand-off of the residual
 //!   stream: the profile's `handoff_us`, else [`HOST_HANDOFF_US`]. Without a
 //!   `[cpu]` lane there is no host compute.
+//! * While the host lane computes, a copy runs at `h2d_gbps_during_host`
+//!   rather than the curve's largest-copy rate: the copy engine and the host
+//!   cores read the same DRAM ([`CostModel::copy_slowdown_during_host`]; the
+//!   simulation stretches the overlapped part of each copy).
 //!
 //! Between two forward passes the host reads the logits, samples, and issues the
 //! next pass: [`HOST_TURNAROUND_US`]. It is one constant for every GPU, taken from
@@ -79,6 +83,9 @@ pub trait CostModel {
     /// Handing the residual stream from the device to the host lane and back,
     /// µs: paid once by each run of consecutive host-computed blocks.
     fn host_handoff_us(&self) -> f64;
+    /// How much slower a copy runs while the host lane computes (≥ 1): both
+    /// read the same host DRAM.
+    fn copy_slowdown_during_host(&self) -> f64;
 }
 
 /// Fixed costs for hand-checked tests: every copy, every compute, every
@@ -91,11 +98,14 @@ pub struct UnitCosts {
     pub turnaround: f64,
     pub host: Option<f64>,
     pub handoff: f64,
+    /// Copies overlapping a host compute run this many times slower.
+    pub contention: f64,
 }
 
 impl UnitCosts {
     /// Copy = 1, compute = 1, no turnaround, no host lane.
-    pub const ONE: UnitCosts = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0 };
+    pub const ONE: UnitCosts =
+        UnitCosts { copy: 1.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0, contention: 1.0 };
 }
 
 impl CostModel for UnitCosts {
@@ -114,6 +124,9 @@ impl CostModel for UnitCosts {
     }
     fn host_handoff_us(&self) -> f64 {
         self.handoff
+    }
+    fn copy_slowdown_during_host(&self) -> f64 {
+        self.contention
     }
 }
 
@@ -266,6 +279,13 @@ impl CostModel for Roofline<'_> {
 
     fn host_handoff_us(&self) -> f64 {
         self.gpu.cpu.as_ref().and_then(|c| c.handoff_us).unwrap_or(HOST_HANDOFF_US)
+    }
+
+    /// The largest copies' rate alone over the rate `djinn-profile` measured
+    /// while the host lane computed (`h2d_gbps_during_host`); 1 without one.
+    fn copy_slowdown_during_host(&self) -> f64 {
+        let during = self.gpu.cpu.as_ref().and_then(|c| c.h2d_gbps_during_host);
+        during.map_or(1.0, |d| (self.h2d_gbps(u64::MAX) / d).max(1.0))
     }
 }
 

@@ -2,8 +2,13 @@
 //!
 //! A step starts when its lane is free and every predecessor has ended (a
 //! `Host` edge adds the host turnaround); steps on a lane run in list order.
-//! A host compute costs its layer plus, when the compute lane's step before it
-//! was not one, the hand-off of the residual stream.
+//! A host compute costs its block plus, when the compute lane's step before it
+//! was not one, the hand-off of the residual stream. A copy that overlaps host
+//! computes runs slower meanwhile (both read host DRAM;
+//! [`CostModel::copy_slowdown_during_host`]): since a host compute listed after
+//! a copy may start while the copy is in flight, the schedule is computed
+//! again with the previous pass's host intervals until it settles
+//! ([`CONTENTION_PASSES`] at most).
 //! The nodes are already in issue order, a topological order, so one pass
 //! computes every start and end.
 //!
@@ -27,6 +32,9 @@ use crate::schedule::Work;
 
 /// Decode iterations simulated after prefill.
 pub const ITERATIONS: usize = 4;
+
+/// Most re-simulations for copy contention with host computes.
+pub const CONTENTION_PASSES: usize = 3;
 
 /// Start and end of every node, µs from the start of prefill.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +62,59 @@ pub struct Metrics {
 
 /// Runs the list schedule.
 pub fn simulate(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel) -> Timeline {
+    let slow = cost.copy_slowdown_during_host();
+    let mut tl = schedule_once(g, model, cost, &[], slow);
+    if slow > 1.0 {
+        for _ in 0..CONTENTION_PASSES {
+            let host = host_intervals(g, &tl);
+            if host.is_empty() {
+                break;
+            }
+            let next = schedule_once(g, model, cost, &host, slow);
+            let settled = next == tl;
+            tl = next;
+            if settled {
+                break;
+            }
+        }
+    }
+    tl
+}
+
+/// The host computes' `[start, end)` intervals, ascending (one lane: disjoint).
+fn host_intervals(g: &RunGraph, tl: &Timeline) -> Vec<(f64, f64)> {
+    let mut v: Vec<(f64, f64)> = g
+        .graph
+        .node_indices()
+        .filter(|&n| matches!(g.graph[n].work, Work::HostCompute { .. }))
+        .map(|n| (tl.start[n.index()], tl.end[n.index()]))
+        .collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// How long a copy of `work` µs (at full rate) started at `t` takes when it
+/// runs `slow` times slower inside the `host` intervals.
+pub fn stretched(t: f64, work: f64, host: &[(f64, f64)], slow: f64) -> f64 {
+    let (mut now, mut left) = (t, work);
+    for &(a, b) in host.iter().filter(|&&(_, b)| b > t) {
+        if a > now {
+            if left <= a - now {
+                return now + left - t;
+            }
+            left -= a - now;
+            now = a;
+        }
+        if left * slow <= b - now {
+            return now + left * slow - t;
+        }
+        left -= (b - now) / slow;
+        now = b;
+    }
+    now + left - t
+}
+
+fn schedule_once(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel, host: &[(f64, f64)], slow: f64) -> Timeline {
     let n = g.graph.node_count();
     let mut start = vec![0.0; n];
     let mut end = vec![0.0; n];
@@ -76,7 +137,7 @@ pub fn simulate(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel) -> Timeli
         };
         let block = &model.blocks[node.work.block()];
         let dur = match node.work {
-            Work::Copy { .. } => cost.copy_us(block),
+            Work::Copy { .. } => stretched(t, cost.copy_us(block), host, slow),
             Work::Compute { .. } => cost.compute_us(block, phase),
             // The solver proposes host computes only when the cost model has a
             // host lane; were one simulated without, the infinite time would
@@ -133,5 +194,26 @@ pub fn metrics(g: &RunGraph, tl: &Timeline, cost: &dyn CostModel) -> Metrics {
         decode_us,
         prefill_copy_busy,
         decode_copy_busy,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stretched;
+
+    #[test]
+    fn a_copy_slows_down_only_where_it_overlaps_host_computes() {
+        let host = [(10.0, 20.0), (30.0, 40.0)];
+        // Entirely outside: unchanged.
+        assert_eq!(stretched(0.0, 5.0, &host, 2.0), 5.0);
+        assert_eq!(stretched(40.0, 5.0, &host, 2.0), 5.0);
+        // 10 outside, then 5 of work at half speed inside [10, 20): 10 + 10.
+        assert_eq!(stretched(0.0, 15.0, &host, 2.0), 20.0);
+        // 10 outside, 5 inside (10 µs), 10 outside, then 2 more at half speed: 10 + 10 + 10 + 4.
+        assert_eq!(stretched(0.0, 27.0, &host, 2.0), 34.0);
+        // Starting inside an interval.
+        assert_eq!(stretched(15.0, 2.0, &host, 2.0), 4.0);
+        // No slowdown, no change.
+        assert_eq!(stretched(0.0, 27.0, &host, 1.0), 27.0);
     }
 }

@@ -170,7 +170,7 @@ fn djinn_three_of_four_layers_through_two_slots_unit_costs() {
 
 #[test]
 fn djinn_hides_copies_twice_as_slow_as_computes() {
-    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0 };
+    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0, contention: 1.0 };
     let sol = run(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
     // Prefill: c1 [0,2] c2 [2,4]; C0 [0,1]; C1 waits c1 → [2,3]; c4 waits C1 and
     // the lane → [4,6]; C2 waits c2 → [4,5]; C3 [5,6]; C4 waits c4 → [6,7];
@@ -225,7 +225,7 @@ fn stream_all_four_layers_through_two_slots() {
 
 #[test]
 fn host_turnaround_separates_passes() {
-    let cost = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 5.0, host: None, handoff: 0.0 };
+    let cost = UnitCosts { copy: 1.0, compute: 1.0, turnaround: 5.0, host: None, handoff: 0.0, contention: 1.0 };
     let sol = run(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
     // Prefill ends at 7 as with no turnaround; the first token is sampled 5 later.
     // Each iteration is its 7 units of compute plus the 5 the host takes; the
@@ -289,7 +289,7 @@ fn solver_prefers_the_even_spread_and_two_slots() {
     let fixed = FixedRegions::new(&m, &SHAPE);
     let layers = layer_blocks(&m);
     let budget = layout_for(&m, &fixed, &pick_streamed(&m, &layers, 3, Spread::Even), 2).arena.bytes;
-    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0 };
+    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0, contention: 1.0 };
     let problem =
         Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: crate::HostCompute::Auto };
     let sol = solve(&problem, &cost).unwrap();
@@ -385,7 +385,7 @@ fn run_host(layers: u64, streamed: &[usize], host: &[usize], cost: &dyn CostMode
 fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
     // Copy = 5, compute = 1, host compute = 2. Two split layers; blocks 1, 2, 4
     // (layer.0.attn, layer.0.mlp, layer.1.mlp) stream.
-    let cost = UnitCosts { copy: 5.0, compute: 1.0, turnaround: 0.0, host: Some(2.0), handoff: 0.0 };
+    let cost = UnitCosts { copy: 5.0, compute: 1.0, turnaround: 0.0, host: Some(2.0), handoff: 0.0, contention: 1.0 };
     // Without host compute decode rotates blocks 1 and 4 through slot 0 (block 2
     // stays pinned in slot 1), and the copy lane's cycle sets the pace: C1 →
     // c4 (5) → C4 → c1 (5) → the next C1, 12 per token for 7 of compute.
@@ -448,7 +448,7 @@ fn solver_picks_the_fastest_host_set_and_only_for_djinn() {
     let fixed = FixedRegions::new(&m, &SHAPE);
     let layers = layer_blocks(&m);
     let budget = layout_for(&m, &fixed, &pick_streamed(&m, &layers, 3, Spread::Even), 2).arena.bytes;
-    let cost = UnitCosts { copy: 6.0, compute: 1.0, turnaround: 0.0, host: Some(2.0), handoff: 0.0 };
+    let cost = UnitCosts { copy: 6.0, compute: 1.0, turnaround: 0.0, host: Some(2.0), handoff: 0.0, contention: 1.0 };
     let problem =
         Problem { model: &m, shape: SHAPE, budget, strategy: Strategy::Djinn, host_compute: crate::HostCompute::Auto };
     let sol = solve(&problem, &cost).unwrap();
