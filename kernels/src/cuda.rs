@@ -60,6 +60,7 @@ kernels! {
     AddF16 = "add_f16",
     AddBf16 = "add_bf16",
     ArgmaxF32 = "argmax_f32",
+    CopyF32 = "copy_f32",
 }
 
 macro_rules! source {
@@ -77,6 +78,7 @@ pub const SOURCES: &[Source] = &[
     source!("silu_mul.cu", [SiluMulF16, SiluMulBf16]),
     source!("add.cu", [AddF16, AddBf16]),
     source!("argmax.cu", [ArgmaxF32]),
+    source!("copy.cu", [CopyF32]),
 ];
 
 impl Kernel {

@@ -41,6 +41,11 @@ pub fn rmsnorm<W: Half>(out: &mut [W], x: &[f32], w: &[W], rows: usize, dim: usi
     });
 }
 
+/// `dst[i] = src[i]` for `i < n`: the residual stream handed back by the host lane.
+pub fn copy_f32(dst: &mut [f32], src: &[f32], n: usize) {
+    dst[..n].copy_from_slice(&src[..n]);
+}
+
 /// `x[i] += f32(y[i])` for `i < n`: the residual add.
 pub fn add<W: Half>(x: &mut [f32], y: &[W], n: usize) {
     for (a, b) in x[..n].iter_mut().zip(&y[..n]) {

@@ -26,6 +26,7 @@ pub mod simd;
 pub mod team;
 
 pub use elem::{Elem, Half};
+pub use elementwise::copy_f32;
 pub use half::{bf16, f16};
 pub use rng::Rng;
 pub use sample::{argmax_f32, sample_top_p_f32};

@@ -433,6 +433,30 @@ fn silu_mul_and_add_match_their_twins() {
 }
 
 #[test]
+fn copy_f32_from_pinned_host_memory_matches_its_twin() {
+    let Some(mut d) = dev("copy_f32_from_pinned_host_memory_matches_its_twin") else { return };
+    let mut rng = seed(&[11]);
+    for n in [1usize, 5120, 100_003] {
+        d.reset();
+        let src = rng.normals(n, 2.0);
+        let mut pinned = djinn_runtime::cuda::PinnedBuffer::new(d.ops.gpu(), n * 4, "the test's source").unwrap();
+        for (c, v) in pinned.as_mut_slice().chunks_exact_mut(4).zip(&src) {
+            c.copy_from_slice(&v.to_le_bytes());
+        }
+        let dst = d.put_f32(&vec![f32::NAN; n + 1]);
+        let ptr = pinned.device_ptr().unwrap();
+        d.ops.copy_from_host(dst, ptr, (n * 4) as u64, n as u64).unwrap();
+        let got = d.get_f32(dst);
+        let mut want = vec![f32::NAN; n + 1];
+        k::copy_f32(&mut want, &src, n);
+        assert!(got[..n].iter().zip(&want[..n]).all(|(a, b)| a.to_bits() == b.to_bits()), "copy of {n} floats");
+        assert!(got[n].is_nan(), "the element past n is untouched");
+        // More than the host buffer holds is refused before launch.
+        assert!(d.ops.copy_from_host(dst, ptr, (n * 4) as u64, n as u64 + 1).is_err());
+    }
+}
+
+#[test]
 fn argmax_matches_its_twin() {
     let Some(mut d) = dev("argmax_matches_its_twin") else { return };
     let mut rng = seed(&[5]);

@@ -13,7 +13,8 @@
 //! while the device catches up), copy the residual stream `x` down into a
 //! small pinned buffer behind the compute stream's earlier work and spin on
 //! its event (a blocking wait would add a wake-up per layer), run the layer.
-//! `x` goes back up on the compute stream before the next device compute
+//! `x` goes back up on the compute stream (a kernel reading the pinned buffer)
+//! before the next device compute
 //! ([`HostLane::before_device_compute`]), so a run of consecutive host layers
 //! hands it over once.
 //!
@@ -28,6 +29,7 @@ use djinn_kernels::Team;
 
 use super::context::{Event, Gpu, Stream};
 use super::error::CudaError;
+use super::ops::CudaOps;
 use super::pinned::{HostRegistration, PinnedBuffer};
 use crate::backend::Pass;
 use crate::cpu::CpuOps;
@@ -41,6 +43,13 @@ use crate::weights::Weights;
 /// decode step usually take, so a token's host layers find the team hot.
 const TEAM_IDLE_SPIN: Duration = Duration::from_millis(20);
 
+/// [`TEAM_IDLE_SPIN`], or `DJINN_TEAM_SPIN_US` microseconds when set (to
+/// measure the trade-off: spinning workers keep the team hot but take the
+/// cores the thread issuing the device's next kernels needs).
+fn team_idle_spin() -> Duration {
+    std::env::var("DJINN_TEAM_SPIN_US").ok().and_then(|v| v.parse().ok()).map_or(TEAM_IDLE_SPIN, Duration::from_micros)
+}
+
 pub struct HostLane {
     /// Page-locks `mirror`'s images; declared first, so it is dropped first.
     _registration: HostRegistration,
@@ -49,6 +58,8 @@ pub struct HostLane {
     images: HostImages,
     /// `x` of one pass on its way down and back up.
     x_host: PinnedBuffer,
+    /// `x_host`'s address in the device's address space.
+    x_device: u64,
     x_down: Event,
     /// The rows of `x` the host holds and the device lacks (bytes), after a
     /// host compute: uploaded before the next device compute, so a run of
@@ -84,12 +95,14 @@ impl HostLane {
         };
         let x = forward.activations().x;
         let x_host = PinnedBuffer::new(gpu, x.bytes() as usize, "the residual stream's hand-over")?;
-        Team::global().set_idle_spin(TEAM_IDLE_SPIN);
+        let x_device = x_host.device_ptr()?;
+        Team::global().set_idle_spin(team_idle_spin());
         Ok(Some(HostLane {
             _registration: registration,
             mirror,
             images,
             x_host,
+            x_device,
             x_down: Event::new(gpu, false)?,
             x_pending: None,
             reads_kv: plan.model.blocks.iter().map(|b| b.kind.reads_kv()).collect(),
@@ -104,18 +117,20 @@ impl HostLane {
         Some(&self.mirror[off..off + self.images.bytes[block] as usize])
     }
 
-    /// Before the device computes a block: uploads the residual stream if the
-    /// host has it (after host-computed blocks), on the compute stream.
-    pub fn before_device_compute(&mut self, arena: u64, stream: &Stream) -> Result<(), CudaError> {
+    /// Before the device computes a block: puts the residual stream back if
+    /// the host has it (after host-computed blocks), on the compute stream. A
+    /// kernel reads it from the pinned buffer over the bus ([`CudaOps::copy_from_host`]):
+    /// an H2D copy would queue behind the copy lane's slot copy on the same
+    /// engine, ~1.3 ms a host block on the H200 (BENCHMARKS.md, section 1a).
+    pub fn before_device_compute(&mut self, ops: &mut CudaOps) -> Result<(), CudaError> {
         if let Some(x) = self.x_pending.take() {
             let len = x.bytes() as usize;
-            // The previous pass's upload from `x_host` finished before this pass's download
+            // The previous pass's read of `x_host` finished before this pass's download
             // into it (both on the compute stream), so the buffer was free to refill.
             self.x_host.as_mut_slice()[..len].copy_from_slice(&self.mirror[x.offset as usize..][..len]);
-            // SAFETY: `x` lies inside the plan's arena (Forward::new checked the layout); the
-            // buffer is not written again before the stream has passed this copy (the next
-            // write follows the next download's event).
-            unsafe { self.x_host.copy_to_device(0, len, arena + x.offset, stream.raw)? };
+            // The buffer is not written again before the stream has passed this kernel (the
+            // next write follows the next download's event).
+            ops.copy_from_host(x, self.x_device, self.x_host.len() as u64, x.elems)?;
         }
         Ok(())
     }

@@ -498,3 +498,22 @@ impl Ops for CudaOps {
         self.launch(OP, name, grid_for(n), THREADS, 0, &mut a)
     }
 }
+
+impl CudaOps {
+    /// `dst[..n] = src[..n]` (f32) on the compute stream, `src` the device
+    /// address of page-locked host memory holding `src_bytes` bytes
+    /// ([`super::pinned::PinnedBuffer::device_ptr`]): the SMs read it over the
+    /// bus, so the transfer does not queue behind the copy lane's DMA.
+    pub fn copy_from_host(&mut self, dst: Buf, src: u64, src_bytes: u64, n: u64) -> Result<(), CudaError> {
+        const OP: &str = "copy_from_host";
+        let pd = self.operand(OP, "dst", dst, n, Some(Dtype::F32))?;
+        if n * 4 > src_bytes {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!("operand src: {src_bytes} bytes of host memory where {} are needed", n * 4),
+            });
+        }
+        let mut a = [Arg::Ptr(pd), Arg::Ptr(src), Arg::U32(u32_of(OP, "n", n)?)];
+        self.launch(OP, Kernel::CopyF32, grid_for(n), THREADS, 0, &mut a)
+    }
+}

@@ -35,6 +35,21 @@ impl PinnedBuffer {
         Ok(PinnedBuffer { ctx: gpu.ctx.clone(), ptr, bytes })
     }
 
+    /// The buffer's address in the device's address space: kernels may read
+    /// (and write) it directly, over the bus.
+    pub fn device_ptr(&self) -> Result<sys::CUdeviceptr, CudaError> {
+        let mut dptr: sys::CUdeviceptr = 0;
+        // SAFETY: `ptr` is a live page-locked allocation of this context; the driver writes `dptr`.
+        unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dptr, self.ptr as *mut std::ffi::c_void, 0) }
+            .result()
+            .ctx(|| format!("mapping {} bytes of pinned host memory into the device's address space", self.bytes))?;
+        Ok(dptr)
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` is valid for `bytes` initialised bytes while `self` lives.
         unsafe { std::slice::from_raw_parts(self.ptr, self.bytes) }
