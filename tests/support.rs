@@ -5,8 +5,9 @@ use std::path::Path;
 use djinn_compiler::gpu_presets::load_gpu;
 use djinn_compiler::{compile_model, HostCompute, Options};
 use djinn_core::gpu::CpuLane;
+use djinn_core::model::BlockKind;
 use djinn_core::model_presets::load_model;
-use djinn_core::plan::{Op, Placement, Plan};
+use djinn_core::plan::{Op, Plan};
 
 /// A `djinn` plan for the model in `dir` whose streamed MLP halves all run
 /// their decode steps on the host CPU (`--host-compute all`, which splits the
@@ -19,20 +20,27 @@ pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) 
     let model = load_model(&dir.display().to_string()).unwrap();
     let layer = resident.model.block("layer.0").unwrap().bytes;
     let layers = resident.model.arch.num_layers;
-    let streamed = |p: &Plan| p.placements.iter().filter(|b| b.placement == Placement::Streamed).count() as u64;
-    let plan = (1..=layers + 2)
+    // Host-computed MLP halves in decode (the embedding may be held on the host too, which
+    // frees more than a layer of a tiny model, so the budget search runs past `layers` cuts).
+    let hosted_mlps = |p: &Plan| {
+        p.decode
+            .steps
+            .iter()
+            .filter(|s| s.op == Op::HostCompute && p.model.block(&s.block).is_some_and(|b| b.kind == BlockKind::Mlp))
+            .count() as u64
+    };
+    let plan = (1..=64 * layers)
         .filter_map(|n| {
-            let opts = Options {
-                budget: Some(resident.arena.bytes + opts.runtime_reserve - n * layer),
-                host_compute: HostCompute::All,
-                ..opts.clone()
-            };
+            let budget = (resident.arena.bytes + opts.runtime_reserve).checked_sub(n * layer)?;
+            let opts = Options { budget: Some(budget), host_compute: HostCompute::All, ..opts.clone() };
             compile_model(&model, &gpu, &opts).ok()
         })
         .map(|c| c.plan)
-        .find(|p| streamed(p) >= layers - 1)
-        .unwrap_or_else(|| panic!("{}: no budget streams {} layers", dir.display(), layers - 1));
-    let hosted = plan.decode.steps.iter().filter(|s| s.op == Op::HostCompute).count() as u64;
-    assert!(hosted >= layers - 1, "{}: {hosted} host_compute steps in decode", dir.display());
+        .find(|p| hosted_mlps(p) >= layers - 1)
+        .unwrap_or_else(|| panic!("{}: no budget host-computes the MLPs of {} layers", dir.display(), layers - 1));
+    // `all` holds the embedding on the host too: gathered there in prefill and in decode.
+    for phase in [&plan.prefill, &plan.decode] {
+        assert!(phase.steps.iter().any(|s| s.op == Op::HostCompute && s.block == "embed"), "{}", dir.display());
+    }
     plan
 }

@@ -77,9 +77,10 @@ pub trait CostModel {
     fn compute_us(&self, block: &Block, phase: PhaseKind) -> f64;
     /// Host time between two forward passes, µs.
     fn turnaround_us(&self) -> f64;
-    /// The host CPU's decode step of a streamed block, µs, hand-off excluded;
-    /// `None` when there is no host lane.
-    fn host_compute_us(&self, block: &Block) -> Option<f64>;
+    /// The host CPU's computation of a block in `phase`, µs, hand-off
+    /// excluded; `None` when there is no host lane or the block cannot run
+    /// there in that phase.
+    fn host_compute_us(&self, block: &Block, phase: PhaseKind) -> Option<f64>;
     /// Handing the residual stream from the device to the host lane and back,
     /// µs: paid once by each run of consecutive host-computed blocks.
     fn host_handoff_us(&self) -> f64;
@@ -119,7 +120,7 @@ impl CostModel for UnitCosts {
         self.turnaround
     }
     /// `host` for every block that reads no KV cache (the rule every cost model keeps).
-    fn host_compute_us(&self, block: &Block) -> Option<f64> {
+    fn host_compute_us(&self, block: &Block, _: PhaseKind) -> Option<f64> {
         self.host.filter(|_| !block.kind.reads_kv())
     }
     fn host_handoff_us(&self) -> f64 {
@@ -265,10 +266,22 @@ impl CostModel for Roofline<'_> {
         HOST_TURNAROUND_US
     }
 
-    fn host_compute_us(&self, block: &Block) -> Option<f64> {
+    fn host_compute_us(&self, block: &Block, phase: PhaseKind) -> Option<f64> {
         let cpu = self.gpu.cpu.as_ref()?;
-        if block.kind.reads_kv() {
-            return None;
+        match block.kind {
+            kind if kind.reads_kv() => return None,
+            // Gather the pass's rows from host memory; send them up as the f32 residual stream.
+            BlockKind::Embedding => {
+                let (tokens, _) = self.tokens_and_context(phase);
+                let rows = tokens as f64 * self.model.arch.hidden_size as f64;
+                let read = rows * self.model.dtype.size() as f64;
+                let up = (rows * 4.0) as u64;
+                let rate = cpu.host_read_gbps.unwrap_or(cpu.gemv_f16_gbps);
+                return Some(read / (rate * 1e3) + up as f64 / (self.h2d_gbps(up) * 1e3));
+            }
+            // Other blocks run on the host in decode only (prefill's matrix products belong on the GPU).
+            _ if phase == PhaseKind::Prefill => return None,
+            _ => {}
         }
         let measured = cpu
             .block_times
@@ -434,7 +447,7 @@ mod tests {
         let mut g = gpu();
         let m = model().split_layers();
         let mlp = m.block("layer.0.mlp").unwrap();
-        assert_eq!(Roofline::new(&g, &m, SHAPE).host_compute_us(mlp), None, "no cpu lane");
+        assert_eq!(Roofline::new(&g, &m, SHAPE).host_compute_us(mlp, PhaseKind::Decode), None, "no cpu lane");
         g.cpu = Some(djinn_core::gpu::CpuLane {
             cores: 16,
             gemv_f16_gbps: 50.0,
@@ -447,12 +460,15 @@ mod tests {
         let r = Roofline::new(&g, &m, SHAPE);
         // 40 GB/s = 40_000 bytes per µs.
         let want = mlp.bytes as f64 / 40_000.0;
-        assert!((r.host_compute_us(mlp).unwrap() - want).abs() < 1e-9);
+        assert!((r.host_compute_us(mlp, PhaseKind::Decode).unwrap() - want).abs() < 1e-9);
         assert_eq!(r.host_handoff_us(), HOST_HANDOFF_US);
         // Blocks that read the KV cache never run on the host.
-        assert_eq!(r.host_compute_us(m.block("layer.0.attn").unwrap()), None);
+        assert_eq!(r.host_compute_us(m.block("layer.0.attn").unwrap(), PhaseKind::Decode), None);
         let whole = model();
-        assert_eq!(Roofline::new(&g, &whole, SHAPE).host_compute_us(whole.block("layer.0").unwrap()), None);
+        assert_eq!(
+            Roofline::new(&g, &whole, SHAPE).host_compute_us(whole.block("layer.0").unwrap(), PhaseKind::Decode),
+            None
+        );
         // A measured MLP of this model at this context, and a measured hand-off, replace both.
         let cpu = g.cpu.as_mut().unwrap();
         cpu.handoff_us = Some(33.0);
@@ -466,9 +482,12 @@ mod tests {
         };
         cpu.block_times = vec![t("other", 512), t("m", 64)];
         let r = Roofline::new(&g, &m, SHAPE);
-        assert!((r.host_compute_us(mlp).unwrap() - want).abs() < 1e-9, "another model or context does not apply");
+        assert!(
+            (r.host_compute_us(mlp, PhaseKind::Decode).unwrap() - want).abs() < 1e-9,
+            "another model or context does not apply"
+        );
         g.cpu.as_mut().unwrap().block_times.push(t("m", 512));
         let r = Roofline::new(&g, &m, SHAPE);
-        assert_eq!((r.host_compute_us(mlp), r.host_handoff_us()), (Some(7000.0), 33.0));
+        assert_eq!((r.host_compute_us(mlp, PhaseKind::Decode), r.host_handoff_us()), (Some(7000.0), 33.0));
     }
 }

@@ -191,7 +191,7 @@ pub fn emit(
         .enumerate()
         .map(|(i, b)| BlockPlacement {
             block: b.name.clone(),
-            placement: if layout.streamed.contains(&i) {
+            placement: if layout.streamed.contains(&i) || layout.held.contains(&i) {
                 Placement::Streamed
             } else {
                 Placement::Resident { region: resident_region_name(&b.name) }
@@ -205,7 +205,7 @@ pub fn emit(
         decode_copy_busy: round_frac(m.decode_copy_busy),
         prefill_copy_busy: round_frac(m.prefill_copy_busy),
         resident_blocks: layout.resident.len() as u64,
-        streamed_blocks: layout.streamed.len() as u64,
+        streamed_blocks: (layout.streamed.len() + layout.held.len()) as u64,
         resident_bytes: layout.resident.iter().map(|&b| model.blocks[b].bytes).sum(),
         streamed_bytes_per_token: sol
             .program

@@ -203,7 +203,7 @@ mod tests {
     #[test]
     fn edges_point_forward_in_issue_order_and_the_graph_is_acyclic() {
         for strategy in Strategy::ALL {
-            let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, 0, strategy);
+            let p = crate::schedule::build(7, &[1, 2, 4], &[], &[], 2, 0, strategy);
             let g = unroll(&p, 3).unwrap();
             for e in g.graph.edge_references() {
                 assert!(
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn host_computes_sit_on_the_compute_lane_with_only_lane_order_edges() {
-        let p = crate::schedule::build(7, &[1, 2, 4], &[2], 2, 0, Strategy::Djinn);
+        let p = crate::schedule::build(7, &[1, 2, 4], &[], &[2], 2, 0, Strategy::Djinn);
         let g = unroll(&p, 2).unwrap();
         // Body "C0 C1@1 H2 C3 C4@0 C5 C6": position 2 is block 2's host compute; it
         // follows C1 on the compute lane and precedes C3, with no event edge in or out.
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn loop_carried_copies_feed_the_next_iteration() {
-        let p = crate::schedule::build(7, &[1, 2, 4], &[], 2, 0, Strategy::Djinn);
+        let p = crate::schedule::build(7, &[1, 2, 4], &[], &[], 2, 0, Strategy::Djinn);
         let g = unroll(&p, 2).unwrap();
         // Iteration 0's compute of block 1 (body position 1) reads prefill's prologue copy
         // (prefill position 8); iteration 1's reads iteration 0's copy at body position 6.

@@ -118,12 +118,14 @@ fn here(pos: usize, kind: DepKind) -> Dep {
 }
 
 /// Builds the program for `blocks` blocks computed in index order, of which
-/// `streamed` (ascending) go through `slots` slots and `host` (ascending, a
-/// subset of `streamed`, djinn only) are computed by the host CPU in decode;
+/// `streamed` (ascending) go through `slots` slots, `held` stay in host memory
+/// and are computed by the host CPU in every pass (djinn only), and `host`
+/// (ascending, a subset of `streamed`, djinn only) are computed by the host CPU in decode;
 /// `pinned` slots keep one copied layer through decode ([`decode_occupants`]).
 pub fn build(
     blocks: usize,
     streamed: &[usize],
+    held: &[usize],
     host: &[usize],
     slots: u64,
     pinned: usize,
@@ -131,13 +133,23 @@ pub fn build(
 ) -> Program {
     debug_assert!(streamed.windows(2).all(|w| w[0] < w[1]));
     debug_assert!(host.windows(2).all(|w| w[0] < w[1]) && host.iter().all(|b| streamed.contains(b)));
-    match strategy {
+    debug_assert!(held.iter().all(|b| !streamed.contains(b)));
+    let mut program = match strategy {
         Strategy::Djinn | Strategy::StreamAll => djinn(blocks, streamed, host, slots as usize, pinned),
         Strategy::Sync => {
-            debug_assert!(host.is_empty(), "the sync baseline never computes on the host");
+            debug_assert!(host.is_empty() && held.is_empty(), "the sync baseline never computes on the host");
             sync(blocks, streamed, slots as usize)
         }
+    };
+    // A held block is computed by the host in every pass, in its model position.
+    for item in program.prefill.iter_mut().chain(program.decode.iter_mut()) {
+        if let Work::Compute { block, slot: None } = item.work {
+            if held.contains(&block) {
+                item.work = Work::HostCompute { block };
+            }
+        }
     }
+    program
 }
 
 /// Position of each block in the streamed list.
@@ -389,7 +401,7 @@ mod tests {
 
     #[test]
     fn djinn_prefill_issues_first_copies_then_follows_each_slot_release() {
-        let p = build(7, &[1, 2, 4], &[], 2, 0, Strategy::Djinn);
+        let p = build(7, &[1, 2, 4], &[], &[], 2, 0, Strategy::Djinn);
         // 0 c1@0, 1 c2@1, 2 C0, 3 C1 (waits copy 0), 4 c4@0 (waits C1: slot reuse),
         // 5 C2 (waits 1), 6 C3, 7 C4 (waits 4), 8 c1@0 prologue (waits C4), 9 C5, 10 C6.
         // Decode keeps block 2 in slot 1 (its only decode occupant, and what
@@ -399,7 +411,7 @@ mod tests {
 
     #[test]
     fn djinn_decode_body_consumes_the_previous_pass_copies() {
-        let p = build(7, &[1, 2, 4], &[], 2, 0, Strategy::Djinn);
+        let p = build(7, &[1, 2, 4], &[], &[], 2, 0, Strategy::Djinn);
         // Slot 0 rotates blocks 1 and 4: the compute of block 1 waits on the
         // previous iteration's copy at body position 6, or on prefill's prologue
         // at 8. Slot 1 is pinned to block 2: no copy into it, and every
@@ -411,7 +423,7 @@ mod tests {
     fn more_copied_layers_than_slots_rotate_through_every_slot() {
         // Blocks 0 embed, 1..=4 layers, 5 norm, 6 head; layers stream through 2
         // slots: slot 0 holds blocks 1, 3 and slot 1 blocks 2, 4, in prefill and decode.
-        let p = build(7, &[1, 2, 3, 4], &[], 2, 0, Strategy::Djinn);
+        let p = build(7, &[1, 2, 3, 4], &[], &[], 2, 0, Strategy::Djinn);
         assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c3@0<3 C2@1<1 c4@1<5 C3@0<4 c1@0<7 C4@1<6 c2@1<9 C5 C6");
         assert_eq!(render(&p.decode), "C0 C1@0<<6/8 c3@0<1 C2@1<<8/10 c4@1<3 C3@0<2 c1@0<5 C4@1<4 c2@1<7 C5 C6");
     }
@@ -420,7 +432,7 @@ mod tests {
     fn a_pinned_slot_keeps_its_layer_and_the_rest_rotate_through_one_slot() {
         // As above with one pinned slot: prefill leaves block 4 in slot 1, and
         // decode keeps it there; blocks 1, 2, 3 rotate through slot 0.
-        let p = build(7, &[1, 2, 3, 4], &[], 2, 1, Strategy::Djinn);
+        let p = build(7, &[1, 2, 3, 4], &[], &[], 2, 1, Strategy::Djinn);
         assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c3@0<3 C2@1<1 c4@1<5 C3@0<4 c1@0<7 C4@1<6 C5 C6");
         assert_eq!(render(&p.decode), "C0 C1@0<<6/8 c2@0<1 C2@0<2 c3@0<3 C3@0<4 c1@0<5 C4@1<<-/6 C5 C6");
         let copies = |list: &[Item]| list.iter().filter(|it| it.work.is_copy()).count();
@@ -429,7 +441,7 @@ mod tests {
 
     #[test]
     fn sync_copies_wait_for_the_compute_before_their_block() {
-        let p = build(7, &[1, 2, 4], &[], 2, 0, Strategy::Sync);
+        let p = build(7, &[1, 2, 4], &[], &[], 2, 0, Strategy::Sync);
         // c4@0 waits on C3 (position 5, serialize) and on C1 (position 2, slot reuse).
         assert_eq!(render(&p.prefill), "C0 c1@0<0 C1@0<1 c2@1<2 C2@1<3 C3 c4@0<5<2 C4@0<6 C5 C6");
         // Decode's first copies also carry the slot's last occupant of the previous pass.
@@ -439,7 +451,7 @@ mod tests {
     #[test]
     fn host_layer_leaves_decode_copying_the_rest_through_the_same_slots() {
         // Host [2]: decode copies D = [1, 4], d0 = block 1 → slot 0, d1 = block 4 → slot 1.
-        let p = build(7, &[1, 2, 4], &[2], 2, 0, Strategy::Djinn);
+        let p = build(7, &[1, 2, 4], &[], &[2], 2, 0, Strategy::Djinn);
         // No more copied layers than slots: each is pinned. Block 4 stays where
         // prefill leaves it (slot 0); block 1 goes to slot 1, after slot 1's last
         // prefill occupant (block 2, computed at 5): the one prologue copy, at 6.
@@ -453,7 +465,7 @@ mod tests {
     fn host_layer_among_more_copied_layers_than_slots() {
         // Blocks 0 embed, 1..=5 layers, 6 norm, 7 head; all 5 layers stream
         // through 2 slots, block 3 is a host layer: D = [1, 2, 4, 5] → slots 0, 1, 0, 1.
-        let p = build(8, &[1, 2, 3, 4, 5], &[3], 2, 0, Strategy::Djinn);
+        let p = build(8, &[1, 2, 3, 4, 5], &[], &[3], 2, 0, Strategy::Djinn);
         // Prefill slots follow S (1@0 2@1 3@0 4@1 5@0): c3 after C1 (4), c4 after
         // C2 (6), c5 after C3 (8); slot 1's last prefill occupant is block 4:
         // prologue c2@1 after C4 (10); slot 0's is block 5: prologue c1@0 after C5 (12).
@@ -469,7 +481,7 @@ mod tests {
     #[test]
     fn copied_layers_that_prefill_leaves_in_their_slots_need_no_prologue() {
         // Host [1]: D = [2, 4], exactly what prefill leaves in slots 1 and 0.
-        let p = build(7, &[1, 2, 4], &[1], 2, 0, Strategy::Djinn);
+        let p = build(7, &[1, 2, 4], &[], &[1], 2, 0, Strategy::Djinn);
         assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 C5 C6");
         assert_eq!(render(&p.decode), "C0 H1 C2@1<<-/1 C3 C4@0<<-/4 C5 C6");
     }
@@ -490,7 +502,7 @@ mod tests {
 
     #[test]
     fn all_streamed_layers_on_the_host_leave_decode_without_copies() {
-        let p = build(7, &[1, 2, 4], &[1, 2, 4], 2, 0, Strategy::Djinn);
+        let p = build(7, &[1, 2, 4], &[], &[1, 2, 4], 2, 0, Strategy::Djinn);
         // Prefill has no prologue: decode copies nothing.
         assert_eq!(render(&p.prefill), "c1@0 c2@1 C0 C1@0<0 c4@0<3 C2@1<1 C3 C4@0<4 C5 C6");
         assert_eq!(render(&p.decode), "C0 H1 H2 C3 H4 C5 C6");
@@ -504,7 +516,7 @@ mod tests {
                 let hosts: &[&[usize]] =
                     if strategy == Strategy::Sync { &[&[]] } else { &[&[], &[5], &[1, 9], &[2, 3, 4, 6, 7, 8]] };
                 for host in hosts {
-                    let p = build(12, &streamed, host, k, 0, strategy);
+                    let p = build(12, &streamed, &[], host, k, 0, strategy);
                     for list in [&p.prefill, &p.decode] {
                         for (pos, it) in list.iter().enumerate() {
                             for d in &it.deps {

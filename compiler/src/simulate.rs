@@ -144,7 +144,7 @@ fn schedule_once(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel, host: &[
             // fail the verifier's finite-time check instead of passing silently.
             Work::HostCompute { .. } => {
                 let handoff = if on_host { 0.0 } else { cost.host_handoff_us() };
-                cost.host_compute_us(block).unwrap_or(f64::INFINITY) + handoff
+                cost.host_compute_us(block, phase).unwrap_or(f64::INFINITY) + handoff
             }
         };
         match node.work {

@@ -45,6 +45,7 @@
 //!    norm and head resident and streams every layer with djinn's schedule.
 //!    Neither ablation computes on the host.
 
+use djinn_core::gpu::PhaseKind;
 use djinn_core::model::{BlockKind, ModelSpec};
 use djinn_core::plan::{Arena, RunShape, Strategy};
 
@@ -86,6 +87,9 @@ pub struct Layout {
     pub resident: Vec<usize>,
     /// Streamed blocks (layers), ascending: `s_0 … s_{m-1}`.
     pub streamed: Vec<usize>,
+    /// Blocks held in host memory and computed by the host CPU in every pass
+    /// (the embedding, whose passes read a few of its rows), ascending.
+    pub held: Vec<usize>,
     pub slots: u64,
     pub slot_bytes: u64,
     pub fixed: FixedRegions,
@@ -163,10 +167,15 @@ pub fn pick_host(streamed: &[usize], h: usize) -> Vec<usize> {
 
 /// Lays out the arena with `streamed` going through `slots` slots and every other block resident.
 pub fn layout_for(model: &ModelSpec, fixed: &FixedRegions, streamed: &[usize], slots: u64) -> Layout {
-    let resident: Vec<usize> = (0..model.blocks.len()).filter(|b| !streamed.contains(b)).collect();
+    layout_held(model, fixed, streamed, &[], slots)
+}
+
+/// [`layout_for`] with the `held` blocks kept in host memory (no region, no slot).
+pub fn layout_held(model: &ModelSpec, fixed: &FixedRegions, streamed: &[usize], held: &[usize], slots: u64) -> Layout {
+    let resident: Vec<usize> = (0..model.blocks.len()).filter(|b| !streamed.contains(b) && !held.contains(b)).collect();
     let slot_bytes = streamed.iter().map(|&b| model.blocks[b].bytes).max().unwrap_or(0);
     let arena = lay_out(model, &resident, slots, slot_bytes, fixed);
-    Layout { resident, streamed: streamed.to_vec(), slots, slot_bytes, fixed: *fixed, arena }
+    Layout { resident, streamed: streamed.to_vec(), held: held.to_vec(), slots, slot_bytes, fixed: *fixed, arena }
 }
 
 /// Builds, unrolls and simulates the schedule of a layout.
@@ -181,7 +190,7 @@ pub fn evaluate(
     strategy: Strategy,
     cost: &dyn CostModel,
 ) -> Result<Solution, CompileError> {
-    let program = build(model.blocks.len(), &layout.streamed, host, layout.slots, pinned, strategy);
+    let program = build(model.blocks.len(), &layout.streamed, &layout.held, host, layout.slots, pinned, strategy);
     let graph = unroll(&program, ITERATIONS)?;
     let timeline = simulate(&graph, model, cost);
     let metrics = metrics(&graph, &timeline, cost);
@@ -235,7 +244,12 @@ fn better(a: &Solution, b: &Solution) -> bool {
 
 /// The streamed blocks of `layout` the host lane can compute, ascending.
 fn host_computable(model: &ModelSpec, layout: &Layout, cost: &dyn CostModel) -> Vec<usize> {
-    layout.streamed.iter().copied().filter(|&b| cost.host_compute_us(&model.blocks[b]).is_some()).collect()
+    layout
+        .streamed
+        .iter()
+        .copied()
+        .filter(|&b| cost.host_compute_us(&model.blocks[b], PhaseKind::Decode).is_some())
+        .collect()
 }
 
 /// Step 5: the best set of host blocks and pinned slots for `best`'s layout
@@ -257,8 +271,44 @@ fn choose_host(model: &ModelSpec, best: Solution, cost: &dyn CostModel) -> Resul
     Ok(best)
 }
 
-/// Solves `problem` with `cost`.
+/// The blocks the host may hold and compute in every pass for `problem`:
+/// the embedding (a pass reads one row per token of its table), when the
+/// strategy is djinn, host compute is allowed and the cost model prices it.
+fn holdable(problem: &Problem, cost: &dyn CostModel) -> Vec<usize> {
+    if problem.strategy != Strategy::Djinn || problem.host_compute == HostCompute::Off {
+        return Vec::new();
+    }
+    let model = problem.model;
+    let priced = |b: &djinn_core::model::Block| {
+        [PhaseKind::Prefill, PhaseKind::Decode].iter().all(|&p| cost.host_compute_us(b, p).is_some())
+    };
+    (0..model.blocks.len())
+        .filter(|&i| model.blocks[i].kind == BlockKind::Embedding && priced(&model.blocks[i]))
+        .collect()
+}
+
+/// Solves `problem` with `cost`: with every block on the device, and (when
+/// anything streams and the host can hold it) with the embedding in host
+/// memory; the better of the two (`--host-compute all`: the latter).
 pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, CompileError> {
+    let on_device = solve_holding(problem, cost, &[]);
+    let held = holdable(problem, cost);
+    if held.is_empty() || matches!(&on_device, Ok(s) if s.layout.streamed.is_empty()) {
+        return on_device;
+    }
+    let holding = solve_holding(problem, cost, &held);
+    match (on_device, holding) {
+        (_, Ok(h)) if problem.host_compute == HostCompute::All => Ok(h),
+        (Ok(d), Ok(h)) => Ok(if better(&h, &d) { h } else { d }),
+        (Ok(d), Err(_)) => Ok(d),
+        (Err(_), Ok(h)) => Ok(h),
+        // Holding the embedding needs the least device memory: its error says what is needed.
+        (Err(_), Err(e)) => Err(e),
+    }
+}
+
+/// [`solve`] with the `held` blocks in host memory.
+fn solve_holding(problem: &Problem, cost: &dyn CostModel, held: &[usize]) -> Result<Solution, CompileError> {
     let model = problem.model;
     let fixed = FixedRegions::new(model, &problem.shape);
     let layers = layer_blocks(model);
@@ -266,7 +316,7 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
 
     let streaming = match problem.strategy {
         Strategy::Djinn | Strategy::Sync => {
-            let all = layout_for(model, &fixed, &[], 0);
+            let all = layout_held(model, &fixed, &[], held, 0);
             if fits(&all) {
                 return evaluate(model, all, &[], 0, Spread::Even, problem.strategy, cost);
             }
@@ -274,7 +324,7 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
             for k in 2..=MAX_SLOTS.min(layers.len() as u64) {
                 for spread in spreads(model) {
                     let found = (k as usize..=layers.len())
-                        .map(|m| layout_for(model, &fixed, &pick_streamed(model, &layers, m, spread), k))
+                        .map(|m| layout_held(model, &fixed, &pick_streamed(model, &layers, m, spread), held, k))
                         .find(|l| fits(l));
                     layouts.extend(found.map(|l| (l, spread)));
                 }
@@ -297,7 +347,7 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
         }
     };
     if streaming.is_empty() {
-        return Err(too_small(problem, &fixed, &layers));
+        return Err(too_small(problem, &fixed, &layers, held));
     }
     // The best copy-only solution of each spread (and overall).
     let mut best_of: Vec<Solution> = Vec::new();
@@ -339,7 +389,7 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
                         "whole layers read the KV cache, which lives on the device; only MLP halves run on the \
                              host (--units split)"
                     }
-                    Some(mlp) if cost.host_compute_us(mlp).is_none() => {
+                    Some(mlp) if cost.host_compute_us(mlp, PhaseKind::Decode).is_none() => {
                         "the GPU profile has no [cpu] lane (measure one with djinn-profile)"
                     }
                     Some(_) => "the streamed blocks read the KV cache, which lives on the device",
@@ -354,14 +404,20 @@ pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, Compil
 }
 
 /// The budget error: what the smallest streaming plan (no resident layer, 2 slots) needs.
-fn too_small(problem: &Problem, fixed: &FixedRegions, layers: &[usize]) -> CompileError {
+fn too_small(problem: &Problem, fixed: &FixedRegions, layers: &[usize], held: &[usize]) -> CompileError {
     let model = problem.model;
-    let min = layout_for(model, fixed, layers, 2);
+    let min = layout_held(model, fixed, layers, held, 2);
     let mut needed = min.arena.bytes;
     if problem.strategy != Strategy::StreamAll {
-        needed = needed.min(layout_for(model, fixed, &[], 0).arena.bytes);
+        needed = needed.min(layout_held(model, fixed, &[], held, 0).arena.bytes);
     }
-    let fixed_blocks = model.blocks.iter().filter(|b| !b.kind.is_layer_part()).map(|b| b.bytes).sum();
+    let fixed_blocks = model
+        .blocks
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| !b.kind.is_layer_part() && !held.contains(i))
+        .map(|(_, b)| b.bytes)
+        .sum();
     CompileError::BudgetTooSmall {
         budget: problem.budget,
         needed,

@@ -428,8 +428,11 @@ fn a_host_layer_beats_the_copy_floor_when_copies_dominate() {
     assert_eq!((c3.slot, &c3.wait_prev), (Some(0), &vec!["ready:layer.1.mlp".to_string()]));
     // The same blocks as whole layers cannot run on the host: they read the KV cache.
     let whole = model(4);
-    let computable: Vec<usize> =
-        B_STREAMED.iter().copied().filter(|&b| cost.host_compute_us(&whole.blocks[b]).is_some()).collect();
+    let computable: Vec<usize> = B_STREAMED
+        .iter()
+        .copied()
+        .filter(|&b| cost.host_compute_us(&whole.blocks[b], djinn_core::gpu::PhaseKind::Decode).is_some())
+        .collect();
     assert!(computable.is_empty());
     assert_eq!(plan.prediction.streamed_bytes_per_token, 0);
 }

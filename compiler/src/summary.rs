@@ -25,6 +25,10 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
     let layers = m.arch.num_layers;
     // What a streamed unit is: a whole layer, or a layer's attention or MLP half.
     let (unit, units) = if m.is_split() { ("blocks", 2 * layers) } else { ("layers", layers) };
+    // Blocks the host holds and computes in every pass: host-computed in prefill too.
+    let held: Vec<&str> =
+        plan.prefill.steps.iter().filter(|s| s.op == Op::HostCompute).map(|s| s.block.as_str()).collect();
+    let streamed_count = p.streamed_blocks - held.len() as u64;
     let mut out = String::new();
     let mut line = |s: String| {
         out.push_str(&s);
@@ -56,7 +60,7 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             "note: the model's weights ({}) exceed the budget ({}); {} of {units} {unit} stream from pinned host memory",
             fmt_bytes(m.total_bytes()),
             fmt_bytes(plan.budget_bytes),
-            p.streamed_blocks,
+            streamed_count,
         ));
     } else if m.total_bytes() + others > plan.budget_bytes {
         line(format!(
@@ -65,7 +69,7 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             fmt_bytes(m.total_bytes()),
             fmt_bytes(plan.budget_bytes),
             fmt_bytes(others),
-            p.streamed_blocks,
+            streamed_count,
         ));
     }
     let resident = |kind| {
@@ -83,22 +87,26 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
     } else {
         format!("{} of {layers} layers", resident(BlockKind::Layer))
     };
+    let fixed = if held.contains(&"embed") { "norm, lm_head" } else { "embed, norm, lm_head" };
     line(format!(
-        "resident: {} blocks, {} (embed, norm, lm_head and {layer_parts})",
+        "resident: {} blocks, {} ({fixed} and {layer_parts})",
         p.resident_blocks,
         fmt_bytes(p.resident_bytes),
     ));
-    if p.streamed_blocks > 0 {
+    for b in &held {
+        line(format!("held in host memory: {b} (computed by the host CPU in every pass)"));
+    }
+
+    if streamed_count > 0 {
         let streamed: Vec<String> = plan
             .placements
             .iter()
             .zip(&m.blocks)
-            .filter(|(pl, _)| pl.placement == Placement::Streamed)
+            .filter(|(pl, b)| pl.placement == Placement::Streamed && !held.contains(&b.name.as_str()))
             .map(|(_, b)| label(b))
             .collect();
         line(format!(
-            "streamed: {} {unit} through {} slots of {}, {} copied per token",
-            p.streamed_blocks,
+            "streamed: {streamed_count} {unit} through {} slots of {}, {} copied per token",
             p.slots,
             fmt_bytes(p.slot_bytes),
             fmt_bytes(p.streamed_bytes_per_token)
@@ -111,7 +119,7 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             .decode
             .steps
             .iter()
-            .filter(|s| s.op == Op::HostCompute)
+            .filter(|s| s.op == Op::HostCompute && !held.contains(&s.block.as_str()))
             .map(|s| m.block(&s.block).map_or_else(|| s.block.clone(), label))
             .collect();
         if !host.is_empty() {
@@ -129,7 +137,7 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
             line(format!(
                 "host CPU: {} of {} streamed {unit} computed on the host in decode ({}){rate}",
                 host.len(),
-                p.streamed_blocks,
+                streamed_count,
                 host.join(", ")
             ));
         }

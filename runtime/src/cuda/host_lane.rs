@@ -9,6 +9,10 @@
 //! copy lane's prefill copies of these blocks read the same bytes, so each
 //! host-computed block is held once in host memory.
 //!
+//! The embedding may be held here too (the plan host-computes it in every
+//! pass): its rows are gathered from the table in host memory and go up as
+//! the residual stream, with nothing to bring down first.
+//!
 //! One step, on the critical path of decode: wake the team (its workers spin
 //! while the device catches up), copy the residual stream `x` down into a
 //! small pinned buffer behind the compute stream's earlier work and spin on
@@ -24,6 +28,7 @@
 
 use std::time::Duration;
 
+use djinn_core::model::BlockKind;
 use djinn_core::plan::Plan;
 use djinn_kernels::Team;
 
@@ -65,8 +70,9 @@ pub struct HostLane {
     /// host compute: uploaded before the next device compute, so a run of
     /// consecutive host-computed layers hands `x` over once.
     x_pending: Option<Buf>,
-    /// Per block: whether computing it reads the KV cache (never on the host).
-    reads_kv: Vec<bool>,
+    /// Per block: its kind (blocks that read the KV cache never run here; the
+    /// embedding starts the residual stream, so nothing comes down before it).
+    kinds: Vec<BlockKind>,
     /// Per block: its name, for errors.
     names: Vec<String>,
 }
@@ -105,7 +111,7 @@ impl HostLane {
             x_device,
             x_down: Event::new(gpu, false)?,
             x_pending: None,
-            reads_kv: plan.model.blocks.iter().map(|b| b.kind.reads_kv()).collect(),
+            kinds: plan.model.blocks.iter().map(|b| b.kind).collect(),
             names: plan.model.blocks.iter().map(|b| b.name.clone()).collect(),
         }))
     }
@@ -147,14 +153,20 @@ impl HostLane {
         let fail = |message: String| CudaError::HostCompute { block: self.names[block].clone(), message };
         let image =
             self.images.offset[block].ok_or_else(|| fail("the plan never host-computes it: no host image".into()))?;
-        if self.reads_kv[block] {
+        if self.kinds[block].reads_kv() {
             return Err(fail("it reads the KV cache, which lives on the device only".into()));
         }
         Team::global().wake();
         let n = pass.tokens.len() as u64;
         let act = forward.activations();
         let x = act.x.slice(0, n * (act.x.elems / act.tokens.elems));
-        if self.x_pending.is_none() {
+        if self.kinds[block] == BlockKind::Embedding {
+            // The pass's token ids, where the forward pass reads them (u32 in 4-byte slots).
+            let at = act.tokens.offset as usize;
+            for (slot, t) in self.mirror[at..at + 4 * n as usize].chunks_exact_mut(4).zip(&pass.tokens) {
+                slot.copy_from_slice(&t.to_le_bytes());
+            }
+        } else if self.x_pending.is_none() {
             let len = x.bytes() as usize;
             // SAFETY: `x` lies inside the plan's arena (Forward::new checked the layout); the
             // pinned buffer holds it and is read only after the event below completes.
