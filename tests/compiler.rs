@@ -325,6 +325,35 @@ fn prompt_longer_than_the_sequence_is_refused() {
 }
 
 #[test]
+fn the_kv_cache_is_sized_for_the_run_unless_asked_otherwise() {
+    let shape = |args: &[&str]| {
+        let mut a = vec!["--gpu", "h100-sxm", "--model", "llama2-7b"];
+        a.extend_from_slice(args);
+        Plan::from_toml_str(&cli(&a).unwrap().plan_toml, "stdout").unwrap().shape.max_seq_len
+    };
+    // --prompt-len (512) and --max-new-tokens (512) by default.
+    assert_eq!(shape(&[]), 1024);
+    assert_eq!(shape(&["--prompt-len", "100", "--max-new-tokens", "28"]), 128);
+    assert_eq!(shape(&["--max-seq-len", "2000"]), 2000);
+    // The model's maximum only when asked, without a note about capping.
+    let out = cli(&["--gpu", "h100-sxm", "--model", "llama2-7b", "--max-seq-len", "max"]).unwrap();
+    assert!(!out.summary.contains("capped"), "{}", out.summary);
+    assert_eq!(shape(&["--max-seq-len", "max"]), 4096);
+    let err = cli_err(&["--gpu", "h100-sxm", "--model", "llama2-7b", "--max-seq-len", "lots"]);
+    assert!(err.contains("--max-seq-len") && err.contains("`max`"), "{err}");
+}
+
+#[test]
+fn a_budget_too_small_says_what_the_kv_cache_costs_and_what_a_shorter_one_would() {
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-13b", "--budget", "3GiB", "--max-seq-len", "4096"]);
+    assert!(err.contains("too small") && err.contains("the KV cache for 4096 positions is 3.12 GiB"), "{err}");
+    assert!(
+        err.contains("worth") && err.contains("--max-seq-len 640 (--prompt-len and 128 new tokens) needs"),
+        "{err}"
+    );
+}
+
+#[test]
 fn malformed_config_json_names_the_file_and_field() {
     let dir = scratch_dir("malformed_config");
     let text = std::fs::read_to_string(root().join("tests/fixtures/tiny-llama-gqa/config.json")).unwrap();

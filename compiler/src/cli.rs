@@ -41,9 +41,14 @@ pub struct Args {
     /// Prompt tokens prefill is sized and timed for.
     #[arg(long, default_value_t = DEFAULT_PROMPT_LEN)]
     pub prompt_len: u64,
-    /// Longest sequence the KV cache holds [default: 2048, capped at the model's max_position_embeddings].
-    #[arg(long)]
+    /// Positions the KV cache holds, or `max` for the model's maximum
+    /// [default: --prompt-len + --max-new-tokens; capped at the model's max_position_embeddings].
+    #[arg(long, value_parser = parse_seq_len, value_name = "N|max")]
     pub max_seq_len: Option<u64>,
+    /// Tokens a run generates after its prompt: with --prompt-len, what the KV
+    /// cache is sized for when --max-seq-len is not given.
+    #[arg(long, default_value_t = crate::DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: u64,
     /// Sequences decoded together.
     #[arg(long, default_value_t = 1)]
     pub batch: u64,
@@ -126,6 +131,13 @@ impl From<UnitsArg> for Units {
     }
 }
 
+fn parse_seq_len(s: &str) -> Result<u64, String> {
+    match s {
+        "max" => Ok(crate::MODEL_MAX_SEQ_LEN),
+        _ => s.parse().map_err(|_| format!("expected a number of positions or `max`, got {s:?}")),
+    }
+}
+
 fn parse_budget(s: &str) -> Result<u64, String> {
     parse_bytes(s).map_err(|e| e.to_string())
 }
@@ -139,6 +151,7 @@ impl Args {
                 budget: self.budget,
                 prompt_len: self.prompt_len,
                 max_seq_len: self.max_seq_len,
+                max_new_tokens: self.max_new_tokens,
                 batch: self.batch,
                 strategy: self.strategy.into(),
                 host_compute: self.host_compute.into(),

@@ -47,7 +47,7 @@ pub enum CompileError {
 
     #[error(
         "budget {} ({budget} B) too small: needs at least {} ({needed} B) (KV cache {}, activations {}, \
-         workspace {}, {slots} slots {}, embed/norm/head {}, executor reserve {})",
+         workspace {}, {slots} slots {}, embed/norm/head {}, executor reserve {}){kv_hint}",
         fmt_bytes(*budget),
         fmt_bytes(*needed),
         fmt_bytes(*kv_cache),
@@ -62,6 +62,8 @@ pub enum CompileError {
         needed: u64,
         /// Device memory kept outside the arena for the executor ([`crate::RUNTIME_RESERVE_BYTES`]).
         reserve: u64,
+        /// What the KV cache costs and what a shorter `--max-seq-len` would (starts with `; `), or empty.
+        kv_hint: String,
         kv_cache: u64,
         activations: u64,
         workspace: u64,

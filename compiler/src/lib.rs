@@ -40,8 +40,16 @@ pub use error::CompileError;
 
 /// `--prompt-len` default.
 pub const DEFAULT_PROMPT_LEN: u64 = 512;
-/// `--max-seq-len` default (capped at the model's `max_position_embeddings`).
+/// `--max-new-tokens` default: with `--prompt-len`, what the KV cache is sized
+/// for when `--max-seq-len` is not given.
+pub const DEFAULT_MAX_NEW_TOKENS: u64 = 512;
+
+/// The KV cache length of the profiler's one-layer plans (any length that
+/// holds a prompt and a decode position serves: its rows are not timed).
 pub const DEFAULT_MAX_SEQ_LEN: u64 = 2048;
+
+/// `--max-seq-len max`: the model's `max_position_embeddings`.
+pub const MODEL_MAX_SEQ_LEN: u64 = u64::MAX;
 
 /// Device memory a plan leaves outside its arena for the executor, by default: the
 /// NVRTC-compiled kernel modules, cuBLAS's handle and workspace, the driver's
@@ -57,8 +65,13 @@ pub struct Options {
     /// Device memory the plan may use; `None`: the GPU's `usable_bytes`.
     pub budget: Option<u64>,
     pub prompt_len: u64,
-    /// `None`: [`DEFAULT_MAX_SEQ_LEN`]. Either way capped at `max_position_embeddings`.
+    /// KV cache positions. `None`: `prompt_len + max_new_tokens`, the run the
+    /// user says they need; [`MODEL_MAX_SEQ_LEN`]: the model's maximum.
+    /// Either way capped at `max_position_embeddings`.
     pub max_seq_len: Option<u64>,
+    /// Tokens a run generates after its prompt (sizes the KV cache when
+    /// `max_seq_len` is `None`).
+    pub max_new_tokens: u64,
     pub batch: u64,
     pub strategy: Strategy,
     /// Whether `djinn` may (or must) compute streamed blocks' decode steps on the host CPU.
@@ -76,6 +89,7 @@ impl Default for Options {
             budget: None,
             prompt_len: DEFAULT_PROMPT_LEN,
             max_seq_len: None,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             batch: 1,
             strategy: Strategy::Djinn,
             host_compute: HostCompute::Auto,
@@ -132,6 +146,28 @@ pub struct Compiled {
     pub summary: String,
 }
 
+/// What the KV cache costs at this run shape and at a shorter one, for the
+/// budget error: the cache is often the part a user can shrink.
+fn kv_hint(model: &ModelSpec, shape: &RunShape, opts: &Options) -> String {
+    use djinn_core::units::fmt_bytes;
+    let kv = |max_seq_len| {
+        djinn_core::activations::KvLayout::new(&model.arch, model.dtype, &RunShape { max_seq_len, ..*shape }).bytes()
+    };
+    let unit = model.blocks.iter().filter(|b| b.kind.is_layer_part()).map(|b| b.bytes).max().unwrap_or(0);
+    let units = if model.is_split() { "MLP halves" } else { "layers" };
+    let now = kv(shape.max_seq_len);
+    let mut hint = format!("; the KV cache for {} positions is {}", shape.max_seq_len, fmt_bytes(now));
+    if unit > 0 {
+        hint += &format!(" ({:.1} {units}' worth)", now as f64 / unit as f64);
+    }
+    let shorter = opts.prompt_len.saturating_add(opts.max_new_tokens.min(128));
+    if shorter < shape.max_seq_len {
+        hint +=
+            &format!("; --max-seq-len {shorter} (--prompt-len and 128 new tokens) needs {}", fmt_bytes(kv(shorter)));
+    }
+    hint
+}
+
 /// Resolves the GPU and the model, then [`compile_model`].
 pub fn compile(req: &CompileRequest) -> Result<Compiled, CompileError> {
     let gpu = gpu_presets::load_gpu(&req.gpu)?;
@@ -150,13 +186,13 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
         return Err(CompileError::Dtype { model: model.name.clone(), dtype: model.dtype });
     }
     let mut notes = Vec::new();
-    let asked = opts.max_seq_len.unwrap_or(DEFAULT_MAX_SEQ_LEN);
+    let asked = opts.max_seq_len.unwrap_or(opts.prompt_len.saturating_add(opts.max_new_tokens));
     if asked == 0 {
         return Err(CompileError::Zero { field: "--max-seq-len" });
     }
     let max_pos = model.arch.max_position_embeddings;
     let max_seq_len = asked.min(max_pos);
-    if max_seq_len < asked {
+    if max_seq_len < asked && asked != MODEL_MAX_SEQ_LEN {
         notes.push(format!("max seq len {asked} capped at the model's max_position_embeddings {max_pos}"));
     }
     if opts.prompt_len > max_seq_len {
@@ -177,7 +213,7 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
         Units::Auto if 2 * model.arch.num_layers + 3 > djinn_core::limits::MAX_BLOCKS as u64 => vec![model.clone()],
         Units::Auto => vec![model.clone(), model.split_layers()],
     };
-    let mut best: Option<(solve::Solution, ModelSpec)> = None;
+    let mut best: Option<(solve::Solution, ModelSpec, (i64, i64))> = None;
     let mut failure = None;
     for table in tables {
         let cost = cost::Roofline::new(gpu, &table, shape);
@@ -193,8 +229,14 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
                 let key = |s: &solve::Solution| {
                     ((s.metrics.decode_us * 10.0).round() as i64, (s.metrics.ttft_us * 10.0).round() as i64)
                 };
-                if !matches!(&best, Some((b, _)) if key(b) <= key(&sol)) {
-                    best = Some((sol, table));
+                // The sync ablation keeps djinn's residency, so djinn's plan ranks its table too.
+                let rank = if opts.strategy == Strategy::Sync {
+                    key(&solve::solve(&solve::Problem { strategy: Strategy::Djinn, ..problem.clone() }, &cost)?)
+                } else {
+                    key(&sol)
+                };
+                if !matches!(&best, Some((_, _, r)) if *r <= rank) {
+                    best = Some((sol, table, rank));
                 }
             }
             // The last table's error (the split one under `auto`) says the most.
@@ -219,12 +261,13 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
                     slots,
                     slot_total,
                     fixed_blocks,
+                    kv_hint: kv_hint(&table, &shape, opts),
                 })
             }
             Err(e) => failure = Some(e),
         }
     }
-    let Some((solution, model)) = best else { return Err(failure.expect("a table was tried")) };
+    let Some((solution, model, _)) = best else { return Err(failure.expect("a table was tried")) };
     let model = &model;
     let plan = emit::emit(&solution, model, gpu, shape, budget)?;
     djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;

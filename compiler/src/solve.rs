@@ -422,6 +422,7 @@ fn too_small(problem: &Problem, fixed: &FixedRegions, layers: &[usize], held: &[
         budget: problem.budget,
         needed,
         reserve: 0,
+        kv_hint: String::new(),
         kv_cache: fixed.kv_cache,
         activations: fixed.activations,
         workspace: fixed.workspace,

@@ -50,6 +50,10 @@ impl PinnedBuffer {
         self.bytes
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` is valid for `bytes` initialised bytes while `self` lives.
         unsafe { std::slice::from_raw_parts(self.ptr, self.bytes) }
