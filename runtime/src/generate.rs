@@ -1,10 +1,11 @@
 //! Generation: prefill the prompt, then one decode pass per new token.
 //!
 //! The plan's prefill phase is sized for `prompt_len` tokens; a longer
-//! prompt (up to `max_seq_len`) is fed in two parts — prefill for its first
-//! `prompt_len` tokens, then one decode pass per remaining prompt token, which
-//! is the same computation in smaller pieces. A prompt longer than
-//! `max_seq_len` is refused, and generation stops when the KV cache is full.
+//! prompt (up to `max_seq_len`) runs as several prefill passes of up to
+//! `prompt_len` tokens each, each attending over the cache the ones before it
+//! filled — the same computation in pieces, and one weight stream per piece
+//! rather than one per token. A prompt longer than `max_seq_len` is refused,
+//! and generation stops when the KV cache is full.
 
 use std::time::Instant;
 
@@ -139,12 +140,10 @@ pub fn generate<B: Backend>(
     let pass = |tokens: &[u32], pos0: u64, phase| Pass { tokens: tokens.to_vec(), pos0, phase };
 
     let start = Instant::now();
-    let first = len.min(shape.prompt_len) as usize;
-    replay.run_pass(backend, &pass(&prompt[..first], 0, PhaseName::Prefill))?;
-    let mut logits = replay.logits(backend, PhaseName::Prefill)?;
-    for (pos, &token) in prompt.iter().enumerate().skip(first) {
-        replay.run_pass(backend, &pass(&[token], pos as u64, PhaseName::Decode))?;
-        logits = replay.logits(backend, PhaseName::Decode)?;
+    let mut logits = Vec::new();
+    for (i, chunk) in prompt.chunks(shape.prompt_len as usize).enumerate() {
+        replay.run_pass(backend, &pass(chunk, i as u64 * shape.prompt_len, PhaseName::Prefill))?;
+        logits = replay.logits(backend, PhaseName::Prefill)?;
     }
     let mut gen = Generation {
         prompt_tokens: prompt.len(),

@@ -63,15 +63,26 @@ fn greedy_tokens_match_the_reference_for_32_tokens() {
     }
 }
 
-/// The 32-token prompt through a plan whose prefill is sized for 8: the
-/// first 8 tokens prefill, the other 24 go through decode passes.
+/// The longest reference prompt (32 tokens) through plans whose prefill is
+/// sized for 7: it runs as prefill passes of 7, 7, 7, 7 and 4 tokens,
+/// each attending over the cache the earlier ones filled; resident, and
+/// streamed under adversarial replay (a prefill pass after a prefill pass,
+/// which no plan of one prefill exercises).
 #[test]
-fn a_prompt_longer_than_prompt_len_is_fed_through_decode_passes() {
-    let plan = plan_for(GQA, Strategy::Djinn, None, 8, 256);
-    let r = reference(GQA).iter().find(|r| r.input_ids.len() > 8).unwrap();
-    let run = run(&plan, GQA, &r.input_ids, 32, Mode::InOrder, ReplayOptions::default());
-    check_logits(&format!("{GQA} {:?} prefill logits (chunked)", r.prompt), &run.logits[0], &r.last_logits);
-    assert_eq!(run.tokens, r.greedy_ids);
+fn a_prompt_longer_than_prompt_len_runs_as_several_prefill_passes() {
+    let resident = plan_for(GQA, Strategy::Djinn, None, 7, 256);
+    let streamed = plan_for(GQA, Strategy::StreamAll, None, 7, 256);
+    let r = reference(GQA).iter().max_by_key(|r| r.input_ids.len()).unwrap();
+    assert!(
+        r.input_ids.len() > 14 && r.input_ids.len() % 7 != 0,
+        "{} tokens: several chunks, the last short",
+        r.input_ids.len()
+    );
+    for (what, plan, mode) in [("resident", &resident, Mode::InOrder), ("stream-all", &streamed, Mode::Adversarial)] {
+        let run = run(plan, GQA, &r.input_ids, 32, mode, ReplayOptions::default());
+        check_logits(&format!("{GQA} {what} {:?} prefill logits (chunked)", r.prompt), &run.logits[0], &r.last_logits);
+        assert_eq!(run.tokens, r.greedy_ids, "{what}");
+    }
 }
 
 #[test]
