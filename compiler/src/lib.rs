@@ -205,6 +205,23 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
     let shape = RunShape { prompt_len: opts.prompt_len, max_seq_len, batch: opts.batch };
     djinn_core::activations::checked_region_bytes(&model.arch, model.dtype, &shape)
         .map_err(|what| CompileError::ShapeOverflow { what, model: model.name.clone(), shape })?;
+    let (solution, table) = choose(model, gpu, opts, shape, budget)?;
+    let plan = emit::emit(&solution, &table, gpu, shape, budget)?;
+    djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;
+    let others = alternatives(model, gpu, opts, shape, budget, &solution, &table);
+    let summary = summary::render(&plan, &notes, &others);
+    Ok(Compiled { plan, summary })
+}
+
+/// Solves every block table `opts.units` allows and keeps the fastest plan
+/// (decode, then TTFT; ties to the first, whole layers); returns it with its table.
+fn choose(
+    model: &ModelSpec,
+    gpu: &GpuProfile,
+    opts: &Options,
+    shape: RunShape,
+    budget: u64,
+) -> Result<(solve::Solution, ModelSpec), CompileError> {
     let tables = match opts.units {
         Units::Layers => vec![model.clone()],
         Units::Split => vec![model.split_layers()],
@@ -267,10 +284,53 @@ pub fn compile_model(model: &ModelSpec, gpu: &GpuProfile, opts: &Options) -> Res
             Err(e) => failure = Some(e),
         }
     }
-    let Some((solution, model, _)) = best else { return Err(failure.expect("a table was tried")) };
-    let model = &model;
-    let plan = emit::emit(&solution, model, gpu, shape, budget)?;
-    djinn_core::verify::verify(&plan).map_err(|e| CompileError::Verify(e.to_string()))?;
-    let summary = summary::render(&plan, &notes);
-    Ok(Compiled { plan, summary })
+    let Some((solution, table, _)) = best else { return Err(failure.expect("a table was tried")) };
+    Ok((solution, table))
+}
+
+/// What the choices `auto` made were worth: the chosen plan's predictions
+/// beside those of the plans the other choices give (the other block table,
+/// no host compute, both), one line each, for the summary. Only for djinn.
+fn alternatives(
+    model: &ModelSpec,
+    gpu: &GpuProfile,
+    opts: &Options,
+    shape: RunShape,
+    budget: u64,
+    chosen: &solve::Solution,
+    table: &ModelSpec,
+) -> Vec<summary::Alternative> {
+    if opts.strategy != Strategy::Djinn {
+        return Vec::new();
+    }
+    let other_units = match (opts.units, table.is_split()) {
+        (Units::Auto, true) if !model.is_split() => Some((Units::Layers, "--units layers")),
+        (Units::Auto, false) => Some((Units::Split, "--units split")),
+        _ => None,
+    };
+    let off = (opts.host_compute == HostCompute::Auto && (!chosen.host.is_empty() || !chosen.layout.held.is_empty()))
+        .then_some((HostCompute::Off, "--host-compute off"));
+    let mut variants = Vec::new();
+    if let Some((u, flag)) = other_units {
+        variants.push((Options { units: u, ..opts.clone() }, flag.to_string()));
+    }
+    if let Some((h, flag)) = off {
+        variants.push((Options { host_compute: h, ..opts.clone() }, flag.to_string()));
+    }
+    if let (Some((u, a)), Some((h, b))) = (other_units, off) {
+        variants.push((Options { units: u, host_compute: h, ..opts.clone() }, format!("{a} {b}")));
+    }
+    let mut out: Vec<summary::Alternative> = Vec::new();
+    for (o, flags) in variants {
+        let Ok((sol, _)) = choose(model, gpu, &o, shape, budget) else { continue };
+        let alt = summary::Alternative { flags, decode_us: sol.metrics.decode_us, ttft_us: sol.metrics.ttft_us };
+        // A combination that changes nothing over a single flag (whole layers never run on the host) is not listed.
+        let same = |a: &summary::Alternative| {
+            (a.decode_us - alt.decode_us).abs() < 0.05 && (a.ttft_us - alt.ttft_us).abs() < 0.05
+        };
+        if !out.iter().any(same) {
+            out.push(alt);
+        }
+    }
+    out
 }

@@ -18,8 +18,18 @@ fn label(b: &djinn_core::model::Block) -> String {
     }
 }
 
-/// Renders the summary; `notes` are extra informational lines (e.g. a capped `--max-seq-len`).
-pub fn render(plan: &Plan, notes: &[String]) -> String {
+/// The predictions of a plan the compiler did not choose, and the flags that
+/// would have given it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alternative {
+    pub flags: String,
+    pub decode_us: f64,
+    pub ttft_us: f64,
+}
+
+/// Renders the summary; `notes` are extra informational lines (e.g. a capped
+/// `--max-seq-len`), `alternatives` what the plans not chosen would predict.
+pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> String {
     let m = &plan.model;
     let p = &plan.prediction;
     let layers = m.arch.num_layers;
@@ -160,6 +170,21 @@ pub fn render(plan: &Plan, notes: &[String]) -> String {
         p.decode_copy_busy * 100.0,
         p.prefill_copy_busy * 100.0
     ));
+    let change = |alt: f64, chosen: f64| match (alt / chosen - 1.0) * 100.0 {
+        d if !d.is_finite() => "-".to_string(),
+        d if d.abs() < 0.5 => "±0%".to_string(),
+        d => format!("{d:+.0}%"),
+    };
+    for a in alternatives {
+        line(format!(
+            "instead, with {}: decode {:.2} ms/token ({}), TTFT {:.1} ms ({})",
+            a.flags,
+            a.decode_us / 1e3,
+            change(a.decode_us / 1e3, p.decode_ms_per_token),
+            a.ttft_us / 1e3,
+            change(a.ttft_us / 1e3, p.ttft_ms)
+        ));
+    }
     out
 }
 
