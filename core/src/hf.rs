@@ -29,12 +29,14 @@ use crate::model::Dtype;
 
 mod config;
 mod dir;
+mod generation;
 mod safetensors_header;
 #[cfg(test)]
 mod test_support;
 
 pub use config::{parse_config, HfConfig};
 pub use dir::ModelDir;
+pub use generation::{parse_generation_config, GenerationConfig};
 pub use safetensors_header::{read_safetensors_header, TensorSource};
 
 /// Everything reading a model directory can refuse.
@@ -55,6 +57,12 @@ pub enum HfError {
 
     #[error("config.json at {origin}: malformed JSON: {error}")]
     ConfigJson { origin: String, error: serde_json::Error },
+
+    #[error("generation_config.json at {origin}: malformed JSON: {error}")]
+    GenerationJson { origin: String, error: serde_json::Error },
+
+    #[error("generation_config.json at {origin}: field `{field}` is {found}; expected {expected}")]
+    GenerationField { origin: String, field: String, found: String, expected: String },
 
     #[error("config.json at {origin}: field `{field}` missing (expected {expected})")]
     MissingField { origin: String, field: String, expected: String },

@@ -29,7 +29,7 @@ pub use elem::{Elem, Half};
 pub use elementwise::copy_f32;
 pub use half::{bf16, f16};
 pub use rng::Rng;
-pub use sample::{argmax_f32, sample_top_p_f32};
+pub use sample::{argmax_f32, sample_f32, SampleParams};
 pub use team::Team;
 
 /// Declares the monomorphic `{op}_{dtype}` entry points of every generic kernel, per dtype.

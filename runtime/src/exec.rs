@@ -29,6 +29,7 @@ use crate::replay::{Replay, ReplayError, ReplayOptions};
 use crate::report::Report;
 use crate::tokenizer::{TextStream, Tokenizer, TokenizerError};
 use crate::weights::{Weights, WeightsError};
+use djinn_core::hf::{parse_generation_config, GenerationConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,12 +60,26 @@ pub struct Args {
     /// Tokens to generate after the prompt (fewer if an end-of-sequence token comes first).
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: u64,
-    /// Sampling temperature, a finite number >= 0; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    /// Nucleus sampling, in (0, 1]: keep the most likely tokens up to this probability mass.
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
+    /// Sampling temperature, a finite number >= 0; 0 is greedy [default: the
+    /// model's generation_config.json when it says do_sample, else 0].
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling, in (0, 1]: keep the most likely tokens up to this
+    /// probability mass [default: generation_config.json's when it samples, else 1].
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Keep only the k most likely tokens; 0 keeps all [default: generation_config.json's
+    /// when it samples (transformers' 50 if it names none), else 0].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Keep only tokens at least this fraction as likely as the most likely, in [0, 1]
+    /// [default: generation_config.json's when it samples, else 0].
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Divide the positive logits of tokens already in the sequence by this (multiply
+    /// negative ones); 1 is none [default: generation_config.json's, else 1].
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
     /// Seed of the sampler (with --temperature > 0): the same seed gives the same text.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -119,6 +134,8 @@ pub enum ExecError {
     #[error("{0}")]
     Weights(WeightsError),
     #[error("{0}")]
+    GenerationConfig(djinn_core::hf::HfError),
+    #[error("{0}")]
     Tokenizer(TokenizerError),
     #[error("prompt ids file {}: {message}", path.display())]
     PromptIds { path: PathBuf, message: String },
@@ -157,7 +174,8 @@ where
     if args.backend == BackendArg::Cpu && (args.enforce_budget || args.trace.is_some()) {
         return Err(ExecError::Usage("--enforce-budget and --trace apply to --backend cuda only".into()));
     }
-    let sampling = Sampling { temperature: args.temperature, top_p: args.top_p, seed: args.seed };
+    let generation = generation_config(&args.weights).map_err(ExecError::GenerationConfig)?;
+    let sampling = sampling(&args, &generation);
     sampling.check().map_err(ExecError::Usage)?;
     // Outputs are checked before the run, so a long generation does not end in "cannot write".
     for path in args.json.iter().chain(&args.trace) {
@@ -188,7 +206,11 @@ where
     let opts = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
         sampling,
-        stop_tokens: if args.ignore_eos { Vec::new() } else { weights.config().eos_token_ids.clone() },
+        stop_tokens: if args.ignore_eos {
+            Vec::new()
+        } else {
+            stop_tokens(&weights.config().eos_token_ids, &generation)
+        },
     };
     let io = Io { tokenizer: tokenizer.as_ref(), stdout };
     let (gen, text, name, peak, device) = match (args.backend, args.replay) {
@@ -280,6 +302,47 @@ where
     let _ = writeln!(stdout);
     let _ = stdout.flush();
     Ok((gen, tokenizer.map(|_| text)))
+}
+
+/// `generation_config.json` in the model directory, if it has one.
+fn generation_config(dir: &Path) -> Result<GenerationConfig, djinn_core::hf::HfError> {
+    let path = dir.join("generation_config.json");
+    if !path.is_file() {
+        return Ok(GenerationConfig::default());
+    }
+    let text = std::fs::read_to_string(&path).map_err(|error| djinn_core::hf::HfError::Read {
+        what: "generation_config.json",
+        path: path.clone(),
+        error,
+    })?;
+    parse_generation_config(&text, &path.display().to_string())
+}
+
+/// The flags, and where one is not given, what the model's generation config
+/// says: its sampling values only when it samples (`do_sample`), as
+/// transformers' `generate` does; its repetition penalty always.
+fn sampling(args: &Args, g: &GenerationConfig) -> Sampling {
+    let samples = g.do_sample == Some(true);
+    let model = |v: Option<f32>| if samples { v } else { None };
+    Sampling {
+        temperature: args.temperature.or(model(g.temperature.or(Some(1.0)))).unwrap_or(0.0),
+        top_p: args.top_p.or(model(g.top_p)).unwrap_or(1.0),
+        top_k: args.top_k.or(if samples { Some(g.top_k.unwrap_or(50)) } else { None }).unwrap_or(0),
+        min_p: args.min_p.or(model(g.min_p)).unwrap_or(0.0),
+        repetition_penalty: args.repetition_penalty.or(g.repetition_penalty).unwrap_or(1.0),
+        seed: args.seed,
+    }
+}
+
+/// The end tokens of `config.json` and of `generation_config.json`, each once.
+fn stop_tokens(config: &[u32], g: &GenerationConfig) -> Vec<u32> {
+    let mut out = config.to_vec();
+    for &t in &g.eos_token_ids {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
 }
 
 fn read_prompt_ids(path: &Path) -> Result<Vec<u32>, ExecError> {

@@ -10,23 +10,40 @@
 use std::time::Instant;
 
 use djinn_core::plan::PhaseName;
-use djinn_kernels::{sample_top_p_f32, Rng};
+use djinn_kernels::{sample_f32, Rng, SampleParams};
 use thiserror::Error;
 
 use crate::backend::{Backend, Pass};
 use crate::replay::{Replay, ReplayError};
 
-/// How the next token is chosen. `temperature <= 0` is greedy.
+/// How the next token is chosen ([`SampleParams`]: `temperature <= 0` is
+/// greedy) and the sampler's seed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampling {
     pub temperature: f32,
     pub top_p: f32,
+    /// 0: no top-k cut.
+    pub top_k: usize,
+    /// 0: no min-p cut.
+    pub min_p: f32,
+    /// 1: no penalty.
+    pub repetition_penalty: f32,
     pub seed: u64,
 }
 
 impl Sampling {
     pub fn greedy() -> Sampling {
-        Sampling { temperature: 0.0, top_p: 1.0, seed: 0 }
+        Sampling { temperature: 0.0, top_p: 1.0, top_k: 0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+    }
+
+    fn params(&self) -> SampleParams {
+        SampleParams {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+        }
     }
 
     /// Whether the values are ones sampling is defined for, else a message
@@ -41,6 +58,14 @@ impl Sampling {
         let p = self.top_p;
         if !(p > 0.0 && p <= 1.0) {
             return Err(format!("--top-p {p} is outside (0, 1] (1 keeps every token)"));
+        }
+        let m = self.min_p;
+        if !(0.0..=1.0).contains(&m) {
+            return Err(format!("--min-p {m} is outside [0, 1] (0 keeps every token)"));
+        }
+        let r = self.repetition_penalty;
+        if !(r.is_finite() && r > 0.0) {
+            return Err(format!("--repetition-penalty {r} is not a finite number > 0 (1 is none)"));
         }
         Ok(())
     }
@@ -133,10 +158,10 @@ pub fn generate<B: Backend>(
         return Err(GenerateError::Token { token, pos, vocab });
     }
     let mut rng = Rng::new(opts.sampling.seed);
-    let mut choose = |logits: &[f32]| {
-        let s = &opts.sampling;
-        sample_top_p_f32(logits, s.temperature, s.top_p, &mut rng) as u32
-    };
+    let params = opts.sampling.params();
+    // The sequence so far, for the repetition penalty: the prompt, then each token chosen.
+    let mut seen: Vec<u32> = prompt.to_vec();
+    let mut choose = |logits: &[f32], seen: &[u32]| sample_f32(logits, &params, seen, &mut rng) as u32;
     let pass = |tokens: &[u32], pos0: u64, phase| Pass { tokens: tokens.to_vec(), pos0, phase };
 
     let start = Instant::now();
@@ -157,7 +182,7 @@ pub fn generate<B: Backend>(
         gen.ttft_ms = ms(start);
         return Ok(gen);
     }
-    let mut token = choose(&logits);
+    let mut token = choose(&logits, &seen);
     gen.ttft_ms = ms(start);
     loop {
         if opts.stop_tokens.contains(&token) {
@@ -178,7 +203,8 @@ pub fn generate<B: Backend>(
         let t = Instant::now();
         let copied = replay.run_pass(backend, &pass(&[token], pos, PhaseName::Decode))?;
         logits = replay.logits(backend, PhaseName::Decode)?;
-        token = choose(&logits);
+        seen.push(gen.tokens[gen.tokens.len() - 1]);
+        token = choose(&logits, &seen);
         gen.decode_ms.push(ms(t));
         gen.decode_copy_bytes.push(copied);
     }

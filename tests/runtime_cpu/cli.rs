@@ -122,3 +122,48 @@ fn stream_all_plans_generate_the_reference_text_for_every_prompt() {
         }
     }
 }
+
+/// `generation_config.json` as a user's model ships it: its end tokens stop
+/// generation beside `config.json`'s, its sampling values apply only when it
+/// says `do_sample` and the flags name none, and a malformed one is an error
+/// naming the file and the field.
+#[test]
+fn the_models_generation_config_stops_and_samples_unless_the_flags_say_otherwise() {
+    let scratch = Scratch::new("cli_generation_config");
+    let dir = scratch.0.join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(fixture(MHA)).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let plan = scratch.0.join("tiny.toml");
+    compile_cli(&["--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64"], &plan);
+    let r = reference(MHA).iter().find(|r| r.prompt == "Once upon a time").unwrap();
+    let run = |config: &str, extra: &[&str]| {
+        std::fs::write(dir.join("generation_config.json"), config).unwrap();
+        let mut args = vec![plan.display().to_string(), "--weights".into(), dir.display().to_string()];
+        args.extend(["--prompt", &r.prompt, "--max-new-tokens", "32"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let argv = std::iter::once("djinn-exec".to_string()).chain(args);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        djinn_runtime::exec::run(argv, &mut out, &mut err).map(|rep| rep.tokens).map_err(|e| format!("{e:#}"))
+    };
+    // A generated token that does not occur before it, listed as an end token: generation stops there.
+    let at = (3..r.greedy_ids.len()).find(|&i| !r.greedy_ids[..i].contains(&r.greedy_ids[i])).unwrap();
+    let stop = format!(r#"{{"eos_token_id": [2, {}]}}"#, r.greedy_ids[at]);
+    assert_eq!(run(&stop, &[]).unwrap(), r.greedy_ids[..at]);
+    assert_eq!(run(&stop, &["--ignore-eos"]).unwrap(), r.greedy_ids, "--ignore-eos ignores it");
+    // The model samples hot, but keeps one token (top_k 1): greedy whatever the temperature.
+    let hot = r#"{"do_sample": true, "temperature": 5.0, "top_k": 1}"#;
+    assert_eq!(run(hot, &[]).unwrap(), r.greedy_ids);
+    // The flags win: no top-k cut at that temperature is not greedy.
+    assert_ne!(run(hot, &["--top-k", "0"]).unwrap(), r.greedy_ids);
+    // Without do_sample the model's sampling values are not used.
+    assert_eq!(run(r#"{"temperature": 5.0}"#, &[]).unwrap(), r.greedy_ids);
+    // A repetition penalty applies even when greedy, and changes what is chosen here.
+    assert_ne!(run("{}", &["--repetition-penalty", "3"]).unwrap(), r.greedy_ids);
+    let e = run(r#"{"top_k": "many"}"#, &[]).unwrap_err();
+    assert!(e.contains("generation_config.json") && e.contains("top_k") && e.contains("expected"), "{e}");
+    let e = run("{}", &["--min-p", "2"]).unwrap_err();
+    assert!(e.contains("--min-p 2") && e.contains("[0, 1]"), "{e}");
+}
