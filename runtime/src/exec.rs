@@ -24,9 +24,10 @@ use thiserror::Error;
 use crate::backend::Backend;
 use crate::cpu::{AdversarialCpu, CpuBackend, CpuError};
 use crate::cuda::{CudaBackend, CudaError, CudaOptions};
-use crate::generate::{generate, GenerateError, GenerateOptions, Generation, Sampling};
+use crate::generate::{generate, Flow, GenerateError, GenerateOptions, Generation, Sampling, StopReason};
 use crate::replay::{Replay, ReplayError, ReplayOptions};
 use crate::report::Report;
+use crate::stop_text::StopText;
 use crate::tokenizer::{TextStream, Tokenizer, TokenizerError};
 use crate::weights::{Weights, WeightsError};
 use djinn_core::hf::{parse_generation_config, GenerationConfig};
@@ -104,6 +105,10 @@ pub struct Args {
     /// Keep generating past an end-of-sequence token (benchmarks).
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Stop when the generated text contains this string (repeatable); the
+    /// text is printed up to it, without it.
+    #[arg(long, value_name = "TEXT")]
+    pub stop: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -212,7 +217,12 @@ where
             stop_tokens(&weights.config().eos_token_ids, &generation)
         },
     };
-    let io = Io { tokenizer: tokenizer.as_ref(), stdout };
+    if !args.stop.is_empty() && tokenizer.is_none() {
+        return Err(ExecError::Usage(
+            "--stop needs the generated text: give a tokenizer (--tokenizer, or tokenizer.json in --weights)".into(),
+        ));
+    }
+    let io = Io { tokenizer: tokenizer.as_ref(), stdout, stops: &args.stop };
     let (gen, text, name, peak, device) = match (args.backend, args.replay) {
         (BackendArg::Cpu, ReplayArg::InOrder) => {
             let mut b = CpuBackend::new(&plan, &weights)?;
@@ -259,6 +269,8 @@ where
 struct Io<'a> {
     tokenizer: Option<&'a Tokenizer>,
     stdout: &'a mut dyn Write,
+    /// `--stop` strings (they need the tokenizer's text).
+    stops: &'a [String],
 }
 
 /// Generates on `backend`, streaming text (or, without a tokenizer, token ids) to stdout.
@@ -272,33 +284,42 @@ fn drive<B: Backend>(
 where
     ExecError: From<B::Error>,
 {
-    let Io { tokenizer, stdout } = io;
+    let Io { tokenizer, stdout, stops } = io;
     let mut stream = TextStream::new(prompt);
-    let mut text = String::new();
+    let mut out = StopText::new(stops);
     let mut decode_error = None;
     let gen = generate(replay, backend, prompt, opts, |e| {
+        let mut flow = Flow::Continue;
         match tokenizer {
             Some(tok) => match stream.push(tok, e.token) {
                 Ok(Some(piece)) => {
-                    text.push_str(&piece);
-                    stdout.write_all(piece.as_bytes())?;
+                    let (ready, stopped) = out.push(&piece);
+                    stdout.write_all(ready.as_bytes())?;
+                    if stopped {
+                        flow = Flow::Stop;
+                    }
                 }
                 Ok(None) => {}
                 Err(err) => decode_error = Some(err),
             },
             None => write!(stdout, "{} ", e.token)?,
         }
-        stdout.flush()
+        stdout.flush()?;
+        Ok(flow)
     })?;
     if let Some(err) = decode_error {
         return Err(err.into());
     }
     if let Some(tok) = tokenizer {
-        if let Some(rest) = stream.finish(tok)? {
-            text.push_str(&rest);
-            let _ = stdout.write_all(rest.as_bytes());
+        if gen.stop != StopReason::Caller {
+            if let Some(rest) = stream.finish(tok)? {
+                let (ready, _) = out.push(&rest);
+                let _ = stdout.write_all(ready.as_bytes());
+            }
         }
+        let _ = stdout.write_all(out.flush().as_bytes());
     }
+    let text = out.text;
     let _ = writeln!(stdout);
     let _ = stdout.flush();
     Ok((gen, tokenizer.map(|_| text)))

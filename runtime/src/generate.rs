@@ -112,6 +112,16 @@ pub enum StopReason {
     Eos(u32),
     /// The KV cache holds `max_seq_len` tokens.
     MaxSeqLen,
+    /// The caller stopped it (its callback returned [`Flow::Stop`]: a stop string, say).
+    Caller,
+}
+
+/// What a token callback asks of the generation loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop after this token (it is kept).
+    Stop,
 }
 
 /// One new token and the logits it was chosen from.
@@ -143,7 +153,7 @@ pub fn generate<B: Backend>(
     backend: &mut B,
     prompt: &[u32],
     opts: &GenerateOptions,
-    mut on_token: impl FnMut(&Emitted) -> std::io::Result<()>,
+    mut on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
 ) -> Result<Generation, GenerateError> {
     let shape = replay.plan().shape;
     let vocab = replay.plan().model.arch.vocab_size;
@@ -189,8 +199,13 @@ pub fn generate<B: Backend>(
             gen.stop = StopReason::Eos(token);
             break;
         }
-        on_token(&Emitted { index: gen.tokens.len(), token, logits: &logits }).map_err(GenerateError::Output)?;
+        let flow =
+            on_token(&Emitted { index: gen.tokens.len(), token, logits: &logits }).map_err(GenerateError::Output)?;
         gen.tokens.push(token);
+        if flow == Flow::Stop {
+            gen.stop = StopReason::Caller;
+            break;
+        }
         if gen.tokens.len() as u64 >= opts.max_new_tokens {
             break;
         }

@@ -23,5 +23,6 @@ pub mod host;
 pub mod ops;
 pub mod replay;
 pub mod report;
+pub mod stop_text;
 pub mod tokenizer;
 pub mod weights;

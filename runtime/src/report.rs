@@ -54,6 +54,7 @@ impl Report {
                 StopReason::MaxNewTokens => "max_new_tokens",
                 StopReason::Eos(_) => "eos",
                 StopReason::MaxSeqLen => "max_seq_len",
+                StopReason::Caller => "stop_string",
             },
             ttft_ms: gen.ttft_ms,
             decode_step_ms: steps.clone(),

@@ -11,7 +11,7 @@ use djinn_kernels::check::close_f32;
 use djinn_runtime::backend::Backend;
 use djinn_runtime::cpu::CpuBackend;
 use djinn_runtime::cuda::{check_libraries, CudaBackend, CudaError, CudaOptions};
-use djinn_runtime::generate::{generate, GenerateOptions, Sampling};
+use djinn_runtime::generate::{generate, Flow, GenerateOptions, Sampling};
 use djinn_runtime::replay::{Replay, ReplayOptions};
 use djinn_runtime::weights::Weights;
 use serde_json::Value;
@@ -100,7 +100,7 @@ fn run<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32], check_step: usi
         if e.index == check_step {
             step = e.logits.to_vec();
         }
-        Ok(())
+        Ok(Flow::Continue)
     })
     .unwrap_or_else(|e| panic!("generation failed: {e}"));
     Run { tokens: g.tokens, first, step }

@@ -167,3 +167,36 @@ fn the_models_generation_config_stops_and_samples_unless_the_flags_say_otherwise
     let e = run("{}", &["--min-p", "2"]).unwrap_err();
     assert!(e.contains("--min-p 2") && e.contains("[0, 1]"), "{e}");
 }
+
+/// `--stop`: the text ends just before the first stop string, which is not printed,
+/// and the report says why it stopped.
+#[test]
+fn a_stop_string_ends_the_text_before_it() {
+    let scratch = Scratch::new("cli_stop_string");
+    let plan = scratch.0.join("tiny.toml");
+    compile_cli(&["--gpu", "t4", "--model", "tests/fixtures/tiny-llama-mha", "--prompt-len", "64"], &plan);
+    let r = reference(MHA).iter().find(|r| r.prompt == "Once upon a time").unwrap();
+    let full = r.greedy_text.trim_start().to_string();
+    // A stop string from the middle of the reference text (past its first few characters).
+    let start = full.char_indices().map(|(i, _)| i).find(|&i| i >= full.len() / 2).unwrap();
+    let end = full[start..].char_indices().map(|(i, _)| start + i).nth(3).unwrap_or(full.len());
+    let stop = full[start..end].to_string();
+    let cut = full.find(&stop).unwrap();
+    let run = exec_cli(&[
+        plan.display().to_string(),
+        "--weights".into(),
+        "tests/fixtures/tiny-llama-mha".into(),
+        "--prompt".into(),
+        r.prompt.clone(),
+        "--max-new-tokens".into(),
+        "32".into(),
+        "--stop".into(),
+        stop.clone(),
+    ]);
+    let text = run.report.text.clone().unwrap();
+    assert_eq!(text.trim_start(), &full[..cut], "stop {stop:?}");
+    assert_eq!(run.stdout, format!("{text}\n"));
+    assert!(!run.stdout.contains(&stop));
+    assert_eq!(run.report.stop_reason, "stop_string");
+    assert!(run.report.tokens.len() < r.greedy_ids.len() && r.greedy_ids.starts_with(&run.report.tokens));
+}
