@@ -22,6 +22,7 @@ use djinn_core::plan::{Plan, PlanIoError};
 use thiserror::Error;
 
 use crate::backend::Backend;
+use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::cpu::{AdversarialCpu, CpuBackend, CpuError};
 use crate::cuda::{CudaBackend, CudaError, CudaOptions};
 use crate::generate::{generate, Flow, GenerateError, GenerateOptions, Generation, Sampling, StopReason};
@@ -40,8 +41,8 @@ use djinn_core::hf::{parse_generation_config, GenerationConfig};
     // `--temperature -1` reaches the value check (an error naming the flag and
     // the valid range), not the parser's "unexpected argument '-1'".
     allow_negative_numbers = true,
-    // Exactly one of --prompt and --prompt-ids; the usage line shows them as alternatives.
-    group(clap::ArgGroup::new("input").required(true).args(["prompt", "prompt_ids"]))
+    // Exactly one of --prompt, --prompt-ids and --chat; the usage line shows them as alternatives.
+    group(clap::ArgGroup::new("input").required(true).args(["prompt", "prompt_ids", "chat"]))
 )]
 pub struct Args {
     /// The plan written by djinn-compile.
@@ -58,6 +59,13 @@ pub struct Args {
     /// A file of whitespace-separated token ids, used as they are (BOS included if wanted); or --prompt.
     #[arg(long, value_name = "FILE", group = "input")]
     pub prompt_ids: Option<PathBuf>,
+    /// A user message, sent through the model's chat template (tokenizer_config.json's
+    /// chat_template) with the assistant's turn opened; or --prompt.
+    #[arg(long, value_name = "TEXT", group = "input")]
+    pub chat: Option<String>,
+    /// With --chat: the system message before it.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
     /// Tokens to generate after the prompt (fewer if an end-of-sequence token comes first).
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: u64,
@@ -141,6 +149,8 @@ pub enum ExecError {
     #[error("{0}")]
     GenerationConfig(djinn_core::hf::HfError),
     #[error("{0}")]
+    Chat(ChatError),
+    #[error("{0}")]
     Tokenizer(TokenizerError),
     #[error("prompt ids file {}: {message}", path.display())]
     PromptIds { path: PathBuf, message: String },
@@ -173,6 +183,11 @@ where
     T: Into<OsString> + Clone,
 {
     let args = Args::try_parse_from(argv)?;
+    if args.system.is_some() && args.chat.is_none() {
+        return Err(ExecError::Usage(
+            "--system is the system message of a --chat conversation; give --chat too".into(),
+        ));
+    }
     if args.backend == BackendArg::Cuda && args.replay == ReplayArg::Adversarial {
         return Err(ExecError::Usage("--replay adversarial is a CPU test mode; use it with --backend cpu".into()));
     }
@@ -197,6 +212,15 @@ where
             let ids = tok.encode(text)?;
             (Some(tok), ids)
         }
+        (None, None) if args.chat.is_some() => {
+            let tok = Tokenizer::load(&args.weights, args.tokenizer.as_deref(), bos)?;
+            let chat = ChatTemplate::load(&args.weights).map_err(ExecError::Chat)?;
+            let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
+            messages.extend(args.chat.iter().map(|c| Message::new("user", c)));
+            let text = chat.render(&messages, true).map_err(ExecError::Chat)?;
+            let ids = tok.encode_rendered(&text)?;
+            (Some(tok), ids)
+        }
         (None, Some(path)) => {
             let has_tokenizer = args.tokenizer.is_some() || args.weights.join("tokenizer.json").is_file();
             let tok = if has_tokenizer {
@@ -206,7 +230,7 @@ where
             };
             (tok, read_prompt_ids(path)?)
         }
-        (None, None) => unreachable!("clap requires --prompt or --prompt-ids"),
+        (None, None) => unreachable!("clap requires --prompt, --prompt-ids or --chat"),
     };
     let opts = GenerateOptions {
         max_new_tokens: args.max_new_tokens,

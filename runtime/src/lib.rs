@@ -14,6 +14,7 @@
 //! both, measures a GPU with this crate's forward pass and kernels.
 
 pub mod backend;
+pub mod chat;
 pub mod cpu;
 pub mod cuda;
 pub mod exec;

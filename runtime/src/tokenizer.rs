@@ -89,6 +89,13 @@ impl Tokenizer {
         }
     }
 
+    /// The ids of text that spells out its own special tokens (a rendered
+    /// chat template writes `bos_token` where it wants one): nothing added,
+    /// the special tokens' text read as those tokens.
+    pub fn encode_rendered(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        self.inner.encode(text, false).map(|e| e.get_ids().to_vec()).map_err(|e| TokenizerError::Encode(e.to_string()))
+    }
+
     /// Text of `ids`, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
         self.inner.decode(ids, true).map_err(|e| TokenizerError::Decode(e.to_string()))

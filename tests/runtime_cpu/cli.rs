@@ -200,3 +200,44 @@ fn a_stop_string_ends_the_text_before_it() {
     assert_eq!(run.report.stop_reason, "stop_string");
     assert!(run.report.tokens.len() < r.greedy_ids.len() && r.greedy_ids.starts_with(&run.report.tokens));
 }
+
+/// `--chat` (with `--system`) renders the model's chat template and runs the
+/// result: the same tokens as its text given as ids; a model without a template
+/// is an error naming the file.
+#[test]
+fn chat_messages_go_through_the_models_chat_template() {
+    let scratch = Scratch::new("cli_chat");
+    let dir = scratch.0.join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(fixture(MHA)).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+    }
+    let plan = scratch.0.join("tiny.toml");
+    compile_cli(&["--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64"], &plan);
+    let exec = |extra: &[&str]| {
+        let mut args = vec![plan.display().to_string(), "--weights".into(), dir.display().to_string()];
+        args.extend(["--max-new-tokens", "8"].iter().chain(extra).map(|s| s.to_string()));
+        let argv = std::iter::once("djinn-exec".to_string()).chain(args);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        djinn_runtime::exec::run(argv, &mut out, &mut err).map(|r| r.tokens).map_err(|e| format!("{e:#}"))
+    };
+    let e = exec(&["--chat", "Hi"]).unwrap_err();
+    assert!(e.contains("tokenizer_config.json") && e.contains("no chat_template"), "{e}");
+    let config_path = dir.join("tokenizer_config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["chat_template"] = Value::String(
+        "{% for m in messages %}{% if m.role == 'system' %}<<SYS>> {{ m.content }} <</SYS>> {% else %}{{ bos_token }}[INST] {{ m.content.strip() }} [/INST]{% endif %}{% endfor %}"
+            .into(),
+    );
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let chat = exec(&["--system", "Be brief.", "--chat", " Tell me a story "]).unwrap();
+    let tok = djinn_runtime::tokenizer::Tokenizer::load(&dir, None, Some(1)).unwrap();
+    let ids = tok.encode_rendered("<<SYS>> Be brief. <</SYS>> <s>[INST] Tell me a story [/INST]").unwrap();
+    assert_eq!(ids.iter().filter(|&&t| t == 1).count(), 1, "the template's bos_token is the BOS token, once");
+    let ids_file = scratch.0.join("ids.txt");
+    std::fs::write(&ids_file, ids.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(" ")).unwrap();
+    assert_eq!(chat, exec(&["--prompt-ids", ids_file.to_str().unwrap()]).unwrap());
+    let e = exec(&["--system", "Be brief.", "--prompt", "x"]).unwrap_err();
+    assert!(e.contains("--system") && e.contains("--chat"), "{e}");
+}
