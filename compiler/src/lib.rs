@@ -256,32 +256,15 @@ fn choose(
                     best = Some((sol, table, rank));
                 }
             }
-            // The last table's error (the split one under `auto`) says the most.
-            // The budget error counts the executor's reserve in what the plan needs.
-            Err(CompileError::BudgetTooSmall {
-                needed,
-                kv_cache,
-                activations,
-                workspace,
-                slots,
-                slot_total,
-                fixed_blocks,
-                ..
-            }) => {
-                failure = Some(CompileError::BudgetTooSmall {
-                    budget,
-                    needed: needed + opts.runtime_reserve,
-                    reserve: opts.runtime_reserve,
-                    kv_cache,
-                    activations,
-                    workspace,
-                    slots,
-                    slot_total,
-                    fixed_blocks,
-                    kv_hint: kv_hint(&table, &shape, opts),
-                })
+            // The last table's error (the split one under `auto`) says the most. The budget
+            // error counts the executor's reserve in what the plan needs.
+            Err(mut e) => {
+                if let CompileError::BudgetTooSmall { budget: b, needed, reserve, kv_hint: hint, .. } = &mut e {
+                    (*b, *needed, *reserve) = (budget, *needed + opts.runtime_reserve, opts.runtime_reserve);
+                    *hint = kv_hint(&table, &shape, opts);
+                }
+                failure = Some(e);
             }
-            Err(e) => failure = Some(e),
         }
     }
     let Some((solution, table, _)) = best else { return Err(failure.expect("a table was tried")) };

@@ -123,13 +123,9 @@ fn stream_all_plans_generate_the_reference_text_for_every_prompt() {
     }
 }
 
-/// `generation_config.json` as a user's model ships it: its end tokens stop
-/// generation beside `config.json`'s, its sampling values apply only when it
-/// says `do_sample` and the flags name none, and a malformed one is an error
-/// naming the file and the field.
-#[test]
-fn the_models_generation_config_stops_and_samples_unless_the_flags_say_otherwise() {
-    let scratch = Scratch::new("cli_generation_config");
+/// A copy of the MHA fixture in `scratch` (its files free to edit) and a T4
+/// plan for it at `--prompt-len 64`.
+fn fixture_copy_with_plan(scratch: &Scratch) -> (PathBuf, PathBuf) {
     let dir = scratch.0.join("model");
     std::fs::create_dir_all(&dir).unwrap();
     for f in std::fs::read_dir(fixture(MHA)).unwrap() {
@@ -138,15 +134,30 @@ fn the_models_generation_config_stops_and_samples_unless_the_flags_say_otherwise
     }
     let plan = scratch.0.join("tiny.toml");
     compile_cli(&["--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64"], &plan);
+    (dir, plan)
+}
+
+/// The tokens `djinn-exec plan --weights dir args…` generates, or its error as printed.
+fn exec_tokens(plan: &Path, dir: &Path, args: &[&str]) -> Result<Vec<u32>, String> {
+    let argv = ["djinn-exec".to_string(), plan.display().to_string(), "--weights".into(), dir.display().to_string()]
+        .into_iter()
+        .chain(args.iter().map(|s| s.to_string()));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    djinn_runtime::exec::run(argv, &mut out, &mut err).map(|r| r.tokens).map_err(|e| format!("{e:#}"))
+}
+
+/// `generation_config.json` as a user's model ships it: its end tokens stop
+/// generation beside `config.json`'s, its sampling values apply only when it
+/// says `do_sample` and the flags name none, and a malformed one is an error
+/// naming the file and the field.
+#[test]
+fn the_models_generation_config_stops_and_samples_unless_the_flags_say_otherwise() {
+    let scratch = Scratch::new("cli_generation_config");
+    let (dir, plan) = fixture_copy_with_plan(&scratch);
     let r = reference(MHA).iter().find(|r| r.prompt == "Once upon a time").unwrap();
     let run = |config: &str, extra: &[&str]| {
         std::fs::write(dir.join("generation_config.json"), config).unwrap();
-        let mut args = vec![plan.display().to_string(), "--weights".into(), dir.display().to_string()];
-        args.extend(["--prompt", &r.prompt, "--max-new-tokens", "32"].map(String::from));
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let argv = std::iter::once("djinn-exec".to_string()).chain(args);
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        djinn_runtime::exec::run(argv, &mut out, &mut err).map(|rep| rep.tokens).map_err(|e| format!("{e:#}"))
+        exec_tokens(&plan, &dir, &[&["--prompt", &r.prompt, "--max-new-tokens", "32"], extra].concat())
     };
     // A generated token that does not occur before it, listed as an end token: generation stops there.
     let at = (3..r.greedy_ids.len()).find(|&i| !r.greedy_ids[..i].contains(&r.greedy_ids[i])).unwrap();
@@ -207,21 +218,8 @@ fn a_stop_string_ends_the_text_before_it() {
 #[test]
 fn chat_messages_go_through_the_models_chat_template() {
     let scratch = Scratch::new("cli_chat");
-    let dir = scratch.0.join("model");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in std::fs::read_dir(fixture(MHA)).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
-    }
-    let plan = scratch.0.join("tiny.toml");
-    compile_cli(&["--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64"], &plan);
-    let exec = |extra: &[&str]| {
-        let mut args = vec![plan.display().to_string(), "--weights".into(), dir.display().to_string()];
-        args.extend(["--max-new-tokens", "8"].iter().chain(extra).map(|s| s.to_string()));
-        let argv = std::iter::once("djinn-exec".to_string()).chain(args);
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        djinn_runtime::exec::run(argv, &mut out, &mut err).map(|r| r.tokens).map_err(|e| format!("{e:#}"))
-    };
+    let (dir, plan) = fixture_copy_with_plan(&scratch);
+    let exec = |extra: &[&str]| exec_tokens(&plan, &dir, &[&["--max-new-tokens", "8"], extra].concat());
     let e = exec(&["--chat", "Hi"]).unwrap_err();
     assert!(e.contains("tokenizer_config.json") && e.contains("no chat_template"), "{e}");
     let config_path = dir.join("tokenizer_config.json");
