@@ -1,25 +1,26 @@
 //! Per-op timing of the CUDA backend's kernels at one Llama layer's shapes,
 //! for the decode shape (1 token at position `--pos`) and the prefill shape
-//! (`--prompt-len` tokens from position 0): where a layer's time goes.
+//! (`--prompt-len` tokens from position 0): where a layer's time goes, and
+//! how close each op comes to the device's memory bandwidth.
 //!
 //! ```text
 //! cargo run --release --example cuda_ops -- [--hidden 5120 --inter 13824 --heads 40 --kv-heads 40
 //!     --head-dim 128 --vocab 32000 --prompt-len 512 --pos 512 --reps 50]
 //! ```
 //!
-//! Each op runs `reps` times back to back on the compute stream after one
-//! untimed run; the time is wall clock around the batch, after a stream
-//! synchronise at both ends, so it is device time once launches are queued
-//! faster than they run (true for every op here but the smallest). Weights
-//! are a constant pattern (timing does not depend on values); bytes/s counts
-//! the weights and activations each op must read and write once.
-
-use std::time::Instant;
+//! First a 1 GiB device-to-device copy sets the ceiling (bytes read plus
+//! bytes written per second). Then each op runs `reps` times after one
+//! untimed run, timed with CUDA events around the batch; decode ops run
+//! fused (the GEMV kernels and their epilogues, split attention: what a plan
+//! runs) and unfused (cuBLAS and one kernel per op: `DJINN_FUSED=0`), side by
+//! side. The weights rotate among enough copies that the 60 MB L2 cannot
+//! serve a repeat from cache. GB/s counts the bytes each op must read and
+//! write once; `% d2d` sets that beside the copy's figure.
 
 use anyhow::{bail, Context, Result};
 use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
-use djinn_runtime::cuda::CudaOps;
+use djinn_runtime::cuda::{CudaOps, Event};
 use djinn_runtime::ops::{AttnShape, Buf, Ops};
 
 struct Shape {
@@ -76,15 +77,31 @@ impl Carve {
     }
 }
 
-fn time(ops: &mut CudaOps, reps: u32, mut f: impl FnMut(&mut CudaOps) -> Result<()>) -> Result<f64> {
-    f(ops)?;
-    ops.synchronize()?;
-    let t = Instant::now();
-    for _ in 0..reps {
-        f(ops)?;
+/// One layer's weights (and the LM head), one copy of several.
+#[derive(Clone, Copy)]
+struct Weights {
+    q: Buf,
+    k: Buf,
+    v: Buf,
+    o: Buf,
+    gate: Buf,
+    up: Buf,
+    down: Buf,
+    head: Buf,
+}
+
+/// Microseconds per call of `f(ops, i)` over `reps` calls (`i` the call's
+/// index, for rotating inputs), timed with events after one untimed call.
+fn time(ops: &mut CudaOps, reps: u32, mut f: impl FnMut(&mut CudaOps, usize) -> Result<()>) -> Result<f64> {
+    f(ops, 0)?;
+    let (start, end) = (Event::new(ops.gpu(), true)?, Event::new(ops.gpu(), true)?);
+    start.record(ops.stream())?;
+    for i in 0..reps as usize {
+        f(ops, i + 1)?;
     }
+    end.record(ops.stream())?;
     ops.synchronize()?;
-    Ok(t.elapsed().as_secs_f64() * 1e6 / reps as f64)
+    Ok(end.ms_since(&start)? as f64 * 1e3 / reps as f64)
 }
 
 fn main() -> Result<()> {
@@ -94,11 +111,21 @@ fn main() -> Result<()> {
     let t = s.prompt_len;
     let seq = s.pos.max(t) + 1;
     let mut c = Carve(0);
-    let w_q = c.buf(q_dim * h, d);
-    let w_kv = c.buf(kv_dim * h, d);
-    let w_gate = c.buf(inter * h, d);
-    let w_down = c.buf(h * inter, d);
-    let w_head = c.buf(s.vocab * h, d);
+    let layer_bytes = (2 * q_dim * h + 2 * kv_dim * h + 3 * inter * h + s.vocab * h) * 2;
+    // Enough copies that one pass over all of them is well over the L2.
+    let copies = (256u64 << 20).div_ceil(layer_bytes).max(2) as usize;
+    let sets: Vec<Weights> = (0..copies)
+        .map(|_| Weights {
+            q: c.buf(q_dim * h, d),
+            k: c.buf(kv_dim * h, d),
+            v: c.buf(kv_dim * h, d),
+            o: c.buf(h * q_dim, d),
+            gate: c.buf(inter * h, d),
+            up: c.buf(inter * h, d),
+            down: c.buf(h * inter, d),
+            head: c.buf(s.vocab * h, d),
+        })
+        .collect();
     let norm = c.buf(h, d);
     let x = c.buf(t * h, Dtype::F32);
     let xn = c.buf(t * h, d);
@@ -113,11 +140,19 @@ fn main() -> Result<()> {
     let k_cache = c.buf(seq * kv_dim, d);
     let v_cache = c.buf(seq * kv_dim, d);
     let scores = c.buf(s.heads * t * seq, Dtype::F32);
+    const COPY: u64 = 1 << 30;
+    let (copy_src, copy_dst) = (c.buf(COPY / 2, d), c.buf(COPY / 2, d));
     let mut ops = CudaOps::standalone(c.0).context("opening the GPU")?;
     // 0x2c2c is f16 ~0.07: small enough that nothing overflows through the ops.
     ops.fill(0, c.0, 0x2c)?;
     ops.fill(x.offset, x.bytes(), 0)?;
-    println!("op                         shape                          us/call      GB/s");
+    let us = time(&mut ops, 20, |o, _| Ok(o.copy_within(copy_dst.offset, copy_src.offset, COPY)?))?;
+    let d2d = (2 * COPY) as f64 / us / 1e3;
+    println!("device-to-device copy of {} MiB: {us:.1} us, {d2d:.0} GB/s (read + written)", COPY >> 20);
+    println!("weights rotate among {copies} copies ({:.0} MiB each)", layer_bytes as f64 / (1 << 20) as f64);
+    println!();
+    println!("{:<28} {:<30} {:>10} {:>9} {:>7}", "op", "shape", "us/call", "GB/s", "% d2d");
+    let w = |i: usize| sets[i % copies];
     for (phase, n, pos0) in [("decode", 1u64, s.pos), ("prefill", t, 0)] {
         let shape = AttnShape {
             tokens: n,
@@ -127,44 +162,50 @@ fn main() -> Result<()> {
             head_dim: s.head_dim,
             rope_theta: 1e4,
         };
-        let mm = |m: u64, nn: u64, kk: u64| ((m * kk + nn * kk + m * nn) * 2) as f64;
-        let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
-        let mut row = |op: &str, dims: String, us: f64, bytes: f64| rows.push((op.into(), dims, us, bytes / us / 1e3));
-        let r = s.reps;
-        let us = time(&mut ops, r, |o| Ok(o.rmsnorm(xn, x, norm, n, h, 1e-5)?))?;
-        row("rmsnorm", format!("{n}x{h}"), us, (n * h * 6) as f64);
-        let us = time(&mut ops, r, |o| Ok(o.matmul(q, xn, w_q, n, q_dim, h)?))?;
-        row("matmul q/o", format!("{n}x{h} . {q_dim}x{h}"), us, mm(n, q_dim, h));
-        let us = time(&mut ops, r, |o| Ok(o.matmul(k, xn, w_kv, n, kv_dim, h)?))?;
-        row("matmul k/v", format!("{n}x{h} . {kv_dim}x{h}"), us, mm(n, kv_dim, h));
-        let us = time(&mut ops, r, |o| Ok(o.rope(q, k, shape)?))?;
-        row("rope", format!("{n}x({}+{})x{}", s.heads, s.kv_heads, s.head_dim), us, ((q_dim + kv_dim) * n * 4) as f64);
-        let us = time(&mut ops, r, |o| Ok(o.kv_store(k_cache, v_cache, k, v, shape)?))?;
-        row("kv_store", format!("{n}x{kv_dim}"), us, (n * kv_dim * 8) as f64);
-        let us = time(&mut ops, r, |o| Ok(o.attention(attn, q, k_cache, v_cache, scores, shape)?))?;
-        row("attention", format!("{n} q over {} keys", pos0 + n), us, ((pos0 + n) * kv_dim * 4 + n * q_dim * 4) as f64);
-        let us = time(&mut ops, r, |o| Ok(o.add(x, proj, n * h)?))?;
-        row("add", format!("{}", n * h), us, (n * h * 10) as f64);
-        let us = time(&mut ops, r, |o| Ok(o.matmul(gate, xn, w_gate, n, inter, h)?))?;
-        row("matmul gate/up", format!("{n}x{h} . {inter}x{h}"), us, mm(n, inter, h));
-        let us = time(&mut ops, r, |o| Ok(o.silu_mul(gate, up, n * inter)?))?;
-        row("silu_mul", format!("{}", n * inter), us, (n * inter * 6) as f64);
-        let us = time(&mut ops, r, |o| Ok(o.matmul(proj, gate, w_down, n, h, inter)?))?;
-        row("matmul down", format!("{n}x{inter} . {h}x{inter}"), us, mm(n, h, inter));
-        let us = time(&mut ops, r, |o| Ok(o.matmul(logits, xn, w_head, 1, s.vocab, h)?))?;
-        row("matmul lm_head (f32 out)", format!("1x{h} . {}x{h}", s.vocab), us, mm(1, s.vocab, h));
-        println!("-- {phase} ({n} tokens at position {pos0})");
-        let mut layer = 0.0;
-        for (op, dims, us, gbps) in &rows {
-            println!("{op:<26} {dims:<30} {us:>9.1} {gbps:>9.1}");
-            layer += match op.as_str() {
-                "rmsnorm" | "add" | "matmul gate/up" | "matmul q/o" => 2.0 * us,
-                "matmul k/v" => 2.0 * us,
-                "matmul lm_head (f32 out)" => 0.0,
-                _ => *us,
-            };
+        // Bytes a product must move: weights once, inputs and outputs once.
+        let mm = |nn: u64, kk: u64| ((n * kk + nn * kk + n * nn) * 2) as f64;
+        let paths: &[bool] = if n <= 8 { &[true, false] } else { &[false] };
+        for &fused in paths {
+            ops.set_fused(fused);
+            let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
+            let r = s.reps;
+            let mut row = |op: &str, dims: String, us: f64, bytes: f64| rows.push((op.into(), dims, us, bytes));
+            let us = time(&mut ops, r, |o, _| Ok(o.rmsnorm(xn, x, norm, n, h, 1e-5)?))?;
+            row("rmsnorm", format!("{n}x{h}"), us, (n * h * 6) as f64);
+            let us = time(&mut ops, r, |o, i| {
+                let w = w(i);
+                Ok(o.qkv([q, k, v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?)
+            })?;
+            row("qkv", format!("{n}x{h} . ({q_dim}+2x{kv_dim})x{h}"), us, mm(q_dim + 2 * kv_dim, h));
+            let us = time(&mut ops, r, |o, _| Ok(o.rope_kv_store(q, k, v, k_cache, v_cache, shape)?))?;
+            row("rope_kv_store", format!("{n}x({}+{})x{}", s.heads, s.kv_heads, s.head_dim), us, ((q_dim * 2 + kv_dim * 3) * n * 2) as f64);
+            let us = time(&mut ops, r, |o, _| Ok(o.attention(attn, q, k_cache, v_cache, scores, shape)?))?;
+            row("attention", format!("{n} q over {} keys", pos0 + n), us, ((pos0 + n) * kv_dim * 4 + n * q_dim * 4) as f64);
+            let us = time(&mut ops, r, |o, i| Ok(o.matmul_residual(x, proj, attn, w(i).o, n, h, q_dim)?))?;
+            row("o_proj + residual", format!("{n}x{q_dim} . {h}x{q_dim}"), us, mm(h, q_dim));
+            let us = time(&mut ops, r, |o, i| {
+                let w = w(i);
+                Ok(o.gate_up_silu(gate, up, xn, w.gate, w.up, n, inter, h)?)
+            })?;
+            row("gate_up_silu", format!("{n}x{h} . 2x{inter}x{h}"), us, mm(2 * inter, h));
+            let us = time(&mut ops, r, |o, i| Ok(o.matmul_residual(x, proj, gate, w(i).down, n, h, inter)?))?;
+            row("down + residual", format!("{n}x{inter} . {h}x{inter}"), us, mm(h, inter));
+            let us = time(&mut ops, r, |o, i| Ok(o.matmul(logits, xn, w(i).head, 1, s.vocab, h)?))?;
+            row("lm_head (f32 out)", format!("1x{h} . {}x{h}", s.vocab), us, ((h + s.vocab * h) * 2 + s.vocab * 4) as f64);
+            let how = if n > 8 { "cuBLAS" } else if fused { "fused: GEMV kernels" } else { "unfused: cuBLAS" };
+            println!("-- {phase} ({n} tokens at position {pos0}), {how}");
+            let mut layer = 0.0;
+            for (op, dims, us, bytes) in &rows {
+                let gbps = bytes / us / 1e3;
+                println!("{op:<28} {dims:<30} {us:>10.1} {gbps:>9.0} {:>6.0}%", 100.0 * gbps / d2d);
+                layer += match op.as_str() {
+                    "rmsnorm" => 2.0 * us,
+                    "lm_head (f32 out)" => 0.0,
+                    _ => *us,
+                };
+            }
+            println!("{:<60} {layer:>9.1}", "one layer (sum of its ops)");
         }
-        println!("one layer (sum of its ops)                                {layer:>9.1}");
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use djinn_compiler::{compile, CompileRequest, Options, Units};
 use djinn_core::plan::{Plan, Strategy};
 use djinn_runtime::cpu::{AdversarialCpu, CpuBackend};
-use djinn_runtime::generate::{generate, Flow, GenerateOptions, Sampling};
+use djinn_runtime::generate::{generate_with_logits, Flow, GenerateOptions, Sampling};
 use djinn_runtime::replay::{Replay, ReplayOptions};
 use djinn_runtime::weights::Weights;
 use serde_json::Value;
@@ -166,15 +166,15 @@ pub fn run(plan: &Plan, name: &str, prompt: &[u32], n: u64, mode: Mode, opts: Re
     let gen = match mode {
         Mode::InOrder => {
             let mut b = CpuBackend::new(plan, &weights).unwrap();
-            generate(&replay, &mut b, prompt, &gen_opts, |e| {
-                let _: () = logits.push(e.logits.to_vec());
+            generate_with_logits(&replay, &mut b, prompt, &gen_opts, |e| {
+                let _: () = logits.push(e.logits.expect("kept").to_vec());
                 Ok(Flow::Continue)
             })
         }
         Mode::Adversarial => {
             let mut b = AdversarialCpu::new(plan, &weights).unwrap();
-            generate(&replay, &mut b, prompt, &gen_opts, |e| {
-                let _: () = logits.push(e.logits.to_vec());
+            generate_with_logits(&replay, &mut b, prompt, &gen_opts, |e| {
+                let _: () = logits.push(e.logits.expect("kept").to_vec());
                 Ok(Flow::Continue)
             })
         }

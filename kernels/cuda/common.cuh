@@ -81,3 +81,35 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
     v = lane < warps ? scratch[lane] : NEG_INF;
     return warp_max(v);
 }
+
+// 16-byte vector loads of 16-bit values (8 per load), read-only. `ld_stream`
+// is for data read once (decode weights): it does not allocate in L1.
+struct u32x4 { u32 x, y, z, w; };
+
+__device__ __forceinline__ u32x4 ld_stream(const void* p) {
+    u32x4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ u32x4 ld_vec(const void* p) {
+    u32x4 r;
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
+// The 8 values of a 16-byte vector of T, as f32 (element 0 in the low half of x).
+template <typename T>
+__device__ __forceinline__ void unpack8(const u32x4& v, float* f) {
+    const u32 w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        T lo, hi;
+        lo.bits = (u16)(w[i] & 0xffffu);
+        hi.bits = (u16)(w[i] >> 16);
+        f[2 * i] = to_f32(lo);
+        f[2 * i + 1] = to_f32(hi);
+    }
+}

@@ -147,6 +147,78 @@ pub fn attention<W: Half>(
     });
 }
 
+/// Cache rows per block of `attn_decode.cu` (its `ATTN_CHUNK`): decode
+/// attention over `seq` rows runs as `seq.div_ceil(ATTN_CHUNK)` splits.
+pub const ATTN_CHUNK: usize = 256;
+
+/// Floats per (head, split) of the decode partials: `m`, `l`, then `head_dim` sums.
+pub fn attn_partial_len(head_dim: usize) -> usize {
+    2 + head_dim
+}
+
+/// Decode attention's first half (`attn_decode.cu`): for each head `h` and
+/// split `s` (cache rows `s·ATTN_CHUNK..` below `seq`), with
+/// `score_p = scale · q_h · k_p` in f32, writes `partial[h, s] = (m, l, acc)`:
+/// `m` the largest score, `l = Σ e^(score_p - m)`, `acc = Σ e^(score_p - m) · v_p`.
+/// `q` is one row `[num_heads * head_dim]`; `partial` is
+/// `[num_heads, splits, 2 + head_dim]`. The probabilities stay f32 (the
+/// prefill path rounds them to the model dtype for the tensor cores).
+#[allow(clippy::too_many_arguments)]
+pub fn attn_decode<W: Half>(
+    partial: &mut [f32],
+    q: &[W],
+    k_cache: &[W],
+    v_cache: &[W],
+    seq: usize,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+) {
+    assert!(seq > 0 && num_kv_heads > 0 && num_heads.is_multiple_of(num_kv_heads), "attn_decode: shape");
+    let (kv_dim, group, splits, stride) =
+        (num_kv_heads * head_dim, num_heads / num_kv_heads, seq.div_ceil(ATTN_CHUNK), attn_partial_len(head_dim));
+    assert!(partial.len() >= num_heads * splits * stride, "attn_decode: partial smaller than heads*splits*(2+d)");
+    let mut qh = vec![0f32; head_dim];
+    let mut scores = vec![0f32; ATTN_CHUNK];
+    for h in 0..num_heads {
+        W::to_f32_slice(&q[h * head_dim..(h + 1) * head_dim], &mut qh);
+        let col = (h / group) * head_dim;
+        for s in 0..splits {
+            let rows = s * ATTN_CHUNK..((s + 1) * ATTN_CHUNK).min(seq);
+            let sc = &mut scores[..rows.len()];
+            for (v, p) in sc.iter_mut().zip(rows.clone()) {
+                *v = W::dot(&qh, &k_cache[p * kv_dim + col..p * kv_dim + col + head_dim]) * scale;
+            }
+            let m = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let out = &mut partial[(h * splits + s) * stride..(h * splits + s + 1) * stride];
+            out.iter_mut().for_each(|v| *v = 0.0);
+            for (e, p) in sc.iter().map(|v| (v - m).exp()).zip(rows) {
+                out[1] += e;
+                for (a, v) in out[2..].iter_mut().zip(&v_cache[p * kv_dim + col..p * kv_dim + col + head_dim]) {
+                    *a += e * v.to_f32();
+                }
+            }
+            out[0] = m;
+        }
+    }
+}
+
+/// Decode attention's second half (`attn_decode.cu`'s `attn_combine`):
+/// `out[h] = W(Σ_s e^(m_s - M) acc_s / Σ_s e^(m_s - M) l_s)`, `M = max_s m_s`.
+pub fn attn_combine<W: Half>(out: &mut [W], partial: &[f32], num_heads: usize, splits: usize, head_dim: usize) {
+    let stride = attn_partial_len(head_dim);
+    for h in 0..num_heads {
+        let parts: Vec<&[f32]> = (0..splits).map(|s| &partial[(h * splits + s) * stride..][..stride]).collect();
+        let m = parts.iter().map(|p| p[0]).fold(f32::NEG_INFINITY, f32::max);
+        let l: f32 = parts.iter().map(|p| (p[0] - m).exp() * p[1]).sum();
+        for i in 0..head_dim {
+            let a: f32 = parts.iter().map(|p| (p[0] - m).exp() * p[2 + i]).sum();
+            out[h * head_dim + i] = W::from_f32(a / l);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use half::{bf16, f16};
@@ -232,6 +304,30 @@ mod tests {
                 s.iter().enumerate().fold((0, f32::MIN), |(i, m), (j, &v)| if v > m { (j, v) } else { (i, m) });
             assert!(row[..visible].iter().all(|&p| p <= row[hi]), "row {r}: the largest score has the largest weight");
         }
+    }
+
+    fn decode_case<W: Half>(seq: usize, nh: usize, nkv: usize, d: usize) {
+        let mut rng = Rng::new((seq * 5 + nh) as u64);
+        let h = |v: Vec<f32>| v.into_iter().map(W::from_f32).collect::<Vec<W>>();
+        let (kc, vc): (Vec<W>, Vec<W>) = (h(rng.normals(seq * nkv * d, 1.0)), h(rng.normals(seq * nkv * d, 1.0)));
+        let q: Vec<W> = h(rng.normals(nh * d, 1.0));
+        let splits = seq.div_ceil(ATTN_CHUNK);
+        let mut partial = vec![f32::NAN; nh * splits * attn_partial_len(d)];
+        attn_decode(&mut partial, &q, &kc, &vc, seq, nh, nkv, d, (d as f64).powf(-0.5) as f32);
+        let mut out = vec![W::from_f32(f32::NAN); nh * d];
+        attn_combine(&mut out, &partial, nh, splits, d);
+        let wide = |v: &[W]| v.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
+        let want = reference(&wide(&q), &wide(&kc), &wide(&vc), 1, seq - 1, nh, nkv, d);
+        let u = if W::NAME == "f16" { 1.0 / 2048.0 } else { 1.0 / 256.0 };
+        close(&format!("attn_decode {} seq={seq} {nh}/{nkv}x{d}", W::NAME), &wide(&out), &want, 1e-5, 2.0 * u).unwrap();
+    }
+
+    #[test]
+    fn split_decode_attention_matches_f64() {
+        decode_case::<f16>(1, 4, 4, 16);
+        decode_case::<f16>(300, 8, 2, 32); // two splits, grouped-query
+        decode_case::<bf16>(700, 4, 1, 64); // three splits, multi-query
+        decode_case::<f16>(256, 2, 2, 8); // exactly one full split
     }
 
     #[test]

@@ -61,6 +61,16 @@ kernels! {
     AddBf16 = "add_bf16",
     ArgmaxF32 = "argmax_f32",
     CopyF32 = "copy_f32",
+    GemvF16 = "gemv_f16",
+    GemvBf16 = "gemv_bf16",
+    GemvSiluF16 = "gemv_silu_f16",
+    GemvSiluBf16 = "gemv_silu_bf16",
+    RopeKvStoreF16 = "rope_kv_store_f16",
+    RopeKvStoreBf16 = "rope_kv_store_bf16",
+    AttnDecodeF16 = "attn_decode_f16",
+    AttnDecodeBf16 = "attn_decode_bf16",
+    AttnCombineF16 = "attn_combine_f16",
+    AttnCombineBf16 = "attn_combine_bf16",
 }
 
 macro_rules! source {
@@ -79,6 +89,9 @@ pub const SOURCES: &[Source] = &[
     source!("add.cu", [AddF16, AddBf16]),
     source!("argmax.cu", [ArgmaxF32]),
     source!("copy.cu", [CopyF32]),
+    source!("gemv.cu", [GemvF16, GemvBf16, GemvSiluF16, GemvSiluBf16]),
+    source!("rope_kv_store.cu", [RopeKvStoreF16, RopeKvStoreBf16]),
+    source!("attn_decode.cu", [AttnDecodeF16, AttnDecodeBf16, AttnCombineF16, AttnCombineBf16]),
 ];
 
 impl Kernel {

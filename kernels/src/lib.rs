@@ -18,6 +18,7 @@ pub mod check;
 pub mod cuda;
 pub mod elem;
 pub mod elementwise;
+pub mod gemv;
 pub mod matmul;
 pub mod rng;
 pub mod rope;
@@ -26,7 +27,9 @@ pub mod simd;
 pub mod team;
 
 pub use elem::{Elem, Half};
+pub use attention::{attn_partial_len, ATTN_CHUNK};
 pub use elementwise::copy_f32;
+pub use gemv::GemvOut;
 pub use half::{bf16, f16};
 pub use rng::Rng;
 pub use sample::{argmax_f32, sample_f32, SampleParams};
@@ -35,7 +38,8 @@ pub use team::Team;
 /// Declares the monomorphic `{op}_{dtype}` entry points of every generic kernel, per dtype.
 macro_rules! twins {
     ($($dtype:ident, $t:ty, $embed:ident, $rmsnorm:ident, $matmul:ident, $matmul32:ident, $rope:ident,
-       $kv_store:ident, $attn_softmax:ident, $attention:ident, $silu_mul:ident, $add:ident;)*) => {$(
+       $kv_store:ident, $attn_softmax:ident, $attention:ident, $silu_mul:ident, $add:ident,
+       $gemv:ident, $gemv_silu:ident, $rope_kv_store:ident, $attn_decode:ident, $attn_combine:ident;)*) => {$(
         #[doc = concat!("`x[t, :] = f32(table[tokens[t], :])`, ", stringify!($dtype), " table `[vocab, hidden]`.")]
         pub fn $embed(x: &mut [f32], table: &[$t], tokens: &[u32], hidden: usize) {
             elementwise::embed(x, table, tokens, hidden)
@@ -82,12 +86,39 @@ macro_rules! twins {
         pub fn $add(x: &mut [f32], y: &[$t], n: usize) {
             elementwise::add(x, y, n)
         }
+        #[doc = concat!("The decode product of ", stringify!($dtype), " weights with its epilogue ([`GemvOut`]).")]
+        pub fn $gemv(out: GemvOut<'_, $t>, w: &[$t], x: &[$t], m: usize, n: usize, k: usize) {
+            gemv::gemv(out, w, x, m, n, k)
+        }
+        #[doc = concat!("`out = silu(x·gateᵀ) * x·upᵀ`, ", stringify!($dtype), ", each product rounded first.")]
+        pub fn $gemv_silu(out: &mut [$t], gate: &[$t], up: &[$t], x: &[$t], m: usize, n: usize, k: usize) {
+            gemv::gemv_silu(out, gate, up, x, m, n, k)
+        }
+        #[doc = concat!("RoPE on ", stringify!($dtype), " q, and the rotated k with v stored into the cache.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $rope_kv_store(q: &mut [$t], k: &[$t], v: &[$t], k_cache: &mut [$t], v_cache: &mut [$t],
+                              tokens: usize, pos0: usize, num_heads: usize, num_kv_heads: usize,
+                              head_dim: usize, theta: f32) {
+            rope::rope_kv_store(q, k, v, k_cache, v_cache, tokens, pos0, num_heads, num_kv_heads, head_dim, theta)
+        }
+        #[doc = concat!("Split decode attention over a ", stringify!($dtype), " KV cache: the per-split partials.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $attn_decode(partial: &mut [f32], q: &[$t], k_cache: &[$t], v_cache: &[$t], seq: usize,
+                            num_heads: usize, num_kv_heads: usize, head_dim: usize, scale: f32) {
+            attention::attn_decode(partial, q, k_cache, v_cache, seq, num_heads, num_kv_heads, head_dim, scale)
+        }
+        #[doc = concat!("Merges decode attention's partials into ", stringify!($dtype), " outputs.")]
+        pub fn $attn_combine(out: &mut [$t], partial: &[f32], num_heads: usize, splits: usize, head_dim: usize) {
+            attention::attn_combine(out, partial, num_heads, splits, head_dim)
+        }
     )*};
 }
 
 twins! {
     f16, f16, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16,
-        kv_store_f16, attn_softmax_f16, attention_f16, silu_mul_f16, add_f16;
+        kv_store_f16, attn_softmax_f16, attention_f16, silu_mul_f16, add_f16,
+        gemv_f16, gemv_silu_f16, rope_kv_store_f16, attn_decode_f16, attn_combine_f16;
     bf16, bf16, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16,
-        kv_store_bf16, attn_softmax_bf16, attention_bf16, silu_mul_bf16, add_bf16;
+        kv_store_bf16, attn_softmax_bf16, attention_bf16, silu_mul_bf16, add_bf16,
+        gemv_bf16, gemv_silu_bf16, rope_kv_store_bf16, attn_decode_bf16, attn_combine_bf16;
 }

@@ -8,6 +8,7 @@
 //! transformers' `LlamaRotaryEmbedding` does (its `freqs` matmul runs with
 //! autocast off, in f32), so positions far into the sequence round the same way.
 
+use crate::attention::kv_store;
 use crate::elem::Half;
 
 /// `inv_freq[i] = 1 / theta^(2i / head_dim)` in f32, `i < head_dim / 2`.
@@ -59,6 +60,29 @@ pub fn rope<W: Half>(
     }
     rotate(q, tokens, num_heads, head_dim, &cos, &sin);
     rotate(k, tokens, num_kv_heads, head_dim, &cos, &sin);
+}
+
+/// RoPE and the KV-cache store in one (`rope_kv_store.cu`): `q` rotated in
+/// place; cache rows `pos0..pos0+tokens` get the rotated `k` and `v`; `k`
+/// itself is not changed. Exactly [`rope`] then [`kv_store`].
+#[allow(clippy::too_many_arguments)]
+pub fn rope_kv_store<W: Half>(
+    q: &mut [W],
+    k: &[W],
+    v: &[W],
+    k_cache: &mut [W],
+    v_cache: &mut [W],
+    tokens: usize,
+    pos0: usize,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    theta: f32,
+) {
+    let kv_dim = num_kv_heads * head_dim;
+    let mut rotated = k[..tokens * kv_dim].to_vec();
+    rope(q, &mut rotated, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
+    kv_store(k_cache, v_cache, &rotated, v, tokens, pos0, kv_dim);
 }
 
 #[cfg(test)]

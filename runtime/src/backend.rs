@@ -54,6 +54,14 @@ pub trait Backend {
     /// Wait for the compute lane and return the last position's logits, `[vocab]` f32.
     fn logits(&mut self) -> Result<Vec<f32>, Self::Error>;
 
+    /// Wait for the compute lane and return the greedy choice, the index of
+    /// the largest logit ([`djinn_kernels::argmax_f32`]: the first on ties,
+    /// never a NaN). A backend with a device picks it there and brings back
+    /// one token id instead of the whole `[vocab]` row.
+    fn greedy_token(&mut self) -> Result<u32, Self::Error> {
+        Ok(djinn_kernels::argmax_f32(&self.logits()?) as u32)
+    }
+
     /// A short name for reports (`cpu`, `cpu-adversarial`, `cuda (NVIDIA L4)`).
     fn describe(&self) -> String {
         std::any::type_name::<Self>().rsplit("::").next().unwrap_or("backend").to_string()

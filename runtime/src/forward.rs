@@ -9,14 +9,18 @@
 //!
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
-//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections
+//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections                  (Ops::qkv)
 //! q, k = rope(q, k)                     # rotate by position
-//! cache[pos0..pos0+n] = k, v            # append to this layer's KV cache
+//! cache[pos0..pos0+n] = k, v            # append to the KV cache      (Ops::rope_kv_store)
 //! attn = softmax(q·Kᵀ/√d) · V           # causal, grouped-query
-//! x += attn·Woᵀ                         # residual add
+//! x += attn·Woᵀ                         # residual add                (Ops::matmul_residual)
 //! xn = rmsnorm(x) · mlp_norm
-//! x += (silu(xn·Wgateᵀ) * xn·Wupᵀ)·Wdownᵀ
+//! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #                             (Ops::gate_up_silu)
+//! x += g·Wdownᵀ                         #                             (Ops::matmul_residual)
 //! ```
+//!
+//! The ops named on the right are fusions (one GPU launch each in decode);
+//! each means exactly the elementary ops to its left (`ops::unfused`).
 //!
 //! The final-norm block normalises the last position only, and the LM-head
 //! block turns it into f32 logits. Nothing here allocates or owns memory:
@@ -208,14 +212,10 @@ impl Forward {
         let layer = b.layer.expect("a layer block has a layer index");
         let (k_cache, v_cache) = self.kv_planes(layer);
         ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
-        ops.matmul(a.q, a.xn, w.q, n, q_dim, h)?;
-        ops.matmul(a.k, a.xn, w.k, n, kv_dim, h)?;
-        ops.matmul(a.v, a.xn, w.v, n, kv_dim, h)?;
-        ops.rope(a.q, a.k, shape)?;
-        ops.kv_store(k_cache, v_cache, a.k, a.v, shape)?;
+        ops.qkv([a.q, a.k, a.v], a.xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+        ops.rope_kv_store(a.q, a.k, a.v, k_cache, v_cache, shape)?;
         ops.attention(a.attn, a.q, k_cache, v_cache, a.scores, shape)?;
-        ops.matmul(a.proj, a.attn, w.o, n, h, q_dim)?;
-        ops.add(a.x, a.proj, n * h)
+        ops.matmul_residual(a.x, a.proj, a.attn, w.o, n, h, q_dim)
     }
 
     /// A layer's MLP over `n` tokens: `x += mlp(x)`.
@@ -230,11 +230,8 @@ impl Forward {
             down: w(TensorRole::Down),
         };
         ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
-        ops.matmul(a.gate, a.xn, w.gate, n, inter, h)?;
-        ops.matmul(a.up, a.xn, w.up, n, inter, h)?;
-        ops.silu_mul(a.gate, a.up, n * inter)?;
-        ops.matmul(a.proj, a.gate, w.down, n, h, inter)?;
-        ops.add(a.x, a.proj, n * h)
+        ops.gate_up_silu(a.gate, a.up, a.xn, w.gate, w.up, n, inter, h)?;
+        ops.matmul_residual(a.x, a.proj, a.gate, w.down, n, h, inter)
     }
 
     /// Layer `layer`'s K and V planes, `[max_seq_len, kv_dim]` each.

@@ -6,6 +6,13 @@
 //! filled — the same computation in pieces, and one weight stream per piece
 //! rather than one per token. A prompt longer than `max_seq_len` is refused,
 //! and generation stops when the KV cache is full.
+//!
+//! Greedy decoding without a repetition penalty needs no logits on the host:
+//! [`generate`] then asks the backend for the chosen token alone
+//! ([`crate::backend::Backend::greedy_token`]: on a GPU, an argmax on the
+//! device and four bytes back per step). Sampling, and
+//! [`generate_with_logits`] (for callers that inspect the logits), bring the
+//! `[vocab]` row back each step.
 
 use std::time::Instant;
 
@@ -34,6 +41,11 @@ pub struct Sampling {
 impl Sampling {
     pub fn greedy() -> Sampling {
         Sampling { temperature: 0.0, top_p: 1.0, top_k: 0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+    }
+
+    /// Whether the choice is the plain argmax of the logits (no temperature, no penalty).
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 && self.repetition_penalty == 1.0
     }
 
     fn params(&self) -> SampleParams {
@@ -130,8 +142,11 @@ pub struct Emitted<'a> {
     /// 0 for the first generated token.
     pub index: usize,
     pub token: u32,
-    pub logits: &'a [f32],
+    /// The logits the token was chosen from, where they came to the host:
+    /// always with [`generate_with_logits`], and with [`generate`] when it samples.
+    pub logits: Option<&'a [f32]>,
 }
+
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
@@ -153,6 +168,28 @@ pub fn generate<B: Backend>(
     backend: &mut B,
     prompt: &[u32],
     opts: &GenerateOptions,
+    on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
+) -> Result<Generation, GenerateError> {
+    run(replay, backend, prompt, opts, false, on_token)
+}
+
+/// [`generate`], with every step's logits brought to the host and shown to `on_token`.
+pub fn generate_with_logits<B: Backend>(
+    replay: &Replay,
+    backend: &mut B,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
+) -> Result<Generation, GenerateError> {
+    run(replay, backend, prompt, opts, true, on_token)
+}
+
+fn run<B: Backend>(
+    replay: &Replay,
+    backend: &mut B,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    keep_logits: bool,
     mut on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
 ) -> Result<Generation, GenerateError> {
     let shape = replay.plan().shape;
@@ -171,14 +208,27 @@ pub fn generate<B: Backend>(
     let params = opts.sampling.params();
     // The sequence so far, for the repetition penalty: the prompt, then each token chosen.
     let mut seen: Vec<u32> = prompt.to_vec();
-    let mut choose = |logits: &[f32], seen: &[u32]| sample_f32(logits, &params, seen, &mut rng) as u32;
+    let on_host = keep_logits || !opts.sampling.is_greedy();
+    // The next token, once the pass that computes its logits has been issued;
+    // `logits` keeps them where they come to the host.
+    let mut choose = |backend: &mut B, phase, seen: &[u32], logits: &mut Vec<f32>| -> Result<u32, ReplayError> {
+        if !on_host {
+            return replay.greedy_token(backend, phase);
+        }
+        *logits = replay.logits(backend, phase)?;
+        Ok(sample_f32(logits, &params, seen, &mut rng) as u32)
+    };
     let pass = |tokens: &[u32], pos0: u64, phase| Pass { tokens: tokens.to_vec(), pos0, phase };
 
     let start = Instant::now();
     let mut logits = Vec::new();
+    let chunks = prompt.len().div_ceil(shape.prompt_len as usize);
     for (i, chunk) in prompt.chunks(shape.prompt_len as usize).enumerate() {
         replay.run_pass(backend, &pass(chunk, i as u64 * shape.prompt_len, PhaseName::Prefill))?;
-        logits = replay.logits(backend, PhaseName::Prefill)?;
+        // Only the last chunk's logits choose a token; the others are waited for like any pass.
+        if i + 1 < chunks {
+            replay.logits(backend, PhaseName::Prefill)?;
+        }
     }
     let mut gen = Generation {
         prompt_tokens: prompt.len(),
@@ -189,10 +239,11 @@ pub fn generate<B: Backend>(
         decode_copy_bytes: Vec::new(),
     };
     if opts.max_new_tokens == 0 {
+        replay.logits(backend, PhaseName::Prefill)?;
         gen.ttft_ms = ms(start);
         return Ok(gen);
     }
-    let mut token = choose(&logits, &seen);
+    let mut token = choose(backend, PhaseName::Prefill, &seen, &mut logits)?;
     gen.ttft_ms = ms(start);
     loop {
         if opts.stop_tokens.contains(&token) {
@@ -200,7 +251,8 @@ pub fn generate<B: Backend>(
             break;
         }
         let flow =
-            on_token(&Emitted { index: gen.tokens.len(), token, logits: &logits }).map_err(GenerateError::Output)?;
+            on_token(&Emitted { index: gen.tokens.len(), token, logits: on_host.then_some(&logits[..]) })
+                .map_err(GenerateError::Output)?;
         gen.tokens.push(token);
         if flow == Flow::Stop {
             gen.stop = StopReason::Caller;
@@ -217,9 +269,8 @@ pub fn generate<B: Backend>(
         }
         let t = Instant::now();
         let copied = replay.run_pass(backend, &pass(&[token], pos, PhaseName::Decode))?;
-        logits = replay.logits(backend, PhaseName::Decode)?;
         seen.push(gen.tokens[gen.tokens.len() - 1]);
-        token = choose(&logits, &seen);
+        token = choose(backend, PhaseName::Decode, &seen, &mut logits)?;
         gen.decode_ms.push(ms(t));
         gen.decode_copy_bytes.push(copied);
     }

@@ -6,6 +6,13 @@
 //! plan's arena (activations, KV cache, a resident region or a slot), so the
 //! same offsets mean the same bytes on either backend.
 //!
+//! Besides the elementary ops, the trait names the fusions a decode step
+//! wants on a GPU — the three projections of one input in one launch, the
+//! gate/up products with their SiLU, a projection added straight into the
+//! residual stream, RoPE with the cache store — each with a default that runs
+//! the elementary ops it stands for ([`unfused`]), so a backend overrides
+//! only what it fuses and the forward pass reads the same either way.
+//!
 //! Conventions: row-major; `matmul` computes `out[m, n] = x[m, k] · w[n, k]ᵀ`
 //! (weights stored `[out_features, in_features]`, as Hugging Face stores
 //! them) with f32 accumulation; the residual stream is f32; everything else is
@@ -90,4 +97,124 @@ pub trait Ops {
 
     /// `x[i] += f32(y[i])` for `i < n` (the residual add; `x` f32).
     fn add(&mut self, x: Buf, y: Buf, n: u64) -> Result<(), Self::Error>;
+
+    /// `out[i] = x · w[i]ᵀ` for the three (q, k, v) products of one input:
+    /// `out[i]` is `[m, n[i]]`, `w[i]` is `[n[i], k]`.
+    fn qkv(&mut self, out: [Buf; 3], x: Buf, w: [Buf; 3], m: u64, n: [u64; 3], k: u64) -> Result<(), Self::Error> {
+        unfused::qkv(self, out, x, w, m, n, k)
+    }
+
+    /// `gate = silu(x · w_gateᵀ) * (x · w_upᵀ)`, `[m, n]`, each product rounded
+    /// to the model dtype first; `up` is scratch of `[m, n]` (its contents afterwards are unspecified).
+    #[allow(clippy::too_many_arguments)]
+    fn gate_up_silu(
+        &mut self,
+        gate: Buf,
+        up: Buf,
+        x: Buf,
+        w_gate: Buf,
+        w_up: Buf,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<(), Self::Error> {
+        unfused::gate_up_silu(self, gate, up, x, w_gate, w_up, m, n, k)
+    }
+
+    /// `resid[m, n] += f32(y · wᵀ)`, the product rounded to the model dtype
+    /// first (as storing it would); `proj` is scratch of `[m, n]`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_residual(
+        &mut self,
+        resid: Buf,
+        proj: Buf,
+        y: Buf,
+        w: Buf,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<(), Self::Error> {
+        unfused::matmul_residual(self, resid, proj, y, w, m, n, k)
+    }
+
+    /// [`Ops::rope`] on `q`, and the rotated keys with `v` stored into the
+    /// cache rows `pos0..pos0+tokens` ([`Ops::kv_store`]); `k` is scratch
+    /// afterwards (rotated or not).
+    fn rope_kv_store(
+        &mut self,
+        q: Buf,
+        k: Buf,
+        v: Buf,
+        k_cache: Buf,
+        v_cache: Buf,
+        shape: AttnShape,
+    ) -> Result<(), Self::Error> {
+        unfused::rope_kv_store(self, q, k, v, k_cache, v_cache, shape)
+    }
+}
+
+/// What each fused op of [`Ops`] means, as elementary ops: its default, and
+/// the path a backend falls back to for shapes its fused kernel does not take.
+pub mod unfused {
+    use super::{AttnShape, Buf, Ops};
+
+    pub fn qkv<O: Ops + ?Sized>(
+        ops: &mut O,
+        out: [Buf; 3],
+        x: Buf,
+        w: [Buf; 3],
+        m: u64,
+        n: [u64; 3],
+        k: u64,
+    ) -> Result<(), O::Error> {
+        for i in 0..3 {
+            ops.matmul(out[i], x, w[i], m, n[i], k)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn gate_up_silu<O: Ops + ?Sized>(
+        ops: &mut O,
+        gate: Buf,
+        up: Buf,
+        x: Buf,
+        w_gate: Buf,
+        w_up: Buf,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<(), O::Error> {
+        ops.matmul(gate, x, w_gate, m, n, k)?;
+        ops.matmul(up, x, w_up, m, n, k)?;
+        ops.silu_mul(gate, up, m * n)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_residual<O: Ops + ?Sized>(
+        ops: &mut O,
+        resid: Buf,
+        proj: Buf,
+        y: Buf,
+        w: Buf,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<(), O::Error> {
+        ops.matmul(proj, y, w, m, n, k)?;
+        ops.add(resid, proj, m * n)
+    }
+
+    pub fn rope_kv_store<O: Ops + ?Sized>(
+        ops: &mut O,
+        q: Buf,
+        k: Buf,
+        v: Buf,
+        k_cache: Buf,
+        v_cache: Buf,
+        shape: AttnShape,
+    ) -> Result<(), O::Error> {
+        ops.rope(q, k, shape)?;
+        ops.kv_store(k_cache, v_cache, k, v, shape)
+    }
 }

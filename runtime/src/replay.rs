@@ -162,6 +162,16 @@ impl Replay {
             error: Box::new(e),
         })
     }
+
+    /// Waits for the pass's compute and returns the greedy next token ([`Backend::greedy_token`]).
+    pub fn greedy_token<B: Backend>(&self, backend: &mut B, phase: PhaseName) -> Result<u32, ReplayError> {
+        backend.greedy_token().map_err(|e| ReplayError::Backend {
+            phase,
+            step: "end".into(),
+            what: "choosing the greedy token".into(),
+            error: Box::new(e),
+        })
+    }
 }
 
 fn resolve_phase(

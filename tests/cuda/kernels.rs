@@ -39,12 +39,43 @@ trait Twin: Half {
     fn attn_softmax(p: &mut [Self], s: &[f32], rows: usize, t: usize, p0: usize, stride: usize, out_stride: usize);
     fn silu_mul(g: &mut [Self], u: &[Self], n: usize);
     fn add(x: &mut [f32], y: &[Self], n: usize);
+    fn gemv(o: k::GemvOut<'_, Self>, w: &[Self], x: &[Self], m: usize, n: usize, k: usize);
+    #[allow(clippy::too_many_arguments)]
+    fn gemv_silu(o: &mut [Self], g: &[Self], u: &[Self], x: &[Self], m: usize, n: usize, k: usize);
+    #[allow(clippy::too_many_arguments)]
+    fn rope_kv_store(
+        q: &mut [Self],
+        k: &[Self],
+        v: &[Self],
+        kc: &mut [Self],
+        vc: &mut [Self],
+        t: usize,
+        p: usize,
+        h: usize,
+        kv: usize,
+        d: usize,
+        theta: f32,
+    );
+    #[allow(clippy::too_many_arguments)]
+    fn attn_decode(
+        part: &mut [f32],
+        q: &[Self],
+        kc: &[Self],
+        vc: &[Self],
+        seq: usize,
+        h: usize,
+        kv: usize,
+        d: usize,
+        scale: f32,
+    );
+    fn attn_combine(o: &mut [Self], part: &[f32], h: usize, splits: usize, d: usize);
     /// Relative size of one rounding step of the type.
     fn ulp() -> f64;
 }
 
 macro_rules! twin {
-    ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident) => {
+    ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident,
+     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident) => {
         impl Twin for $t {
             const DT: Dtype = $dt;
             fn bits(self) -> u16 {
@@ -94,6 +125,43 @@ macro_rules! twin {
             fn add(x: &mut [f32], y: &[Self], n: usize) {
                 k::$add(x, y, n)
             }
+            fn gemv(o: k::GemvOut<'_, Self>, w: &[Self], x: &[Self], m: usize, n: usize, kk: usize) {
+                k::$gemv(o, w, x, m, n, kk)
+            }
+            fn gemv_silu(o: &mut [Self], g: &[Self], u: &[Self], x: &[Self], m: usize, n: usize, kk: usize) {
+                k::$gemv_silu(o, g, u, x, m, n, kk)
+            }
+            fn rope_kv_store(
+                q: &mut [Self],
+                kk: &[Self],
+                v: &[Self],
+                kc: &mut [Self],
+                vc: &mut [Self],
+                t: usize,
+                p: usize,
+                h: usize,
+                kv: usize,
+                d: usize,
+                theta: f32,
+            ) {
+                k::$rkv(q, kk, v, kc, vc, t, p, h, kv, d, theta)
+            }
+            fn attn_decode(
+                part: &mut [f32],
+                q: &[Self],
+                kc: &[Self],
+                vc: &[Self],
+                seq: usize,
+                h: usize,
+                kv: usize,
+                d: usize,
+                scale: f32,
+            ) {
+                k::$ad(part, q, kc, vc, seq, h, kv, d, scale)
+            }
+            fn attn_combine(o: &mut [Self], part: &[f32], h: usize, splits: usize, d: usize) {
+                k::$ac(o, part, h, splits, d)
+            }
             fn ulp() -> f64 {
                 $ulp
             }
@@ -114,7 +182,12 @@ twin!(
     attn_softmax_f16,
     attention_f16,
     silu_mul_f16,
-    add_f16
+    add_f16,
+    gemv_f16,
+    gemv_silu_f16,
+    rope_kv_store_f16,
+    attn_decode_f16,
+    attn_combine_f16
 );
 twin!(
     bf16,
@@ -129,7 +202,12 @@ twin!(
     attn_softmax_bf16,
     attention_bf16,
     silu_mul_bf16,
-    add_bf16
+    add_bf16,
+    gemv_bf16,
+    gemv_silu_bf16,
+    rope_kv_store_bf16,
+    attn_decode_bf16,
+    attn_combine_bf16
 );
 
 /// A bump allocator over the standalone arena; every allocation is poisoned.
@@ -472,5 +550,162 @@ fn argmax_matches_its_twin() {
         d.ops.argmax(bo, bl, n as u64).unwrap();
         let got = d.get_f32(bo)[0].to_bits();
         assert_eq!(got as usize, k::argmax_f32(&x), "argmax of {n} logits");
+    }
+}
+
+/// The decode products (`gemv.cu`) through the fused ops, every epilogue:
+/// q/k/v in one launch, the plain product (model dtype and f32 out), the
+/// residual add and the SiLU gate; odd row counts, `k` not a multiple of the
+/// kernel's step, 1 to 8 input rows. A `k` the 16-byte loads cannot take
+/// goes to cuBLAS, and must still be right.
+fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
+    d.reset();
+    let mut rng = seed(&[m as u64, n as u64, kk as u64]);
+    let tag = format!("{} m{m} n{n} k{kk}", W::DT);
+    let scale = 1.0 / (kk as f32).sqrt();
+    let x: Vec<W> = halves(&mut rng, m * kk, 1.0);
+    let ws: Vec<Vec<W>> = (0..3).map(|_| halves(&mut rng, n * kk, scale)).collect();
+    let bx = d.put(&x);
+    let bw: Vec<Buf> = ws.iter().map(|w| d.put(w)).collect();
+    let fused = kk.is_multiple_of(8) && m <= 8;
+    assert_eq!(d.ops.runs_gemv(bx, bw[0], m as u64, kk as u64), fused, "{tag}: which path runs");
+    // A product's largest rounding step: outputs are about N(0, 1).
+    let atol = 8.0 * W::ulp();
+
+    // q, k, v: three segments of different lengths in one launch.
+    let ns = [n, n.div_ceil(3), n.div_ceil(3)];
+    let outs: Vec<Buf> = ns.iter().map(|&r| d.alloc((m * r) as u64, W::DT)).collect();
+    d.ops.qkv([outs[0], outs[1], outs[2]], bx, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
+        .unwrap();
+    for i in 0..3 {
+        let mut want = vec![W::from_f32(0.0); m * ns[i]];
+        W::gemv(k::GemvOut::Store(&mut want), &ws[i][..ns[i] * kk], &x, m, ns[i], kk);
+        check(&format!("gemv qkv[{i}] {tag}"), &wide(&d.get::<W>(outs[i])), &wide(&want), atol, W::ulp());
+    }
+
+    let bo = d.alloc((m * n) as u64, Dtype::F32);
+    d.ops.matmul(bo, bx, bw[0], m as u64, n as u64, kk as u64).unwrap();
+    let mut want = vec![0f32; m * n];
+    W::gemv(k::GemvOut::F32(&mut want), &ws[0], &x, m, n, kk);
+    check(&format!("gemv ->f32 {tag}"), &d.get_f32(bo), &want, 1e-4, 1e-4);
+
+    let resid = rng.normals(m * n, 2.0);
+    let (br, bproj) = (d.put_f32(&resid), d.alloc((m * n) as u64, W::DT));
+    d.ops.matmul_residual(br, bproj, bx, bw[1], m as u64, n as u64, kk as u64).unwrap();
+    let mut want = resid.clone();
+    W::gemv(k::GemvOut::Residual(&mut want), &ws[1], &x, m, n, kk);
+    check(&format!("gemv residual {tag}"), &d.get_f32(br), &want, atol, 1e-6);
+
+    let (bg, bu) = (d.alloc((m * n) as u64, W::DT), d.alloc((m * n) as u64, W::DT));
+    d.ops.gate_up_silu(bg, bu, bx, bw[1], bw[2], m as u64, n as u64, kk as u64).unwrap();
+    let mut want = vec![W::from_f32(0.0); m * n];
+    W::gemv_silu(&mut want, &ws[1], &ws[2], &x, m, n, kk);
+    check(&format!("gemv_silu {tag}"), &wide(&d.get::<W>(bg)), &wide(&want), atol, 2.0 * W::ulp());
+}
+
+#[test]
+fn gemv_matches_its_twin() {
+    let Some(mut d) = dev("gemv_matches_its_twin") else { return };
+    for (m, n, kk) in [
+        (1, 96, 96),
+        (1, 37, 40),
+        (2, 17, 8),
+        (3, 1000, 64),
+        (8, 333, 1032),
+        (1, 5120, 5120),
+        (1, 1024, 13824),
+        (4, 4096, 4096),
+        (1, 50, 33), // k % 8 != 0: cuBLAS
+        (9, 64, 64), // more rows than the kernel takes: cuBLAS
+    ] {
+        gemv_case::<f16>(&mut d, m, n, kk);
+        gemv_case::<bf16>(&mut d, m, n, kk);
+    }
+}
+
+fn rope_kv_store_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, theta: f32) {
+    d.reset();
+    let mut rng = seed(&[t as u64, p as u64, h as u64, hd as u64]);
+    let (kv_dim, max_seq) = (kv * hd, p + t + 2);
+    let mut q: Vec<W> = halves(&mut rng, t * h * hd, 1.0);
+    let kk: Vec<W> = halves(&mut rng, t * kv_dim, 1.0);
+    let v: Vec<W> = halves(&mut rng, t * kv_dim, 1.0);
+    let mut kc: Vec<W> = halves(&mut rng, max_seq * kv_dim, 1.0);
+    let mut vc: Vec<W> = halves(&mut rng, max_seq * kv_dim, 1.0);
+    let (bq, bk, bv, bkc, bvc) = (d.put(&q), d.put(&kk), d.put(&v), d.put(&kc), d.put(&vc));
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: p as u64,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope_theta: theta as f64,
+    };
+    d.ops.rope_kv_store(bq, bk, bv, bkc, bvc, shape).unwrap();
+    W::rope_kv_store(&mut q, &kk, &v, &mut kc, &mut vc, t, p, h, kv, hd, theta);
+    let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd}", W::DT);
+    let atol = if W::DT == Dtype::F16 { 2e-3 } else { 1e-2 };
+    check(&format!("rope_kv_store q {tag}"), &wide(&d.get::<W>(bq)), &wide(&q), atol, 2.0 * W::ulp());
+    check(&format!("rope_kv_store k_cache {tag}"), &wide(&d.get::<W>(bkc)), &wide(&kc), atol, 2.0 * W::ulp());
+    check(&format!("rope_kv_store v_cache {tag}"), &wide(&d.get::<W>(bvc)), &wide(&vc), 0.0, 0.0);
+}
+
+#[test]
+fn rope_kv_store_matches_its_twin() {
+    let Some(mut d) = dev("rope_kv_store_matches_its_twin") else { return };
+    for (t, p, h, kv, hd, th) in [
+        (1, 0, 4, 4, 16, 1e4),
+        (1, 511, 40, 40, 128, 1e4),
+        (5, 3, 6, 2, 16, 5e5),
+        (1, 4000, 32, 8, 128, 5e5),
+        (17, 0, 8, 1, 96, 1e4),
+    ] {
+        rope_kv_store_case::<f16>(&mut d, t, p, h, kv, hd, th);
+        rope_kv_store_case::<bf16>(&mut d, t, p, h, kv, hd, th);
+    }
+}
+
+/// Decode attention through `Ops::attention` with one query row: the split
+/// kernel's partials (left in the scores scratch) and the combined output,
+/// each against its twin; one split, several, a partial last split, GQA and MQA.
+fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: usize) {
+    d.reset();
+    let mut rng = seed(&[seq as u64, h as u64, kv as u64, hd as u64]);
+    let (kv_dim, max_seq) = (kv * hd, seq + 5);
+    let kc: Vec<W> = halves(&mut rng, max_seq * kv_dim, 1.0);
+    let vc: Vec<W> = halves(&mut rng, max_seq * kv_dim, 1.0);
+    let q: Vec<W> = halves(&mut rng, h * hd, 1.0);
+    let (bkc, bvc, bq) = (d.put(&kc), d.put(&vc), d.put(&q));
+    let splits = seq.div_ceil(k::ATTN_CHUNK);
+    let plen = h * splits * k::attn_partial_len(hd);
+    let bs = d.alloc((h * seq).max(plen) as u64, Dtype::F32);
+    let bo = d.alloc((h * hd) as u64, W::DT);
+    let shape = AttnShape {
+        tokens: 1,
+        pos0: seq as u64 - 1,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope_theta: 1e4,
+    };
+    d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
+    let mut part = vec![0f32; plen];
+    W::attn_decode(&mut part, &q, &kc, &vc, seq, h, kv, hd, (hd as f64).powf(-0.5) as f32);
+    let mut out = vec![W::from_f32(0.0); h * hd];
+    W::attn_combine(&mut out, &part, h, splits, hd);
+    let tag = format!("{} seq{seq} h{h}/{kv}x{hd} ({splits} splits)", W::DT);
+    let got_part = d.get_f32(Buf { elems: plen as u64, ..bs });
+    check(&format!("attn_decode partials {tag}"), &got_part, &part, 1e-3, 1e-4);
+    check(&format!("attn_combine {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), 1e-3, 2.0 * W::ulp());
+}
+
+#[test]
+fn attn_decode_and_combine_match_their_twins() {
+    let Some(mut d) = dev("attn_decode_and_combine_match_their_twins") else { return };
+    for (seq, h, kv, hd) in
+        [(1, 4, 4, 16), (37, 6, 2, 16), (256, 8, 8, 64), (300, 32, 8, 128), (513, 4, 2, 256), (100, 4, 1, 8), (4001, 40, 40, 128)]
+    {
+        attn_decode_case::<f16>(&mut d, seq, h, kv, hd);
+        attn_decode_case::<bf16>(&mut d, seq, h, kv, hd);
     }
 }

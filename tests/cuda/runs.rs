@@ -11,7 +11,7 @@ use djinn_kernels::check::close_f32;
 use djinn_runtime::backend::Backend;
 use djinn_runtime::cpu::CpuBackend;
 use djinn_runtime::cuda::{check_libraries, CudaBackend, CudaError, CudaOptions};
-use djinn_runtime::generate::{generate, Flow, GenerateOptions, Sampling};
+use djinn_runtime::generate::{generate, generate_with_logits, Flow, GenerateOptions, Sampling};
 use djinn_runtime::replay::{Replay, ReplayOptions};
 use djinn_runtime::weights::Weights;
 use serde_json::Value;
@@ -93,16 +93,24 @@ fn run<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32], check_step: usi
     let replay = Replay::new(plan, ReplayOptions::default()).unwrap();
     let opts = GenerateOptions { max_new_tokens: NEW_TOKENS, sampling: Sampling::greedy(), stop_tokens: vec![] };
     let (mut first, mut step) = (Vec::new(), Vec::new());
-    let g = generate(&replay, backend, prompt, &opts, |e| {
+    let g = generate_with_logits(&replay, backend, prompt, &opts, |e| {
+        let logits = e.logits.expect("generate_with_logits keeps the logits");
         if e.index == 0 {
-            first = e.logits.to_vec();
+            first = logits.to_vec();
         }
         if e.index == check_step {
-            step = e.logits.to_vec();
+            step = logits.to_vec();
         }
         Ok(Flow::Continue)
     })
     .unwrap_or_else(|e| panic!("generation failed: {e}"));
+    // Greedy without the logits: the backend's own argmax (on the device, for CUDA).
+    let device = generate(&replay, backend, prompt, &opts, |e| {
+        assert!(e.logits.is_none(), "greedy generation brings no logits to the host");
+        Ok(Flow::Continue)
+    })
+    .unwrap_or_else(|e| panic!("greedy generation failed: {e}"));
+    assert_eq!(device.tokens, g.tokens, "greedy tokens chosen by the backend and on the host");
     Run { tokens: g.tokens, first, step }
 }
 

@@ -182,6 +182,17 @@ impl CudaBackend {
         Ok(m)
     }
 
+    /// After the pass's result has been queued for the host: reads the timing
+    /// events of earlier passes and samples device memory while the device
+    /// still runs this one, then waits for it.
+    fn end_pass(&mut self) -> Result<(), CudaError> {
+        self.timer.harvest()?;
+        self.memory.sample()?;
+        self.ops.synchronize()?;
+        self.timer.logits_returned();
+        Ok(())
+    }
+
     pub fn gpu(&self) -> &Gpu {
         self.ops.gpu()
     }
@@ -376,11 +387,22 @@ impl Backend for CudaBackend {
         let stream = self.ops.stream().raw;
         // SAFETY: `logits` lies inside the arena (Forward::new checked the layout).
         unsafe { self.logits_host.copy_from_device(0, (logits.elems * 4) as usize, ptr, stream)? };
-        self.ops.synchronize()?;
-        self.timer.logits_returned();
-        self.timer.harvest()?;
-        self.memory.sample()?;
+        self.end_pass()?;
         Ok(self.logits_host.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    /// The argmax on the device, into the pass's first token slot (the next
+    /// pass stages its own token there anyway), and four bytes back.
+    fn greedy_token(&mut self) -> Result<u32, CudaError> {
+        let act = *self.forward.activations();
+        let slot = act.tokens.slice(0, 1);
+        self.ops.argmax(slot, act.logits, act.logits.elems)?;
+        let stream = self.ops.stream().raw;
+        // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).
+        unsafe { self.logits_host.copy_from_device(0, 4, self.ops.arena_ptr() + slot.offset, stream)? };
+        self.end_pass()?;
+        let b = &self.logits_host.as_slice()[..4];
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn describe(&self) -> String {

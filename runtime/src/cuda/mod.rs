@@ -9,7 +9,7 @@
 //!
 //! Modules, bottom up: `context` (library presence checks, device, RAII
 //! streams / events / memory), `nvrtc` (compile + disk cache), `pinned`,
-//! `blas`, `ops`, `budget`, `placement`, `timing`, `metrics`, `trace`,
+//! `blas`, `ops` (with `decode`, its decode kernels), `budget`, `placement`, `timing`, `metrics`, `trace`,
 //! `host_lane` (the host side of `host_compute`), and `backend`, which ties
 //! them to the replay engine.
 
@@ -17,6 +17,7 @@ mod backend;
 mod blas;
 mod budget;
 mod context;
+mod decode;
 mod error;
 mod host_lane;
 mod metrics;
@@ -32,6 +33,7 @@ pub use context::{check_libraries, Gpu};
 pub use error::CudaError;
 pub use metrics::CudaMetrics;
 pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels};
+pub use decode::GEMV_MAX_M;
 pub use ops::CudaOps;
 // For djinn-profile (the `djinn-profiler` crate): the RAII wrappers, to time copies and kernels.
 pub use context::{DeviceBuffer, Event, Stream};

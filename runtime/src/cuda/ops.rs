@@ -5,6 +5,15 @@
 //! kernels and cuBLAS GEMMs on the compute stream and returns: nothing here
 //! waits for the device. Set `DJINN_CUDA_CHECK=1` to synchronise after every
 //! op, which pins an asynchronous fault on the op that caused it.
+//!
+//! Products run by shape: up to [`GEMV_MAX_M`] input rows (decode) on the
+//! GEMV kernels of `gemv.cu`, which stream the weights once and finish in
+//! an epilogue (the fused [`Ops`] methods: q/k/v in one launch, gate/up with
+//! SiLU, the residual add); more rows (prefill) on cuBLAS. Decode attention
+//! is split along the sequence (`attn_decode.cu`), prefill attention two
+//! cuBLAS GEMMs around a softmax. `DJINN_FUSED=0` turns the decode kernels
+//! off (every product on cuBLAS, every op unfused), for side-by-side
+//! measurements of the two paths in one run.
 
 use std::ffi::c_void;
 
@@ -14,13 +23,14 @@ use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
 
 use super::blas::{Blas, Strided};
+use super::decode::Epilogue;
 use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
 use super::nvrtc::Kernels;
-use crate::ops::{AttnShape, Buf, Ops};
+use crate::ops::{unfused, AttnShape, Buf, Ops};
 
 /// One kernel argument, passed by value.
-enum Arg {
+pub(super) enum Arg {
     Ptr(u64),
     U32(u32),
     F32(f32),
@@ -28,13 +38,14 @@ enum Arg {
 
 /// Threads per block of the elementwise kernels.
 const THREADS: u32 = 256;
+
 /// Score values each thread of `attn_softmax.cu` holds (its MAX_PER_THREAD).
 const SOFTMAX_PER_THREAD: u64 = 16;
 /// The longest attention row `attn_softmax.cu` handles: 1024 threads × 16 values.
 pub const MAX_SOFTMAX_ROW: u64 = 1024 * SOFTMAX_PER_THREAD;
 
 /// The kernel of `dtype` (the model dtype), `f16` or `bf16`.
-fn kname(dtype: Dtype, f16: Kernel, bf16: Kernel, op: &'static str) -> Result<Kernel, CudaError> {
+pub(super) fn kname(dtype: Dtype, f16: Kernel, bf16: Kernel, op: &'static str) -> Result<Kernel, CudaError> {
     match dtype {
         Dtype::F16 => Ok(f16),
         Dtype::Bf16 => Ok(bf16),
@@ -43,26 +54,28 @@ fn kname(dtype: Dtype, f16: Kernel, bf16: Kernel, op: &'static str) -> Result<Ke
 }
 
 /// The error of an op given f32 where the model dtype is required.
-fn not_half(op: &'static str) -> CudaError {
+pub(super) fn not_half(op: &'static str) -> CudaError {
     CudaError::BadOperands { op, message: "the model dtype must be f16 or bf16, not f32".into() }
 }
 
-fn u32_of(op: &'static str, what: &str, v: u64) -> Result<u32, CudaError> {
+pub(super) fn u32_of(op: &'static str, what: &str, v: u64) -> Result<u32, CudaError> {
     u32::try_from(v)
         .map_err(|_| CudaError::BadOperands { op, message: format!("{what} = {v} does not fit in 32 bits") })
 }
 
-fn grid_for(n: u64) -> u32 {
+pub(super) fn grid_for(n: u64) -> u32 {
     n.div_ceil(THREADS as u64).clamp(1, 1 << 20) as u32
 }
 
 pub struct CudaOps {
     kernels: Kernels,
     blas: Blas,
-    arena: DeviceBuffer,
+    pub(super) arena: DeviceBuffer,
     stream: Stream,
     gpu: Gpu,
     check_each_op: bool,
+    /// The decode kernels (GEMV, fused RoPE + store, split attention); off with `DJINN_FUSED=0`.
+    pub(super) fused: bool,
 }
 
 impl CudaOps {
@@ -90,7 +103,8 @@ impl CudaOps {
         }
         blas.set_workspace(arena.ptr + workspace.0, workspace.1)?;
         let check_each_op = std::env::var_os("DJINN_CUDA_CHECK").is_some_and(|v| v == "1");
-        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op })
+        let fused = std::env::var_os("DJINN_FUSED").is_none_or(|v| v != "0");
+        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op, fused })
     }
 
     /// Ops on device 0 over a fresh arena of `bytes` (plus a cuBLAS workspace
@@ -151,6 +165,28 @@ impl CudaOps {
             .ctx(|| format!("filling {len} bytes at arena offset {offset}"))
     }
 
+    /// Copies `bytes` from arena byte `src` to arena byte `dst` on the device
+    /// (ranges must not overlap): the device-to-device bandwidth that
+    /// benchmarks set their kernels' figures beside.
+    pub fn copy_within(&mut self, dst: u64, src: u64, bytes: u64) -> Result<(), CudaError> {
+        self.range("copy_within", "source", src, bytes)?;
+        self.range("copy_within", "destination", dst, bytes)?;
+        if src < dst + bytes && dst < src + bytes {
+            return Err(CudaError::BadOperands { op: "copy_within", message: "the ranges overlap".into() });
+        }
+        // SAFETY: both ranges were checked against the arena and do not overlap.
+        unsafe {
+            result::memcpy_dtod_async(self.arena.ptr + dst, self.arena.ptr + src, bytes as usize, self.stream.raw)
+        }
+        .ctx(|| format!("copying {bytes} bytes within the arena"))
+    }
+
+    /// Turns the decode kernels on or off (as `DJINN_FUSED=0` does at start),
+    /// for benchmarks that time both paths in one run.
+    pub fn set_fused(&mut self, on: bool) {
+        self.fused = on;
+    }
+
     pub fn synchronize(&self) -> Result<(), CudaError> {
         self.stream.synchronize()
     }
@@ -209,7 +245,7 @@ impl CudaOps {
         self.launch(OP, name, u32_of(OP, "rows", rows)?.max(1), threads, 0, &mut a)
     }
 
-    fn range(&self, op: &'static str, operand: &'static str, offset: u64, bytes: u64) -> Result<(), CudaError> {
+    pub(super) fn range(&self, op: &'static str, operand: &'static str, offset: u64, bytes: u64) -> Result<(), CudaError> {
         let end = offset.saturating_add(bytes);
         if end > self.arena.bytes {
             return Err(CudaError::OutOfArena { op, operand, offset, end, arena: self.arena.bytes });
@@ -219,7 +255,7 @@ impl CudaOps {
 
     /// The device address of `b`, after checking it holds `elems` elements
     /// (of `dtype`, if given), is aligned, and lies inside the arena.
-    fn operand(
+    pub(super) fn operand(
         &self,
         op: &'static str,
         operand: &'static str,
@@ -243,11 +279,35 @@ impl CudaOps {
         Ok(self.arena.ptr + b.offset)
     }
 
-    fn launch(
+    pub(super) fn launch(
         &mut self,
         op: &'static str,
         kernel: Kernel,
         grid: u32,
+        block: u32,
+        smem: u32,
+        args: &mut [Arg],
+    ) -> Result<(), CudaError> {
+        self.launch_grid(op, kernel, (grid, 1), block, smem, args)
+    }
+
+    /// [`CudaOps::launch`] on a two-dimensional grid.
+    pub(super) fn launch_2d(
+        &mut self,
+        op: &'static str,
+        kernel: Kernel,
+        grid: (u32, u32),
+        block: u32,
+        args: &mut [Arg],
+    ) -> Result<(), CudaError> {
+        self.launch_grid(op, kernel, grid, block, 0, args)
+    }
+
+    fn launch_grid(
+        &mut self,
+        op: &'static str,
+        kernel: Kernel,
+        (gx, gy): (u32, u32),
         block: u32,
         smem: u32,
         args: &mut [Arg],
@@ -265,13 +325,13 @@ impl CudaOps {
         // (the .cu signatures), every pointer was bounds-checked, and `args`
         // outlives the call (the driver copies the values at launch).
         unsafe {
-            result::launch_kernel(f, (grid, 1, 1), (block, 1, 1), smem, self.stream.raw, &mut ptrs[..args.len()])
+            result::launch_kernel(f, (gx, gy, 1), (block, 1, 1), smem, self.stream.raw, &mut ptrs[..args.len()])
         }
-        .ctx(|| format!("launching {} (grid {grid}, block {block}, {smem} B shared)", kernel.name()))?;
+        .ctx(|| format!("launching {} (grid {gx}x{gy}, block {block}, {smem} B shared)", kernel.name()))?;
         self.after(op)
     }
 
-    fn after(&self, op: &'static str) -> Result<(), CudaError> {
+    pub(super) fn after(&self, op: &'static str) -> Result<(), CudaError> {
         if self.check_each_op {
             self.stream
                 .synchronize()
@@ -332,6 +392,9 @@ impl Ops for CudaOps {
                 op: OP,
                 message: format!("output dtype {} with {} weights", out.dtype, w.dtype),
             });
+        }
+        if x.dtype == w.dtype && self.try_gemv(OP, &[(out, w, n)], x, m, k, Epilogue::Store)? {
+            return Ok(());
         }
         let po = self.operand(OP, "out", out, m * n, None)?;
         let px = self.operand(OP, "x", x, m * k, Some(w.dtype))?;
@@ -409,6 +472,12 @@ impl Ops for CudaOps {
         const OP: &str = "attention";
         if q.dtype == Dtype::F32 {
             return Err(not_half(OP));
+        }
+        if s.num_kv_heads > 0
+            && s.num_heads.is_multiple_of(s.num_kv_heads)
+            && self.try_attn_decode(out, q, k_cache, v_cache, scores, s)?
+        {
+            return Ok(());
         }
         if s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) {
             return Err(CudaError::BadOperands {
@@ -496,6 +565,62 @@ impl Ops for CudaOps {
         let py = self.operand(OP, "y", y, n, None)?;
         let mut a = [Arg::Ptr(px), Arg::Ptr(py), Arg::U32(u32_of(OP, "n", n)?)];
         self.launch(OP, name, grid_for(n), THREADS, 0, &mut a)
+    }
+
+    fn qkv(&mut self, out: [Buf; 3], x: Buf, w: [Buf; 3], m: u64, n: [u64; 3], k: u64) -> Result<(), CudaError> {
+        let segments = [(out[0], w[0], n[0]), (out[1], w[1], n[1]), (out[2], w[2], n[2])];
+        if self.try_gemv("qkv", &segments, x, m, k, Epilogue::Store)? {
+            return Ok(());
+        }
+        unfused::qkv(self, out, x, w, m, n, k)
+    }
+
+    fn gate_up_silu(
+        &mut self,
+        gate: Buf,
+        up: Buf,
+        x: Buf,
+        w_gate: Buf,
+        w_up: Buf,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<(), CudaError> {
+        if self.try_gemv_silu(gate, x, w_gate, w_up, m, n, k)? {
+            return Ok(());
+        }
+        unfused::gate_up_silu(self, gate, up, x, w_gate, w_up, m, n, k)
+    }
+
+    fn matmul_residual(
+        &mut self,
+        resid: Buf,
+        proj: Buf,
+        y: Buf,
+        w: Buf,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<(), CudaError> {
+        if self.try_gemv("matmul_residual", &[(resid, w, n)], y, m, k, Epilogue::Residual)? {
+            return Ok(());
+        }
+        unfused::matmul_residual(self, resid, proj, y, w, m, n, k)
+    }
+
+    fn rope_kv_store(
+        &mut self,
+        q: Buf,
+        k: Buf,
+        v: Buf,
+        k_cache: Buf,
+        v_cache: Buf,
+        shape: AttnShape,
+    ) -> Result<(), CudaError> {
+        if self.try_rope_kv_store(q, k, v, k_cache, v_cache, shape)? {
+            return Ok(());
+        }
+        unfused::rope_kv_store(self, q, k, v, k_cache, v_cache, shape)
     }
 }
 

@@ -1,0 +1,144 @@
+// Decode attention: one query row per head over cache rows 0..seq, split
+// along the sequence (flash-decoding), so that a long cache is read by many
+// blocks at once and no [heads, seq] score matrix goes through memory.
+//
+// attn_decode: block (h, s) reads rows s*ATTN_CHUNK .. of kv head h / group,
+// and writes partial[h, s, :] = (m, l, acc[head_dim]) with, over its rows p,
+//   score_p = scale * q_h . k_p,  m = max score_p,  l = sum e^(score_p - m),
+//   acc = sum e^(score_p - m) v_p            (all f32).
+// attn_combine: out[h, :] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s,
+// M = max m_s, rounded once to the model dtype.
+// Unlike the prefill path (attn_softmax.cu between two GEMMs) the
+// probabilities stay f32. A cache row of one head is read as head_dim / 8
+// 16-byte vectors by as many adjacent threads; the host checks head_dim is
+// 8, 16, 32, 64, 128 or 256. CPU twins: djinn_kernels::attn_decode_* and
+// attn_combine_*.
+
+#define ATTN_THREADS 128
+#define ATTN_CHUNK 256
+// Cache rows each thread has in flight.
+#define ATTN_UNROLL 4
+
+template <typename T>
+__device__ void attn_decode(float* partial, const T* q, const T* k_cache, const T* v_cache, u32 seq, u32 num_heads,
+                            u32 num_kv_heads, u32 head_dim, float scale) {
+    __shared__ float qs[256];
+    __shared__ float sc[ATTN_CHUNK];
+    __shared__ float red[32];
+    __shared__ float accs[1024];
+    const u32 h = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    const u32 kvh = h / (num_heads / num_kv_heads);
+    const u32 kv_dim = num_kv_heads * head_dim;
+    const u32 lanes = head_dim / 8;             // threads per cache row
+    const u32 rows = ATTN_THREADS / lanes;      // rows per round
+    const u32 li = threadIdx.x % lanes, grp = threadIdx.x / lanes;
+    const u32 p0 = split * ATTN_CHUNK;
+    const u32 len = min((u32)ATTN_CHUNK, seq - p0);
+    const u32x4 zero = {0u, 0u, 0u, 0u};
+    for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) qs[i] = to_f32(q[(size_t)h * head_dim + i]);
+    __syncthreads();
+    float qr[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) qr[j] = qs[li * 8 + j];
+    const size_t col = (size_t)kvh * head_dim + li * 8;
+
+    // Scores of this chunk's rows into sc. The loop bounds are the same for
+    // every thread (the shuffles need whole warps); rows past len load zeros.
+    for (u32 base = 0; base < len; base += ATTN_UNROLL * rows) {
+        const u32 j0 = base + grp;
+        u32x4 kr[ATTN_UNROLL];
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            const u32 j = j0 + u * rows;
+            kr[u] = j < len ? ld_vec(k_cache + (size_t)(p0 + j) * kv_dim + col) : zero;
+        }
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            float kf[8];
+            unpack8<T>(kr[u], kf);
+            float d = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) d += qr[i] * kf[i];
+            for (u32 o = lanes / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+            const u32 j = j0 + u * rows;
+            if (li == 0 && j < len) sc[j] = d * scale;
+        }
+    }
+    __syncthreads();
+    float mx = NEG_INF;
+    for (u32 j = threadIdx.x; j < len; j += blockDim.x) mx = fmaxf(mx, sc[j]);
+    mx = block_max(mx, red);
+    float l = 0.0f;
+    for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
+        const float e = expf(sc[j] - mx);
+        sc[j] = e;
+        l += e;
+    }
+    l = block_sum(l, red);  // its barriers also publish sc
+
+    // acc = sum_j e_j v_j: each thread 8 dims of every `rows`-th row.
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    for (u32 base = 0; base < len; base += ATTN_UNROLL * rows) {
+        const u32 j0 = base + grp;
+        u32x4 vr[ATTN_UNROLL];
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            const u32 j = j0 + u * rows;
+            vr[u] = j < len ? ld_vec(v_cache + (size_t)(p0 + j) * kv_dim + col) : zero;
+        }
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            const u32 j = j0 + u * rows;
+            if (j < len) {
+                float vf[8];
+                unpack8<T>(vr[u], vf);
+                const float e = sc[j];
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[i] += e * vf[i];
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i++) accs[grp * head_dim + li * 8 + i] = acc[i];
+    __syncthreads();
+    float* out = partial + ((size_t)h * splits + split) * (2 + head_dim);
+    for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        float s = 0.0f;
+        for (u32 g = 0; g < rows; g++) s += accs[g * head_dim + i];
+        out[2 + i] = s;
+    }
+    if (threadIdx.x == 0) {
+        out[0] = mx;
+        out[1] = l;
+    }
+}
+
+template <typename T>
+__device__ void attn_combine(T* out, const float* partial, u32 splits, u32 head_dim) {
+    const u32 h = blockIdx.x, stride = 2 + head_dim;
+    const float* p = partial + (size_t)h * splits * stride;
+    float m = NEG_INF;
+    for (u32 s = 0; s < splits; s++) m = fmaxf(m, p[s * stride]);
+    float l = 0.0f;
+    for (u32 s = 0; s < splits; s++) l += expf(p[s * stride] - m) * p[s * stride + 1];
+    for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        float a = 0.0f;
+        for (u32 s = 0; s < splits; s++) a += expf(p[s * stride] - m) * p[s * stride + 2 + i];
+        out[(size_t)h * head_dim + i] = from_f32<T>(a / l);
+    }
+}
+
+extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc, u32 seq,
+                                           u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale) {
+    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale);
+}
+extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc, u32 seq,
+                                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale) {
+    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale);
+}
+extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 splits, u32 head_dim) {
+    attn_combine(out, partial, splits, head_dim);
+}
+extern "C" __global__ void attn_combine_bf16(bf16_t* out, const float* partial, u32 splits, u32 head_dim) {
+    attn_combine(out, partial, splits, head_dim);
+}
