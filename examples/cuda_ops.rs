@@ -205,6 +205,25 @@ fn main() -> Result<()> {
                 };
             }
             println!("{:<60} {layer:>9.1}", "one layer (sum of its ops)");
+            // The layer's ops back to back, as a plan issues them: launch gaps included.
+            for pdl in [true, false] {
+                ops.set_pdl(pdl);
+                let us = time(&mut ops, r, |o, i| {
+                    let w = w(i);
+                    o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
+                    o.qkv([q, k, v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+                    o.rope_kv_store(q, k, v, k_cache, v_cache, shape)?;
+                    o.attention(attn, q, k_cache, v_cache, scores, shape)?;
+                    o.matmul_residual(x, proj, attn, w.o, n, h, q_dim)?;
+                    o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
+                    o.gate_up_silu(gate, up, xn, w.gate, w.up, n, inter, h)?;
+                    Ok(o.matmul_residual(x, proj, gate, w.down, n, h, inter)?)
+                })?;
+                let bytes = (layer_bytes - s.vocab * h * 2) as f64;
+                let what = format!("one layer, back to back{}", if pdl { "" } else { ", no PDL" });
+                println!("{what:<60} {us:>9.1} {:>9.0} {:>6.0}%", bytes / us / 1e3, 100.0 * bytes / us / 1e3 / d2d);
+            }
+            ops.set_pdl(true);
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 // logits (the first one on ties, NaN never chosen). One block of 1024 threads.
 
 extern "C" __global__ void argmax_f32(u32* out, const float* logits, u32 n) {
+    grid_dependency();
     __shared__ float best_v[1024];
     __shared__ u32 best_i[1024];
     const u32 tid = threadIdx.x;

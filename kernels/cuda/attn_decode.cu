@@ -15,7 +15,7 @@
 // attn_combine_*.
 
 #define ATTN_THREADS 128
-#define ATTN_CHUNK 256
+#define ATTN_CHUNK 64
 // Cache rows each thread has in flight.
 #define ATTN_UNROLL 4
 
@@ -130,15 +130,19 @@ __device__ void attn_combine(T* out, const float* partial, u32 splits, u32 head_
 
 extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc, u32 seq,
                                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale) {
+    grid_dependency();
     attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale);
 }
 extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc, u32 seq,
                                             u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale) {
+    grid_dependency();
     attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale);
 }
 extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 splits, u32 head_dim) {
+    grid_dependency();
     attn_combine(out, partial, splits, head_dim);
 }
 extern "C" __global__ void attn_combine_bf16(bf16_t* out, const float* partial, u32 splits, u32 head_dim) {
+    grid_dependency();
     attn_combine(out, partial, splits, head_dim);
 }

@@ -49,9 +49,11 @@ __device__ void attn_softmax(T* probs, const float* scores, u32 tokens, u32 pos0
 
 extern "C" __global__ void attn_softmax_f16(f16_t* probs, const float* scores, u32 tokens, u32 pos0, u32 stride,
                                             u32 out_stride) {
+    grid_dependency();
     attn_softmax(probs, scores, tokens, pos0, stride, out_stride);
 }
 extern "C" __global__ void attn_softmax_bf16(bf16_t* probs, const float* scores, u32 tokens, u32 pos0, u32 stride,
                                              u32 out_stride) {
+    grid_dependency();
     attn_softmax(probs, scores, tokens, pos0, stride, out_stride);
 }

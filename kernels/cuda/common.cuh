@@ -113,3 +113,19 @@ __device__ __forceinline__ void unpack8(const u32x4& v, float* f) {
         f[2 * i + 1] = to_f32(hi);
     }
 }
+
+// Programmatic dependent launch (sm_90 and later): the runtime launches
+// kernels so that the next one in the stream may start while this one runs,
+// its blocks waiting here, at their very first instruction, until every
+// earlier kernel of the stream has finished and its writes are visible; then
+// each lets the kernel after it do the same. Nothing is read or written
+// before the wait, so the order of kernels is the order of their effects,
+// exactly as without it; what is saved is the launch latency between them.
+// Every kernel calls this first; without the launch attribute both
+// instructions are no-ops.
+__device__ __forceinline__ void grid_dependency() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}

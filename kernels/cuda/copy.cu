@@ -5,5 +5,6 @@
 // Grid-stride loop; any grid size covers any n.
 
 extern "C" __global__ void copy_f32(float* dst, const float* src, u32 n) {
+    grid_dependency();
     for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) dst[i] = src[i];
 }

@@ -18,8 +18,10 @@ __device__ void embed(float* x, const T* table, const u32* tokens, u32 n, u32 hi
 }
 
 extern "C" __global__ void embed_f16(float* x, const f16_t* table, const u32* tokens, u32 n, u32 hidden, u32 vocab) {
+    grid_dependency();
     embed(x, table, tokens, n, hidden, vocab);
 }
 extern "C" __global__ void embed_bf16(float* x, const bf16_t* table, const u32* tokens, u32 n, u32 hidden, u32 vocab) {
+    grid_dependency();
     embed(x, table, tokens, n, hidden, vocab);
 }

@@ -13,8 +13,10 @@ __device__ void kv_store(T* k_cache, T* v_cache, const T* k, const T* v, u32 tok
 }
 
 extern "C" __global__ void kv_store_f16(f16_t* kc, f16_t* vc, const f16_t* k, const f16_t* v, u32 tokens, u32 pos0, u32 kv_dim) {
+    grid_dependency();
     kv_store(kc, vc, k, v, tokens, pos0, kv_dim);
 }
 extern "C" __global__ void kv_store_bf16(bf16_t* kc, bf16_t* vc, const bf16_t* k, const bf16_t* v, u32 tokens, u32 pos0, u32 kv_dim) {
+    grid_dependency();
     kv_store(kc, vc, k, v, tokens, pos0, kv_dim);
 }

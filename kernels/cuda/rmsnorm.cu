@@ -19,8 +19,10 @@ __device__ void rmsnorm(T* out, const float* x, const T* w, u32 rows, u32 dim, f
 }
 
 extern "C" __global__ void rmsnorm_f16(f16_t* out, const float* x, const f16_t* w, u32 rows, u32 dim, float eps) {
+    grid_dependency();
     rmsnorm(out, x, w, rows, dim, eps);
 }
 extern "C" __global__ void rmsnorm_bf16(bf16_t* out, const float* x, const bf16_t* w, u32 rows, u32 dim, float eps) {
+    grid_dependency();
     rmsnorm(out, x, w, rows, dim, eps);
 }

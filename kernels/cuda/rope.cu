@@ -30,8 +30,10 @@ __device__ void rope(T* q, T* k, u32 tokens, u32 pos0, u32 num_heads, u32 num_kv
 }
 
 extern "C" __global__ void rope_f16(f16_t* q, f16_t* k, u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+    grid_dependency();
     rope(q, k, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
 }
 extern "C" __global__ void rope_bf16(bf16_t* q, bf16_t* k, u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+    grid_dependency();
     rope(q, k, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
 }

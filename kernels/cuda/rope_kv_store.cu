@@ -4,48 +4,60 @@
 // k itself is left as it was (its rotated rows live in the cache). The
 // rotation is rope.cu's, term for term (f32 frequency and angle, rotate-half),
 // so the CPU twin djinn_kernels::rope_kv_store_{f16,bf16} is rope then
-// kv_store. One thread per (token, head, i < head_dim / 2); the host checks
+// kv_store. One thread per (token, ROPE_HEADS heads, i < head_dim / 2); the host checks
 // that rows pos0..pos0+tokens exist in the cache.
+
+// Heads one thread rotates: the frequency and angle (powf, sincosf) are
+// computed once for all of them.
+#define ROPE_HEADS 8
 
 template <typename T>
 __device__ void rope_kv_store(T* q, const T* k, const T* v, T* k_cache, T* v_cache, u32 tokens, u32 pos0,
                               u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
     const u32 half = head_dim / 2;
     const u32 heads = num_heads + num_kv_heads;
+    const u32 groups = (heads + ROPE_HEADS - 1) / ROPE_HEADS;
     const u32 kv_dim = num_kv_heads * head_dim;
-    const u32 n = tokens * heads * half;
+    const u32 n = tokens * groups * half;
     for (u32 idx = blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += gridDim.x * blockDim.x) {
         const u32 i = idx % half;
-        const u32 h = (idx / half) % heads;
-        const u32 t = idx / (half * heads);
+        const u32 h0 = (idx / half) % groups * ROPE_HEADS;
+        const u32 t = idx / (half * groups);
         const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
         const float a = (float)(pos0 + t) * inv_freq;
         float s, c;
         sincosf(a, &s, &c);
-        if (h < num_heads) {
-            T* row = q + ((size_t)t * num_heads + h) * head_dim;
-            const float x1 = to_f32(row[i]), x2 = to_f32(row[i + half]);
-            row[i] = from_f32<T>(x1 * c - x2 * s);
-            row[i + half] = from_f32<T>(x2 * c + x1 * s);
-        } else {
-            const u32 g = h - num_heads;
-            const size_t src = (size_t)t * kv_dim + (size_t)g * head_dim;
-            const size_t dst = (size_t)(pos0 + t) * kv_dim + (size_t)g * head_dim;
-            const float x1 = to_f32(k[src + i]), x2 = to_f32(k[src + i + half]);
-            k_cache[dst + i] = from_f32<T>(x1 * c - x2 * s);
-            k_cache[dst + i + half] = from_f32<T>(x2 * c + x1 * s);
-            v_cache[dst + i] = v[src + i];
-            v_cache[dst + i + half] = v[src + i + half];
+#pragma unroll
+        for (u32 j = 0; j < ROPE_HEADS; j++) {
+            const u32 h = h0 + j;
+            if (h >= heads) break;
+            if (h < num_heads) {
+                T* row = q + ((size_t)t * num_heads + h) * head_dim;
+                const float x1 = to_f32(row[i]), x2 = to_f32(row[i + half]);
+                row[i] = from_f32<T>(x1 * c - x2 * s);
+                row[i + half] = from_f32<T>(x2 * c + x1 * s);
+            } else {
+                const u32 g = h - num_heads;
+                const size_t src = (size_t)t * kv_dim + (size_t)g * head_dim;
+                const size_t dst = (size_t)(pos0 + t) * kv_dim + (size_t)g * head_dim;
+                const float x1 = to_f32(k[src + i]), x2 = to_f32(k[src + i + half]);
+                k_cache[dst + i] = from_f32<T>(x1 * c - x2 * s);
+                k_cache[dst + i + half] = from_f32<T>(x2 * c + x1 * s);
+                v_cache[dst + i] = v[src + i];
+                v_cache[dst + i + half] = v[src + i + half];
+            }
         }
     }
 }
 
 extern "C" __global__ void rope_kv_store_f16(f16_t* q, const f16_t* k, const f16_t* v, f16_t* kc, f16_t* vc, u32 tokens,
                                              u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+    grid_dependency();
     rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
 }
 extern "C" __global__ void rope_kv_store_bf16(bf16_t* q, const bf16_t* k, const bf16_t* v, bf16_t* kc, bf16_t* vc,
                                               u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim,
                                               float theta) {
+    grid_dependency();
     rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
 }

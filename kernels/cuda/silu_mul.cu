@@ -9,5 +9,11 @@ __device__ void silu_mul(T* gate, const T* up, u32 n) {
     }
 }
 
-extern "C" __global__ void silu_mul_f16(f16_t* gate, const f16_t* up, u32 n) { silu_mul(gate, up, n); }
-extern "C" __global__ void silu_mul_bf16(bf16_t* gate, const bf16_t* up, u32 n) { silu_mul(gate, up, n); }
+extern "C" __global__ void silu_mul_f16(f16_t* gate, const f16_t* up, u32 n) {
+    grid_dependency();
+    silu_mul(gate, up, n);
+}
+extern "C" __global__ void silu_mul_bf16(bf16_t* gate, const bf16_t* up, u32 n) {
+    grid_dependency();
+    silu_mul(gate, up, n);
+}

@@ -149,7 +149,7 @@ pub fn attention<W: Half>(
 
 /// Cache rows per block of `attn_decode.cu` (its `ATTN_CHUNK`): decode
 /// attention over `seq` rows runs as `seq.div_ceil(ATTN_CHUNK)` splits.
-pub const ATTN_CHUNK: usize = 256;
+pub const ATTN_CHUNK: usize = 64;
 
 /// Floats per (head, split) of the decode partials: `m`, `l`, then `head_dim` sums.
 pub fn attn_partial_len(head_dim: usize) -> usize {

@@ -107,7 +107,15 @@ mod tests {
 
     /// The names of the `extern "C" __global__` functions defined in `text`.
     fn exported(text: &str) -> Vec<&str> {
-        text.split("extern \"C\" __global__ void ").skip(1).map(|rest| rest.split('(').next().unwrap().trim()).collect()
+        fn name(rest: &str) -> &str {
+            // `__launch_bounds__(threads, blocks)` may stand between `void` and the name.
+            let rest = match rest.strip_prefix("__launch_bounds__(") {
+                Some(bounds) => bounds.split_once(')').expect("__launch_bounds__ is closed").1.trim_start(),
+                None => rest,
+            };
+            rest.split('(').next().unwrap().trim()
+        }
+        text.split("extern \"C\" __global__ void ").skip(1).map(name).collect()
     }
 
     #[test]

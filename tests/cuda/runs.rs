@@ -104,14 +104,20 @@ fn run<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32], check_step: usi
         Ok(Flow::Continue)
     })
     .unwrap_or_else(|e| panic!("generation failed: {e}"));
-    // Greedy without the logits: the backend's own argmax (on the device, for CUDA).
-    let device = generate(&replay, backend, prompt, &opts, |e| {
+    Run { tokens: g.tokens, first, step }
+}
+
+/// Greedy generation without the logits: each token the backend's own
+/// argmax (on the device, for CUDA), four bytes back per step.
+fn greedy_tokens<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32]) -> Vec<u32> {
+    let replay = Replay::new(plan, ReplayOptions::default()).unwrap();
+    let opts = GenerateOptions { max_new_tokens: NEW_TOKENS, sampling: Sampling::greedy(), stop_tokens: vec![] };
+    let g = generate(&replay, backend, prompt, &opts, |e| {
         assert!(e.logits.is_none(), "greedy generation brings no logits to the host");
         Ok(Flow::Continue)
     })
     .unwrap_or_else(|e| panic!("greedy generation failed: {e}"));
-    assert_eq!(device.tokens, g.tokens, "greedy tokens chosen by the backend and on the host");
-    Run { tokens: g.tokens, first, step }
+    g.tokens
 }
 
 /// A CUDA backend, or `None` after printing why the test skips.
@@ -151,6 +157,8 @@ fn cuda_generation_matches_the_references_on_resident_and_streamed_plans() {
                 logits_close(&format!("{tag} prompt logits"), &r.first, &floats(&p["last_logits"]), 1e-2);
                 logits_close(&format!("{tag} logits after {step} tokens"), &r.step, &floats(&p["step_logits"]), 1e-2);
                 assert_eq!(r.tokens, ids(&p["greedy_ids"]), "{tag}: greedy tokens differ from transformers'");
+                let chosen = greedy_tokens(&plan, &mut backend, &ids(&p["input_ids"]));
+                assert_eq!(chosen, r.tokens, "{tag}: greedy tokens chosen by the backend and on the host");
                 runs.push(r);
             }
             println!("{model} {name}: {:?}", backend.metrics().unwrap());

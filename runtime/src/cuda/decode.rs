@@ -18,16 +18,20 @@ use super::error::CudaError;
 use super::ops::{grid_for, kname, u32_of, Arg, CudaOps};
 use crate::ops::{AttnShape, Buf};
 
-/// The most input rows a product runs with on the GEMV kernels (the 8
-/// columns of the B operand of `gemv.cu`'s mma tiles); more go to cuBLAS.
+/// The most input rows a product runs with on the GEMV kernels (each lane
+/// keeps 8 sums per weight row); more go to cuBLAS.
 pub const GEMV_MAX_M: u64 = 8;
-/// Threads per block, and weight rows per block, of `gemv.cu`.
-const GEMV_THREADS: u32 = 128;
-const GEMV_ROWS: u64 = 16;
+/// Threads per block of `gemv.cu` (its GEMV_WARPS warps), and the weight rows
+/// a block of `gemv_{dtype}` (GEMV_ROWS per warp) and of `gemv_silu_{dtype}` (one per warp) covers.
+const GEMV_THREADS: u32 = 256;
+const GEMV_BLOCK_ROWS: u64 = 16;
+const GEMV_SILU_BLOCK_ROWS: u64 = 8;
 /// `gemv.cu`'s epilogues.
 const GEMV_STORE: u32 = 0;
 const GEMV_F32: u32 = 1;
 const GEMV_RESIDUAL: u32 = 2;
+/// Heads one thread of `rope_kv_store.cu` rotates (its `ROPE_HEADS`).
+const ROPE_HEADS: u64 = 8;
 /// Threads per block of `attn_decode.cu` (its `ATTN_THREADS`).
 const ATTN_THREADS: u32 = 128;
 /// The head sizes `attn_decode.cu` tiles: `head_dim / 8` threads per cache
@@ -85,7 +89,7 @@ impl CudaOps {
         let name = kname(x.dtype, Kernel::GemvF16, Kernel::GemvBf16, op)?;
         let px = self.operand(op, "x", x, m * k, None)?;
         let mut args = Vec::with_capacity(13);
-        let mut tiles = 0u64;
+        let mut rows = 0u64;
         let mut mode = GEMV_STORE;
         for i in 0..3 {
             let Some(&(out, w, n)) = segments.get(i) else {
@@ -105,13 +109,13 @@ impl CudaOps {
             let po = self.operand(op, "out", out, m * n, Some(out_dtype))?;
             let pw = self.operand(op, "w", w, n * k, None)?;
             args.extend([Arg::Ptr(po), Arg::Ptr(pw), Arg::U32(u32_of(op, "n", n)?)]);
-            tiles += n.div_ceil(GEMV_ROWS);
+            rows += n;
         }
         if segments.iter().any(|s| (s.0.dtype == Dtype::F32) != (segments[0].0.dtype == Dtype::F32)) {
             return Err(CudaError::BadOperands { op, message: "segments of one launch share their output dtype".into() });
         }
         args.extend([Arg::Ptr(px), Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
-        let grid = u32_of(op, "row tiles", tiles)?.max(1);
+        let grid = u32_of(op, "row blocks", rows.div_ceil(GEMV_BLOCK_ROWS))?.max(1);
         self.launch(op, name, grid, GEMV_THREADS, 0, &mut args)?;
         Ok(true)
     }
@@ -146,7 +150,7 @@ impl CudaOps {
             Arg::U32(u32_of(OP, "m", m)?),
             Arg::U32(u32_of(OP, "k", k)?),
         ];
-        let grid = u32_of(OP, "row tiles", n.div_ceil(GEMV_ROWS))?.max(1);
+        let grid = u32_of(OP, "row blocks", n.div_ceil(GEMV_SILU_BLOCK_ROWS))?.max(1);
         self.launch(OP, name, grid, GEMV_THREADS, 0, &mut a)?;
         Ok(true)
     }
@@ -186,7 +190,8 @@ impl CudaOps {
         let pv = self.operand(OP, "v", v, s.tokens * kv_dim, Some(q.dtype))?;
         let pkc = self.operand(OP, "k_cache", k_cache, rows * kv_dim, Some(q.dtype))?;
         let pvc = self.operand(OP, "v_cache", v_cache, rows * kv_dim, Some(q.dtype))?;
-        let total = s.tokens * (s.num_heads + s.num_kv_heads) * (s.head_dim / 2);
+        // One thread per (token, ROPE_HEADS heads, rotation pair).
+        let total = s.tokens * (s.num_heads + s.num_kv_heads).div_ceil(ROPE_HEADS) * (s.head_dim / 2);
         let mut a = [
             Arg::Ptr(pq),
             Arg::Ptr(pk),

@@ -13,7 +13,12 @@
 //! is split along the sequence (`attn_decode.cu`), prefill attention two
 //! cuBLAS GEMMs around a softmax. `DJINN_FUSED=0` turns the decode kernels
 //! off (every product on cuBLAS, every op unfused), for side-by-side
-//! measurements of the two paths in one run.
+//! measurements of the two paths in one run. Kernels launch with
+//! programmatic stream serialisation where the device has it (compute
+//! capability 9.0 and later; `DJINN_PDL=0` turns it off): each may be
+//! scheduled while the one before it drains, and waits on the device for
+//! it (`grid_dependency` in `common.cuh`), which saves most of the launch
+//! gap between the ~9 short kernels of a decode layer.
 
 use std::ffi::c_void;
 
@@ -76,6 +81,8 @@ pub struct CudaOps {
     check_each_op: bool,
     /// The decode kernels (GEMV, fused RoPE + store, split attention); off with `DJINN_FUSED=0`.
     pub(super) fused: bool,
+    /// Programmatic dependent launch (compute capability 9.0 and later); off with `DJINN_PDL=0`.
+    pdl: bool,
 }
 
 impl CudaOps {
@@ -104,7 +111,8 @@ impl CudaOps {
         blas.set_workspace(arena.ptr + workspace.0, workspace.1)?;
         let check_each_op = std::env::var_os("DJINN_CUDA_CHECK").is_some_and(|v| v == "1");
         let fused = std::env::var_os("DJINN_FUSED").is_none_or(|v| v != "0");
-        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op, fused })
+        let pdl = gpu.cc.0 >= 9 && std::env::var_os("DJINN_PDL").is_none_or(|v| v != "0");
+        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op, fused, pdl })
     }
 
     /// Ops on device 0 over a fresh arena of `bytes` (plus a cuBLAS workspace
@@ -185,6 +193,12 @@ impl CudaOps {
     /// for benchmarks that time both paths in one run.
     pub fn set_fused(&mut self, on: bool) {
         self.fused = on;
+    }
+
+    /// Turns programmatic dependent launch on or off (as `DJINN_PDL=0` does at
+    /// start; it is only ever on where the device has it).
+    pub fn set_pdl(&mut self, on: bool) {
+        self.pdl = on && self.gpu.cc.0 >= 9;
     }
 
     pub fn synchronize(&self) -> Result<(), CudaError> {
@@ -321,13 +335,30 @@ impl CudaOps {
                 Arg::F32(v) => v as *mut f32 as *mut c_void,
             };
         }
+        // Programmatic stream serialisation: this kernel may be scheduled
+        // before the one ahead of it has finished; it waits for it on the
+        // device, at its first instruction (`grid_dependency` in common.cuh).
+        // SAFETY: a plain C struct (an id and a union of integers) for which all-zero bytes are valid.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: gx,
+            gridDimY: gy,
+            gridDimZ: 1,
+            blockDimX: block,
+            blockDimY: 1,
+            blockDimZ: 1,
+            sharedMemBytes: smem,
+            hStream: self.stream.raw,
+            attrs: &mut attr,
+            numAttrs: u32::from(self.pdl),
+        };
         // SAFETY: `f` is a live kernel whose parameter list matches `args`
         // (the .cu signatures), every pointer was bounds-checked, and `args`
-        // outlives the call (the driver copies the values at launch).
-        unsafe {
-            result::launch_kernel(f, (gx, gy, 1), (block, 1, 1), smem, self.stream.raw, &mut ptrs[..args.len()])
-        }
-        .ctx(|| format!("launching {} (grid {gx}x{gy}, block {block}, {smem} B shared)", kernel.name()))?;
+        // and `attr` outlive the call (the driver copies the values at launch).
+        unsafe { sys::cuLaunchKernelEx(&config, f, ptrs.as_mut_ptr(), std::ptr::null_mut()).result() }
+            .ctx(|| format!("launching {} (grid {gx}x{gy}, block {block}, {smem} B shared)", kernel.name()))?;
         self.after(op)
     }
 
