@@ -341,6 +341,7 @@ mod tests {
             rms_norm_eps: 1e-5,
             max_position_embeddings: 4096,
             tie_word_embeddings: false,
+            ..Default::default()
         };
         ModelSpec::from_arch("m", arch, Dtype::F16)
     }

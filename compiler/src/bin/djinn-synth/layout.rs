@@ -173,6 +173,7 @@ pub(crate) mod tests {
             rms_norm_eps: 1e-5,
             max_position_embeddings: 256,
             tie_word_embeddings: tied,
+            ..Default::default()
         }
     }
 
