@@ -158,8 +158,10 @@ pub enum ExecError {
     Plan(PlanIoError),
     #[error("refusing to run plan {}: {error}", path.display())]
     Replay { path: PathBuf, error: ReplayError },
+    /// Boxed: a checkpoint's errors carry paths and tensor names, and every
+    /// `Result` here would otherwise be as large.
     #[error("{0}")]
-    Weights(WeightsError),
+    Weights(Box<WeightsError>),
     #[error("{0}")]
     GenerationConfig(djinn_core::hf::HfError),
     #[error("{0}")]
@@ -187,15 +189,21 @@ macro_rules! from {
         }
     )*};
 }
-from!(clap::Error => Args, PlanIoError => Plan, WeightsError => Weights, TokenizerError => Tokenizer,
+from!(clap::Error => Args, PlanIoError => Plan, TokenizerError => Tokenizer,
       CpuError => Cpu, CudaError => Cuda, GenerateError => Generate);
+
+impl From<WeightsError> for ExecError {
+    fn from(e: WeightsError) -> ExecError {
+        ExecError::Weights(Box::new(e))
+    }
+}
 
 impl From<SessionError> for ExecError {
     fn from(e: SessionError) -> ExecError {
         match e {
             SessionError::Plan(e) => ExecError::Plan(e),
             SessionError::Replay { path, error } => ExecError::Replay { path, error },
-            SessionError::Weights(e) => ExecError::Weights(*e),
+            SessionError::Weights(e) => ExecError::Weights(e),
             SessionError::GenerationConfig(e) => ExecError::GenerationConfig(e),
         }
     }
