@@ -294,7 +294,13 @@ fn the_page_health_models_and_metrics_endpoints() {
 fn a_server_that_cannot_start_says_why_and_exits_1() {
     let model = model("refused_start");
     let bad = model.scratch.0.join("bad.toml");
-    let text = std::fs::read_to_string(&model.plan).unwrap().replacen("format_version = 3", "format_version = 99", 1);
+    let text: Vec<String> = std::fs::read_to_string(&model.plan)
+        .unwrap()
+        .lines()
+        .map(|l| if l.starts_with("format_version = ") { "format_version = 99".into() } else { l.to_string() })
+        .collect();
+    let text = text.join("\n");
+    assert!(text.contains("format_version = 99"), "the plan names its format version");
     std::fs::write(&bad, text).unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_djinn-serve")).args(args).args(["--port", "0"]).output().unwrap();
