@@ -25,6 +25,13 @@ const GOLDENS: &[(&str, &[&str])] = &[
     ("l4-llama2-13b-sync.toml", &["--gpu", "l4", "--model", "llama2-13b", "--strategy", "sync"]),
     ("l4-llama2-13b-stream-all.toml", &["--gpu", "l4", "--model", "llama2-13b", "--strategy", "stream-all"]),
     ("t4-tinyllama-1.1b.toml", &["--gpu", "t4", "--model", "tinyllama-1.1b", "--budget", "1GiB"]),
+    // The families of issue 13: RoPE scaled as Llama 3.1 scales it (resident), Qwen2's q/k/v
+    // biases (resident; and 14B on an L4, which streams 18 MLP halves), Qwen3's q/k norms with
+    // q_dim 8192 over a 5120 stream (streams 46 of 64 layers).
+    ("rtx4090-llama3.1-8b.toml", &["--gpu", "rtx4090", "--model", "llama3.1-8b"]),
+    ("rtx4090-qwen2.5-7b.toml", &["--gpu", "rtx4090", "--model", "qwen2.5-7b"]),
+    ("l4-qwen2.5-14b.toml", &["--gpu", "l4", "--model", "qwen2.5-14b"]),
+    ("l4-qwen3-32b.toml", &["--gpu", "l4", "--model", "qwen3-32b"]),
     // The H200 profile djinn-profile measured (profiles/README.md), at the benchmark's shape and cap.
     ("h200-measured-llama2-13b-22GiB.toml", H200_BENCH),
 ];
@@ -246,6 +253,52 @@ fn host_compute_is_used_on_a_gpu_with_a_cpu_lane_unless_turned_off() {
 }
 
 #[test]
+fn plans_of_the_new_families_carry_their_tensors_and_architecture() {
+    use djinn_core::model::{ArchFeature, RopeScaling, SlidingWindow, TensorRole};
+    let plan = |args: &[&str]| Plan::from_toml_str(&cli(args).unwrap().plan_toml, "stdout").unwrap();
+    // Qwen2.5-14B: every attention block holds its three biases, in its image.
+    let qwen = plan(&["--gpu", "l4", "--model", "qwen2.5-14b"]);
+    let attn: Vec<_> = qwen.model.blocks.iter().filter(|b| b.kind.reads_kv()).collect();
+    assert_eq!(attn.len(), 48);
+    for b in &attn {
+        let (q, k) = (b.tensor(TensorRole::QBias).unwrap(), b.tensor(TensorRole::KBias).unwrap());
+        assert_eq!((q.shape.clone(), k.shape.clone()), (vec![5120], vec![1024]), "{}", b.name);
+        assert!(b.tensor(TensorRole::VBias).is_some() && b.tensor(TensorRole::OBias).is_none(), "{}", b.name);
+        assert!(b.tensors.iter().all(|t| t.offset + t.bytes <= b.bytes), "{}", b.name);
+    }
+    assert_eq!(qwen.model.arch.features(qwen.shape.max_seq_len), [ArchFeature::QkvBias]);
+    // An architecture that disowns the biases its table holds is refused.
+    let mut bad = qwen.clone();
+    bad.model.arch.qkv_bias = false;
+    let err = verify(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("rule model-identity broken") && err.contains("qkv_bias is false, but a qwen2 model"),
+        "{err}"
+    );
+
+    // Qwen3-32B: q_dim 8192 over a 5120 stream sizes the query activations, not the residual.
+    let qwen3 = plan(&["--gpu", "l4", "--model", "qwen3-32b"]);
+    let shape = qwen3.shape;
+    let act = djinn_core::activations::ActivationLayout::new(&qwen3.model.arch, qwen3.model.dtype, &shape);
+    assert_eq!((act.buffer("q").elems, act.buffer("x").elems), (512 * 8192, 512 * 5120));
+    assert_eq!(qwen3.prediction.activation_bytes, act.bytes);
+    assert_eq!(qwen3.model.arch.features(shape.max_seq_len), [ArchFeature::QkNorm]);
+
+    // Llama 3.1's RoPE scaling travels in the plan.
+    let llama = plan(&["--gpu", "rtx4090", "--model", "llama3.1-8b"]);
+    assert!(matches!(llama.model.arch.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0));
+
+    // Mistral v0.1's 4096-position window matters only to a KV cache longer than it.
+    let args = ["--gpu", "h100-sxm", "--model", "mistral-7b-v0.1", "--max-seq-len", "8192"];
+    let mistral = plan(&args);
+    assert_eq!(mistral.model.arch.sliding_window, Some(SlidingWindow { window: 4096, first_layer: 0 }));
+    assert_eq!(mistral.model.arch.features(8192), [ArchFeature::SlidingWindow]);
+    assert!(mistral.model.arch.features(4096).is_empty());
+    // The cache holds every position (the executor decides nothing about windows): 32 layers × K, V × 8192 × 1024 × 2 B.
+    assert_eq!(mistral.prediction.kv_cache_bytes, 32 * 2 * 8192 * 1024 * 2);
+}
+
+#[test]
 fn output_file_holds_the_plan() {
     let dir = scratch_dir("output_file");
     let path = dir.join("plan.toml");
@@ -286,9 +339,16 @@ fn unknown_gpu_lists_the_presets() {
 #[test]
 fn unknown_model_lists_the_presets() {
     let err = cli_err(&["--gpu", "l4", "--model", "llama4-405b"]);
-    for name in
-        ["\"llama4-405b\"", "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b", "mistral-7b", "tinyllama-1.1b"]
-    {
+    for name in [
+        "\"llama4-405b\"",
+        "llama2-7b",
+        "llama3.1-70b",
+        "llama3.2-3b",
+        "mistral-7b-v0.1",
+        "qwen2.5-72b",
+        "qwen3-32b",
+        "tinyllama-1.1b",
+    ] {
         assert!(err.contains(name), "{name} missing: {err}");
     }
 }

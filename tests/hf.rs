@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use djinn_core::hf::{parse_config, HfError, ModelDir};
-use djinn_core::model::{Dtype, ModelSpec, TensorRole};
+use djinn_core::model::{Dtype, ModelSpec, TensorRole, FAMILIES};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> PathBuf {
@@ -112,11 +112,35 @@ fn published_preset_configs_parse() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let c = parse_config(&text, &path.display().to_string()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.arch.family, "llama");
+        assert!(FAMILIES.contains(&c.arch.family.as_str()), "{}: {}", path.display(), c.arch.family);
+        // The family is the file's own model_type, and the architecture is what that family always is.
+        let json: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["model_type"], c.arch.family.as_str(), "{}", path.display());
+        assert_eq!(c.arch.family_contradiction(), None, "{}", path.display());
         assert!(c.arch.num_heads.is_multiple_of(c.arch.num_kv_heads));
         seen += 1;
     }
-    assert!(seen > 0, "no presets under {}", presets.display());
+    assert_eq!(
+        seen,
+        djinn_core::model_presets::MODEL_PRESETS.len(),
+        "every file under {} is a preset",
+        presets.display()
+    );
+}
+
+/// A fixture's config as another family, with the weights a checkpoint of
+/// that family has: transformers' tensor names for the biases and q/k norms.
+#[test]
+fn a_fixture_rewritten_as_qwen2_or_qwen3_needs_their_tensors_by_name() {
+    for (family, missing) in
+        [("qwen2", "model.layers.0.self_attn.q_proj.bias"), ("qwen3", "model.layers.0.self_attn.q_norm.weight")]
+    {
+        let (_scratch, dir) = copy_fixture("tiny-llama-gqa", &format!("as_{family}"), "m");
+        edit_config(&dir, &[("model_type", Some(json!(family)))]);
+        let e = ModelDir::open(&dir).unwrap_err();
+        assert!(matches!(e, HfError::MissingTensor { .. }), "{family}: {e}");
+        assert!(e.to_string().contains(&format!("tensor `{missing}` (block `layer.0`) not found")), "{family}: {e}");
+    }
 }
 
 #[test]

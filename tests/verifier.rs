@@ -54,6 +54,7 @@ fn two_layer_plan() -> Plan {
         rms_norm_eps: 1e-5,
         max_position_embeddings: 128,
         tie_word_embeddings: true,
+        ..Default::default()
     };
     let model = ModelSpec::from_arch("tiny-2l", arch, Dtype::Bf16);
     let shape = RunShape { prompt_len: 8, max_seq_len: 32, batch: 1 };

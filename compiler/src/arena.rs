@@ -85,6 +85,7 @@ mod tests {
             rms_norm_eps: 1e-5,
             max_position_embeddings: 64,
             tie_word_embeddings: false,
+            ..Default::default()
         };
         ModelSpec::from_arch("t", arch, Dtype::F16)
     }

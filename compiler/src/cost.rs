@@ -10,10 +10,13 @@
 //!   bandwidth interpolated from `h2d_curve` (linear in bytes, clamped at the
 //!   ends) when the profile has one.
 //! * `compute_us = max(bytes moved / hbm, flops / fp16 rate) + kernels · kernel_overhead_us`.
-//!   A layer (or its attention half) moves its weights plus the K and V rows
-//!   it reads; its flops are `2 · params · tokens` plus attention,
-//!   `4 · tokens · context · q_dim`, halved in prefill because attention is
-//!   causal. An MLP half moves its weights; `2 · params · tokens` flops. Prefill's final norm and
+//!   A layer (or its attention half) moves its weights (biases and q/k norms
+//!   included: they are in the image) plus the K and V rows it reads; its
+//!   flops are `2 · params · tokens` plus attention, `4 · tokens · context · q_dim`,
+//!   halved in prefill because attention is causal. A layer with a sliding
+//!   window shorter than the context reads only its window of rows, and each
+//!   query attends to at most `window` positions (in prefill, on average
+//!   `window − window² / (2 · context)`). An MLP half moves its weights; `2 · params · tokens` flops. Prefill's final norm and
 //!   LM head only process the last position of each sequence (only its logits
 //!   are sampled); the embedding gathers `tokens` rows, never the whole table.
 //! * Decode is costed at `context = prompt_len`: the first generated tokens,
@@ -194,11 +197,15 @@ impl<'a> Roofline<'a> {
             // Gather `tokens` rows, write them as the f32 residual stream.
             BlockKind::Embedding => (tokens as f64 * h * (dsize + 4.0), 0.0, 1),
             BlockKind::Layer | BlockKind::Attention => {
-                let kv_read = 2.0 * batch * context as f64 * arch.kv_dim() as f64 * dsize;
-                let mut attn = 4.0 * tokens as f64 * context as f64 * arch.q_dim() as f64;
-                if phase == PhaseKind::Prefill {
-                    attn /= 2.0;
-                }
+                // The positions the last query sees: the context, or the layer's window.
+                let span = block.layer.map_or(context, |l| arch.attention_span(l, context)) as f64;
+                let kv_read = 2.0 * batch * span * arch.kv_dim() as f64 * dsize;
+                // Positions an average query attends to: causal prefill query i sees min(i + 1, span).
+                let attended = match phase {
+                    PhaseKind::Prefill => span - span * span / (2.0 * context as f64),
+                    PhaseKind::Decode => span,
+                };
+                let attn = 4.0 * tokens as f64 * attended * arch.q_dim() as f64;
                 let (params, kernels) = match block.kind {
                     BlockKind::Layer => (arch.layer_params(), LAYER_KERNELS),
                     _ => (arch.attention_params(), ATTENTION_KERNELS),
@@ -341,6 +348,7 @@ mod tests {
             rms_norm_eps: 1e-5,
             max_position_embeddings: 4096,
             tie_word_embeddings: false,
+            ..Default::default()
         };
         ModelSpec::from_arch("m", arch, Dtype::F16)
     }
@@ -380,6 +388,42 @@ mod tests {
         let flops = 2.0 * m.arch.layer_params() as f64 * 512.0 + 2.0 * 512.0 * 512.0 * 4096.0;
         let want = flops / 1e8 + 30.0;
         assert!((r.compute_us(layer, PhaseKind::Prefill) - want).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_sliding_window_bounds_the_kv_read_and_the_attention() {
+        let g = gpu();
+        let plain = model();
+        let mut arch = plain.arch.clone();
+        // Layer 1 attends through a window of 128 of the 512 positions; layer 0 to all of them.
+        arch.sliding_window = Some(djinn_core::model::SlidingWindow { window: 128, first_layer: 1 });
+        let m = ModelSpec::from_arch("m", arch, Dtype::F16);
+        let r = Roofline::new(&g, &m, SHAPE);
+        let (full, windowed) = (m.block("layer.0").unwrap(), m.block("layer.1").unwrap());
+        let rp = Roofline::new(&g, &plain, SHAPE);
+        assert_eq!(r.compute_us(full, PhaseKind::Decode), rp.compute_us(full, PhaseKind::Decode));
+        // Decode reads 128 K and V rows, not 512.
+        let want = (windowed.bytes as f64 + 2.0 * 128.0 * 4096.0 * 2.0) / 1e6 + 30.0;
+        assert!((r.compute_us(windowed, PhaseKind::Decode) - want).abs() < 1e-6);
+        // Prefill: query i attends to min(i + 1, 128) positions, 128 − 128²/1024 = 112 on average.
+        let flops = 2.0 * m.arch.layer_params() as f64 * 512.0 + 4.0 * 512.0 * 112.0 * 4096.0;
+        assert!((r.compute_us(windowed, PhaseKind::Prefill) - (flops / 1e8 + 30.0)).abs() < 1e-6);
+    }
+
+    #[test]
+    fn biases_and_qk_norms_are_counted_in_the_bytes_and_the_flops() {
+        let g = gpu();
+        let plain = model();
+        let arch = Architecture { qkv_bias: true, qk_norm: true, ..plain.arch.clone() };
+        let m = ModelSpec::from_arch("m", arch, Dtype::F16);
+        let (a, b) = (m.block("layer.0").unwrap(), plain.block("layer.0").unwrap());
+        // 3 × 4096 bias values and 2 × 128 norm weights, each in its own 256-byte-aligned slot.
+        assert_eq!(a.bytes - b.bytes, 3 * 4096 * 2 + 2 * 256);
+        let (r, rp) = (Roofline::new(&g, &m, SHAPE), Roofline::new(&g, &plain, SHAPE));
+        let extra_flops = 2.0 * (3.0 * 4096.0 + 256.0) * 512.0;
+        let d = r.compute_us(a, PhaseKind::Prefill) - rp.compute_us(b, PhaseKind::Prefill);
+        assert!((d - extra_flops / 1e8).abs() < 1e-6, "{d}");
+        assert!(r.compute_us(a, PhaseKind::Decode) > rp.compute_us(b, PhaseKind::Decode));
     }
 
     #[test]

@@ -34,6 +34,7 @@ fn arch() -> impl Strategy<Value = Architecture> {
             rms_norm_eps: 1e-5,
             max_position_embeddings: 4096,
             tie_word_embeddings: tied,
+            ..Default::default()
         })
 }
 
@@ -88,6 +89,7 @@ fn tiny() -> Architecture {
         rms_norm_eps: 1e-5,
         max_position_embeddings: 4096,
         tie_word_embeddings: false,
+        ..Default::default()
     }
 }
 

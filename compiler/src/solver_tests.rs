@@ -35,6 +35,7 @@ fn model(layers: u64) -> ModelSpec {
         rms_norm_eps: 1e-5,
         max_position_embeddings: 64,
         tie_word_embeddings: false,
+        ..Default::default()
     };
     ModelSpec::from_arch("tiny", arch, Dtype::F16)
 }

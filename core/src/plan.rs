@@ -394,6 +394,7 @@ pub(crate) mod tests {
             rms_norm_eps: 1e-5,
             max_position_embeddings: 128,
             tie_word_embeddings: false,
+            ..Default::default()
         };
         let model = ModelSpec::from_arch("tiny", arch, Dtype::F16);
         let mut regions = Vec::new();

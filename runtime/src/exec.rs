@@ -18,20 +18,19 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use djinn_core::fsio::{check_writable, write_atomic};
-use djinn_core::plan::{Plan, PlanIoError};
+use djinn_core::plan::PlanIoError;
 use thiserror::Error;
 
 use crate::backend::Backend;
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::cpu::{AdversarialCpu, CpuBackend, CpuError};
 use crate::cuda::{CudaBackend, CudaError, CudaOptions};
-use crate::generate::{generate, Flow, GenerateError, GenerateOptions, Generation, Sampling, StopReason};
-use crate::replay::{Replay, ReplayError, ReplayOptions};
+use crate::generate::{generate, Flow, GenerateError, GenerateOptions, Generation, StopReason};
+use crate::replay::{Replay, ReplayError};
 use crate::report::Report;
-use crate::stop_text::StopText;
-use crate::tokenizer::{TextStream, Tokenizer, TokenizerError};
+use crate::session::{self, SamplingChoice, SessionError, TextOut};
+use crate::tokenizer::{Tokenizer, TokenizerError};
 use crate::weights::{Weights, WeightsError};
-use djinn_core::hf::{parse_generation_config, GenerationConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -119,6 +118,21 @@ pub struct Args {
     pub stop: Vec<String>,
 }
 
+impl Args {
+    /// The sampling flags given; what is not given comes from the model
+    /// ([`session::sampling`]).
+    pub fn sampling_choice(&self) -> SamplingChoice {
+        SamplingChoice {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendArg {
     Cpu,
@@ -144,8 +158,10 @@ pub enum ExecError {
     Plan(PlanIoError),
     #[error("refusing to run plan {}: {error}", path.display())]
     Replay { path: PathBuf, error: ReplayError },
+    /// Boxed: a checkpoint's errors carry paths and tensor names, and every
+    /// `Result` here would otherwise be as large.
     #[error("{0}")]
-    Weights(WeightsError),
+    Weights(Box<WeightsError>),
     #[error("{0}")]
     GenerationConfig(djinn_core::hf::HfError),
     #[error("{0}")]
@@ -173,8 +189,25 @@ macro_rules! from {
         }
     )*};
 }
-from!(clap::Error => Args, PlanIoError => Plan, WeightsError => Weights, TokenizerError => Tokenizer,
+from!(clap::Error => Args, PlanIoError => Plan, TokenizerError => Tokenizer,
       CpuError => Cpu, CudaError => Cuda, GenerateError => Generate);
+
+impl From<WeightsError> for ExecError {
+    fn from(e: WeightsError) -> ExecError {
+        ExecError::Weights(Box::new(e))
+    }
+}
+
+impl From<SessionError> for ExecError {
+    fn from(e: SessionError) -> ExecError {
+        match e {
+            SessionError::Plan(e) => ExecError::Plan(e),
+            SessionError::Replay { path, error } => ExecError::Replay { path, error },
+            SessionError::Weights(e) => ExecError::Weights(e),
+            SessionError::GenerationConfig(e) => ExecError::GenerationConfig(e),
+        }
+    }
+}
 
 /// Parses `argv` (program name first) and runs; text goes to `stdout`, the report to `stderr`.
 pub fn run<I, T>(argv: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<Report, ExecError>
@@ -194,16 +227,14 @@ where
     if args.backend == BackendArg::Cpu && (args.enforce_budget || args.trace.is_some()) {
         return Err(ExecError::Usage("--enforce-budget and --trace apply to --backend cuda only".into()));
     }
-    let generation = generation_config(&args.weights).map_err(ExecError::GenerationConfig)?;
-    let sampling = sampling(&args, &generation);
+    let generation = session::generation_config(&args.weights).map_err(ExecError::GenerationConfig)?;
+    let sampling = session::sampling(&args.sampling_choice(), &generation);
     sampling.check().map_err(ExecError::Usage)?;
     // Outputs are checked before the run, so a long generation does not end in "cannot write".
     for path in args.json.iter().chain(&args.trace) {
         check_writable(path).map_err(|error| ExecError::Write { path: path.clone(), error })?;
     }
-    let plan = Plan::load(&args.plan)?;
-    let replay = Replay::new(&plan, ReplayOptions::default())
-        .map_err(|error| ExecError::Replay { path: args.plan.clone(), error })?;
+    let (plan, replay) = session::load_plan(&args.plan)?;
     let weights = Weights::open(&args.weights, &plan)?;
     let bos = weights.config().bos_token_id;
     let (tokenizer, prompt) = match (&args.prompt, &args.prompt_ids) {
@@ -238,7 +269,7 @@ where
         stop_tokens: if args.ignore_eos {
             Vec::new()
         } else {
-            stop_tokens(&weights.config().eos_token_ids, &generation)
+            session::stop_tokens(&weights.config().eos_token_ids, &generation)
         },
     };
     if !args.stop.is_empty() && tokenizer.is_none() {
@@ -309,21 +340,18 @@ where
     ExecError: From<B::Error>,
 {
     let Io { tokenizer, stdout, stops } = io;
-    let mut stream = TextStream::new(prompt);
-    let mut out = StopText::new(stops);
+    let mut text = tokenizer.map(|tok| TextOut::new(tok, prompt, stops));
     let mut decode_error = None;
     let gen = generate(replay, backend, prompt, opts, |e| {
         let mut flow = Flow::Continue;
-        match tokenizer {
-            Some(tok) => match stream.push(tok, e.token) {
-                Ok(Some(piece)) => {
-                    let (ready, stopped) = out.push(&piece);
+        match &mut text {
+            Some(text) => match text.push(e.token) {
+                Ok((ready, stopped)) => {
                     stdout.write_all(ready.as_bytes())?;
                     if stopped {
                         flow = Flow::Stop;
                     }
                 }
-                Ok(None) => {}
                 Err(err) => decode_error = Some(err),
             },
             None => write!(stdout, "{} ", e.token)?,
@@ -334,60 +362,13 @@ where
     if let Some(err) = decode_error {
         return Err(err.into());
     }
-    if let Some(tok) = tokenizer {
-        if gen.stop != StopReason::Caller {
-            if let Some(rest) = stream.finish(tok)? {
-                let (ready, _) = out.push(&rest);
-                let _ = stdout.write_all(ready.as_bytes());
-            }
-        }
-        let _ = stdout.write_all(out.flush().as_bytes());
+    if let Some(text) = &mut text {
+        let rest = text.finish(gen.stop == StopReason::Caller)?;
+        let _ = stdout.write_all(rest.as_bytes());
     }
-    let text = out.text;
     let _ = writeln!(stdout);
     let _ = stdout.flush();
-    Ok((gen, tokenizer.map(|_| text)))
-}
-
-/// `generation_config.json` in the model directory, if it has one.
-fn generation_config(dir: &Path) -> Result<GenerationConfig, djinn_core::hf::HfError> {
-    let path = dir.join("generation_config.json");
-    if !path.is_file() {
-        return Ok(GenerationConfig::default());
-    }
-    let text = std::fs::read_to_string(&path).map_err(|error| djinn_core::hf::HfError::Read {
-        what: "generation_config.json",
-        path: path.clone(),
-        error,
-    })?;
-    parse_generation_config(&text, &path.display().to_string())
-}
-
-/// The flags, and where one is not given, what the model's generation config
-/// says: its sampling values only when it samples (`do_sample`), as
-/// transformers' `generate` does; its repetition penalty always.
-fn sampling(args: &Args, g: &GenerationConfig) -> Sampling {
-    let samples = g.do_sample == Some(true);
-    let model = |v: Option<f32>| if samples { v } else { None };
-    Sampling {
-        temperature: args.temperature.or(model(g.temperature.or(Some(1.0)))).unwrap_or(0.0),
-        top_p: args.top_p.or(model(g.top_p)).unwrap_or(1.0),
-        top_k: args.top_k.or(if samples { Some(g.top_k.unwrap_or(50)) } else { None }).unwrap_or(0),
-        min_p: args.min_p.or(model(g.min_p)).unwrap_or(0.0),
-        repetition_penalty: args.repetition_penalty.or(g.repetition_penalty).unwrap_or(1.0),
-        seed: args.seed,
-    }
-}
-
-/// The end tokens of `config.json` and of `generation_config.json`, each once.
-fn stop_tokens(config: &[u32], g: &GenerationConfig) -> Vec<u32> {
-    let mut out = config.to_vec();
-    for &t in &g.eos_token_ids {
-        if !out.contains(&t) {
-            out.push(t);
-        }
-    }
-    out
+    Ok((gen, text.map(|t| t.text().to_string())))
 }
 
 fn read_prompt_ids(path: &Path) -> Result<Vec<u32>, ExecError> {

@@ -24,6 +24,7 @@ pub mod host;
 pub mod ops;
 pub mod replay;
 pub mod report;
+pub mod session;
 pub mod stop_text;
 pub mod tokenizer;
 pub mod weights;

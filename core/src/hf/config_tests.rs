@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::hf::test_support::{config_4x, config_5x, edit, tiny_arch};
+use crate::model::{RopeScaling, SlidingWindow};
 
 const ORIGIN: &str = "/models/tiny/config.json";
 
@@ -141,40 +142,212 @@ fn rope_theta_from_either_place() {
     assert!(e.contains("`rope_parameters.rope_theta` is 500000") && e.contains("top-level `rope_theta`"), "{e}");
 }
 
+/// `config_4x` as a `model_type` of another family, with `edits`.
+fn as_family(model_type: &str, edits: &[(&str, Option<Value>)]) -> Result<HfConfig, HfError> {
+    let mut all = vec![("model_type", Some(json!(model_type)))];
+    all.extend_from_slice(edits);
+    parse(&edit(config_4x(false), &all))
+}
+
 #[test]
-fn scaled_rope_is_unsupported() {
-    let e = err_4x(&[("rope_scaling", Some(json!({"type": "linear", "factor": 2.0})))]);
-    assert!(e.contains("unsupported architecture: `rope_scaling` is {\"factor\":2.0,\"type\":\"linear\"}"), "{e}");
-    assert!(e.contains("only unscaled RoPE is supported"), "{e}");
-    for ok in [json!({"rope_type": "default"}), json!({"type": "default"})] {
-        parse(&edit(config_4x(false), &[("rope_scaling", Some(ok))])).unwrap();
+fn llama3_rope_scaling_is_read_from_every_form_transformers_writes() {
+    let want = RopeScaling::Llama3 {
+        factor: 8.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 8192,
+    };
+    let params = json!({"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                        "original_max_position_embeddings": 8192, "rope_type": "llama3"});
+    // 4.x: top-level `rope_scaling` with `rope_type`, or (before 4.42) with `type`.
+    let c = parse(&edit(config_4x(false), &[("rope_scaling", Some(params.clone()))])).unwrap();
+    assert_eq!((c.arch.rope_scaling, c.arch.rope_theta), (want, 500000.0));
+    let mut old = params.clone();
+    old["type"] = old["rope_type"].take();
+    old.as_object_mut().unwrap().remove("rope_type");
+    assert_eq!(parse(&edit(config_4x(false), &[("rope_scaling", Some(old))])).unwrap().arch.rope_scaling, want);
+    // 5.x: the same keys inside `rope_parameters`, with `rope_theta`.
+    let mut new = params.clone();
+    new["rope_theta"] = json!(500000.0);
+    let c = parse(&edit(config_5x(false), &[("rope_parameters", Some(new.clone()))])).unwrap();
+    assert_eq!((c.arch.rope_scaling, c.arch.rope_theta), (want, 500000.0));
+    // Both, agreeing (a 4.x config re-saved by 5.x keeps both): accepted.
+    let both = [("rope_scaling", Some(params)), ("rope_parameters", Some(new))];
+    assert_eq!(parse(&edit(config_5x(false), &both)).unwrap().arch.rope_scaling, want);
+}
+
+#[test]
+fn linear_rope_scaling_divides_by_its_factor() {
+    let c = parse(&edit(config_4x(false), &[("rope_scaling", Some(json!({"type": "linear", "factor": 2.0})))]));
+    assert_eq!(c.unwrap().arch.rope_scaling, RopeScaling::Linear { factor: 2.0 });
+    for ok in [json!({"rope_type": "default"}), json!({"type": "default"}), json!({})] {
+        let c = parse(&edit(config_4x(false), &[("rope_scaling", Some(ok))])).unwrap();
+        assert_eq!(c.arch.rope_scaling, RopeScaling::Default);
     }
-    let llama3 = json!({"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0});
-    let e = parse(&edit(config_5x(false), &[("rope_parameters", Some(llama3))])).unwrap_err().to_string();
-    assert!(e.contains("`rope_parameters` is") && e.contains("llama3") && e.contains(ORIGIN), "{e}");
+}
+
+#[test]
+fn other_rope_types_are_refused_by_name() {
+    for (t, why) in
+        [("dynamic", "sequence length"), ("yarn", "attention logits"), ("longrope", "attention logits"), ("mrope", "")]
+    {
+        let e = err_4x(&[("rope_scaling", Some(json!({"rope_type": t, "factor": 4.0})))]);
+        assert!(e.contains("unsupported architecture: `rope_scaling` is {"), "{e}");
+        assert!(e.contains(&format!("RoPE scaling of type \"{t}\" is not supported")) && e.contains(why), "{e}");
+        let p = json!({"rope_type": t, "factor": 4.0, "rope_theta": 500000.0});
+        let e = parse(&edit(config_5x(false), &[("rope_parameters", Some(p))])).unwrap_err().to_string();
+        assert!(
+            e.contains("`rope_parameters` is {") && e.contains(&format!("type \"{t}\"")) && e.contains(ORIGIN),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn rope_scaling_parameters_are_checked_by_name() {
+    let e = err_4x(&[("rope_scaling", Some(json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0})))]);
+    assert!(
+        e.contains("field `rope_scaling.high_freq_factor` missing (expected a positive number (rope_type \"llama3\"))"),
+        "{e}"
+    );
+    let e = err_4x(&[("rope_scaling", Some(json!({"rope_type": "linear", "factor": "2"})))]);
+    assert!(e.contains("`rope_scaling.factor` is \"2\"; expected a positive number"), "{e}");
+    let inverted = json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0,
+                          "original_max_position_embeddings": 8192});
+    let e = err_4x(&[("rope_scaling", Some(inverted))]);
+    assert!(e.contains("expected valid llama3 parameters (high_freq_factor is 1, not above low_freq_factor 4"), "{e}");
+    let e = err_4x(&[(
+        "rope_scaling",
+        Some(json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 0})),
+    )]);
+    assert!(e.contains("`rope_scaling.original_max_position_embeddings` is 0; expected an integer from 1"), "{e}");
+    let e = err_4x(&[("rope_scaling", Some(json!("llama3")))]);
+    assert!(e.contains("`rope_scaling` is a string; expected an object or null"), "{e}");
+}
+
+#[test]
+fn rope_forms_that_disagree_or_cannot_be_expressed_are_refused() {
+    let five = |p: Value| parse(&edit(config_5x(false), &[("rope_parameters", Some(p))])).unwrap_err().to_string();
+    let both = [
+        ("rope_scaling", Some(json!({"rope_type": "linear", "factor": 2.0}))),
+        ("rope_parameters", Some(json!({"rope_type": "default", "rope_theta": 500000.0}))),
+    ];
+    let e = parse(&edit(config_5x(false), &both)).unwrap_err().to_string();
+    assert!(e.contains("`rope_parameters` is") && e.contains("the same scaling as `rope_scaling` (\"linear\")"), "{e}");
+    let e = five(json!({"full_attention": {"rope_type": "default"}, "sliding_attention": {"rope_type": "default"}}));
+    assert!(e.contains("unsupported architecture: `rope_parameters`") && e.contains("per layer type"), "{e}");
+    let e = five(json!({"rope_type": "default", "rope_theta": 500000.0, "partial_rotary_factor": 0.5}));
+    assert!(e.contains("`partial_rotary_factor`) is not supported"), "{e}");
+    let e = err_4x(&[("partial_rotary_factor", Some(json!(0.5)))]);
+    assert!(e.contains("unsupported architecture: `partial_rotary_factor` is 0.5"), "{e}");
+    parse(&edit(config_4x(false), &[("partial_rotary_factor", Some(json!(1.0)))])).unwrap();
 }
 
 #[test]
 fn other_architectures_are_unsupported_by_name() {
-    let e = err_4x(&[("model_type", Some(json!("gpt2")))]);
-    assert!(e.contains("unsupported architecture: `model_type` is \"gpt2\""), "{e}");
+    for t in ["gpt2", "qwen2_moe", "qwen3_moe", "mixtral", "gemma"] {
+        let e = err_4x(&[("model_type", Some(json!(t)))]);
+        assert!(e.contains(&format!("unsupported architecture: `model_type` is \"{t}\"")), "{e}");
+        assert!(e.contains("\"llama\", \"mistral\", \"qwen2\" or \"qwen3\""), "{e}");
+    }
     let e = err_4x(&[("model_type", None)]);
     assert!(e.contains("`model_type` missing"), "{e}");
     let e = err_4x(&[("hidden_act", Some(json!("gelu")))]);
     assert!(e.contains("`hidden_act` is \"gelu\"; only \"silu\""), "{e}");
-    for field in ["attention_bias", "mlp_bias"] {
-        let e = err_4x(&[(field, Some(json!(true)))]);
-        assert!(e.contains(&format!("`{field}` is true")) && e.contains("biases"), "{e}");
+    let e = err_4x(&[("mlp_bias", Some(json!(true)))]);
+    assert!(e.contains("`mlp_bias` is true") && e.contains("MLP projections with biases"), "{e}");
+    let e = as_family("qwen2", &[("use_mrope", Some(json!(true)))]).unwrap_err().to_string();
+    assert!(e.contains("`use_mrope` is true") && e.contains("Qwen2-VL"), "{e}");
+}
+
+#[test]
+fn attention_bias_gives_llama_and_qwen3_all_four_biases() {
+    for family in ["llama", "qwen3"] {
+        let a = as_family(family, &[("attention_bias", Some(json!(true)))]).unwrap().arch;
+        assert_eq!((a.qkv_bias, a.o_bias), (true, true), "{family}");
+        let a = as_family(family, &[("attention_bias", None)]).unwrap().arch;
+        assert_eq!((a.qkv_bias, a.o_bias), (false, false), "{family}");
+    }
+    // Mistral's attention has no biases, whatever the config says (transformers ignores the key).
+    let a = as_family("mistral", &[("attention_bias", Some(json!(true))), ("sliding_window", Some(Value::Null))]);
+    let a = a.unwrap().arch;
+    assert_eq!((a.family.as_str(), a.qkv_bias, a.o_bias), ("mistral", false, false));
+}
+
+#[test]
+fn qwen2_always_has_qkv_biases_and_no_o_bias() {
+    for attention_bias in [None, Some(json!(false)), Some(json!(true))] {
+        let a = as_family("qwen2", &[("attention_bias", attention_bias.clone())]).unwrap().arch;
+        assert_eq!(
+            (a.family.as_str(), a.qkv_bias, a.o_bias, a.qk_norm),
+            ("qwen2", true, false, false),
+            "{attention_bias:?}"
+        );
+        assert_eq!(a.head_dim, 8, "qwen2 without head_dim: hidden_size / num_attention_heads");
     }
 }
 
 #[test]
-fn mistral_sliding_window_must_cover_the_context() {
-    let mistral = |window: Value| {
-        edit(config_4x(false), &[("model_type", Some(json!("mistral"))), ("sliding_window", Some(window))])
+fn qwen3_has_qk_norms_and_its_own_head_dim_default() {
+    let a = as_family("qwen3", &[]).unwrap().arch;
+    assert_eq!((a.qk_norm, a.qkv_bias, a.head_dim), (true, false, 128), "Qwen3Config's head_dim defaults to 128");
+    assert_eq!(a.q_dim(), 512);
+    let a = as_family("qwen3", &[("head_dim", Some(json!(8)))]).unwrap().arch;
+    assert_eq!(a.head_dim, 8);
+    assert_eq!(a.family_contradiction(), None);
+}
+
+fn window(w: u64, first_layer: u64) -> Option<SlidingWindow> {
+    Some(SlidingWindow { window: w, first_layer })
+}
+
+#[test]
+fn mistral_sliding_window_covers_every_layer_and_defaults_to_4096() {
+    let long = [("max_position_embeddings", Some(json!(32768)))];
+    let mistral = |w: Option<Value>| {
+        let mut e = long.to_vec();
+        e.push(("sliding_window", w));
+        as_family("mistral", &e).map(|c| c.arch.sliding_window)
     };
-    assert_eq!(parse(&mistral(Value::Null)).unwrap().arch.family, "llama");
-    parse(&mistral(json!(128))).unwrap();
-    let e = parse(&mistral(json!(64))).unwrap_err().to_string();
-    assert!(e.contains(ORIGIN) && e.contains("`sliding_window` is 64") && e.contains("(128)"), "{e}");
+    assert_eq!(mistral(Some(json!(4096))).unwrap(), window(4096, 0));
+    assert_eq!(mistral(None).unwrap(), window(4096, 0), "absent: MistralConfig's default 4096");
+    assert_eq!(mistral(Some(Value::Null)).unwrap(), None, "null: no window");
+    // A window as long as the context changes nothing and is not recorded.
+    assert_eq!(mistral(Some(json!(32768))).unwrap(), None);
+    let e = mistral(Some(json!(0))).unwrap_err().to_string();
+    assert!(e.contains(ORIGIN) && e.contains("`sliding_window` is 0; expected a positive integer or null"), "{e}");
+    // transformers' Llama has no sliding window: the key means nothing there.
+    let c = parse(&edit(config_4x(false), &[("sliding_window", Some(json!(16)))])).unwrap();
+    assert_eq!((c.arch.family.as_str(), c.arch.sliding_window), ("llama", None));
+}
+
+#[test]
+fn qwen_sliding_window_needs_use_sliding_window_and_starts_at_max_window_layers() {
+    let qwen = |family: &str, edits: &[(&str, Option<Value>)]| {
+        let mut e = vec![("num_hidden_layers", Some(json!(4))), ("sliding_window", Some(json!(64)))];
+        e.extend_from_slice(edits);
+        as_family(family, &e).map(|c| c.arch.sliding_window)
+    };
+    for family in ["qwen2", "qwen3"] {
+        // The published configs: a window given, but use_sliding_window false.
+        assert_eq!(qwen(family, &[("use_sliding_window", Some(json!(false)))]).unwrap(), None, "{family}");
+        assert_eq!(qwen(family, &[]).unwrap(), None, "{family}: use_sliding_window defaults to false");
+        let on = ("use_sliding_window", Some(json!(true)));
+        // The first max_window_layers layers attend to everything, the rest through the window.
+        assert_eq!(qwen(family, &[on.clone(), ("max_window_layers", Some(json!(1)))]).unwrap(), window(64, 1));
+        assert_eq!(qwen(family, &[on.clone(), ("max_window_layers", Some(json!(0)))]).unwrap(), window(64, 0));
+        // max_window_layers defaults to 28: past these 4 layers, so no layer is windowed.
+        assert_eq!(qwen(family, std::slice::from_ref(&on)).unwrap(), None, "{family}");
+        assert_eq!(qwen(family, &[on.clone(), ("sliding_window", Some(Value::Null))]).unwrap(), None);
+        // 5.x `layer_types` is authoritative over max_window_layers.
+        let types = json!(["full_attention", "full_attention", "full_attention", "sliding_attention"]);
+        let got = qwen(family, &[on.clone(), ("max_window_layers", Some(json!(1))), ("layer_types", Some(types))]);
+        assert_eq!(got.unwrap(), window(64, 3));
+        let alternating = json!(["full_attention", "sliding_attention", "full_attention", "sliding_attention"]);
+        let e = qwen(family, &[on.clone(), ("layer_types", Some(alternating))]).unwrap_err().to_string();
+        assert!(e.contains("unsupported architecture: `layer_types` is [") && e.contains("not an alternating"), "{e}");
+        let e = qwen(family, &[on.clone(), ("layer_types", Some(json!(["full_attention"])))]).unwrap_err().to_string();
+        assert!(e.contains("`layer_types` is [\"full_attention\"]; expected a list of 4 \"full_attention\""), "{e}");
+    }
 }

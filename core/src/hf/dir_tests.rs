@@ -94,8 +94,38 @@ fn malformed_config_names_the_file() {
     assert!(e.starts_with(&format!("config.json at {path}: malformed JSON")), "{e}");
     let (_tmp, e) = open_err(&edit(config_4x(false), &[("vocab_size", None)]), &tensors(false), 1);
     assert!(e.contains("tiny/config.json") && e.contains("`vocab_size` missing"), "{e}");
-    let (_tmp, e) = open_err(&edit(config_4x(false), &[("model_type", Some(json!("qwen2")))]), &tensors(false), 1);
-    assert!(e.contains("tiny/config.json") && e.contains("`model_type` is \"qwen2\""), "{e}");
+    let (_tmp, e) = open_err(&edit(config_4x(false), &[("model_type", Some(json!("gemma")))]), &tensors(false), 1);
+    assert!(e.contains("tiny/config.json") && e.contains("`model_type` is \"gemma\""), "{e}");
+}
+
+#[test]
+fn a_qwen2_config_expects_the_qkv_biases_and_a_qwen3_one_the_qk_norms() {
+    // A Llama checkpoint under a Qwen2 config: the first bias is missing, by name.
+    let qwen2 = edit(config_4x(false), &[("model_type", Some(json!("qwen2")))]);
+    let (_tmp, e) = open_err(&qwen2, &tensors(false), 1);
+    assert!(e.contains("tensor `model.layers.0.self_attn.q_proj.bias` (block `layer.0`) not found"), "{e}");
+    // With them, it opens, and the block table holds them at their shapes.
+    let arch = crate::hf::parse_config(&qwen2, "c").unwrap().arch;
+    let tmp = tempfile::tempdir().unwrap();
+    write_model(&tmp.path().join("q2"), &qwen2, &checkpoint_tensors(&arch, Dtype::F16), 2);
+    let m = ModelDir::open(&tmp.path().join("q2")).unwrap();
+    let layer = m.spec.block("layer.1").unwrap();
+    assert_eq!(layer.tensor(TensorRole::KBias).unwrap().shape, vec![16]);
+    assert_eq!(m.spec, ModelSpec::from_arch("q2", arch, Dtype::F16));
+
+    let qwen3 = edit(config_5x(false), &[("model_type", Some(json!("qwen3")))]);
+    let (_tmp, e) = open_err(&qwen3, &tensors(false), 1);
+    assert!(e.contains("tensor `model.layers.0.self_attn.q_norm.weight` (block `layer.0`) not found"), "{e}");
+    // A q_norm of the wrong width (hidden_size instead of head_dim) is named with both shapes.
+    let arch = crate::hf::parse_config(&qwen3, "c").unwrap().arch;
+    let mut t = checkpoint_tensors(&arch, Dtype::F16);
+    let q_norm = t.iter_mut().find(|(n, _, _)| n == "model.layers.1.self_attn.q_norm.weight").unwrap();
+    q_norm.2 = vec![32];
+    let (_tmp, e) = open_err(&qwen3, &t, 1);
+    assert!(
+        e.contains("tensor `model.layers.1.self_attn.q_norm.weight` in") && e.contains("shape [32], expected [8]"),
+        "{e}"
+    );
 }
 
 #[test]

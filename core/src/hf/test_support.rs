@@ -26,6 +26,7 @@ pub fn tiny_arch(tie_word_embeddings: bool) -> Architecture {
         rms_norm_eps: 1e-5,
         max_position_embeddings: 128,
         tie_word_embeddings,
+        ..Default::default()
     }
 }
 

@@ -1,6 +1,8 @@
 //! Rules `version` and `model-identity`: the plan is in this build's format,
-//! and its block table is exactly the one the Llama forward pass needs (with
-//! whole layers, or with every layer split into attention and MLP blocks).
+//! and its block table is exactly the one the forward pass of its
+//! architecture needs (with whole layers, or with every layer split into
+//! attention and MLP blocks; biases and q/k norms where the architecture has
+//! them).
 //!
 //! The runtime finds every weight through the plan's block table (which block,
 //! which tensor, at which offset of the image, with which shape), so a table
@@ -11,7 +13,9 @@
 
 use super::{Rule, Violation};
 use crate::limits::MAX_DIM;
-use crate::model::{expected_blocks, split_expected, Architecture, Block, Dtype, ExpectedBlock, TENSOR_ALIGN};
+use crate::model::{
+    expected_blocks, split_expected, Architecture, Block, Dtype, ExpectedBlock, FAMILIES, TENSOR_ALIGN,
+};
 use crate::plan::{Plan, FORMAT_VERSION};
 use crate::units::align_up;
 
@@ -74,8 +78,16 @@ fn arch_is_sane(arch: &Architecture, out: &mut Vec<Violation>) -> bool {
     let mut bad = |field: &str, why: String| {
         out.push(Violation::new(Rule::ModelIdentity, format!("model.arch.{field} {why}")).subject("model.arch"));
     };
-    if arch.family != "llama" {
-        bad("family", format!("is {:?}, but only the \"llama\" family is supported", arch.family));
+    if !FAMILIES.contains(&arch.family.as_str()) {
+        bad("family", format!("is {:?}, but the families supported are {}", arch.family, FAMILIES.join(", ")));
+    } else if let Some((field, problem)) = arch.family_contradiction() {
+        bad(field, problem);
+    }
+    if let Some(problem) = arch.rope_scaling.invalid_parameter() {
+        bad("rope_scaling", format!("({}): {problem}", arch.rope_scaling.rope_type()));
+    }
+    if arch.sliding_window.is_some_and(|w| w.window == 0) {
+        bad("sliding_window.window", "is 0; a query attends at least to its own position".into());
     }
     let sizes = [
         ("hidden_size", arch.hidden_size),
@@ -235,5 +247,95 @@ pub(super) fn abbreviate(names: &[&str]) -> String {
         names.join(", ")
     } else {
         format!("{}, …, {} ({} in all)", names[..3].join(", "), names[names.len() - 1], names.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Architecture, Dtype, ModelSpec, RopeScaling, SlidingWindow, TensorRole};
+    use crate::plan::Plan;
+    use crate::verify::fixture::{broken_only, plan_of, streamed_plan, Style};
+    use crate::verify::{verify, Rule};
+
+    /// The fixture's plan (layers 0, 1, 3 of 4 streamed) for `arch`, its block table derived from it.
+    fn plan_for(arch: Architecture, split: bool) -> Plan {
+        let model = ModelSpec::from_arch("tiny", arch, Dtype::F16);
+        let model = if split { model.split_layers() } else { model };
+        // Blocks 1, 2 and 4 streamed: layers 0, 1, 3 whole, or layer.0's halves and layer.1.mlp.
+        plan_of(model, &[1, 2, 4], 2, Style::Pipelined)
+    }
+
+    fn messages(plan: &Plan) -> Vec<String> {
+        broken_only(plan, Rule::ModelIdentity).iter().map(|v| v.to_string()).collect()
+    }
+
+    fn qwen(family: &str) -> Architecture {
+        let arch = streamed_plan().model.arch;
+        Architecture { family: family.into(), qkv_bias: family == "qwen2", qk_norm: family == "qwen3", ..arch }
+    }
+
+    #[test]
+    fn qwen_architectures_with_their_own_tables_verify_whole_or_split() {
+        for family in ["qwen2", "qwen3"] {
+            for split in [false, true] {
+                let plan = plan_for(qwen(family), split);
+                verify(&plan).unwrap_or_else(|e| panic!("{family}, split {split}: {e}"));
+            }
+        }
+        let windowed = Architecture {
+            rope_scaling: RopeScaling::Linear { factor: 2.0 },
+            sliding_window: Some(SlidingWindow { window: 16, first_layer: 2 }),
+            ..qwen("qwen2")
+        };
+        verify(&plan_for(windowed, true)).unwrap();
+    }
+
+    #[test]
+    fn a_qwen2_architecture_needs_its_biases_in_the_block_table() {
+        // The arch says qwen2 (q/k/v biases), the table is still Llama's: every layer lacks them.
+        let mut plan = streamed_plan();
+        plan.model.arch = qwen("qwen2");
+        let v = messages(&plan);
+        assert!(
+            v[0].contains("block layer.0 (model.blocks[1])")
+                && v[0].contains("has 9 tensors, but the architecture requires 12")
+                && v[0].contains("model.layers.0.self_attn.q_proj.bias"),
+            "{v:#?}"
+        );
+        // A bias of the wrong width is named with both shapes.
+        let mut plan = plan_for(qwen("qwen2"), false);
+        let t = plan.model.blocks[3].tensors.iter_mut().find(|t| t.role == TensorRole::KBias).unwrap();
+        t.shape = vec![64];
+        let v = messages(&plan);
+        assert!(v[0].contains("tensor model.layers.2.self_attn.k_proj.bias of block layer.2: has shape [64], but the architecture requires [32]"), "{v:#?}");
+    }
+
+    #[test]
+    fn unknown_families_and_contradictions_are_named() {
+        let mut plan = streamed_plan();
+        plan.model.arch.family = "gemma".into();
+        let v = messages(&plan);
+        assert!(
+            v[0].contains(
+                "model.arch.family is \"gemma\", but the families supported are llama, mistral, qwen2, qwen3"
+            ),
+            "{v:#?}"
+        );
+        let plan = plan_for(Architecture { qk_norm: false, ..qwen("qwen3") }, false);
+        let v = messages(&plan);
+        assert!(v[0].contains("model.arch.qk_norm is false, but a qwen3 model has qk_norm = true"), "{v:#?}");
+    }
+
+    #[test]
+    fn bad_rope_scaling_and_window_are_named() {
+        let mut plan = streamed_plan();
+        plan.model.arch.rope_scaling = RopeScaling::Linear { factor: 0.0 };
+        plan.model.arch.sliding_window = Some(SlidingWindow { window: 0, first_layer: 0 });
+        let v = messages(&plan);
+        assert!(
+            v.iter().any(|m| m.contains("model.arch.rope_scaling (linear): factor is 0; it must be a positive")),
+            "{v:#?}"
+        );
+        assert!(v.iter().any(|m| m.contains("model.arch.sliding_window.window is 0")), "{v:#?}");
     }
 }

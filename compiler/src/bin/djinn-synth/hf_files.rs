@@ -1,10 +1,14 @@
 //! The non-weight files of the checkpoint: `config.json` and the tokenizer.
 //!
 //! The config is the preset's own `config.json` text, so the architecture
-//! numbers live in one place (`djinn_core::model_presets`). Only what transformers
-//! needs to load it as a Llama in the chosen dtype is set here: both spellings
-//! of the dtype (`torch_dtype`, which 4.x reads, and `dtype`, which 5.x writes),
-//! and `architectures` / `model_type` where the preset lacks them.
+//! numbers live in one place (`djinn_core::model_presets`) and every field
+//! that shapes the model (`rope_scaling`, `sliding_window`,
+//! `use_sliding_window`, `max_window_layers`, `attention_bias`, `head_dim`, …)
+//! reaches the checkpoint in the form transformers wrote it. Only what
+//! transformers needs to load it in the chosen dtype is set here: both
+//! spellings of the dtype (`torch_dtype`, which 4.x reads, and `dtype`, which
+//! 5.x writes), and `model_type` (default `llama`) and the `architectures`
+//! class of that family where the preset lacks them.
 //!
 //! The tokenizer files are the Llama 2 ones the test fixtures carry, embedded
 //! in the binary so that the checkpoint directory is complete without network
@@ -35,14 +39,30 @@ pub fn torch_dtype_name(dtype: Dtype) -> &'static str {
     }
 }
 
+/// The transformers class of a `model_type` (`LlamaForCausalLM` for `llama`).
+pub fn causal_lm_class(model_type: &str) -> Option<&'static str> {
+    match model_type {
+        "llama" => Some("LlamaForCausalLM"),
+        "mistral" => Some("MistralForCausalLM"),
+        "qwen2" => Some("Qwen2ForCausalLM"),
+        "qwen3" => Some("Qwen3ForCausalLM"),
+        _ => None,
+    }
+}
+
 /// The checkpoint's `config.json`: the preset's text (`origin` names it in
-/// errors) with the dtype set and the Llama identification filled in.
+/// errors) with the dtype set and the model's identification filled in.
 pub fn checkpoint_config(preset_text: &str, origin: &str, dtype: Dtype) -> Result<String> {
     let value: Value =
         serde_json::from_str(preset_text).with_context(|| format!("preset config {origin} is not valid JSON"))?;
     let Value::Object(mut map) = value else { bail!("preset config {origin} is not a JSON object") };
-    map.entry("architectures").or_insert_with(|| Value::Array(vec!["LlamaForCausalLM".into()]));
-    map.entry("model_type").or_insert_with(|| "llama".into());
+    let model_type = map.entry("model_type").or_insert_with(|| "llama".into()).as_str().unwrap_or("").to_string();
+    if !map.contains_key("architectures") {
+        let Some(class) = causal_lm_class(&model_type) else {
+            bail!("preset config {origin} has model_type {model_type:?}, for which no transformers class is known");
+        };
+        map.insert("architectures".into(), Value::Array(vec![class.into()]));
+    }
     let name = Value::String(torch_dtype_name(dtype).into());
     map.insert("torch_dtype".into(), name.clone());
     map.insert("dtype".into(), name);
@@ -78,6 +98,18 @@ mod tests {
         assert_eq!(out["architectures"][0], "LlamaForCausalLM");
         assert_eq!(out["model_type"], "llama");
         assert_eq!(out["hidden_size"], 64);
+    }
+
+    #[test]
+    fn a_qwen_config_keeps_its_fields_and_gets_its_own_class() {
+        let text = r#"{"model_type": "qwen2", "use_sliding_window": false, "max_window_layers": 28,
+                       "sliding_window": 131072, "rope_scaling": {"rope_type": "linear", "factor": 2.0}}"#;
+        let out: Value = serde_json::from_str(&checkpoint_config(text, "p.json", Dtype::Bf16).unwrap()).unwrap();
+        assert_eq!(out["architectures"][0], "Qwen2ForCausalLM");
+        assert_eq!((out["max_window_layers"].clone(), out["use_sliding_window"].clone()), (28.into(), false.into()));
+        assert_eq!(out["rope_scaling"]["factor"], 2.0);
+        let err = checkpoint_config(r#"{"model_type": "gpt2"}"#, "g.json", Dtype::F16).unwrap_err();
+        assert!(format!("{err:#}").contains("g.json has model_type \"gpt2\""), "{err:#}");
     }
 
     #[test]

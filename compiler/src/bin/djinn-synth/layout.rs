@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use djinn_core::model::{expected_blocks, Architecture, TensorRole};
+use djinn_core::model::{expected_blocks, Architecture};
 use djinn_core::Dtype;
 use serde_json::{json, Map, Value};
 
@@ -56,9 +56,11 @@ impl Shard {
     }
 }
 
-/// The tensors a Llama checkpoint of `arch` holds, each once, in execution
-/// order. With tied embeddings the LM head reads the embedding table, so the
-/// checkpoint has no `lm_head.weight`.
+/// The tensors a checkpoint of `arch` holds, each once, in execution order
+/// (the q/k/v/o biases and q/k norms of the families that have them
+/// included). With tied embeddings the LM head reads the embedding table, so
+/// the checkpoint has no `lm_head.weight`. RMSNorm weights are drawn around
+/// 1, everything else (biases too) around 0.
 pub fn checkpoint_tensors(arch: &Architecture, dtype: Dtype) -> Vec<TensorSpec> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -67,10 +69,7 @@ pub fn checkpoint_tensors(arch: &Architecture, dtype: Dtype) -> Vec<TensorSpec> 
             if !seen.insert(t.name.clone()) {
                 continue;
             }
-            let init = match t.role {
-                TensorRole::AttnNorm | TensorRole::MlpNorm | TensorRole::FinalNorm => Init::NORM,
-                _ => Init::WEIGHT,
-            };
+            let init = if t.role.is_norm() { Init::NORM } else { Init::WEIGHT };
             out.push(TensorSpec { name: t.name, dtype, shape: t.shape, init });
         }
     }
@@ -173,6 +172,7 @@ pub(crate) mod tests {
             rms_norm_eps: 1e-5,
             max_position_embeddings: 256,
             tie_word_embeddings: tied,
+            ..Default::default()
         }
     }
 
@@ -188,6 +188,22 @@ pub(crate) mod tests {
         assert_eq!(k.shape, vec![32, 64]);
         let norm = untied.iter().find(|t| t.name == "model.norm.weight").unwrap();
         assert_eq!(norm.init, Init::NORM);
+    }
+
+    #[test]
+    fn qwen_checkpoints_hold_the_biases_and_qk_norms() {
+        let qwen2 = Architecture { family: "qwen2".into(), qkv_bias: true, ..tiny_arch(false) };
+        let t = checkpoint_tensors(&qwen2, Dtype::Bf16);
+        assert_eq!(t.len(), 1 + 3 * 12 + 1 + 1);
+        let k_bias = t.iter().find(|t| t.name == "model.layers.1.self_attn.k_proj.bias").unwrap();
+        assert_eq!((k_bias.shape.clone(), k_bias.init), (vec![32], Init::WEIGHT));
+        let qwen3 = Architecture { family: "qwen3".into(), qk_norm: true, ..tiny_arch(false) };
+        let t = checkpoint_tensors(&qwen3, Dtype::Bf16);
+        assert_eq!(t.len(), 1 + 3 * 11 + 1 + 1);
+        for name in ["q_norm", "k_norm"] {
+            let n = t.iter().find(|t| t.name == format!("model.layers.2.self_attn.{name}.weight")).unwrap();
+            assert_eq!((n.shape.clone(), n.init), (vec![16], Init::NORM), "{name}");
+        }
     }
 
     #[test]

@@ -203,3 +203,81 @@ fn rewriting_a_checkpoint_in_place_replaces_every_file_and_keeps_others() {
         dir.path().parent().unwrap().join(format!(".{}.partial", dir.path().file_name().unwrap().to_string_lossy()));
     assert!(!staging.exists());
 }
+
+/// The tiny architecture as `model_type`, with the extra config fields `extra`
+/// (JSON members, comma-led), and the architecture the parser reads from it.
+fn tiny_family(model_type: &str, extra: &str) -> Model {
+    let config_text = format!(
+        r#"{{"model_type": "{model_type}", "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 3,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 1000,
+            "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "max_position_embeddings": 256,
+            "tie_word_embeddings": false, "torch_dtype": "bfloat16"{extra}}}"#
+    );
+    let arch = djinn_core::hf::parse_config(&config_text, "test preset").unwrap_or_else(|e| panic!("{e}")).arch;
+    Model { name: model_type.into(), origin: "test preset".into(), config_text, arch, dtype: Dtype::F16 }
+}
+
+#[test]
+fn checkpoints_of_every_family_open_with_their_biases_norms_and_config_fields() {
+    let cases = [
+        ("qwen2", r#", "use_sliding_window": true, "sliding_window": 64, "max_window_layers": 2"#),
+        ("qwen3", r#", "attention_bias": false, "use_sliding_window": false, "sliding_window": null"#),
+        (
+            "llama",
+            r#", "attention_bias": true, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}"#,
+        ),
+        ("mistral", r#", "sliding_window": 128"#),
+    ];
+    for (family, extra) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let model = tiny_family(family, extra);
+        synthesize(&model, &options(dir.path(), 4, 1_000_000)).unwrap();
+        let opened = djinn_core::hf::ModelDir::open(dir.path()).unwrap_or_else(|e| panic!("{family}: {e}"));
+        assert_eq!(opened.config.arch, model.arch, "{family}");
+        let want = djinn_core::ModelSpec::from_arch(&opened.spec.name, model.arch.clone(), Dtype::F16);
+        assert_eq!(opened.spec, want, "{family}");
+        // Every tensor the block table names is in the files, and nothing else.
+        let tensors = read_tensors(dir.path());
+        assert_eq!(tensors.len(), layout::checkpoint_tensors(&model.arch, Dtype::F16).len(), "{family}");
+        let config: Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["model_type"], family);
+        assert_eq!(config["architectures"][0], hf_files::causal_lm_class(family).unwrap());
+        assert_eq!(config["torch_dtype"], "float16");
+    }
+    let a = tiny_family(cases[0].0, cases[0].1).arch;
+    assert_eq!((a.qkv_bias, a.sliding_window.map(|w| (w.window, w.first_layer))), (true, Some((64, 2))));
+    let a = tiny_family(cases[2].0, cases[2].1).arch;
+    assert!(a.o_bias && !a.rope_scaling.is_default());
+}
+
+#[test]
+fn qwen_biases_are_near_zero_and_qk_norms_near_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let qwen2 = tiny_family("qwen2", "");
+    synthesize(&qwen2, &options(dir.path(), 5, u64::MAX)).unwrap();
+    let dir3 = tempfile::tempdir().unwrap();
+    synthesize(&tiny_family("qwen3", ""), &options(dir3.path(), 5, u64::MAX)).unwrap();
+    let mean = |dir: &Path, name: &str| {
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let data = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}")).data().to_vec();
+        let vals: Vec<f32> = data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect();
+        (vals.iter().sum::<f32>() / vals.len() as f32, vals.iter().any(|v| *v != vals[0]))
+    };
+    let (m, varied) = mean(dir.path(), "model.layers.0.self_attn.q_proj.bias");
+    assert!(m.abs() < 0.01 && varied, "{m}");
+    let (m, varied) = mean(dir3.path(), "model.layers.2.self_attn.k_norm.weight");
+    assert!((m - 1.0).abs() < 0.02 && varied, "{m}");
+}
+
+#[test]
+fn every_presets_checkpoint_config_reads_back_as_the_preset() {
+    for p in djinn_core::model_presets::MODEL_PRESETS {
+        let text = hf_files::checkpoint_config(p.config_json, &p.origin(), Dtype::F16).unwrap();
+        let back = djinn_core::hf::parse_config(&text, "written").unwrap_or_else(|e| panic!("{}: {e}", p.name));
+        let spec = p.spec().unwrap();
+        assert_eq!(back.arch, spec.arch, "{}", p.name);
+        assert_eq!(back.dtype, Dtype::F16, "{}", p.name);
+    }
+}
