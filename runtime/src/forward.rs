@@ -31,7 +31,7 @@
 //! bf16 models run through the same code: each `Buf` carries its dtype.
 
 use djinn_core::activations::{ActivationLayout, KvLayout};
-use djinn_core::model::{Architecture, Block, BlockKind, Dtype, TensorRole};
+use djinn_core::model::{ArchFeature, Architecture, Block, BlockKind, Dtype, TensorRole};
 use djinn_core::plan::{Plan, RegionKind};
 use thiserror::Error;
 
@@ -50,7 +50,17 @@ pub enum ForwardError {
     Dtype(Dtype),
     #[error("block `{block}` has no {role:?} tensor in the plan's block table")]
     NoTensor { block: String, role: TensorRole },
+    #[error(
+        "the {family} model needs {}, which this executor's forward pass does not run yet \
+         (djinn-compile plans it; running it would give wrong tokens)",
+        .features.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Unsupported { family: String, features: Vec<ArchFeature> },
 }
+
+/// The architecture features beyond Llama 2's that this forward pass runs
+/// (grown as each one's ops land on both backends).
+const RUNS: &[ArchFeature] = &[];
 
 /// The activation buffers, as absolute windows into the arena (`t` = the
 /// plan's `prompt_len`, the most tokens one pass feeds).
@@ -142,6 +152,11 @@ impl Forward {
         }
         if dtype == Dtype::F32 {
             return Err(ForwardError::Dtype(dtype));
+        }
+        let missing: Vec<ArchFeature> =
+            arch.features(shape.max_seq_len).into_iter().filter(|f| !RUNS.contains(f)).collect();
+        if !missing.is_empty() {
+            return Err(ForwardError::Unsupported { family: arch.family.clone(), features: missing });
         }
         for b in &plan.model.blocks {
             if let Some(&role) = b.kind.roles().iter().find(|&&r| b.tensor(r).is_none()) {

@@ -239,3 +239,22 @@ fn chat_messages_go_through_the_models_chat_template() {
     let e = exec(&["--system", "Be brief.", "--prompt", "x"]).unwrap_err();
     assert!(e.contains("--system") && e.contains("--chat"), "{e}");
 }
+
+/// A model djinn-compile plans but whose forward pass this executor does not
+/// run yet (here Llama 3.1's scaled RoPE) is refused by name, not run wrongly.
+#[test]
+fn cli_refuses_a_model_whose_features_the_forward_pass_lacks() {
+    let scratch = Scratch::new("cli_unsupported_feature");
+    let (dir, _) = fixture_copy_with_plan(&scratch);
+    let config_path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["rope_parameters"] = serde_json::json!({
+        "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64
+    });
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let plan = scratch.0.join("scaled.toml");
+    compile_cli(&["--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64"], &plan);
+    let err = exec_tokens(&plan, &dir, &["--prompt", "Once upon a time", "--max-new-tokens", "2"]).unwrap_err();
+    assert!(err.contains("scaled RoPE") && err.contains("does not run yet"), "{err}");
+}
