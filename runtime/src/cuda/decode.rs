@@ -15,7 +15,7 @@ use djinn_kernels::cuda::Kernel;
 use djinn_kernels::{attn_partial_len, ATTN_CHUNK};
 
 use super::error::CudaError;
-use super::ops::{grid_for, kname, u32_of, Arg, CudaOps};
+use super::ops::{grid_for, kname, kv_rows, u32_of, Arg, CudaOps};
 use crate::ops::{AttnShape, Buf};
 
 /// The most input rows a product runs with on the GEMV kernels (each lane
@@ -173,18 +173,7 @@ impl CudaOps {
         if !s.head_dim.is_multiple_of(2) {
             return Err(CudaError::BadOperands { op: OP, message: format!("head_dim {} is odd", s.head_dim) });
         }
-        let kv_dim = s.num_kv_heads * s.head_dim;
-        let rows = s.pos0 + s.tokens;
-        if rows * kv_dim > k_cache.elems.min(v_cache.elems) {
-            return Err(CudaError::BadOperands {
-                op: OP,
-                message: format!(
-                    "KV cache full: rows {}..{rows} of a {}-row cache",
-                    s.pos0,
-                    k_cache.elems / kv_dim.max(1)
-                ),
-            });
-        }
+        let (kv_dim, rows) = kv_rows(OP, k_cache, v_cache, s)?;
         let pq = self.operand(OP, "q", q, s.tokens * s.num_heads * s.head_dim, None)?;
         let pk = self.operand(OP, "k", k, s.tokens * kv_dim, Some(q.dtype))?;
         let pv = self.operand(OP, "v", v, s.tokens * kv_dim, Some(q.dtype))?;

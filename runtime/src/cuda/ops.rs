@@ -68,6 +68,20 @@ pub(super) fn u32_of(op: &'static str, what: &str, v: u64) -> Result<u32, CudaEr
         .map_err(|_| CudaError::BadOperands { op, message: format!("{what} = {v} does not fit in 32 bits") })
 }
 
+/// `(kv_dim, pos0 + tokens)` of a pass that writes cache rows
+/// `pos0..pos0+tokens`, after checking both cache planes hold them.
+pub(super) fn kv_rows(op: &'static str, k_cache: Buf, v_cache: Buf, s: AttnShape) -> Result<(u64, u64), CudaError> {
+    let kv_dim = s.num_kv_heads * s.head_dim;
+    let rows = s.pos0 + s.tokens;
+    if rows * kv_dim > k_cache.elems.min(v_cache.elems) {
+        return Err(CudaError::BadOperands {
+            op,
+            message: format!("KV cache full: rows {}..{rows} of a {}-row cache", s.pos0, k_cache.elems / kv_dim.max(1)),
+        });
+    }
+    Ok((kv_dim, rows))
+}
+
 pub(super) fn grid_for(n: u64) -> u32 {
     n.div_ceil(THREADS as u64).clamp(1, 1 << 20) as u32
 }
@@ -463,18 +477,7 @@ impl Ops for CudaOps {
     fn kv_store(&mut self, k_cache: Buf, v_cache: Buf, k: Buf, v: Buf, s: AttnShape) -> Result<(), CudaError> {
         const OP: &str = "kv_store";
         let name = kname(k.dtype, Kernel::KvStoreF16, Kernel::KvStoreBf16, OP)?;
-        let kv_dim = s.num_kv_heads * s.head_dim;
-        let rows = s.pos0 + s.tokens;
-        if rows * kv_dim > k_cache.elems.min(v_cache.elems) {
-            return Err(CudaError::BadOperands {
-                op: OP,
-                message: format!(
-                    "KV cache full: rows {}..{rows} of a {}-row cache",
-                    s.pos0,
-                    k_cache.elems / kv_dim.max(1)
-                ),
-            });
-        }
+        let (kv_dim, rows) = kv_rows(OP, k_cache, v_cache, s)?;
         let pkc = self.operand(OP, "k_cache", k_cache, rows * kv_dim, Some(k.dtype))?;
         let pvc = self.operand(OP, "v_cache", v_cache, rows * kv_dim, Some(k.dtype))?;
         let pk = self.operand(OP, "k", k, s.tokens * kv_dim, None)?;
