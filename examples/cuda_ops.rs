@@ -161,6 +161,7 @@ fn main() -> Result<()> {
             num_kv_heads: s.kv_heads,
             head_dim: s.head_dim,
             rope_theta: 1e4,
+            window: None,
         };
         // Bytes a product must move: weights once, inputs and outputs once.
         let mm = |nn: u64, kk: u64| ((n * kk + nn * kk + n * nn) * 2) as f64;

@@ -216,6 +216,7 @@ impl Forward {
             v: w(TensorRole::V),
             o: w(TensorRole::O),
         };
+        let layer = b.layer.expect("a layer block has a layer index");
         let shape = AttnShape {
             tokens: n,
             pos0,
@@ -223,8 +224,8 @@ impl Forward {
             num_kv_heads: arch.num_kv_heads,
             head_dim: arch.head_dim,
             rope_theta: arch.rope_theta,
+            window: arch.window_of(layer),
         };
-        let layer = b.layer.expect("a layer block has a layer index");
         let (k_cache, v_cache) = self.kv_planes(layer);
         ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
         ops.qkv([a.q, a.k, a.v], a.xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;

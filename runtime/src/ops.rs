@@ -51,6 +51,10 @@ pub struct AttnShape {
     pub num_kv_heads: u64,
     pub head_dim: u64,
     pub rope_theta: f64,
+    /// Sliding-window attention: the query at position `p` sees cache rows
+    /// `j` with `p - window < j <= p` (`window` positions, itself included,
+    /// as transformers masks them); `None`: every row `j <= p`.
+    pub window: Option<u64>,
 }
 
 /// The operations of a Llama forward pass. Each call is issued on the

@@ -380,6 +380,7 @@ fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: 
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
         rope_theta: theta as f64,
+        window: None,
     };
     d.ops.rope(bq, bk, shape).unwrap();
     W::rope(&mut q, &mut kk, t, p, h, kv, hd, theta);
@@ -455,6 +456,7 @@ fn kv_attention_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usi
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
         rope_theta: 1e4,
+        window: None,
     };
     d.ops.kv_store(bkc, bvc, bkn, bvn, shape).unwrap();
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
@@ -640,6 +642,7 @@ fn rope_kv_store_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: us
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
         rope_theta: theta as f64,
+        window: None,
     };
     d.ops.rope_kv_store(bq, bk, bv, bkc, bvc, shape).unwrap();
     W::rope_kv_store(&mut q, &kk, &v, &mut kc, &mut vc, t, p, h, kv, hd, theta);
@@ -687,6 +690,7 @@ fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: u
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
         rope_theta: 1e4,
+        window: None,
     };
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
     let mut part = vec![0f32; plen];

@@ -18,6 +18,7 @@ mod blas;
 mod budget;
 mod context;
 mod decode;
+mod gemv;
 mod error;
 mod host_lane;
 mod metrics;
@@ -33,7 +34,7 @@ pub use context::{check_libraries, Gpu};
 pub use error::CudaError;
 pub use metrics::CudaMetrics;
 pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels};
-pub use decode::GEMV_MAX_M;
+pub use gemv::GEMV_MAX_M;
 pub use ops::CudaOps;
 // For djinn-profile (the `djinn-profiler` crate): the RAII wrappers, to time copies and kernels.
 pub use context::{DeviceBuffer, Event, Stream};

@@ -28,7 +28,7 @@ use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
 
 use super::blas::{Blas, Strided};
-use super::decode::Epilogue;
+use super::gemv::Epilogue;
 use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
 use super::nvrtc::Kernels;

@@ -1,0 +1,147 @@
+//! The decode products behind [`CudaOps`]: `gemv.cu`'s kernels with their
+//! epilogues (stored, f32 logits, added into the residual stream), the q/k/v
+//! products of one input in one launch, and SiLU·gate/up.
+//!
+//! Each `try_*` method launches its kernel and returns `Ok(true)` when the
+//! shape is one the kernel takes, and `Ok(false)` — having done nothing —
+//! when it is not (too many input rows, a `k` or an address the 16-byte
+//! loads cannot take, or `DJINN_FUSED=0`), so that the [`crate::ops::Ops`]
+//! methods in `ops.rs` fall back to cuBLAS. Operands are checked like every
+//! other op's: inside the arena, of the right dtype and size.
+
+use djinn_core::Dtype;
+use djinn_kernels::cuda::Kernel;
+
+use super::error::CudaError;
+use super::ops::{kname, u32_of, Arg, CudaOps};
+use crate::ops::Buf;
+
+/// The most input rows a product runs with on the GEMV kernels (each lane
+/// keeps 8 sums per weight row); more go to cuBLAS.
+pub const GEMV_MAX_M: u64 = 8;
+/// Threads per block of `gemv.cu` (its GEMV_WARPS warps), and the weight rows
+/// a block of `gemv_{dtype}` (GEMV_ROWS per warp) and of `gemv_silu_{dtype}` (one per warp) covers.
+const GEMV_THREADS: u32 = 256;
+const GEMV_BLOCK_ROWS: u64 = 16;
+const GEMV_SILU_BLOCK_ROWS: u64 = 8;
+/// `gemv.cu`'s epilogues.
+const GEMV_STORE: u32 = 0;
+const GEMV_F32: u32 = 1;
+const GEMV_RESIDUAL: u32 = 2;
+/// Where a product's result goes ([`djinn_kernels::GemvOut`] on the CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    /// Stored in `out`'s dtype (the model dtype, or f32 for the logits).
+    Store,
+    /// Added into an f32 residual stream after rounding to the weights' dtype.
+    Residual,
+}
+
+impl CudaOps {
+    fn aligned16(&self, b: Buf) -> bool {
+        (self.arena.ptr + b.offset).is_multiple_of(16)
+    }
+
+    /// Whether a product of `m` rows of `x` by weights `w` `[n, k]` runs on
+    /// the GEMV kernels (else on cuBLAS): for tests and benchmarks that mean
+    /// to measure one path.
+    pub fn runs_gemv(&self, x: Buf, w: Buf, m: u64, k: u64) -> bool {
+        self.gemv_takes(x, &[w], m, k)
+    }
+
+    /// Whether a product of `m` rows of `x` by weights `ws` (`[n, k]` each) runs on the GEMV kernels.
+    fn gemv_takes(&self, x: Buf, ws: &[Buf], m: u64, k: u64) -> bool {
+        self.fused
+            && (1..=GEMV_MAX_M).contains(&m)
+            && k > 0
+            && k.is_multiple_of(8)
+            && x.dtype != Dtype::F32
+            && self.aligned16(x)
+            && ws.iter().all(|&w| w.dtype == x.dtype && self.aligned16(w))
+    }
+
+    /// `out[i] (+)= x · w[i]ᵀ` for up to three `(out, w, n)` segments sharing `x`
+    /// (`gemv_{dtype}`), in one launch.
+    pub(super) fn try_gemv(
+        &mut self,
+        op: &'static str,
+        segments: &[(Buf, Buf, u64)],
+        x: Buf,
+        m: u64,
+        k: u64,
+        epilogue: Epilogue,
+    ) -> Result<bool, CudaError> {
+        assert!((1..=3).contains(&segments.len()), "gemv takes one to three segments");
+        let ws: Vec<Buf> = segments.iter().map(|s| s.1).collect();
+        if !self.gemv_takes(x, &ws, m, k) {
+            return Ok(false);
+        }
+        let name = kname(x.dtype, Kernel::GemvF16, Kernel::GemvBf16, op)?;
+        let px = self.operand(op, "x", x, m * k, None)?;
+        let mut args = Vec::with_capacity(13);
+        let mut rows = 0u64;
+        let mut mode = GEMV_STORE;
+        for i in 0..3 {
+            let Some(&(out, w, n)) = segments.get(i) else {
+                args.extend([Arg::Ptr(0), Arg::Ptr(0), Arg::U32(0)]);
+                continue;
+            };
+            let out_dtype = match (epilogue, out.dtype) {
+                (Epilogue::Residual, _) => Dtype::F32,
+                (Epilogue::Store, Dtype::F32) => Dtype::F32,
+                (Epilogue::Store, _) => x.dtype,
+            };
+            mode = match (epilogue, out_dtype) {
+                (Epilogue::Residual, _) => GEMV_RESIDUAL,
+                (Epilogue::Store, Dtype::F32) => GEMV_F32,
+                _ => GEMV_STORE,
+            };
+            let po = self.operand(op, "out", out, m * n, Some(out_dtype))?;
+            let pw = self.operand(op, "w", w, n * k, None)?;
+            args.extend([Arg::Ptr(po), Arg::Ptr(pw), Arg::U32(u32_of(op, "n", n)?)]);
+            rows += n;
+        }
+        if segments.iter().any(|s| (s.0.dtype == Dtype::F32) != (segments[0].0.dtype == Dtype::F32)) {
+            return Err(CudaError::BadOperands { op, message: "segments of one launch share their output dtype".into() });
+        }
+        args.extend([Arg::Ptr(px), Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
+        let grid = u32_of(op, "row blocks", rows.div_ceil(GEMV_BLOCK_ROWS))?.max(1);
+        self.launch(op, name, grid, GEMV_THREADS, 0, &mut args)?;
+        Ok(true)
+    }
+
+    /// `out = silu(x · w_gateᵀ) * (x · w_upᵀ)` (`gemv_silu_{dtype}`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn try_gemv_silu(
+        &mut self,
+        out: Buf,
+        x: Buf,
+        w_gate: Buf,
+        w_up: Buf,
+        m: u64,
+        n: u64,
+        k: u64,
+    ) -> Result<bool, CudaError> {
+        const OP: &str = "gate_up_silu";
+        if !self.gemv_takes(x, &[w_gate, w_up], m, k) {
+            return Ok(false);
+        }
+        let name = kname(x.dtype, Kernel::GemvSiluF16, Kernel::GemvSiluBf16, OP)?;
+        let po = self.operand(OP, "gate", out, m * n, Some(x.dtype))?;
+        let pg = self.operand(OP, "w_gate", w_gate, n * k, None)?;
+        let pu = self.operand(OP, "w_up", w_up, n * k, None)?;
+        let px = self.operand(OP, "x", x, m * k, None)?;
+        let mut a = [
+            Arg::Ptr(po),
+            Arg::Ptr(pg),
+            Arg::Ptr(pu),
+            Arg::U32(u32_of(OP, "n", n)?),
+            Arg::Ptr(px),
+            Arg::U32(u32_of(OP, "m", m)?),
+            Arg::U32(u32_of(OP, "k", k)?),
+        ];
+        let grid = u32_of(OP, "row blocks", n.div_ceil(GEMV_SILU_BLOCK_ROWS))?.max(1);
+        self.launch(OP, name, grid, GEMV_THREADS, 0, &mut a)?;
+        Ok(true)
+    }
+}
