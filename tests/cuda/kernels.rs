@@ -557,8 +557,9 @@ fn argmax_matches_its_twin() {
 
 /// The decode products (`gemv.cu`) through the fused ops, every epilogue:
 /// q/k/v in one launch, the plain product (model dtype and f32 out), the
-/// residual add and the SiLU gate; odd row counts, `k` not a multiple of the
-/// kernel's step, 1 to 8 input rows. A `k` the 16-byte loads cannot take
+/// residual add and the SiLU gate; odd row counts, fewer rows than blocks in
+/// a wave and more than a wave's blocks own, `k` not a multiple of the
+/// kernel's 256-element run, 1 to 8 input rows. A `k` the 16-byte loads cannot take
 /// goes to cuBLAS, and must still be right.
 fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
     d.reset();
@@ -616,6 +617,10 @@ fn gemv_matches_its_twin() {
         (8, 333, 1032),
         (1, 5120, 5120),
         (1, 1024, 13824),
+        (1, 5120, 13824),
+        (1, 395, 264),   // a partial 256-element run at the end of each row
+        (1, 60001, 64),  // more rows than one wave of blocks holds: several waves
+        (5, 133, 520),
         (4, 4096, 4096),
         (1, 50, 33), // k % 8 != 0: cuBLAS
         (9, 64, 64), // more rows than the kernel takes: cuBLAS

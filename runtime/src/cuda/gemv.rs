@@ -19,11 +19,13 @@ use crate::ops::Buf;
 /// The most input rows a product runs with on the GEMV kernels (each lane
 /// keeps 8 sums per weight row); more go to cuBLAS.
 pub const GEMV_MAX_M: u64 = 8;
-/// Threads per block of `gemv.cu` (its GEMV_WARPS warps), and the weight rows
-/// a block of `gemv_{dtype}` (GEMV_ROWS per warp) and of `gemv_silu_{dtype}` (one per warp) covers.
+/// Threads per block of `gemv.cu` (its GEMV_WARPS warps).
 const GEMV_THREADS: u32 = 256;
-const GEMV_BLOCK_ROWS: u64 = 16;
-const GEMV_SILU_BLOCK_ROWS: u64 = 8;
+/// Blocks of `gemv.cu` resident per multiprocessor (its launch bounds): a
+/// grid of this many per multiprocessor is one wave.
+const GEMV_BLOCKS_PER_SM: u64 = 3;
+/// The most weight rows one block owns (its GEMV_BLOCK_ROWS_MAX shared sums).
+const GEMV_BLOCK_ROWS_MAX: u64 = 128;
 /// `gemv.cu`'s epilogues.
 const GEMV_STORE: u32 = 0;
 const GEMV_F32: u32 = 1;
@@ -47,6 +49,16 @@ impl CudaOps {
     /// to measure one path.
     pub fn runs_gemv(&self, x: Buf, w: Buf, m: u64, k: u64) -> bool {
         self.gemv_takes(x, &[w], m, k)
+    }
+
+    /// Blocks for a product of `rows` weight rows: whole waves (every
+    /// multiprocessor given the same number of blocks, and every block the
+    /// same number of rows to within one), each block owning at most
+    /// GEMV_BLOCK_ROWS_MAX rows; one row a block when there are fewer rows than
+    /// one wave has blocks.
+    fn gemv_grid(&self, rows: u64) -> u64 {
+        let wave = self.gpu().sms as u64 * GEMV_BLOCKS_PER_SM;
+        (wave * rows.div_ceil(wave * GEMV_BLOCK_ROWS_MAX)).min(rows).max(1)
     }
 
     /// Whether a product of `m` rows of `x` by weights `ws` (`[n, k]` each) runs on the GEMV kernels.
@@ -105,7 +117,7 @@ impl CudaOps {
             return Err(CudaError::BadOperands { op, message: "segments of one launch share their output dtype".into() });
         }
         args.extend([Arg::Ptr(px), Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
-        let grid = u32_of(op, "row blocks", rows.div_ceil(GEMV_BLOCK_ROWS))?.max(1);
+        let grid = u32_of(op, "row blocks", self.gemv_grid(rows))?;
         self.launch(op, name, grid, GEMV_THREADS, 0, &mut args)?;
         Ok(true)
     }
@@ -140,7 +152,7 @@ impl CudaOps {
             Arg::U32(u32_of(OP, "m", m)?),
             Arg::U32(u32_of(OP, "k", k)?),
         ];
-        let grid = u32_of(OP, "row blocks", n.div_ceil(GEMV_SILU_BLOCK_ROWS))?.max(1);
+        let grid = u32_of(OP, "row blocks", self.gemv_grid(n))?;
         self.launch(OP, name, grid, GEMV_THREADS, 0, &mut a)?;
         Ok(true)
     }
