@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
 use djinn_runtime::cuda::{CudaOps, Event};
-use djinn_runtime::ops::{AttnShape, Buf, Ops};
+use djinn_runtime::ops::{AttnShape, Buf, Normed, Ops};
 
 struct Shape {
     hidden: u64,
@@ -179,9 +179,19 @@ fn main() -> Result<()> {
             })?;
             row("qkv", format!("{n}x{h} . ({q_dim}+2x{kv_dim})x{h}"), us, mm(q_dim + 2 * kv_dim, h));
             let us = time(&mut ops, r, |o, _| Ok(o.rope_kv_store(q, k, v, k_cache, v_cache, shape)?))?;
-            row("rope_kv_store", format!("{n}x({}+{})x{}", s.heads, s.kv_heads, s.head_dim), us, ((q_dim * 2 + kv_dim * 3) * n * 2) as f64);
+            row(
+                "rope_kv_store",
+                format!("{n}x({}+{})x{}", s.heads, s.kv_heads, s.head_dim),
+                us,
+                ((q_dim * 2 + kv_dim * 3) * n * 2) as f64,
+            );
             let us = time(&mut ops, r, |o, _| Ok(o.attention(attn, q, k_cache, v_cache, scores, shape)?))?;
-            row("attention", format!("{n} q over {} keys", pos0 + n), us, ((pos0 + n) * kv_dim * 4 + n * q_dim * 4) as f64);
+            row(
+                "attention",
+                format!("{n} q over {} keys", pos0 + n),
+                us,
+                ((pos0 + n) * kv_dim * 4 + n * q_dim * 4) as f64,
+            );
             let us = time(&mut ops, r, |o, i| Ok(o.matmul_residual(x, proj, attn, w(i).o, n, h, q_dim)?))?;
             row("o_proj + residual", format!("{n}x{q_dim} . {h}x{q_dim}"), us, mm(h, q_dim));
             let us = time(&mut ops, r, |o, i| {
@@ -189,19 +199,42 @@ fn main() -> Result<()> {
                 Ok(o.gate_up_silu(gate, up, xn, w.gate, w.up, n, inter, h)?)
             })?;
             row("gate_up_silu", format!("{n}x{h} . 2x{inter}x{h}"), us, mm(2 * inter, h));
+            // The layer's two norms inside its products (as the forward pass issues them).
+            let xin = Normed { xn, x, w: norm, eps: 1e-5 };
+            let us = time(&mut ops, r, |o, i| {
+                let w = w(i);
+                Ok(o.norm_qkv([q, k, v], xin, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?)
+            })?;
+            row("rmsnorm + qkv", format!("{n}x{h} . ({q_dim}+2x{kv_dim})x{h}"), us, mm(q_dim + 2 * kv_dim, h));
+            let us = time(&mut ops, r, |o, i| {
+                let w = w(i);
+                Ok(o.norm_gate_up_silu(gate, up, xin, w.gate, w.up, n, inter, h)?)
+            })?;
+            row("rmsnorm + gate_up_silu", format!("{n}x{h} . 2x{inter}x{h}"), us, mm(2 * inter, h));
             let us = time(&mut ops, r, |o, i| Ok(o.matmul_residual(x, proj, gate, w(i).down, n, h, inter)?))?;
             row("down + residual", format!("{n}x{inter} . {h}x{inter}"), us, mm(h, inter));
             let us = time(&mut ops, r, |o, i| Ok(o.matmul(logits, xn, w(i).head, 1, s.vocab, h)?))?;
-            row("lm_head (f32 out)", format!("1x{h} . {}x{h}", s.vocab), us, ((h + s.vocab * h) * 2 + s.vocab * 4) as f64);
-            let how = if n > 8 { "cuBLAS" } else if fused { "fused: GEMV kernels" } else { "unfused: cuBLAS" };
+            row(
+                "lm_head (f32 out)",
+                format!("1x{h} . {}x{h}", s.vocab),
+                us,
+                ((h + s.vocab * h) * 2 + s.vocab * 4) as f64,
+            );
+            let how = if n > 8 {
+                "cuBLAS"
+            } else if fused {
+                "fused: GEMV kernels"
+            } else {
+                "unfused: cuBLAS"
+            };
             println!("-- {phase} ({n} tokens at position {pos0}), {how}");
             let mut layer = 0.0;
             for (op, dims, us, bytes) in &rows {
                 let gbps = bytes / us / 1e3;
                 println!("{op:<28} {dims:<30} {us:>10.1} {gbps:>9.0} {:>6.0}%", 100.0 * gbps / d2d);
+                // The layer as the forward pass runs it: each norm inside the product after it.
                 layer += match op.as_str() {
-                    "rmsnorm" => 2.0 * us,
-                    "lm_head (f32 out)" => 0.0,
+                    "rmsnorm" | "qkv" | "gate_up_silu" | "lm_head (f32 out)" => 0.0,
                     _ => *us,
                 };
             }
@@ -211,13 +244,11 @@ fn main() -> Result<()> {
                 ops.set_pdl(pdl);
                 let us = time(&mut ops, r, |o, i| {
                     let w = w(i);
-                    o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
-                    o.qkv([q, k, v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+                    o.norm_qkv([q, k, v], xin, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
                     o.rope_kv_store(q, k, v, k_cache, v_cache, shape)?;
                     o.attention(attn, q, k_cache, v_cache, scores, shape)?;
                     o.matmul_residual(x, proj, attn, w.o, n, h, q_dim)?;
-                    o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
-                    o.gate_up_silu(gate, up, xn, w.gate, w.up, n, inter, h)?;
+                    o.norm_gate_up_silu(gate, up, xin, w.gate, w.up, n, inter, h)?;
                     Ok(o.matmul_residual(x, proj, gate, w.down, n, h, inter)?)
                 })?;
                 let bytes = (layer_bytes - s.vocab * h * 2) as f64;

@@ -43,13 +43,13 @@
 
 // The warp's sums for row `row` of the block, reduced and added into its
 // shared totals (`tot[a][row * 8 + b]`), then cleared.
-template <int A>
-__device__ __forceinline__ void gemv_flush(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8], float (&acc)[A][8], u32 row, u32 m) {
+template <int A, int M>
+__device__ __forceinline__ void gemv_flush(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8], float (&acc)[A][M], u32 row, u32 m) {
     const u32 lane = threadIdx.x & 31;
 #pragma unroll
     for (int a = 0; a < A; a++) {
 #pragma unroll
-        for (int b = 0; b < 8; b++) {
+        for (int b = 0; b < M; b++) {
             if (b < (int)m && row != GEMV_NONE) {
                 const float s = warp_sum(acc[a][b]);
                 if (lane == 0) atomicAdd(&tot[a][row * 8 + b], s);
@@ -59,55 +59,104 @@ __device__ __forceinline__ void gemv_flush(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8]
     }
 }
 
-// The block's rows [r0, r0 + nr) of A matrices sharing x: tot[a][r * 8 + b] =
-// w_a[r0 + r] . x_b. `row_w(a, g)` is the start of global row g of matrix a.
-template <typename T, int A, int U, typename RowW>
+// The product's input rows, as f32 vectors of 8: the model-dtype x itself, or
+// (norm_w non-null) x = rmsnorm(resid) * norm_w computed on the fly from the
+// f32 residual stream, each element rounded to the model dtype exactly as
+// rmsnorm.cu stores it, so that the normalised rows never go through memory.
+// Every block computes the same 1/rms per row (the same reduction in the same
+// order), while its first weight loads are on their way.
+template <typename T>
+struct GemvInput {
+    const T* x;          // [m, k] model dtype (norm_w null)
+    const float* resid;  // [m, k] f32 (norm_w non-null)
+    const T* norm_w;     // [k], or null
+    u32 k;
+    float inv[8];        // 1/rms of each row, once prepare() ran
+
+    // Every thread of the block calls this (it synchronises the block).
+    __device__ __forceinline__ void prepare(u32 m, float eps, float* scratch) {
+        if (!norm_w) return;
+        for (u32 b = 0; b < 8; b++) {
+            if (b >= m) break;
+            const float* row = resid + (size_t)b * k;
+            float ss = 0.0f;
+            for (u32 i = threadIdx.x; i < k; i += blockDim.x) ss += row[i] * row[i];
+            inv[b] = 1.0f / sqrtf(block_sum(ss, scratch) / (float)k + eps);
+        }
+    }
+
+    __device__ __forceinline__ void load(int b, u32 c, float (&xf)[8]) const {
+        if (!norm_w) {
+            unpack8<T>(ld_vec(x + (size_t)b * k + c), xf);
+            return;
+        }
+        const float* r = resid + (size_t)b * k + c;
+        const u32x4 lo = ld_vec(r), hi = ld_vec(r + 4);
+        const float rv[8] = {__uint_as_float(lo.x), __uint_as_float(lo.y), __uint_as_float(lo.z), __uint_as_float(lo.w),
+                             __uint_as_float(hi.x), __uint_as_float(hi.y), __uint_as_float(hi.z), __uint_as_float(hi.w)};
+        float wf[8];
+        unpack8<T>(ld_vec(norm_w + c), wf);
+#pragma unroll
+        for (int i = 0; i < 8; i++) xf[i] = to_f32(from_f32<T>(rv[i] * inv[b] * wf[i]));
+    }
+};
+
+// The block's rows [r0, r0 + nr) of A matrices sharing the input: tot[a][r * 8
+// + b] = w_a[r0 + r] . x_b, where `row_w(a, g)` is the start of global row g
+// of matrix a, for m <= M input rows (M = 1 is decode's case, given registers
+// of its own; M = 8 the rest). Every thread of the block calls this.
+template <typename T, int A, int U, int M, typename RowW>
 __device__ __forceinline__ void gemv_rows(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8], RowW row_w, u32 r0, u32 nr,
-                                          const T* x, u32 m, u32 k) {
-    const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (u32 i = threadIdx.x; i < A * GEMV_BLOCK_ROWS_MAX * 8; i += blockDim.x) tot[i / (GEMV_BLOCK_ROWS_MAX * 8)][i % (GEMV_BLOCK_ROWS_MAX * 8)] = 0.0f;
-    __syncthreads();
+                                          GemvInput<T>& in, u32 m, float eps) {
+    __shared__ float scratch[32];
+    const u32 lane = threadIdx.x & 31, warp = threadIdx.x >> 5, k = in.k;
+    for (u32 i = threadIdx.x; i < A * GEMV_BLOCK_ROWS_MAX * 8; i += blockDim.x) {
+        tot[i / (GEMV_BLOCK_ROWS_MAX * 8)][i % (GEMV_BLOCK_ROWS_MAX * 8)] = 0.0f;
+    }
     const u32 rpr = (k + 255) / 256;  // runs per row
     const u32 runs = nr * rpr;
     const u32x4 zero = {0u, 0u, 0u, 0u};
-    float acc[A][8];
+    u32x4 wv[A][U];
+    // Runs j0, j0 + GEMV_WARPS, ... of the block into wv (a run past the end,
+    // or this lane's part of a partial run, loads zeros).
+    auto fetch = [&](u32 j0) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const u32 j = j0 + u * GEMV_WARPS, r = j / rpr, c = (j - r * rpr) * 256 + lane * 8;
+            const bool in = j < runs && c < k;
+#pragma unroll
+            for (int a = 0; a < A; a++) wv[a][u] = in ? ld_stream(row_w(a, r0 + r) + c) : zero;
+        }
+    };
+    fetch(warp);
+    in.prepare(m, eps, scratch);
+    __syncthreads();  // tot cleared
+    float acc[A][M];
 #pragma unroll
     for (int a = 0; a < A; a++) {
 #pragma unroll
-        for (int b = 0; b < 8; b++) acc[a][b] = 0.0f;
+        for (int b = 0; b < M; b++) acc[a][b] = 0.0f;
     }
     u32 cur = GEMV_NONE;
     for (u32 j0 = warp; j0 < runs; j0 += GEMV_WARPS * U) {
-        u32x4 wv[A][U];
-        u32 row[U], col[U];
+        if (j0 != warp) fetch(j0);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const u32 j = j0 + u * GEMV_WARPS;
-            row[u] = GEMV_NONE;
-            col[u] = k;
-            if (j < runs) {
-                row[u] = j / rpr;
-                col[u] = (j - row[u] * rpr) * 256 + lane * 8;
+            const u32 j = j0 + u * GEMV_WARPS, r = j / rpr, c = (j - r * rpr) * 256 + lane * 8;
+            if (j >= runs) break;  // uniform across the warp
+            if (r != cur) {
+                gemv_flush<A, M>(tot, acc, cur, m);
+                cur = r;
             }
-#pragma unroll
-            for (int a = 0; a < A; a++) wv[a][u] = col[u] < k ? ld_stream(row_w(a, r0 + row[u]) + col[u]) : zero;
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            if (row[u] == GEMV_NONE) break;  // uniform across the warp
-            if (row[u] != cur) {
-                gemv_flush<A>(tot, acc, cur, m);
-                cur = row[u];
-            }
-            if (col[u] >= k) continue;  // this lane's part of a partial run
+            if (c >= k) continue;  // this lane's part of a partial run
             float wf[A][8];
 #pragma unroll
             for (int a = 0; a < A; a++) unpack8<T>(wv[a][u], wf[a]);
 #pragma unroll
-            for (int b = 0; b < 8; b++) {
+            for (int b = 0; b < M; b++) {
                 if (b >= (int)m) break;
                 float xf[8];
-                unpack8<T>(ld_vec(x + (size_t)b * k + col[u]), xf);
+                in.load(b, c, xf);
 #pragma unroll
                 for (int a = 0; a < A; a++) {
 #pragma unroll
@@ -116,7 +165,7 @@ __device__ __forceinline__ void gemv_rows(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8],
             }
         }
     }
-    gemv_flush<A>(tot, acc, cur, m);
+    gemv_flush<A, M>(tot, acc, cur, m);
     __syncthreads();
 }
 
@@ -128,7 +177,7 @@ __device__ __forceinline__ void gemv_block_rows(u32 rows, u32& r0, u32& nr) {
 
 template <typename T>
 __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u32 n1, void* out2, const T* w2, u32 n2,
-                     const T* x, u32 m, u32 k, u32 epilogue) {
+                     const T* x, const float* resid, const T* norm_w, float eps, u32 m, u32 k, u32 epilogue) {
     __shared__ float tot[1][GEMV_BLOCK_ROWS_MAX * 8];
     u32 r0, nr;
     gemv_block_rows(n0 + n1 + n2, r0, nr);
@@ -136,7 +185,12 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
     auto row_w = [=](int, u32 g) -> const T* {
         return g < n0 ? w0 + (size_t)g * k : g - n0 < n1 ? w1 + (size_t)(g - n0) * k : w2 + (size_t)(g - n0 - n1) * k;
     };
-    gemv_rows<T, 1, 8>(tot, row_w, r0, nr, x, m, k);
+    GemvInput<T> in = {x, resid, norm_w, k};
+    if (m == 1) {
+        gemv_rows<T, 1, 8, 1>(tot, row_w, r0, nr, in, m, eps);
+    } else {
+        gemv_rows<T, 1, 4, 8>(tot, row_w, r0, nr, in, m, eps);
+    }
     for (u32 i = threadIdx.x; i < nr * m; i += blockDim.x) {
         const u32 r = i / m, b = i - r * m, g = r0 + r;
         void* out = g < n0 ? out0 : g - n0 < n1 ? out1 : out2;
@@ -155,12 +209,18 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
 }
 
 template <typename T>
-__device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x, u32 m, u32 k) {
+__device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x, const float* resid, const T* norm_w,
+                          float eps, u32 m, u32 k) {
     __shared__ float tot[2][GEMV_BLOCK_ROWS_MAX * 8];
     u32 r0, nr;
     gemv_block_rows(n, r0, nr);
     auto row_w = [=](int a, u32 g) -> const T* { return (a == 0 ? gate : up) + (size_t)g * k; };
-    gemv_rows<T, 2, 4>(tot, row_w, r0, nr, x, m, k);
+    GemvInput<T> in = {x, resid, norm_w, k};
+    if (m == 1) {
+        gemv_rows<T, 2, 4, 1>(tot, row_w, r0, nr, in, m, eps);
+    } else {
+        gemv_rows<T, 2, 1, 8>(tot, row_w, r0, nr, in, m, eps);
+    }
     for (u32 i = threadIdx.x; i < nr * m; i += blockDim.x) {
         const u32 r = i / m, b = i - r * m;
         const float g = to_f32(from_f32<T>(tot[0][r * 8 + b]));
@@ -170,26 +230,29 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
 }
 
 // 3 blocks of 256 threads per multiprocessor (80 registers a thread): the
-// host's GEMV_BLOCKS_PER_SM.
+// host's GEMV_BLOCKS_PER_SM. `x` is the input in the model dtype, or null with
+// `resid` the f32 residual stream and `norm_w` the RMSNorm weight.
 extern "C" __global__ void __launch_bounds__(256, 3) gemv_f16(
     void* out0, const f16_t* w0, u32 n0, void* out1, const f16_t* w1, u32 n1, void* out2, const f16_t* w2, u32 n2,
-    const f16_t* x, u32 m, u32 k, u32 epilogue) {
+    const f16_t* x, const float* resid, const f16_t* norm_w, float eps, u32 m, u32 k, u32 epilogue) {
     grid_dependency();
-    gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, resid, norm_w, eps, m, k, epilogue);
 }
 extern "C" __global__ void __launch_bounds__(256, 3) gemv_bf16(
     void* out0, const bf16_t* w0, u32 n0, void* out1, const bf16_t* w1, u32 n1, void* out2, const bf16_t* w2, u32 n2,
-    const bf16_t* x, u32 m, u32 k, u32 epilogue) {
+    const bf16_t* x, const float* resid, const bf16_t* norm_w, float eps, u32 m, u32 k, u32 epilogue) {
     grid_dependency();
-    gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, resid, norm_w, eps, m, k, epilogue);
 }
 extern "C" __global__ void __launch_bounds__(256, 3) gemv_silu_f16(
-    f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const f16_t* x, u32 m, u32 k) {
+    f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const f16_t* x, const float* resid, const f16_t* norm_w,
+    float eps, u32 m, u32 k) {
     grid_dependency();
-    gemv_silu(out, gate, up, n, x, m, k);
+    gemv_silu(out, gate, up, n, x, resid, norm_w, eps, m, k);
 }
 extern "C" __global__ void __launch_bounds__(256, 3) gemv_silu_bf16(
-    bf16_t* out, const bf16_t* gate, const bf16_t* up, u32 n, const bf16_t* x, u32 m, u32 k) {
+    bf16_t* out, const bf16_t* gate, const bf16_t* up, u32 n, const bf16_t* x, const float* resid,
+    const bf16_t* norm_w, float eps, u32 m, u32 k) {
     grid_dependency();
-    gemv_silu(out, gate, up, n, x, m, k);
+    gemv_silu(out, gate, up, n, x, resid, norm_w, eps, m, k);
 }

@@ -147,7 +147,6 @@ pub struct Emitted<'a> {
     pub logits: Option<&'a [f32]>,
 }
 
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
     pub prompt_tokens: usize,
@@ -250,9 +249,8 @@ fn run<B: Backend>(
             gen.stop = StopReason::Eos(token);
             break;
         }
-        let flow =
-            on_token(&Emitted { index: gen.tokens.len(), token, logits: on_host.then_some(&logits[..]) })
-                .map_err(GenerateError::Output)?;
+        let flow = on_token(&Emitted { index: gen.tokens.len(), token, logits: on_host.then_some(&logits[..]) })
+            .map_err(GenerateError::Output)?;
         gen.tokens.push(token);
         if flow == Flow::Stop {
             gen.stop = StopReason::Caller;

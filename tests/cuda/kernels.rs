@@ -6,7 +6,7 @@ use djinn_core::Dtype;
 use djinn_kernels::check::close_f32;
 use djinn_kernels::{self as k, bf16, f16, Half, Rng};
 use djinn_runtime::cuda::CudaOps;
-use djinn_runtime::ops::{AttnShape, Buf, Ops};
+use djinn_runtime::ops::{AttnShape, Buf, Normed, Ops};
 
 use super::gpu_ops;
 
@@ -578,7 +578,8 @@ fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
     // q, k, v: three segments of different lengths in one launch.
     let ns = [n, n.div_ceil(3), n.div_ceil(3)];
     let outs: Vec<Buf> = ns.iter().map(|&r| d.alloc((m * r) as u64, W::DT)).collect();
-    d.ops.qkv([outs[0], outs[1], outs[2]], bx, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
+    d.ops
+        .qkv([outs[0], outs[1], outs[2]], bx, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
         .unwrap();
     for i in 0..3 {
         let mut want = vec![W::from_f32(0.0); m * ns[i]];
@@ -604,6 +605,25 @@ fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
     let mut want = vec![W::from_f32(0.0); m * n];
     W::gemv_silu(&mut want, &ws[1], &ws[2], &x, m, n, kk);
     check(&format!("gemv_silu {tag}"), &wide(&d.get::<W>(bg)), &wide(&want), atol, 2.0 * W::ulp());
+
+    // The same products of rmsnorm(resid) · norm, the norm computed inside the
+    // product: against the rmsnorm twin followed by the product twins.
+    let (eps, resid) = (1e-5f32, rng.normals(m * kk, 3.0));
+    let norm: Vec<W> = halves(&mut rng, kk, 1.0);
+    let mut xn = vec![W::from_f32(0.0); m * kk];
+    W::rmsnorm(&mut xn, &resid, &norm, m, kk, eps);
+    let input = Normed { xn: d.alloc((m * kk) as u64, W::DT), x: d.put_f32(&resid), w: d.put(&norm), eps: eps as f64 };
+    d.ops.norm_qkv([outs[0], outs[1], outs[2]], input, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
+        .unwrap();
+    for i in 0..3 {
+        let mut want = vec![W::from_f32(0.0); m * ns[i]];
+        W::gemv(k::GemvOut::Store(&mut want), &ws[i][..ns[i] * kk], &xn, m, ns[i], kk);
+        check(&format!("norm_qkv[{i}] {tag}"), &wide(&d.get::<W>(outs[i])), &wide(&want), atol, W::ulp());
+    }
+    d.ops.norm_gate_up_silu(bg, bu, input, bw[1], bw[2], m as u64, n as u64, kk as u64).unwrap();
+    let mut want = vec![W::from_f32(0.0); m * n];
+    W::gemv_silu(&mut want, &ws[1], &ws[2], &xn, m, n, kk);
+    check(&format!("norm_gate_up_silu {tag}"), &wide(&d.get::<W>(bg)), &wide(&want), atol, 2.0 * W::ulp());
 }
 
 #[test]
@@ -618,8 +638,8 @@ fn gemv_matches_its_twin() {
         (1, 5120, 5120),
         (1, 1024, 13824),
         (1, 5120, 13824),
-        (1, 395, 264),   // a partial 256-element run at the end of each row
-        (1, 60001, 64),  // more rows than one wave of blocks holds: several waves
+        (1, 395, 264),  // a partial 256-element run at the end of each row
+        (1, 60001, 64), // more rows than one wave of blocks holds: several waves
         (5, 133, 520),
         (4, 4096, 4096),
         (1, 50, 33), // k % 8 != 0: cuBLAS
@@ -711,9 +731,15 @@ fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: u
 #[test]
 fn attn_decode_and_combine_match_their_twins() {
     let Some(mut d) = dev("attn_decode_and_combine_match_their_twins") else { return };
-    for (seq, h, kv, hd) in
-        [(1, 4, 4, 16), (37, 6, 2, 16), (256, 8, 8, 64), (300, 32, 8, 128), (513, 4, 2, 256), (100, 4, 1, 8), (4001, 40, 40, 128)]
-    {
+    for (seq, h, kv, hd) in [
+        (1, 4, 4, 16),
+        (37, 6, 2, 16),
+        (256, 8, 8, 64),
+        (300, 32, 8, 128),
+        (513, 4, 2, 256),
+        (100, 4, 1, 8),
+        (4001, 40, 40, 128),
+    ] {
         attn_decode_case::<f16>(&mut d, seq, h, kv, hd);
         attn_decode_case::<bf16>(&mut d, seq, h, kv, hd);
     }

@@ -1,6 +1,9 @@
 //! The decode products behind [`CudaOps`]: `gemv.cu`'s kernels with their
 //! epilogues (stored, f32 logits, added into the residual stream), the q/k/v
-//! products of one input in one launch, and SiLU·gate/up.
+//! products of one input in one launch, and SiLU·gate/up; the input either a
+//! model-dtype `x` or the RMSNorm of the f32 residual stream, computed by the
+//! product itself ([`GemvIn::Norm`]: the normalised rows never go through
+//! memory and the norm costs no launch of its own).
 //!
 //! Each `try_*` method launches its kernel and returns `Ok(true)` when the
 //! shape is one the kernel takes, and `Ok(false)` — having done nothing —
@@ -30,6 +33,16 @@ const GEMV_BLOCK_ROWS_MAX: u64 = 128;
 const GEMV_STORE: u32 = 0;
 const GEMV_F32: u32 = 1;
 const GEMV_RESIDUAL: u32 = 2;
+/// A product's input rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GemvIn {
+    /// `x` `[m, k]` in the model dtype.
+    X(Buf),
+    /// `rmsnorm(x) · w` of the f32 rows `x` `[m, k]`, weight `w` `[k]`
+    /// (each element rounded to the model dtype, as `rmsnorm` stores it).
+    Norm { x: Buf, w: Buf, eps: f64 },
+}
+
 /// Where a product's result goes ([`djinn_kernels::GemvOut`] on the CPU).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Epilogue {
@@ -48,7 +61,7 @@ impl CudaOps {
     /// the GEMV kernels (else on cuBLAS): for tests and benchmarks that mean
     /// to measure one path.
     pub fn runs_gemv(&self, x: Buf, w: Buf, m: u64, k: u64) -> bool {
-        self.gemv_takes(x, &[w], m, k)
+        self.gemv_takes(GemvIn::X(x), &[w], m, k)
     }
 
     /// Blocks for a product of `rows` weight rows: whole waves (every
@@ -61,36 +74,65 @@ impl CudaOps {
         (wave * rows.div_ceil(wave * GEMV_BLOCK_ROWS_MAX)).min(rows).max(1)
     }
 
-    /// Whether a product of `m` rows of `x` by weights `ws` (`[n, k]` each) runs on the GEMV kernels.
-    fn gemv_takes(&self, x: Buf, ws: &[Buf], m: u64, k: u64) -> bool {
+    /// Whether a product of `m` input rows by weights `ws` (`[n, k]` each) runs on the GEMV kernels.
+    fn gemv_takes(&self, input: GemvIn, ws: &[Buf], m: u64, k: u64) -> bool {
+        let Some(&w0) = ws.first() else { return false };
+        let input_ok = match input {
+            GemvIn::X(x) => x.dtype == w0.dtype && self.aligned16(x),
+            GemvIn::Norm { x, w, .. } => {
+                x.dtype == Dtype::F32 && self.aligned16(x) && w.dtype == w0.dtype && self.aligned16(w)
+            }
+        };
         self.fused
             && (1..=GEMV_MAX_M).contains(&m)
             && k > 0
             && k.is_multiple_of(8)
-            && x.dtype != Dtype::F32
-            && self.aligned16(x)
-            && ws.iter().all(|&w| w.dtype == x.dtype && self.aligned16(w))
+            && w0.dtype != Dtype::F32
+            && input_ok
+            && ws.iter().all(|&w| w.dtype == w0.dtype && self.aligned16(w))
     }
 
-    /// `out[i] (+)= x · w[i]ᵀ` for up to three `(out, w, n)` segments sharing `x`
-    /// (`gemv_{dtype}`), in one launch.
+    /// The kernel arguments for `input`: `x`, `resid`, `norm_w`, `eps`.
+    fn gemv_input_args(
+        &self,
+        op: &'static str,
+        input: GemvIn,
+        m: u64,
+        k: u64,
+        dtype: Dtype,
+    ) -> Result<[Arg; 4], CudaError> {
+        Ok(match input {
+            GemvIn::X(x) => {
+                [Arg::Ptr(self.operand(op, "x", x, m * k, Some(dtype))?), Arg::Ptr(0), Arg::Ptr(0), Arg::F32(0.0)]
+            }
+            GemvIn::Norm { x, w, eps } => [
+                Arg::Ptr(0),
+                Arg::Ptr(self.operand(op, "x", x, m * k, Some(Dtype::F32))?),
+                Arg::Ptr(self.operand(op, "norm", w, k, Some(dtype))?),
+                Arg::F32(eps as f32),
+            ],
+        })
+    }
+
+    /// `out[i] (+)= input · w[i]ᵀ` for up to three `(out, w, n)` segments sharing
+    /// their input (`gemv_{dtype}`), in one launch.
     pub(super) fn try_gemv(
         &mut self,
         op: &'static str,
         segments: &[(Buf, Buf, u64)],
-        x: Buf,
+        input: GemvIn,
         m: u64,
         k: u64,
         epilogue: Epilogue,
     ) -> Result<bool, CudaError> {
         assert!((1..=3).contains(&segments.len()), "gemv takes one to three segments");
         let ws: Vec<Buf> = segments.iter().map(|s| s.1).collect();
-        if !self.gemv_takes(x, &ws, m, k) {
+        if !self.gemv_takes(input, &ws, m, k) {
             return Ok(false);
         }
-        let name = kname(x.dtype, Kernel::GemvF16, Kernel::GemvBf16, op)?;
-        let px = self.operand(op, "x", x, m * k, None)?;
-        let mut args = Vec::with_capacity(13);
+        let dtype = ws[0].dtype;
+        let name = kname(dtype, Kernel::GemvF16, Kernel::GemvBf16, op)?;
+        let mut args = Vec::with_capacity(16);
         let mut rows = 0u64;
         let mut mode = GEMV_STORE;
         for i in 0..3 {
@@ -101,7 +143,7 @@ impl CudaOps {
             let out_dtype = match (epilogue, out.dtype) {
                 (Epilogue::Residual, _) => Dtype::F32,
                 (Epilogue::Store, Dtype::F32) => Dtype::F32,
-                (Epilogue::Store, _) => x.dtype,
+                (Epilogue::Store, _) => dtype,
             };
             mode = match (epilogue, out_dtype) {
                 (Epilogue::Residual, _) => GEMV_RESIDUAL,
@@ -114,20 +156,24 @@ impl CudaOps {
             rows += n;
         }
         if segments.iter().any(|s| (s.0.dtype == Dtype::F32) != (segments[0].0.dtype == Dtype::F32)) {
-            return Err(CudaError::BadOperands { op, message: "segments of one launch share their output dtype".into() });
+            return Err(CudaError::BadOperands {
+                op,
+                message: "segments of one launch share their output dtype".into(),
+            });
         }
-        args.extend([Arg::Ptr(px), Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
+        args.extend(self.gemv_input_args(op, input, m, k, dtype)?);
+        args.extend([Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
         let grid = u32_of(op, "row blocks", self.gemv_grid(rows))?;
         self.launch(op, name, grid, GEMV_THREADS, 0, &mut args)?;
         Ok(true)
     }
 
-    /// `out = silu(x · w_gateᵀ) * (x · w_upᵀ)` (`gemv_silu_{dtype}`).
+    /// `out = silu(input · w_gateᵀ) * (input · w_upᵀ)` (`gemv_silu_{dtype}`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn try_gemv_silu(
         &mut self,
         out: Buf,
-        x: Buf,
+        input: GemvIn,
         w_gate: Buf,
         w_up: Buf,
         m: u64,
@@ -135,23 +181,17 @@ impl CudaOps {
         k: u64,
     ) -> Result<bool, CudaError> {
         const OP: &str = "gate_up_silu";
-        if !self.gemv_takes(x, &[w_gate, w_up], m, k) {
+        if !self.gemv_takes(input, &[w_gate, w_up], m, k) {
             return Ok(false);
         }
-        let name = kname(x.dtype, Kernel::GemvSiluF16, Kernel::GemvSiluBf16, OP)?;
-        let po = self.operand(OP, "gate", out, m * n, Some(x.dtype))?;
+        let dtype = w_gate.dtype;
+        let name = kname(dtype, Kernel::GemvSiluF16, Kernel::GemvSiluBf16, OP)?;
+        let po = self.operand(OP, "gate", out, m * n, Some(dtype))?;
         let pg = self.operand(OP, "w_gate", w_gate, n * k, None)?;
         let pu = self.operand(OP, "w_up", w_up, n * k, None)?;
-        let px = self.operand(OP, "x", x, m * k, None)?;
-        let mut a = [
-            Arg::Ptr(po),
-            Arg::Ptr(pg),
-            Arg::Ptr(pu),
-            Arg::U32(u32_of(OP, "n", n)?),
-            Arg::Ptr(px),
-            Arg::U32(u32_of(OP, "m", m)?),
-            Arg::U32(u32_of(OP, "k", k)?),
-        ];
+        let mut a = vec![Arg::Ptr(po), Arg::Ptr(pg), Arg::Ptr(pu), Arg::U32(u32_of(OP, "n", n)?)];
+        a.extend(self.gemv_input_args(OP, input, m, k, dtype)?);
+        a.extend([Arg::U32(u32_of(OP, "m", m)?), Arg::U32(u32_of(OP, "k", k)?)]);
         let grid = u32_of(OP, "row blocks", self.gemv_grid(n))?;
         self.launch(OP, name, grid, GEMV_THREADS, 0, &mut a)?;
         Ok(true)
