@@ -613,7 +613,8 @@ fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
     let mut xn = vec![W::from_f32(0.0); m * kk];
     W::rmsnorm(&mut xn, &resid, &norm, m, kk, eps);
     let input = Normed { xn: d.alloc((m * kk) as u64, W::DT), x: d.put_f32(&resid), w: d.put(&norm), eps: eps as f64 };
-    d.ops.norm_qkv([outs[0], outs[1], outs[2]], input, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
+    d.ops
+        .norm_qkv([outs[0], outs[1], outs[2]], input, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
         .unwrap();
     for i in 0..3 {
         let mut want = vec![W::from_f32(0.0); m * ns[i]];
