@@ -11,10 +11,10 @@
 //     of the device's warp slots empty and ran at 69-77% of copy bandwidth);
 //   - a block's rows are read as one sequence of 512-byte runs (32 lanes x 16
 //     bytes, 256 elements; the last run of a row partial when k % 256 != 0),
-//     dealt round-robin to its warps, so the 8 warps together read 4 KB
-//     contiguous at a time; each warp has GEMV_UNROLL runs (per matrix) in
-//     flight before it uses the first, through the non-coherent path without
-//     allocating in L1; x (a few KB, read by every block) comes through L1;
+//     each of its 8 warps streaming a contiguous eighth of them, U runs (per
+//     matrix) in flight before it uses the first, through the non-coherent
+//     path without allocating in L1; x (a few KB, read by every block) comes
+//     through L1;
 //   - a run lies within one row, so a warp's runs visit rows in order: each
 //     lane sums its columns in f32, and when the warp moves to the next row it
 //     reduces its sums by shuffles and adds them into the row's shared-memory
@@ -60,44 +60,85 @@ __device__ __forceinline__ void gemv_flush(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8]
 }
 
 // The product's input rows, as f32 vectors of 8: the model-dtype x itself, or
-// (norm_w non-null) x = rmsnorm(resid) * norm_w computed on the fly from the
-// f32 residual stream, each element rounded to the model dtype exactly as
+// (norm_w non-null) x = rmsnorm(resid) * norm_w computed from the f32
+// residual stream, each element rounded to the model dtype exactly as
 // rmsnorm.cu stores it, so that the normalised rows never go through memory.
 // Every block computes the same 1/rms per row (the same reduction in the same
-// order), while its first weight loads are on their way.
+// order). With one input row of at most GEMV_STAGE_MAX_K elements (decode;
+// the host then gives the launch k elements of dynamic shared memory, which
+// with the static totals stays under the 48 KB a launch may take unasked) the
+// block first stages the row, normalised if asked, in shared memory, while
+// its first weight loads are on their way; otherwise each vector is read (and
+// normalised) from global memory where it is used.
+#define GEMV_STAGE_MAX_K 16384
+
+struct float8_t { float v[8]; };
+
 template <typename T>
 struct GemvInput {
     const T* x;          // [m, k] model dtype (norm_w null)
     const float* resid;  // [m, k] f32 (norm_w non-null)
     const T* norm_w;     // [k], or null
-    u32 k;
+    u32 m, k;
+    T* staged;           // the row in shared memory, or null
     float inv[8];        // 1/rms of each row, once prepare() ran
 
-    // Every thread of the block calls this (it synchronises the block).
-    __device__ __forceinline__ void prepare(u32 m, float eps, float* scratch) {
-        if (!norm_w) return;
-        for (u32 b = 0; b < 8; b++) {
-            if (b >= m) break;
-            const float* row = resid + (size_t)b * k;
-            float ss = 0.0f;
-            for (u32 i = threadIdx.x; i < k; i += blockDim.x) ss += row[i] * row[i];
-            inv[b] = 1.0f / sqrtf(block_sum(ss, scratch) / (float)k + eps);
-        }
+    __device__ __forceinline__ float8_t resid8(int b, u32 c) const {
+        const u32x4 lo = ld_vec(resid + (size_t)b * k + c), hi = ld_vec(resid + (size_t)b * k + c + 4);
+        return {__uint_as_float(lo.x), __uint_as_float(lo.y), __uint_as_float(lo.z), __uint_as_float(lo.w),
+                __uint_as_float(hi.x), __uint_as_float(hi.y), __uint_as_float(hi.z), __uint_as_float(hi.w)};
     }
 
-    __device__ __forceinline__ void load(int b, u32 c, float (&xf)[8]) const {
-        if (!norm_w) {
-            unpack8<T>(ld_vec(x + (size_t)b * k + c), xf);
-            return;
-        }
-        const float* r = resid + (size_t)b * k + c;
-        const u32x4 lo = ld_vec(r), hi = ld_vec(r + 4);
-        const float rv[8] = {__uint_as_float(lo.x), __uint_as_float(lo.y), __uint_as_float(lo.z), __uint_as_float(lo.w),
-                             __uint_as_float(hi.x), __uint_as_float(hi.y), __uint_as_float(hi.z), __uint_as_float(hi.w)};
+    // x[b, c..c+8] = T(resid * inv[b] * norm_w), as f32.
+    __device__ __forceinline__ void normed(int b, u32 c, float (&xf)[8]) const {
+        const float8_t r = resid8(b, c);
         float wf[8];
         unpack8<T>(ld_vec(norm_w + c), wf);
 #pragma unroll
-        for (int i = 0; i < 8; i++) xf[i] = to_f32(from_f32<T>(rv[i] * inv[b] * wf[i]));
+        for (int i = 0; i < 8; i++) xf[i] = to_f32(from_f32<T>(r.v[i] * inv[b] * wf[i]));
+    }
+
+    // Every thread of the block calls this (it synchronises the block).
+    __device__ __forceinline__ void prepare(float eps, float* scratch, T* smem) {
+        if (norm_w) {
+            for (u32 b = 0; b < 8; b++) {
+                if (b >= m) break;
+                float ss = 0.0f;
+                for (u32 c = threadIdx.x * 8; c < k; c += blockDim.x * 8) {
+                    const float8_t r = resid8(b, c);
+#pragma unroll
+                    for (int i = 0; i < 8; i++) ss += r.v[i] * r.v[i];
+                }
+                inv[b] = 1.0f / sqrtf(block_sum(ss, scratch) / (float)k + eps);
+            }
+        }
+        staged = m == 1 && k <= GEMV_STAGE_MAX_K ? smem : nullptr;
+        if (!staged) return;
+        for (u32 c = threadIdx.x * 8; c < k; c += blockDim.x * 8) {
+            u32x4 v;
+            if (norm_w) {
+                float xf[8];
+                normed(0, c, xf);
+                u32 h[8];
+#pragma unroll
+                for (int i = 0; i < 8; i++) h[i] = from_f32<T>(xf[i]).bits;
+                v = {h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16)};
+            } else {
+                v = ld_vec(x + c);
+            }
+            *(u32x4*)(staged + c) = v;
+        }
+        __syncthreads();
+    }
+
+    __device__ __forceinline__ void load(int b, u32 c, float (&xf)[8]) const {
+        if (staged) {
+            unpack8<T>(*(const u32x4*)(staged + c), xf);
+        } else if (norm_w) {
+            normed(b, c, xf);
+        } else {
+            unpack8<T>(ld_vec(x + (size_t)b * k + c), xf);
+        }
     }
 };
 
@@ -115,21 +156,31 @@ __device__ __forceinline__ void gemv_rows(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8],
     }
     const u32 rpr = (k + 255) / 256;  // runs per row
     const u32 runs = nr * rpr;
+    // This warp's runs: a contiguous share [jb, je) of the block's, walked
+    // with a (row, run within the row) cursor, so no division per run.
+    const u32 jb = (u32)(((unsigned long long)warp * runs) / GEMV_WARPS);
+    const u32 je = (u32)(((unsigned long long)(warp + 1) * runs) / GEMV_WARPS);
     const u32x4 zero = {0u, 0u, 0u, 0u};
     u32x4 wv[A][U];
-    // Runs j0, j0 + GEMV_WARPS, ... of the block into wv (a run past the end,
-    // or this lane's part of a partial run, loads zeros).
+    u32 fr = jb / rpr, fj = jb - fr * rpr;  // the next run to fetch
+    // Runs j0 .. j0 + U of this warp into wv (past je, or this lane's part of a
+    // row's partial last run: zeros).
     auto fetch = [&](u32 j0) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const u32 j = j0 + u * GEMV_WARPS, r = j / rpr, c = (j - r * rpr) * 256 + lane * 8;
-            const bool in = j < runs && c < k;
+            const bool live = j0 + u < je;
+            const u32 c = fj * 256 + lane * 8;
 #pragma unroll
-            for (int a = 0; a < A; a++) wv[a][u] = in ? ld_stream(row_w(a, r0 + r) + c) : zero;
+            for (int a = 0; a < A; a++) wv[a][u] = live && c < k ? ld_stream(row_w(a, r0 + fr) + c) : zero;
+            if (live && ++fj == rpr) {
+                fj = 0;
+                fr++;
+            }
         }
     };
-    fetch(warp);
-    in.prepare(m, eps, scratch);
+    fetch(jb);
+    extern __shared__ __align__(16) unsigned char gemv_staged[];
+    in.prepare(eps, scratch, (T*)gemv_staged);
     __syncthreads();  // tot cleared
     float acc[A][M];
 #pragma unroll
@@ -138,12 +189,17 @@ __device__ __forceinline__ void gemv_rows(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8],
         for (int b = 0; b < M; b++) acc[a][b] = 0.0f;
     }
     u32 cur = GEMV_NONE;
-    for (u32 j0 = warp; j0 < runs; j0 += GEMV_WARPS * U) {
-        if (j0 != warp) fetch(j0);
+    u32 ur = jb / rpr, uj = jb - ur * rpr;  // the next run to use
+    for (u32 j0 = jb; j0 < je; j0 += U) {
+        if (j0 != jb) fetch(j0);
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const u32 j = j0 + u * GEMV_WARPS, r = j / rpr, c = (j - r * rpr) * 256 + lane * 8;
-            if (j >= runs) break;  // uniform across the warp
+            if (j0 + u >= je) break;  // uniform across the warp
+            const u32 r = ur, c = uj * 256 + lane * 8;
+            if (++uj == rpr) {
+                uj = 0;
+                ur++;
+            }
             if (r != cur) {
                 gemv_flush<A, M>(tot, acc, cur, m);
                 cur = r;
@@ -185,7 +241,7 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
     auto row_w = [=](int, u32 g) -> const T* {
         return g < n0 ? w0 + (size_t)g * k : g - n0 < n1 ? w1 + (size_t)(g - n0) * k : w2 + (size_t)(g - n0 - n1) * k;
     };
-    GemvInput<T> in = {x, resid, norm_w, k};
+    GemvInput<T> in = {x, resid, norm_w, m, k};
     if (m == 1) {
         gemv_rows<T, 1, 8, 1>(tot, row_w, r0, nr, in, m, eps);
     } else {
@@ -215,7 +271,7 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
     u32 r0, nr;
     gemv_block_rows(n, r0, nr);
     auto row_w = [=](int a, u32 g) -> const T* { return (a == 0 ? gate : up) + (size_t)g * k; };
-    GemvInput<T> in = {x, resid, norm_w, k};
+    GemvInput<T> in = {x, resid, norm_w, m, k};
     if (m == 1) {
         gemv_rows<T, 2, 4, 1>(tot, row_w, r0, nr, in, m, eps);
     } else {

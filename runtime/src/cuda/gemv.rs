@@ -29,6 +29,10 @@ const GEMV_THREADS: u32 = 256;
 const GEMV_BLOCKS_PER_SM: u64 = 3;
 /// The most weight rows one block owns (its GEMV_BLOCK_ROWS_MAX shared sums).
 const GEMV_BLOCK_ROWS_MAX: u64 = 128;
+/// A single input row of at most this many elements is staged in shared
+/// memory by each block (`gemv.cu`'s GEMV_STAGE_MAX_K: the launch then takes
+/// `k` elements of dynamic shared memory).
+const GEMV_STAGE_MAX_K: u64 = 16384;
 /// `gemv.cu`'s epilogues.
 const GEMV_STORE: u32 = 0;
 const GEMV_F32: u32 = 1;
@@ -90,6 +94,15 @@ impl CudaOps {
             && w0.dtype != Dtype::F32
             && input_ok
             && ws.iter().all(|&w| w.dtype == w0.dtype && self.aligned16(w))
+    }
+
+    /// Dynamic shared memory of a launch with `m` input rows of `k` elements.
+    fn gemv_smem(m: u64, k: u64, dtype: Dtype) -> u32 {
+        if m == 1 && k <= GEMV_STAGE_MAX_K {
+            (k * dtype.size()) as u32
+        } else {
+            0
+        }
     }
 
     /// The kernel arguments for `input`: `x`, `resid`, `norm_w`, `eps`.
@@ -164,7 +177,7 @@ impl CudaOps {
         args.extend(self.gemv_input_args(op, input, m, k, dtype)?);
         args.extend([Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
         let grid = u32_of(op, "row blocks", self.gemv_grid(rows))?;
-        self.launch(op, name, grid, GEMV_THREADS, 0, &mut args)?;
+        self.launch(op, name, grid, GEMV_THREADS, Self::gemv_smem(m, k, dtype), &mut args)?;
         Ok(true)
     }
 
@@ -193,7 +206,7 @@ impl CudaOps {
         a.extend(self.gemv_input_args(OP, input, m, k, dtype)?);
         a.extend([Arg::U32(u32_of(OP, "m", m)?), Arg::U32(u32_of(OP, "k", k)?)]);
         let grid = u32_of(OP, "row blocks", self.gemv_grid(n))?;
-        self.launch(OP, name, grid, GEMV_THREADS, 0, &mut a)?;
+        self.launch(OP, name, grid, GEMV_THREADS, Self::gemv_smem(m, k, dtype), &mut a)?;
         Ok(true)
     }
 }
