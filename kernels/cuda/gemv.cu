@@ -35,6 +35,10 @@
 // are djinn_kernels::gemv_{f16,bf16} and gemv_silu_*.
 
 #define GEMV_WARPS 8
+// Runs each warp has in flight at m = 1 (gemv; gemv_silu: half as many of each matrix).
+#ifndef GEMV_U
+#define GEMV_U 8
+#endif
 #define GEMV_BLOCK_ROWS_MAX 128
 #define GEMV_STORE 0u
 #define GEMV_F32 1u
@@ -70,9 +74,14 @@ __device__ __forceinline__ void gemv_flush(float (*tot)[GEMV_BLOCK_ROWS_MAX * 8]
 // block first stages the row, normalised if asked, in shared memory, while
 // its first weight loads are on their way; otherwise each vector is read (and
 // normalised) from global memory where it is used.
+#ifndef GEMV_STAGE_MAX_K
 #define GEMV_STAGE_MAX_K 16384
+#endif
 
 struct float8_t { float v[8]; };
+
+// Vectors of the input row each thread has in flight while staging it.
+#define GEMV_STAGE_UNROLL 4
 
 template <typename T>
 struct GemvInput {
@@ -103,30 +112,50 @@ struct GemvInput {
         if (norm_w) {
             for (u32 b = 0; b < 8; b++) {
                 if (b >= m) break;
+                // Loads of up to GEMV_STAGE_UNROLL vectors a thread in flight at once (a
+                // loop of dependent round trips to L2 would cost microseconds per block).
                 float ss = 0.0f;
-                for (u32 c = threadIdx.x * 8; c < k; c += blockDim.x * 8) {
-                    const float8_t r = resid8(b, c);
+                for (u32 c0 = threadIdx.x * 8; c0 < k; c0 += GEMV_STAGE_UNROLL * blockDim.x * 8) {
+                    float8_t r[GEMV_STAGE_UNROLL];
 #pragma unroll
-                    for (int i = 0; i < 8; i++) ss += r.v[i] * r.v[i];
+                    for (int j = 0; j < GEMV_STAGE_UNROLL; j++) {
+                        const u32 c = c0 + j * blockDim.x * 8;
+                        r[j] = c < k ? resid8(b, c) : float8_t{};
+                    }
+#pragma unroll
+                    for (int j = 0; j < GEMV_STAGE_UNROLL; j++) {
+#pragma unroll
+                        for (int i = 0; i < 8; i++) ss += r[j].v[i] * r[j].v[i];
+                    }
                 }
                 inv[b] = 1.0f / sqrtf(block_sum(ss, scratch) / (float)k + eps);
             }
         }
         staged = m == 1 && k <= GEMV_STAGE_MAX_K ? smem : nullptr;
         if (!staged) return;
-        for (u32 c = threadIdx.x * 8; c < k; c += blockDim.x * 8) {
-            u32x4 v;
-            if (norm_w) {
-                float xf[8];
-                normed(0, c, xf);
-                u32 h[8];
+        for (u32 c0 = threadIdx.x * 8; c0 < k; c0 += GEMV_STAGE_UNROLL * blockDim.x * 8) {
+            u32x4 v[GEMV_STAGE_UNROLL];
 #pragma unroll
-                for (int i = 0; i < 8; i++) h[i] = from_f32<T>(xf[i]).bits;
-                v = {h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16)};
-            } else {
-                v = ld_vec(x + c);
+            for (int j = 0; j < GEMV_STAGE_UNROLL; j++) {
+                const u32 c = c0 + j * blockDim.x * 8;
+                if (c >= k) break;
+                if (norm_w) {
+                    float xf[8];
+                    normed(0, c, xf);
+                    u32 h[8];
+#pragma unroll
+                    for (int i = 0; i < 8; i++) h[i] = from_f32<T>(xf[i]).bits;
+                    v[j] = {h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16)};
+                } else {
+                    v[j] = ld_vec(x + c);
+                }
             }
-            *(u32x4*)(staged + c) = v;
+#pragma unroll
+            for (int j = 0; j < GEMV_STAGE_UNROLL; j++) {
+                const u32 c = c0 + j * blockDim.x * 8;
+                if (c >= k) break;
+                *(u32x4*)(staged + c) = v[j];
+            }
         }
         __syncthreads();
     }
@@ -243,7 +272,7 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
     };
     GemvInput<T> in = {x, resid, norm_w, m, k};
     if (m == 1) {
-        gemv_rows<T, 1, 8, 1>(tot, row_w, r0, nr, in, m, eps);
+        gemv_rows<T, 1, GEMV_U, 1>(tot, row_w, r0, nr, in, m, eps);
     } else {
         gemv_rows<T, 1, 4, 8>(tot, row_w, r0, nr, in, m, eps);
     }
@@ -273,7 +302,7 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
     auto row_w = [=](int a, u32 g) -> const T* { return (a == 0 ? gate : up) + (size_t)g * k; };
     GemvInput<T> in = {x, resid, norm_w, m, k};
     if (m == 1) {
-        gemv_rows<T, 2, 4, 1>(tot, row_w, r0, nr, in, m, eps);
+        gemv_rows<T, 2, GEMV_U / 2, 1>(tot, row_w, r0, nr, in, m, eps);
     } else {
         gemv_rows<T, 2, 1, 8>(tot, row_w, r0, nr, in, m, eps);
     }

@@ -73,9 +73,12 @@ impl CudaOps {
     /// same number of rows to within one), each block owning at most
     /// GEMV_BLOCK_ROWS_MAX rows; one row a block when there are fewer rows than
     /// one wave has blocks.
+    /// `$DJINN_GEMV_WAVES` (default 1) multiplies the waves, for tuning.
     fn gemv_grid(&self, rows: u64) -> u64 {
+        let waves: u64 = std::env::var("DJINN_GEMV_WAVES").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
         let wave = self.gpu().sms as u64 * GEMV_BLOCKS_PER_SM;
-        (wave * rows.div_ceil(wave * GEMV_BLOCK_ROWS_MAX)).min(rows).max(1)
+        let waves = waves * wave;
+        (waves * rows.div_ceil(waves * GEMV_BLOCK_ROWS_MAX)).min(rows).max(1)
     }
 
     /// Whether a product of `m` input rows by weights `ws` (`[n, k]` each) runs on the GEMV kernels.

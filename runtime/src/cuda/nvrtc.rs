@@ -23,6 +23,19 @@ use super::error::CudaError;
 /// Options passed to NVRTC besides `-arch`. Part of the cache key.
 const OPTIONS: &[&str] = &["--std=c++17", "--fmad=true"];
 
+/// Options from `$DJINN_NVRTC_DEFINES` (whitespace-separated `-DNAME=VALUE`),
+/// for tuning a kernel's compile-time constants without a rebuild
+/// (`examples/cuda_ops` compares them); part of the cache key. Anything but
+/// `-D` options is ignored.
+fn tuning_defines() -> Vec<String> {
+    std::env::var("DJINN_NVRTC_DEFINES")
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|o| o.starts_with("-D") && o.len() > 2)
+        .map(str::to_string)
+        .collect()
+}
+
 /// Where compiled kernels are kept: `$DJINN_KERNEL_CACHE`, else
 /// `$XDG_CACHE_HOME/djinn/kernels`, else `~/.cache/djinn/kernels`.
 pub fn cache_dir() -> Option<PathBuf> {
@@ -64,6 +77,7 @@ pub fn cubin(src: &Source, arch: &str) -> Result<(Vec<u8>, Option<PathBuf>), Cud
         COMMON.as_bytes(),
         src.text.as_bytes(),
         OPTIONS.join(" ").as_bytes(),
+        tuning_defines().join(" ").as_bytes(),
         arch_opt.as_bytes(),
         ver.as_bytes(),
     ]);
@@ -112,6 +126,7 @@ fn compile(src: &Source, arch_opt: &str, arch: &str) -> Result<Vec<u8>, CudaErro
     let name = CString::new(src.file).expect("file names have no NUL");
     let prog = nv::create_program(&text, Some(&name)).map_err(|e| err(format!("nvrtcCreateProgram: {e}")))?;
     let mut opts: Vec<String> = OPTIONS.iter().map(|s| s.to_string()).collect();
+    opts.extend(tuning_defines());
     opts.push(arch_opt.to_string());
     // SAFETY: `prog` is live until the destroy below; the buffers are sized by NVRTC.
     let out = unsafe {
