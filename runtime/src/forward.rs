@@ -9,13 +9,13 @@
 //!
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
-//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections   (Ops::norm_qkv: this line and the one above)
+//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections                  (Ops::qkv)
 //! q, k = rope(q, k)                     # rotate by position
 //! cache[pos0..pos0+n] = k, v            # append to the KV cache      (Ops::rope_kv_store)
 //! attn = softmax(q·Kᵀ/√d) · V           # causal, grouped-query
 //! x += attn·Woᵀ                         # residual add                (Ops::matmul_residual)
 //! xn = rmsnorm(x) · mlp_norm
-//! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #        (Ops::norm_gate_up_silu: this line and the one above)
+//! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #                             (Ops::gate_up_silu)
 //! x += g·Wdownᵀ                         #                             (Ops::matmul_residual)
 //! ```
 //!
@@ -36,7 +36,7 @@ use djinn_core::plan::{Plan, RegionKind};
 use thiserror::Error;
 
 use crate::backend::Pass;
-use crate::ops::{AttnShape, Buf, Normed, Ops};
+use crate::ops::{AttnShape, Buf, Ops};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ForwardError {
@@ -227,8 +227,8 @@ impl Forward {
             window: arch.window_of(layer),
         };
         let (k_cache, v_cache) = self.kv_planes(layer);
-        let xn = Normed { xn: a.xn, x: a.x, w: w.norm, eps: arch.rms_norm_eps };
-        ops.norm_qkv([a.q, a.k, a.v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+        ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
+        ops.qkv([a.q, a.k, a.v], a.xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
         ops.rope_kv_store(a.q, a.k, a.v, k_cache, v_cache, shape)?;
         ops.attention(a.attn, a.q, k_cache, v_cache, a.scores, shape)?;
         ops.matmul_residual(a.x, a.proj, a.attn, w.o, n, h, q_dim)
@@ -245,8 +245,8 @@ impl Forward {
             up: w(TensorRole::Up),
             down: w(TensorRole::Down),
         };
-        let xn = Normed { xn: a.xn, x: a.x, w: w.norm, eps: arch.rms_norm_eps };
-        ops.norm_gate_up_silu(a.gate, a.up, xn, w.gate, w.up, n, inter, h)?;
+        ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
+        ops.gate_up_silu(a.gate, a.up, a.xn, w.gate, w.up, n, inter, h)?;
         ops.matmul_residual(a.x, a.proj, a.gate, w.down, n, h, inter)
     }
 

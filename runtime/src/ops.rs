@@ -57,17 +57,6 @@ pub struct AttnShape {
     pub window: Option<u64>,
 }
 
-/// The normalised input of a product: `xn = rmsnorm(x) · w` over rows of
-/// `x` (f32, the residual stream), `[rows, dim]` in the model dtype; `xn` is
-/// where the unfused path stores it (a fused one may not write it at all).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Normed {
-    pub xn: Buf,
-    pub x: Buf,
-    pub w: Buf,
-    pub eps: f64,
-}
-
 /// The operations of a Llama forward pass. Each call is issued on the
 /// backend's compute lane (CUDA: enqueued on the compute stream; CPU: run now).
 pub trait Ops {
@@ -117,38 +106,6 @@ pub trait Ops {
     /// `out[i]` is `[m, n[i]]`, `w[i]` is `[n[i], k]`.
     fn qkv(&mut self, out: [Buf; 3], x: Buf, w: [Buf; 3], m: u64, n: [u64; 3], k: u64) -> Result<(), Self::Error> {
         unfused::qkv(self, out, x, w, m, n, k)
-    }
-
-    /// [`Ops::qkv`] of the normalised rows `input` (`[m, k]`): the attention
-    /// norm and the three products, with no normalised copy in memory where
-    /// the backend fuses them; `input.xn` is scratch afterwards.
-    fn norm_qkv(
-        &mut self,
-        out: [Buf; 3],
-        input: Normed,
-        w: [Buf; 3],
-        m: u64,
-        n: [u64; 3],
-        k: u64,
-    ) -> Result<(), Self::Error> {
-        unfused::norm_qkv(self, out, input, w, m, n, k)
-    }
-
-    /// [`Ops::gate_up_silu`] of the normalised rows `input` (`[m, k]`): the MLP
-    /// norm, the gate and up products and the SiLU gate; `input.xn` is scratch afterwards.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_gate_up_silu(
-        &mut self,
-        gate: Buf,
-        up: Buf,
-        input: Normed,
-        w_gate: Buf,
-        w_up: Buf,
-        m: u64,
-        n: u64,
-        k: u64,
-    ) -> Result<(), Self::Error> {
-        unfused::norm_gate_up_silu(self, gate, up, input, w_gate, w_up, m, n, k)
     }
 
     /// `gate = silu(x · w_gateᵀ) * (x · w_upᵀ)`, `[m, n]`, each product rounded
@@ -203,36 +160,7 @@ pub trait Ops {
 /// What each fused op of [`Ops`] means, as elementary ops: its default, and
 /// the path a backend falls back to for shapes its fused kernel does not take.
 pub mod unfused {
-    use super::{AttnShape, Buf, Normed, Ops};
-
-    pub fn norm_qkv<O: Ops + ?Sized>(
-        ops: &mut O,
-        out: [Buf; 3],
-        input: Normed,
-        w: [Buf; 3],
-        m: u64,
-        n: [u64; 3],
-        k: u64,
-    ) -> Result<(), O::Error> {
-        ops.rmsnorm(input.xn, input.x, input.w, m, k, input.eps)?;
-        ops.qkv(out, input.xn, w, m, n, k)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn norm_gate_up_silu<O: Ops + ?Sized>(
-        ops: &mut O,
-        gate: Buf,
-        up: Buf,
-        input: Normed,
-        w_gate: Buf,
-        w_up: Buf,
-        m: u64,
-        n: u64,
-        k: u64,
-    ) -> Result<(), O::Error> {
-        ops.rmsnorm(input.xn, input.x, input.w, m, k, input.eps)?;
-        ops.gate_up_silu(gate, up, input.xn, w_gate, w_up, m, n, k)
-    }
+    use super::{AttnShape, Buf, Ops};
 
     pub fn qkv<O: Ops + ?Sized>(
         ops: &mut O,

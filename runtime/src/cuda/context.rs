@@ -156,9 +156,6 @@ pub struct Gpu {
     pub name: String,
     /// Compute capability (major, minor).
     pub cc: (i32, i32),
-    /// Streaming multiprocessors (132 on an H100 SXM or H200): grids sized
-    /// to fill the device exactly (the decode products) are multiples of it.
-    pub sms: u32,
     pub total_bytes: u64,
     /// Bytes in use on the device (by anyone) right after our context was made.
     pub used_at_open: u64,
@@ -192,9 +189,8 @@ impl Gpu {
             attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
             attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
         );
-        let sms = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
         let (free, total) = mem_info()?;
-        Ok(Gpu { ctx, name, cc, sms, total_bytes: total, used_at_open: total - free })
+        Ok(Gpu { ctx, name, cc, total_bytes: total, used_at_open: total - free })
     }
 
     pub fn bind(&self) -> Result<(), CudaError> {

@@ -30,9 +30,9 @@ use djinn_kernels::cuda::Kernel;
 use super::blas::{Blas, Strided};
 use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
-use super::gemv::{Epilogue, GemvIn};
+use super::gemv::Epilogue;
 use super::nvrtc::Kernels;
-use crate::ops::{unfused, AttnShape, Buf, Normed, Ops};
+use crate::ops::{unfused, AttnShape, Buf, Ops};
 
 /// One kernel argument, passed by value.
 pub(super) enum Arg {
@@ -444,7 +444,7 @@ impl Ops for CudaOps {
                 message: format!("output dtype {} with {} weights", out.dtype, w.dtype),
             });
         }
-        if x.dtype == w.dtype && self.try_gemv(OP, &[(out, w, n)], GemvIn::X(x), m, k, Epilogue::Store)? {
+        if x.dtype == w.dtype && self.try_gemv(OP, &[(out, w, n)], x, m, k, Epilogue::Store)? {
             return Ok(());
         }
         let po = self.operand(OP, "out", out, m * n, None)?;
@@ -609,46 +609,10 @@ impl Ops for CudaOps {
 
     fn qkv(&mut self, out: [Buf; 3], x: Buf, w: [Buf; 3], m: u64, n: [u64; 3], k: u64) -> Result<(), CudaError> {
         let segments = [(out[0], w[0], n[0]), (out[1], w[1], n[1]), (out[2], w[2], n[2])];
-        if self.try_gemv("qkv", &segments, GemvIn::X(x), m, k, Epilogue::Store)? {
+        if self.try_gemv("qkv", &segments, x, m, k, Epilogue::Store)? {
             return Ok(());
         }
         unfused::qkv(self, out, x, w, m, n, k)
-    }
-
-    fn norm_qkv(
-        &mut self,
-        out: [Buf; 3],
-        input: Normed,
-        w: [Buf; 3],
-        m: u64,
-        n: [u64; 3],
-        k: u64,
-    ) -> Result<(), CudaError> {
-        let segments = [(out[0], w[0], n[0]), (out[1], w[1], n[1]), (out[2], w[2], n[2])];
-        let gin = GemvIn::Norm { x: input.x, w: input.w, eps: input.eps };
-        if self.try_gemv("norm_qkv", &segments, gin, m, k, Epilogue::Store)? {
-            return Ok(());
-        }
-        unfused::norm_qkv(self, out, input, w, m, n, k)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn norm_gate_up_silu(
-        &mut self,
-        gate: Buf,
-        up: Buf,
-        input: Normed,
-        w_gate: Buf,
-        w_up: Buf,
-        m: u64,
-        n: u64,
-        k: u64,
-    ) -> Result<(), CudaError> {
-        let gin = GemvIn::Norm { x: input.x, w: input.w, eps: input.eps };
-        if self.try_gemv_silu(gate, gin, w_gate, w_up, m, n, k)? {
-            return Ok(());
-        }
-        unfused::norm_gate_up_silu(self, gate, up, input, w_gate, w_up, m, n, k)
     }
 
     fn gate_up_silu(
@@ -662,7 +626,7 @@ impl Ops for CudaOps {
         n: u64,
         k: u64,
     ) -> Result<(), CudaError> {
-        if self.try_gemv_silu(gate, GemvIn::X(x), w_gate, w_up, m, n, k)? {
+        if self.try_gemv_silu(gate, x, w_gate, w_up, m, n, k)? {
             return Ok(());
         }
         unfused::gate_up_silu(self, gate, up, x, w_gate, w_up, m, n, k)
@@ -678,7 +642,7 @@ impl Ops for CudaOps {
         n: u64,
         k: u64,
     ) -> Result<(), CudaError> {
-        if self.try_gemv("matmul_residual", &[(resid, w, n)], GemvIn::X(y), m, k, Epilogue::Residual)? {
+        if self.try_gemv("matmul_residual", &[(resid, w, n)], y, m, k, Epilogue::Residual)? {
             return Ok(());
         }
         unfused::matmul_residual(self, resid, proj, y, w, m, n, k)
