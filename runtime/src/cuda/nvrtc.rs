@@ -25,7 +25,7 @@ const OPTIONS: &[&str] = &["--std=c++17", "--fmad=true"];
 
 /// Options from `$DJINN_NVRTC_DEFINES` (whitespace-separated `-DNAME=VALUE`),
 /// for tuning a kernel's compile-time constants without a rebuild
-/// (`examples/cuda_ops` compares them); part of the cache key. Anything but
+/// (run `examples/cuda_ops` under different values); part of the cache key. Anything but
 /// `-D` options is ignored.
 fn tuning_defines() -> Vec<String> {
     std::env::var("DJINN_NVRTC_DEFINES")
