@@ -32,11 +32,15 @@ struct Chat {
 
 impl Chat {
     fn new(test: &str, name: &str) -> Chat {
+        Chat::with_template(test, name, TEMPLATE)
+    }
+
+    fn with_template(test: &str, name: &str, template: &str) -> Chat {
         let scratch = Scratch::new(test);
         let model = scratch.copy_fixture(name);
         let path = model.join("tokenizer_config.json");
         let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        config["chat_template"] = Value::String(TEMPLATE.into());
+        config["chat_template"] = Value::String(template.into());
         std::fs::write(&path, config.to_string()).unwrap();
         Chat { scratch, model }
     }
@@ -158,6 +162,28 @@ fn a_second_turn_is_the_whole_history_and_reusing_the_cache_changes_no_token() {
     }
 }
 
+/// With a template that writes the reply as it is (no space before it), the
+/// fixture's first reply re-tokenizes to the tokens generated: the second turn
+/// finds the whole first turn in the cache but the last token chosen, which
+/// never went through a decode pass, and still replies as a full re-prefill.
+#[test]
+fn a_reply_that_re_tokenizes_as_generated_is_reused_whole_but_its_last_token() {
+    let raw = "{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token }}[INST] {{ m['content'] }} [/INST]\
+{% else %}{{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}";
+    let chat = Chat::with_template("interactive_raw", MHA, raw);
+    let plan = chat.plan(MHA, Strategy::Djinn, 16, 256);
+    let c = chat.converse(&plan, "Hi there\nTell me more\n", &["--max-new-tokens", "8"]);
+    let (one, two) = (&c.turns[0], &c.turns[1]);
+    let tok = Tokenizer::load(&chat.model, None, Some(1)).unwrap();
+    let ids = tok.encode_rendered(&two.prompt_text).unwrap();
+    let first: Vec<u32> =
+        tok.encode_rendered(&one.prompt_text).unwrap().into_iter().chain(one.report.tokens.clone()).collect();
+    assert!(ids.starts_with(&first), "the fixture's first reply re-tokenizes as generated: {ids:?} {first:?}");
+    assert_eq!(one.report.stop_reason, "max_new_tokens");
+    assert_eq!(two.cached_tokens, one.report.prompt_tokens + one.report.generated_tokens - 1);
+    assert_eq!(two.report.tokens, chat.once_rendered(&plan, &two.prompt_text, &["--max-new-tokens", "8"]));
+}
+
 /// The cache carried across turns under adversarial replay of a plan that
 /// streams every layer (its events bind across generations) gives what
 /// in-order replay of the resident plan gives.
@@ -254,4 +280,25 @@ fn interactive_refuses_other_inputs_and_models_without_a_template() {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let e = exec::run(chat.argv(&plan, &["--interactive"]), &mut out, &mut err).unwrap_err().to_string();
     assert!(e.contains("stdin"), "{e}");
+}
+
+/// A reply that fills the plan's `max_seq_len` stops there and says so; the
+/// next message cannot be sent until `/reset`, after which the conversation
+/// starts over as it began.
+#[test]
+fn a_reply_that_fills_the_cache_says_so_and_reset_makes_room() {
+    let chat = Chat::new("interactive_full", MHA);
+    let plan = chat.plan(MHA, Strategy::Djinn, 16, 48);
+    let c = chat.converse(&plan, "Hi\nHi again\n/reset\nHi\n", &["--max-new-tokens", "100", "--ignore-eos"]);
+    assert_eq!(c.turns.len(), 2, "{}", c.stderr);
+    let (first, again) = (&c.turns[0], &c.turns[1]);
+    assert_eq!(first.report.stop_reason, "max_seq_len");
+    assert_eq!(
+        first.report.prompt_tokens + first.report.generated_tokens,
+        48 + 1,
+        "the last token chosen is not cached"
+    );
+    assert!(c.stderr.contains("[the reply stopped at the plan's max_seq_len of 48 tokens"), "{}", c.stderr);
+    assert!(c.stderr.lines().any(|l| l.starts_with("[not sent") && l.contains("/reset")), "{}", c.stderr);
+    assert_eq!((again.prompt_text.as_str(), &again.report.tokens), (first.prompt_text.as_str(), &first.report.tokens));
 }
