@@ -18,7 +18,11 @@
 //! reply from its text, and the tokenizer need not give back the tokens that
 //! were generated (nor a stop token, which never enters the cache), so reuse
 //! ends wherever the two part. Rows past that position are overwritten or
-//! never attended to.
+//! never attended to. `/reset` clears the history, not the cache: a new
+//! conversation still shares its opening (BOS, the system message) with it.
+//!
+//! **Sampling.** Each turn's sampler starts from `--seed` afresh, so the same
+//! conversation replayed gives the same replies.
 //!
 //! **Context.** A turn whose conversation no longer fits the plan's
 //! `max_seq_len` is not sent: the loop says how long it is, what the plan
