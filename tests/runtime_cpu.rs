@@ -9,10 +9,13 @@
 //!   is bit-identical to in-order, and a plan missing a wait is rejected by
 //!   the verifier and, forced past it, races under adversarial replay;
 //! * [`errors`]: every bad input gets a clear message naming what is wrong;
-//! * [`cli`]: `djinn-compile` then `djinn-exec`, through their library entry points.
+//! * [`cli`]: `djinn-compile` then `djinn-exec`, through their library entry points;
+//! * [`interactive`]: `djinn-exec --interactive` over piped stdin: the history,
+//!   the KV cache carried across turns, `/reset`, overflow.
 
 mod cli;
 mod errors;
+mod interactive;
 mod numerics;
 mod replay;
 

@@ -5,27 +5,30 @@
 //! djinn-exec plan.toml --weights DIR [--tokenizer tokenizer.json] --prompt "Once upon a time" \
 //!     --max-new-tokens 64 [--temperature 0.7 --top-p 0.9 --seed 1] [--backend cpu|cuda] \
 //!     [--json metrics.json] [--replay in-order|adversarial] [--enforce-budget] [--trace trace.json]
+//! djinn-exec plan.toml --weights DIR --interactive [--system "Be brief."] < messages.txt
 //! ```
 //!
 //! Order of work: read and verify the plan (cheap, and a bad plan should not
 //! cost a weight load), check the weights against it, tokenize, build the
 //! backend, generate while streaming text to stdout, then the report on
-//! stderr (and `--json`).
+//! stderr (and `--json`). `--interactive` loops over the last two steps, one
+//! turn per message read from stdin ([`crate::interactive`]).
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use djinn_core::fsio::{check_writable, write_atomic};
-use djinn_core::plan::PlanIoError;
+use djinn_core::plan::{Plan, PlanIoError};
 use thiserror::Error;
 
 use crate::backend::Backend;
 use crate::chat::{ChatError, ChatTemplate, Message};
 use crate::cpu::{AdversarialCpu, CpuBackend, CpuError};
 use crate::cuda::{CudaBackend, CudaError, CudaOptions};
-use crate::generate::{generate, Flow, GenerateError, GenerateOptions, Generation, StopReason};
+use crate::generate::{generate_continuing, Flow, GenerateError, GenerateOptions, Generation, StopReason};
+use crate::interactive::{converse, Chat, LoopError, Reply, TurnReport};
 use crate::replay::{Replay, ReplayError};
 use crate::report::Report;
 use crate::session::{self, SamplingChoice, SessionError, TextOut};
@@ -40,8 +43,8 @@ use crate::weights::{Weights, WeightsError};
     // `--temperature -1` reaches the value check (an error naming the flag and
     // the valid range), not the parser's "unexpected argument '-1'".
     allow_negative_numbers = true,
-    // Exactly one of --prompt, --prompt-ids and --chat; the usage line shows them as alternatives.
-    group(clap::ArgGroup::new("input").required(true).args(["prompt", "prompt_ids", "chat"]))
+    // Exactly one of --prompt, --prompt-ids, --chat and --interactive; the usage line shows them as alternatives.
+    group(clap::ArgGroup::new("input").required(true).args(["prompt", "prompt_ids", "chat", "interactive"]))
 )]
 pub struct Args {
     /// The plan written by djinn-compile.
@@ -62,7 +65,18 @@ pub struct Args {
     /// chat_template) with the assistant's turn opened; or --prompt.
     #[arg(long, value_name = "TEXT", group = "input")]
     pub chat: Option<String>,
-    /// With --chat: the system message before it.
+    /// A conversation read from stdin: one user message per line (a line ending in
+    /// a backslash continues on the next), each answered with the whole history
+    /// through the chat template, the reply streamed to stdout and kept in the
+    /// history. `/reset` clears the history, `/exit` or end of input (Ctrl-D)
+    /// ends. The KV cache carries over between turns: only the tokens after what
+    /// it already holds are prefilled. --max-new-tokens is per reply; a message
+    /// that would take the conversation past the plan's max_seq_len is not sent
+    /// (the loop says so and goes on). Each turn's report is one line on stderr;
+    /// --json writes one JSON object per turn, one per line.
+    #[arg(long, group = "input", verbatim_doc_comment)]
+    pub interactive: bool,
+    /// With --chat or --interactive: the system message before the conversation.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
     /// Tokens to generate after the prompt (fewer if an end-of-sequence token comes first).
@@ -94,7 +108,8 @@ pub struct Args {
     /// Where the plan runs: the CPU twins, or a CUDA GPU.
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
-    /// Write the run's metrics as JSON here.
+    /// Write the run's metrics as JSON here (with --interactive, JSON Lines: one
+    /// object per turn, rewritten after each).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// in-order, or adversarial: a CPU test mode that respects only the plan's declared events.
@@ -178,6 +193,8 @@ pub enum ExecError {
     Generate(GenerateError),
     #[error("cannot write {}: {error}", path.display())]
     Write { path: PathBuf, error: std::io::Error },
+    #[error("cannot read the conversation from stdin: {0}")]
+    Stdin(std::io::Error),
 }
 
 macro_rules! from {
@@ -209,16 +226,85 @@ impl From<SessionError> for ExecError {
     }
 }
 
-/// Parses `argv` (program name first) and runs; text goes to `stdout`, the report to `stderr`.
+/// Where `--interactive` reads its messages.
+pub struct Stdin<'a> {
+    pub input: &'a mut dyn BufRead,
+    /// The input is a terminal: a hint and prompt markers go to stderr. Piped,
+    /// nothing but each turn's report line is added, so output stays scriptable.
+    pub terminal: bool,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `--prompt`, `--prompt-ids` or `--chat`: one generation (boxed: a report is large beside a `Vec`).
+    Once(Box<Report>),
+    /// `--interactive`: each turn's record, in order.
+    Chat(Vec<TurnReport>),
+}
+
+/// Parses `argv` (program name first) and runs one generation; text goes to
+/// `stdout`, the report to `stderr`. `--interactive` needs stdin: see [`run_with_stdin`].
 pub fn run<I, T>(argv: I, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<Report, ExecError>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let args = Args::try_parse_from(argv)?;
-    if args.system.is_some() && args.chat.is_none() {
+    match execute(&args, None, stdout, stderr)? {
+        Outcome::Once(report) => Ok(*report),
+        Outcome::Chat(_) => unreachable!("execute refuses --interactive without stdin"),
+    }
+}
+
+/// What the `djinn-exec` binary runs: [`run`], and `--interactive` reading `stdin`.
+pub fn run_with_stdin<I, T>(
+    argv: I,
+    stdin: Stdin,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<Outcome, ExecError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args = Args::try_parse_from(argv)?;
+    execute(&args, Some(stdin), stdout, stderr)
+}
+
+/// What a backend is asked to do.
+enum Job<'a> {
+    Once(Vec<u32>),
+    Chat { template: ChatTemplate, stdin: Stdin<'a> },
+}
+
+/// What every backend's run shares.
+struct Ctx<'a> {
+    plan: &'a Plan,
+    replay: &'a Replay,
+    opts: &'a GenerateOptions,
+    tokenizer: Option<&'a Tokenizer>,
+    stops: &'a [String],
+    system: Option<&'a str>,
+    json: Option<&'a Path>,
+}
+
+fn execute(
+    args: &Args,
+    stdin: Option<Stdin>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<Outcome, ExecError> {
+    if args.system.is_some() && args.chat.is_none() && !args.interactive {
         return Err(ExecError::Usage(
-            "--system is the system message of a --chat conversation; give --chat too".into(),
+            "--system is the system message of a --chat or --interactive conversation; give one of those too".into(),
+        ));
+    }
+    if args.interactive && stdin.is_none() {
+        return Err(ExecError::Usage(
+            "--interactive reads its messages from stdin, which this entry point does not have \
+             (exec::run_with_stdin has)"
+                .into(),
         ));
     }
     if args.backend == BackendArg::Cuda && args.replay == ReplayArg::Adversarial {
@@ -237,11 +323,11 @@ where
     let (plan, replay) = session::load_plan(&args.plan)?;
     let weights = Weights::open(&args.weights, &plan)?;
     let bos = weights.config().bos_token_id;
-    let (tokenizer, prompt) = match (&args.prompt, &args.prompt_ids) {
+    let (tokenizer, job) = match (&args.prompt, &args.prompt_ids) {
         (Some(text), _) => {
             let tok = Tokenizer::load(&args.weights, args.tokenizer.as_deref(), bos)?;
             let ids = tok.encode(text)?;
-            (Some(tok), ids)
+            (Some(tok), Job::Once(ids))
         }
         (None, None) if args.chat.is_some() => {
             let tok = Tokenizer::load(&args.weights, args.tokenizer.as_deref(), bos)?;
@@ -250,7 +336,13 @@ where
             messages.extend(args.chat.iter().map(|c| Message::new("user", c)));
             let text = chat.render(&messages, true).map_err(ExecError::Chat)?;
             let ids = tok.encode_rendered(&text)?;
-            (Some(tok), ids)
+            (Some(tok), Job::Once(ids))
+        }
+        (None, None) if args.interactive => {
+            let tok = Tokenizer::load(&args.weights, args.tokenizer.as_deref(), bos)?;
+            let template = ChatTemplate::load(&args.weights).map_err(ExecError::Chat)?;
+            let stdin = stdin.expect("checked above");
+            (Some(tok), Job::Chat { template, stdin })
         }
         (None, Some(path)) => {
             let has_tokenizer = args.tokenizer.is_some() || args.weights.join("tokenizer.json").is_file();
@@ -259,9 +351,9 @@ where
             } else {
                 None
             };
-            (tok, read_prompt_ids(path)?)
+            (tok, Job::Once(read_prompt_ids(path)?))
         }
-        (None, None) => unreachable!("clap requires --prompt, --prompt-ids or --chat"),
+        (None, None) => unreachable!("clap requires --prompt, --prompt-ids, --chat or --interactive"),
     };
     let opts = GenerateOptions {
         max_new_tokens: args.max_new_tokens,
@@ -277,47 +369,112 @@ where
             "--stop needs the generated text: give a tokenizer (--tokenizer, or tokenizer.json in --weights)".into(),
         ));
     }
-    let io = Io { tokenizer: tokenizer.as_ref(), stdout, stops: &args.stop };
-    let (gen, text, name, peak, device) = match (args.backend, args.replay) {
+    let ctx = Ctx {
+        plan: &plan,
+        replay: &replay,
+        opts: &opts,
+        tokenizer: tokenizer.as_ref(),
+        stops: &args.stop,
+        system: args.system.as_deref(),
+        json: args.json.as_deref(),
+    };
+    let mut outcome = match (args.backend, args.replay) {
         (BackendArg::Cpu, ReplayArg::InOrder) => {
-            let mut b = CpuBackend::new(&plan, &weights)?;
-            let (gen, text) = drive(&replay, &mut b, &prompt, &opts, io)?;
-            (gen, text, b.describe(), b.peak_device_bytes(), None)
+            work(&ctx, &mut CpuBackend::new(&plan, &weights)?, job, stdout, stderr)?
         }
         (BackendArg::Cpu, ReplayArg::Adversarial) => {
-            let mut b = AdversarialCpu::new(&plan, &weights)?;
-            let (gen, text) = drive(&replay, &mut b, &prompt, &opts, io)?;
-            (gen, text, b.describe(), b.peak_device_bytes(), None)
+            work(&ctx, &mut AdversarialCpu::new(&plan, &weights)?, job, stdout, stderr)?
         }
         (BackendArg::Cuda, _) => {
             let cuda_opts =
                 CudaOptions { enforce_budget: args.enforce_budget, trace: args.trace.clone(), device: args.device };
             let mut b = CudaBackend::new(&plan, &weights, &cuda_opts)?;
-            let (gen, text) = drive(&replay, &mut b, &prompt, &opts, io)?;
+            let mut outcome = work(&ctx, &mut b, job, stdout, stderr)?;
+            // Also what writes --trace (over the whole conversation, with --interactive).
             let m = b.metrics()?;
-            let device = serde_json::json!({
-                "device": m.device,
-                "prefill_device_ms": m.prefill_device_ms,
-                "decode_device_ms_per_token": m.decode_device_ms_per_token,
-                "copy_gbps": m.copy_gbps,
-                "prefill_copy_busy": m.prefill_copy_busy,
-                "decode_copy_busy": m.decode_copy_busy,
-                "arena_bytes": m.arena_bytes,
-                "ballast_bytes": m.ballast_bytes,
-                "pinned_bytes": m.pinned_bytes,
-            });
-            (gen, text, b.describe(), b.peak_device_bytes(), Some(device))
+            if let Outcome::Once(report) = &mut outcome {
+                report.device = Some(serde_json::json!({
+                    "device": m.device,
+                    "prefill_device_ms": m.prefill_device_ms,
+                    "decode_device_ms_per_token": m.decode_device_ms_per_token,
+                    "copy_gbps": m.copy_gbps,
+                    "prefill_copy_busy": m.prefill_copy_busy,
+                    "decode_copy_busy": m.decode_copy_busy,
+                    "arena_bytes": m.arena_bytes,
+                    "ballast_bytes": m.ballast_bytes,
+                    "pinned_bytes": m.pinned_bytes,
+                }));
+            }
+            outcome
         }
     };
-    let mut report = Report::new(&plan, &gen, name, peak);
-    report.text = text;
-    report.device = device;
-    let _ = write!(stderr, "{}", report.render());
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
-        write_atomic(path, (json + "\n").as_bytes()).map_err(|error| ExecError::Write { path: path.clone(), error })?;
+    if let Outcome::Once(report) = &mut outcome {
+        let _ = write!(stderr, "{}", report.render());
+        if let Some(path) = &args.json {
+            let json = serde_json::to_string_pretty(&report).expect("a report always serializes");
+            write_atomic(path, (json + "\n").as_bytes())
+                .map_err(|error| ExecError::Write { path: path.clone(), error })?;
+        }
     }
-    Ok(report)
+    Ok(outcome)
+}
+
+/// Runs `job` on `backend`: one generation, or the conversation.
+fn work<B: Backend>(
+    ctx: &Ctx,
+    backend: &mut B,
+    job: Job,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<Outcome, ExecError>
+where
+    ExecError: From<B::Error>,
+{
+    let (template, stdin) = match job {
+        Job::Once(prompt) => {
+            let io = Io { tokenizer: ctx.tokenizer, stdout, stops: ctx.stops };
+            let (gen, text) = drive(ctx.replay, backend, &prompt, 0, ctx.opts, io)?;
+            let mut report = Report::new(ctx.plan, &gen, backend.describe(), backend.peak_device_bytes());
+            report.text = text;
+            return Ok(Outcome::Once(Box::new(report)));
+        }
+        Job::Chat { template, stdin } => (template, stdin),
+    };
+    let tokenizer = ctx.tokenizer.expect("--interactive loads the tokenizer");
+    let chat = Chat {
+        template: &template,
+        tokenizer,
+        system: ctx.system,
+        max_seq_len: ctx.plan.shape.max_seq_len,
+        terminal: stdin.terminal,
+    };
+    let mut turns = Vec::new();
+    // --json: one line per turn, the file rewritten whole after each (never half a line).
+    let mut lines = String::new();
+    let reply = |prompt: &[u32], cached: usize| -> Result<Reply, ExecError> {
+        let io = Io { tokenizer: Some(tokenizer), stdout: &mut *stdout, stops: ctx.stops };
+        let (generation, text) = drive(ctx.replay, &mut *backend, prompt, cached, ctx.opts, io)?;
+        let report = Report::new(ctx.plan, &generation, backend.describe(), backend.peak_device_bytes());
+        Ok(Reply { generation, text: text.unwrap_or_default(), report })
+    };
+    let done = |turn: TurnReport, stderr: &mut dyn Write| -> Result<(), ExecError> {
+        let _ = writeln!(stderr, "{}", turn.summary());
+        if let Some(path) = ctx.json {
+            lines.push_str(&serde_json::to_string(&turn).expect("a report always serializes"));
+            lines.push('\n');
+            write_atomic(path, lines.as_bytes())
+                .map_err(|error| ExecError::Write { path: path.to_path_buf(), error })?;
+        }
+        turns.push(turn);
+        Ok(())
+    };
+    converse(&chat, stdin.input, stderr, reply, done).map_err(|e| match e {
+        LoopError::Chat(e) => ExecError::Chat(e),
+        LoopError::Tokenizer(e) => ExecError::Tokenizer(e),
+        LoopError::Read(error) => ExecError::Stdin(error),
+        LoopError::Turn(e) => e,
+    })?;
+    Ok(Outcome::Chat(turns))
 }
 
 /// Where generated tokens go.
@@ -328,11 +485,13 @@ struct Io<'a> {
     stops: &'a [String],
 }
 
-/// Generates on `backend`, streaming text (or, without a tokenizer, token ids) to stdout.
+/// Generates on `backend`, streaming text (or, without a tokenizer, token ids)
+/// to stdout; the first `cached` tokens of `prompt` are in its KV cache.
 fn drive<B: Backend>(
     replay: &Replay,
     backend: &mut B,
     prompt: &[u32],
+    cached: usize,
     opts: &GenerateOptions,
     io: Io,
 ) -> Result<(Generation, Option<String>), ExecError>
@@ -342,7 +501,7 @@ where
     let Io { tokenizer, stdout, stops } = io;
     let mut text = tokenizer.map(|tok| TextOut::new(tok, prompt, stops));
     let mut decode_error = None;
-    let gen = generate(replay, backend, prompt, opts, |e| {
+    let gen = generate_continuing(replay, backend, prompt, cached, opts, |e| {
         let mut flow = Flow::Continue;
         match &mut text {
             Some(text) => match text.push(e.token) {

@@ -4,8 +4,15 @@
 //! prompt (up to `max_seq_len`) runs as several prefill passes of up to
 //! `prompt_len` tokens each, each attending over the cache the ones before it
 //! filled — the same computation in pieces, and one weight stream per piece
-//! rather than one per token. A prompt longer than `max_seq_len` is refused,
+//! rather than one per token. A pass far into the sequence feeds fewer tokens,
+//! so that its attention scores fit the scratch the plan sized for a prefill
+//! from position 0 ([`prefill_chunks`]). A prompt longer than `max_seq_len` is refused,
 //! and generation stops when the KV cache is full.
+//!
+//! [`generate_continuing`] continues a sequence whose first tokens the
+//! backend's KV cache already holds from earlier passes (a chat's earlier
+//! turns): only the rest is prefilled, from that position on, exactly as the
+//! later chunks of a long prompt are.
 //!
 //! Greedy decoding without a repetition penalty needs no logits on the host:
 //! [`generate`] then asks the backend for the chosen token alone
@@ -16,7 +23,8 @@
 
 use std::time::Instant;
 
-use djinn_core::plan::PhaseName;
+use djinn_core::activations::ActivationLayout;
+use djinn_core::plan::{PhaseName, Plan};
 use djinn_kernels::{sample_f32, Rng, SampleParams};
 use thiserror::Error;
 
@@ -108,6 +116,10 @@ pub enum GenerateError {
     Token { token: u32, pos: usize, vocab: u64 },
     #[error("cannot write the generated text: {0}")]
     Output(std::io::Error),
+    #[error(
+        "{cached} of the prompt's {prompt} tokens are said to be in the KV cache; at least the last must be prefilled"
+    )]
+    Cached { cached: usize, prompt: usize },
 }
 
 impl From<ReplayError> for GenerateError {
@@ -150,6 +162,8 @@ pub struct Emitted<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
     pub prompt_tokens: usize,
+    /// Of those, how many were already in the KV cache ([`generate_continuing`]) and not prefilled.
+    pub cached_tokens: usize,
     /// The generated tokens (a stop token excluded).
     pub tokens: Vec<u32>,
     pub stop: StopReason,
@@ -161,6 +175,16 @@ pub struct Generation {
     pub decode_copy_bytes: Vec<u64>,
 }
 
+impl Generation {
+    /// How many tokens of the sequence the KV cache holds now, at positions
+    /// `0..n`: the prompt and each generated token that went through a decode
+    /// pass (one per entry of `decode_ms`). The last token chosen has not,
+    /// nor a stop token.
+    pub fn cache_len(&self) -> usize {
+        self.prompt_tokens + self.decode_ms.len()
+    }
+}
+
 /// Runs `prompt` through the plan and generates; `on_token` sees each new token as it is chosen.
 pub fn generate<B: Backend>(
     replay: &Replay,
@@ -169,7 +193,24 @@ pub fn generate<B: Backend>(
     opts: &GenerateOptions,
     on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
 ) -> Result<Generation, GenerateError> {
-    run(replay, backend, prompt, opts, false, on_token)
+    run(replay, backend, prompt, 0, opts, false, on_token)
+}
+
+/// [`generate`] for a `prompt` whose first `cached` tokens are already in
+/// `backend`'s KV cache at positions `0..cached` (earlier passes on this
+/// backend put them there; the caller keeps track of which tokens they were):
+/// only `prompt[cached..]` is prefilled, from position `cached`. What is in
+/// the cache beyond `cached` is overwritten or never attended to. The
+/// repetition penalty sees the whole prompt, as [`generate`] would.
+pub fn generate_continuing<B: Backend>(
+    replay: &Replay,
+    backend: &mut B,
+    prompt: &[u32],
+    cached: usize,
+    opts: &GenerateOptions,
+    on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
+) -> Result<Generation, GenerateError> {
+    run(replay, backend, prompt, cached, opts, false, on_token)
 }
 
 /// [`generate`], with every step's logits brought to the host and shown to `on_token`.
@@ -180,13 +221,14 @@ pub fn generate_with_logits<B: Backend>(
     opts: &GenerateOptions,
     on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
 ) -> Result<Generation, GenerateError> {
-    run(replay, backend, prompt, opts, true, on_token)
+    run(replay, backend, prompt, 0, opts, true, on_token)
 }
 
 fn run<B: Backend>(
     replay: &Replay,
     backend: &mut B,
     prompt: &[u32],
+    cached: usize,
     opts: &GenerateOptions,
     keep_logits: bool,
     mut on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
@@ -199,6 +241,9 @@ fn run<B: Backend>(
     }
     if len > shape.max_seq_len {
         return Err(GenerateError::PromptTooLong { prompt: len, max_seq_len: shape.max_seq_len });
+    }
+    if cached >= prompt.len() {
+        return Err(GenerateError::Cached { cached, prompt: prompt.len() });
     }
     if let Some((pos, &token)) = prompt.iter().enumerate().find(|(_, &t)| t as u64 >= vocab) {
         return Err(GenerateError::Token { token, pos, vocab });
@@ -221,16 +266,17 @@ fn run<B: Backend>(
 
     let start = Instant::now();
     let mut logits = Vec::new();
-    let chunks = prompt.len().div_ceil(shape.prompt_len as usize);
-    for (i, chunk) in prompt.chunks(shape.prompt_len as usize).enumerate() {
-        replay.run_pass(backend, &pass(chunk, i as u64 * shape.prompt_len, PhaseName::Prefill))?;
+    let chunks = prefill_chunks(replay.plan(), cached as u64, len);
+    for (i, &(pos0, n)) in chunks.iter().enumerate() {
+        replay.run_pass(backend, &pass(&prompt[pos0 as usize..][..n as usize], pos0, PhaseName::Prefill))?;
         // Only the last chunk's logits choose a token; the others are waited for like any pass.
-        if i + 1 < chunks {
+        if i + 1 < chunks.len() {
             replay.logits(backend, PhaseName::Prefill)?;
         }
     }
     let mut gen = Generation {
         prompt_tokens: prompt.len(),
+        cached_tokens: cached,
         tokens: Vec::new(),
         stop: StopReason::MaxNewTokens,
         ttft_ms: 0.0,
@@ -273,6 +319,28 @@ fn run<B: Backend>(
         gen.decode_copy_bytes.push(copied);
     }
     Ok(gen)
+}
+
+/// The prefill passes, `(pos0, tokens)`, that take a sequence from `from`
+/// tokens in the cache to `to`: at most `prompt_len` tokens each, and no more
+/// than a pass's attention scores (`num_heads × tokens × (pos0 + tokens)`)
+/// leave room for in the plan's `scores` scratch, which is sized for a prefill
+/// of `prompt_len` tokens from position 0 or a decode step over the whole
+/// cache ([`ActivationLayout`]): a pass far into the sequence gets fewer tokens.
+pub fn prefill_chunks(plan: &Plan, from: u64, to: u64) -> Vec<(u64, u64)> {
+    let arch = &plan.model.arch;
+    let scores = ActivationLayout::new(arch, plan.model.dtype, &plan.shape).buffer("scores").elems;
+    let per_head = scores / arch.num_heads.max(1);
+    let mut out = Vec::new();
+    let mut pos0 = from;
+    while pos0 < to {
+        // The largest n with n·(pos0 + n) <= per_head; at least 1, which a decode step's room always holds.
+        let fits = ((pos0 * pos0 + 4 * per_head).isqrt() - pos0) / 2;
+        let n = fits.min(plan.shape.prompt_len).min(to - pos0).max(1);
+        out.push((pos0, n));
+        pos0 += n;
+    }
+    out
 }
 
 fn ms(since: Instant) -> f64 {

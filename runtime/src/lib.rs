@@ -7,7 +7,7 @@
 //! against [`ops::Ops`]; the [`cpu`] backend implements it with the CPU twins
 //! of the kernels, the [`cuda`] backend with the `.cu` kernels; [`tokenizer`]
 //! turns text into ids and streams ids back into text; [`exec`] is the
-//! command line.
+//! command line, [`interactive`] its chat loop.
 //!
 //! This crate executes plans and decides nothing, so it does not depend on
 //! the compiler; `djinn-profile` (the `djinn-profiler` crate), which needs
@@ -21,6 +21,7 @@ pub mod exec;
 pub mod forward;
 pub mod generate;
 pub mod host;
+pub mod interactive;
 pub mod ops;
 pub mod replay;
 pub mod report;

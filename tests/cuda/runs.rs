@@ -1,7 +1,7 @@
 //! Whole generations on the GPU: greedy tokens and logits against the
 //! fixtures' float32 transformers references, on an all-resident, a
 //! stream-everything, a partly-streamed and a host-computing plan (identical tokens), against
-//! the CPU backend, and with `--enforce-budget` and `--trace`.
+//! the CPU backend, with `--enforce-budget` and `--trace`, and continued from the KV cache.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ use djinn_kernels::check::close_f32;
 use djinn_runtime::backend::Backend;
 use djinn_runtime::cpu::CpuBackend;
 use djinn_runtime::cuda::{check_libraries, CudaBackend, CudaError, CudaOptions};
-use djinn_runtime::generate::{generate, generate_with_logits, Flow, GenerateOptions, Sampling};
+use djinn_runtime::generate::{generate, generate_continuing, generate_with_logits, Flow, GenerateOptions, Sampling};
 use djinn_runtime::replay::{Replay, ReplayOptions};
 use djinn_runtime::weights::Weights;
 use serde_json::Value;
@@ -261,4 +261,46 @@ fn missing_cuda_libraries_are_an_error_not_a_panic() {
     assert!(err.is_absence(), "{err}");
     assert_eq!(err.to_string(), why.to_string());
     println!("without CUDA: {err}");
+}
+
+/// A sequence continued on the backend that holds its first part in the KV
+/// cache ([`generate_continuing`], what `djinn-exec --interactive` does between
+/// turns) chooses the tokens that prefilling the whole sequence afresh
+/// chooses, on every plan (the host-compute one included) and as the CPU
+/// backend does; the continuation is long enough that its later prefill
+/// passes are shortened to fit the attention scratch.
+#[test]
+fn cuda_continuing_from_the_kv_cache_matches_a_full_prefill() {
+    const TEST: &str = "cuda_continuing_from_the_kv_cache_matches_a_full_prefill";
+    let refs = reference();
+    let model = "tiny-llama-gqa";
+    let prompts: Vec<Vec<u32>> =
+        refs[model]["prompts"].as_array().unwrap().iter().map(|p| ids(&p["input_ids"])).collect();
+    let opts = GenerateOptions { max_new_tokens: 8, sampling: Sampling::greedy(), stop_tokens: vec![] };
+    for (name, plan) in plans(model) {
+        let replay = Replay::new(&plan, ReplayOptions::default()).unwrap();
+        let weights = Weights::open(&fixture(model), &plan).unwrap();
+        let Some(mut gpu) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };
+        let mut cpu = CpuBackend::new(&plan, &weights).unwrap();
+        let first = &prompts[0];
+        let gen = generate(&replay, &mut gpu, first, &opts, |_| Ok(Flow::Continue)).unwrap();
+        // The cached sequence, then more text (later prompts without their BOS), up to 80 positions.
+        let mut seq: Vec<u32> = first.iter().chain(&gen.tokens).copied().take(gen.cache_len()).collect();
+        for p in &prompts[1..] {
+            seq.extend(&p[1..]);
+        }
+        seq.truncate(80);
+        let cached = gen.cache_len();
+        assert!(seq.len() - cached > 32, "{name}: the continuation spans several prefill passes");
+        let shrunk = djinn_runtime::generate::prefill_chunks(&plan, cached as u64, seq.len() as u64);
+        assert!(shrunk.iter().any(|&(_, n)| n < plan.shape.prompt_len), "{name}: {shrunk:?}");
+        let continued = generate_continuing(&replay, &mut gpu, &seq, cached, &opts, |_| Ok(Flow::Continue)).unwrap();
+        assert_eq!(continued.cached_tokens, cached);
+        let fresh = generate(&replay, &mut gpu, &seq, &opts, |_| Ok(Flow::Continue)).unwrap();
+        assert_eq!(continued.tokens, fresh.tokens, "{model} {name}: continued vs prefilled whole on the GPU");
+        generate(&replay, &mut cpu, first, &opts, |_| Ok(Flow::Continue)).unwrap();
+        let on_cpu = generate_continuing(&replay, &mut cpu, &seq, cached, &opts, |_| Ok(Flow::Continue)).unwrap();
+        assert_eq!(continued.tokens, on_cpu.tokens, "{model} {name}: continued on the GPU vs on the CPU");
+        println!("{model} {name}: {cached} cached, {} prefilled in {shrunk:?}", seq.len() - cached);
+    }
 }

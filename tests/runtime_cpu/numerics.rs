@@ -85,6 +85,27 @@ fn a_prompt_longer_than_prompt_len_runs_as_several_prefill_passes() {
     }
 }
 
+/// The same prompt through a plan whose attention scratch (sized for a
+/// prefill of 8 tokens from position 0, or a decode step over 40 positions)
+/// cannot hold 8 queries over 16 or more positions: later passes feed fewer
+/// tokens (8, 4, 4, 3, …), where a full-width pass would overrun it.
+#[test]
+fn prefill_passes_far_into_the_sequence_shrink_to_fit_the_attention_scratch() {
+    let r = reference(GQA).iter().max_by_key(|r| r.input_ids.len()).unwrap();
+    let n = r.input_ids.len() as u64;
+    let plan = plan_for(GQA, Strategy::Djinn, None, 8, n + 8);
+    let chunks = djinn_runtime::generate::prefill_chunks(&plan, 0, n);
+    assert!(chunks.iter().any(|&(_, t)| t < 8) && chunks.len() > n.div_ceil(8) as usize, "{chunks:?}");
+    let heads = plan.model.arch.num_heads;
+    let scores = heads * (8 * 8u64).max(n + 8);
+    assert!(chunks.iter().all(|&(p, t)| heads * t * (p + t) <= scores), "{chunks:?} within {scores}");
+    assert_eq!(chunks.iter().map(|c| c.1).sum::<u64>(), n);
+    assert!(chunks.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+    let run = run(&plan, GQA, &r.input_ids, 8, Mode::InOrder, ReplayOptions::default());
+    check_logits(&format!("{GQA} {:?} prefill logits (shrunk passes)", r.prompt), &run.logits[0], &r.last_logits);
+    assert_eq!(run.tokens, r.greedy_ids[..8]);
+}
+
 #[test]
 fn tokenizer_gives_the_reference_ids_with_bos_exactly_once() {
     for name in FIXTURES {

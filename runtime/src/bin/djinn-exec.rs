@@ -1,13 +1,17 @@
-//! `djinn-exec`: replays a plan. All the work is in `djinn_runtime::exec::run`.
+//! `djinn-exec`: replays a plan. All the work is in `djinn_runtime::exec::run_with_stdin`.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use djinn_runtime::exec::{run, ExecError};
+use djinn_runtime::exec::{run_with_stdin, ExecError, Stdin};
 
 fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
-    match run(std::env::args_os(), &mut stdout, &mut stderr) {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let mut input = stdin.lock();
+    match run_with_stdin(std::env::args_os(), Stdin { input: &mut input, terminal }, &mut stdout, &mut stderr) {
         Ok(_) => ExitCode::SUCCESS,
         // --help, --version and usage errors, formatted and exited as clap does.
         Err(ExecError::Args(e)) => e.exit(),
