@@ -24,7 +24,7 @@ use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
 use djinn_runtime::cpu::CpuOps;
 use djinn_runtime::host::HostArena;
-use djinn_runtime::ops::{AttnShape, Buf, Ops};
+use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
 fn main() -> Result<()> {
     let (mut hidden, mut inter, mut heads, mut kv_heads, mut head_dim, mut pos, mut reps) =
@@ -68,7 +68,7 @@ fn main() -> Result<()> {
     arena.fill(0x2c);
     arena[x.offset as usize..(x.offset + x.bytes()) as usize].fill(0);
     let mut ops = CpuOps::new(&mut arena);
-    let shape = AttnShape { tokens: 1, pos0: pos, num_heads: heads, num_kv_heads: kv_heads, head_dim, rope_theta: 1e4, window: None };
+    let shape = AttnShape { tokens: 1, pos0: pos, num_heads: heads, num_kv_heads: kv_heads, head_dim, rope: RopeTable::unscaled(head_dim, 1e4), window: None };
     let mut total = 0.0;
     let mut time = |name: &str, bytes: u64, f: &mut dyn FnMut(&mut CpuOps) -> Result<()>| -> Result<()> {
         f(&mut ops)?;
