@@ -1,7 +1,10 @@
 //! Integration tests: runtime_cpu — `djinn-exec`'s CPU backend end to end on
-//! the tiny Llama fixtures (written by transformers, with float32 reference
+//! the tiny fixtures (written by transformers, with float32 reference
 //! logits and greedy tokens in `tests/fixtures/reference.json`), on plans
-//! compiled by the compiler library.
+//! compiled by the compiler library: two Llama 2 ones, and one for each
+//! newer family with what it computes differently (Llama 3's scaled RoPE,
+//! Qwen2's q/k/v biases, Qwen3's q/k norms and wide heads, Mistral's sliding
+//! window), every test run on each.
 //!
 //! * [`numerics`]: logits against the reference within a stated tolerance,
 //!   greedy tokens identical, the tokenizer's ids (BOS once);
@@ -29,7 +32,15 @@ use serde_json::Value;
 
 pub const MHA: &str = "tiny-llama-mha";
 pub const GQA: &str = "tiny-llama-gqa";
-pub const FIXTURES: [&str; 2] = [MHA, GQA];
+/// Llama 3.x: llama3 RoPE scaling, grouped-query, tied; a 4.x-form config.json.
+pub const LLAMA3: &str = "tiny-llama3";
+/// Qwen2.5: q/k/v projection biases, bf16 weights, tied.
+pub const QWEN2: &str = "tiny-qwen2";
+/// Qwen3: per-head q/k RMSNorm, head_dim 16 with 4 heads over a 32-wide stream, tied.
+pub const QWEN3: &str = "tiny-qwen3";
+/// Mistral v0.1: a 12-position sliding window, shorter than a prompt plus its greedy tokens.
+pub const MISTRAL: &str = "tiny-mistral";
+pub const FIXTURES: [&str; 6] = [MHA, GQA, LLAMA3, QWEN2, QWEN3, MISTRAL];
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -81,9 +92,15 @@ pub fn reference(name: &str) -> &'static [RefPrompt] {
 
 /// A plan for fixture `name` compiled by the compiler library for a T4.
 pub fn plan_for(name: &str, strategy: Strategy, budget: Option<u64>, prompt_len: u64, max_seq_len: u64) -> Plan {
+    plan_for_dir(&fixture(name), strategy, budget, prompt_len, max_seq_len)
+}
+
+/// [`plan_for`] the model in `dir`.
+pub fn plan_for_dir(dir: &Path, strategy: Strategy, budget: Option<u64>, prompt_len: u64, max_seq_len: u64) -> Plan {
+    let name = dir.display();
     let req = CompileRequest {
         gpu: "t4".into(),
-        model: fixture(name).display().to_string(),
+        model: dir.display().to_string(),
         options: Options {
             budget,
             prompt_len,
@@ -159,7 +176,12 @@ impl Run {
 
 /// Greedy generation of `n` tokens (EOS ignored) on the CPU backend.
 pub fn run(plan: &Plan, name: &str, prompt: &[u32], n: u64, mode: Mode, opts: ReplayOptions) -> Run {
-    let weights = Weights::open(&fixture(name), plan).unwrap();
+    run_dir(plan, &fixture(name), prompt, n, mode, opts)
+}
+
+/// [`run`] on the model in `dir`.
+pub fn run_dir(plan: &Plan, dir: &Path, prompt: &[u32], n: u64, mode: Mode, opts: ReplayOptions) -> Run {
+    let weights = Weights::open(dir, plan).unwrap();
     let replay = Replay::new(plan, opts).unwrap();
     let gen_opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::greedy(), stop_tokens: vec![] };
     let mut logits = Vec::new();

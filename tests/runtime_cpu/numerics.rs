@@ -142,3 +142,36 @@ fn a_byte_token_that_invalidates_streamed_text_does_not_stop_the_stream() {
     assert!(pieces[3].as_deref().is_some_and(|p| p.ends_with(" a")), "{pieces:?}");
     assert_eq!(pieces[4].as_deref(), Some(" time"));
 }
+
+/// The Mistral fixture's window (12 positions) must matter, or its test
+/// would pass with full attention: the same weights with `sliding_window:
+/// null` in config.json (full attention) give logits the reference rejects,
+/// past the window (the long prompt's prefill and the 16th decode step),
+/// while inside it (the short prompt's 6 positions) nothing changes.
+#[test]
+fn the_sliding_window_fixture_fails_its_reference_under_full_attention() {
+    let scratch = Scratch::new("window_matters");
+    let dir = scratch.copy_fixture(MISTRAL);
+    let config_path = dir.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["sliding_window"] = Value::Null;
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let windowed = resident_plan(MISTRAL);
+    let full = plan_for_dir(&dir, Strategy::Djinn, None, 64, 256);
+    let window = windowed.model.arch.window_of(0).expect("every Mistral layer has a window");
+    assert_eq!(full.model.arch.window_of(0), None);
+    for r in reference(MISTRAL) {
+        let step = r.decode_check_step;
+        let (n, opts) = (step as u64 + 1, ReplayOptions::default());
+        let w = run(&windowed, MISTRAL, &r.input_ids, n, Mode::InOrder, opts);
+        let f = run_dir(&full, &dir, &r.input_ids, n, Mode::InOrder, opts);
+        let off = |got: &[f32], want: &[f64]| close("", got, want, ATOL, RTOL).is_err();
+        assert!(!off(&w.logits[step], &r.step_logits), "{:?}: the windowed run matches", r.prompt);
+        assert!(off(&f.logits[step], &r.step_logits), "{:?}: full attention past the window must miss", r.prompt);
+        let prefill_past_window = r.input_ids.len() as u64 > window;
+        assert_eq!(off(&f.logits[0], &r.last_logits), prefill_past_window, "{:?} prefill", r.prompt);
+        if !prefill_past_window {
+            assert_eq!(w.logits[0], f.logits[0], "{:?}: inside the window the two are the same computation", r.prompt);
+        }
+    }
+}
