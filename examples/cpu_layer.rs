@@ -68,7 +68,15 @@ fn main() -> Result<()> {
     arena.fill(0x2c);
     arena[x.offset as usize..(x.offset + x.bytes()) as usize].fill(0);
     let mut ops = CpuOps::new(&mut arena);
-    let shape = AttnShape { tokens: 1, pos0: pos, num_heads: heads, num_kv_heads: kv_heads, head_dim, rope: RopeTable::unscaled(head_dim, 1e4), window: None };
+    let shape = AttnShape {
+        tokens: 1,
+        pos0: pos,
+        num_heads: heads,
+        num_kv_heads: kv_heads,
+        head_dim,
+        rope: RopeTable::unscaled(head_dim, 1e4),
+        window: None,
+    };
     let mut total = 0.0;
     let mut time = |name: &str, bytes: u64, f: &mut dyn FnMut(&mut CpuOps) -> Result<()>| -> Result<()> {
         f(&mut ops)?;

@@ -179,9 +179,19 @@ fn main() -> Result<()> {
             })?;
             row("qkv", format!("{n}x{h} . ({q_dim}+2x{kv_dim})x{h}"), us, mm(q_dim + 2 * kv_dim, h));
             let us = time(&mut ops, r, |o, _| Ok(o.rope_kv_store(q, k, v, k_cache, v_cache, shape)?))?;
-            row("rope_kv_store", format!("{n}x({}+{})x{}", s.heads, s.kv_heads, s.head_dim), us, ((q_dim * 2 + kv_dim * 3) * n * 2) as f64);
+            row(
+                "rope_kv_store",
+                format!("{n}x({}+{})x{}", s.heads, s.kv_heads, s.head_dim),
+                us,
+                ((q_dim * 2 + kv_dim * 3) * n * 2) as f64,
+            );
             let us = time(&mut ops, r, |o, _| Ok(o.attention(attn, q, k_cache, v_cache, scores, shape)?))?;
-            row("attention", format!("{n} q over {} keys", pos0 + n), us, ((pos0 + n) * kv_dim * 4 + n * q_dim * 4) as f64);
+            row(
+                "attention",
+                format!("{n} q over {} keys", pos0 + n),
+                us,
+                ((pos0 + n) * kv_dim * 4 + n * q_dim * 4) as f64,
+            );
             let us = time(&mut ops, r, |o, i| Ok(o.matmul_residual(x, proj, attn, w(i).o, n, h, q_dim)?))?;
             row("o_proj + residual", format!("{n}x{q_dim} . {h}x{q_dim}"), us, mm(h, q_dim));
             let us = time(&mut ops, r, |o, i| {
@@ -192,8 +202,19 @@ fn main() -> Result<()> {
             let us = time(&mut ops, r, |o, i| Ok(o.matmul_residual(x, proj, gate, w(i).down, n, h, inter)?))?;
             row("down + residual", format!("{n}x{inter} . {h}x{inter}"), us, mm(h, inter));
             let us = time(&mut ops, r, |o, i| Ok(o.matmul(logits, xn, w(i).head, 1, s.vocab, h)?))?;
-            row("lm_head (f32 out)", format!("1x{h} . {}x{h}", s.vocab), us, ((h + s.vocab * h) * 2 + s.vocab * 4) as f64);
-            let how = if n > 8 { "cuBLAS" } else if fused { "fused: GEMV kernels" } else { "unfused: cuBLAS" };
+            row(
+                "lm_head (f32 out)",
+                format!("1x{h} . {}x{h}", s.vocab),
+                us,
+                ((h + s.vocab * h) * 2 + s.vocab * 4) as f64,
+            );
+            let how = if n > 8 {
+                "cuBLAS"
+            } else if fused {
+                "fused: GEMV kernels"
+            } else {
+                "unfused: cuBLAS"
+            };
             println!("-- {phase} ({n} tokens at position {pos0}), {how}");
             let mut layer = 0.0;
             for (op, dims, us, bytes) in &rows {

@@ -393,7 +393,7 @@ mod tests {
         case::<f16>(9, 0, 4, 2, 16, 3); // prefill longer than the window
         case::<bf16>(4, 6, 6, 2, 16, 5); // a chunk after a prefix
         case::<f16>(1, 12, 4, 4, 16, 4); // decode
-        // Past the window the output must change: the same inputs, full attention.
+                                         // Past the window the output must change: the same inputs, full attention.
         let (windowed, full) = (case::<f16>(9, 0, 4, 2, 16, 3), case::<f16>(9, 0, 4, 2, 16, 0));
         let q_dim = 4 * 16;
         assert_eq!(windowed[..3 * q_dim], full[..3 * q_dim], "rows inside the window see the same positions");

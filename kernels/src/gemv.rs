@@ -67,7 +67,8 @@ mod tests {
     fn epilogues_are_the_unfused_ops<W: Half>() {
         let (m, n, k) = (3, 37, 40);
         let mut rng = Rng::new(7);
-        let (x, w, w2) = (halves::<W>(&mut rng, m * k, 1.0), halves(&mut rng, n * k, 0.2), halves(&mut rng, n * k, 0.2));
+        let (x, w, w2) =
+            (halves::<W>(&mut rng, m * k, 1.0), halves(&mut rng, n * k, 0.2), halves(&mut rng, n * k, 0.2));
         let mut stored = vec![W::from_f32(0.0); m * n];
         gemv(GemvOut::Store(&mut stored), &w, &x, m, n, k);
         let mut want = vec![W::from_f32(0.0); m * n];

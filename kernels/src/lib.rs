@@ -26,8 +26,8 @@ pub mod sample;
 pub mod simd;
 pub mod team;
 
-pub use elem::{Elem, Half};
 pub use attention::{attn_partial_len, ATTN_CHUNK};
+pub use elem::{Elem, Half};
 pub use elementwise::copy_f32;
 pub use gemv::GemvOut;
 pub use half::{bf16, f16};

@@ -421,6 +421,7 @@ fn rope_table(hd: usize, theta: f32, scaled: bool) -> RopeTable {
     RopeTable::of(&arch).unwrap()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, theta: f32, scaled: bool) {
     d.reset();
     let mut rng = seed(&[t as u64, p as u64, hd as u64]);
@@ -493,7 +494,9 @@ fn attn_softmax_matches_its_twin() {
         softmax_case::<bf16>(&mut d, h, t, p, stride, None);
     }
     // Sliding windows: shorter than a prefill triangle, straddling a prefix, one position, wider than the row.
-    for (h, t, p, stride, w) in [(6, 21, 0, 24, 8), (2, 17, 30, 48, 13), (4, 3, 5, 8, 1), (3, 2, 4000, 4002, 4096), (5, 1, 9000, 9001, 4096)] {
+    for (h, t, p, stride, w) in
+        [(6, 21, 0, 24, 8), (2, 17, 30, 48, 13), (4, 3, 5, 8, 1), (3, 2, 4000, 4002, 4096), (5, 1, 9000, 9001, 4096)]
+    {
         softmax_case::<f16>(&mut d, h, t, p, stride, Some(w));
         softmax_case::<bf16>(&mut d, h, t, p, stride, Some(w));
     }
@@ -669,7 +672,8 @@ fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
     // q, k, v: three segments of different lengths in one launch.
     let ns = [n, n.div_ceil(3), n.div_ceil(3)];
     let outs: Vec<Buf> = ns.iter().map(|&r| d.alloc((m * r) as u64, W::DT)).collect();
-    d.ops.qkv([outs[0], outs[1], outs[2]], bx, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
+    d.ops
+        .qkv([outs[0], outs[1], outs[2]], bx, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
         .unwrap();
     for i in 0..3 {
         let mut want = vec![W::from_f32(0.0); m * ns[i]];
@@ -800,7 +804,8 @@ fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: u
     let mut part = vec![0f32; plen];
     W::attn_decode(&mut part, &q, &kc, &vc, seq, h, kv, hd, (hd as f64).powf(-0.5) as f32, window.unwrap_or(0));
     // Splits wholly before the window hold m = -inf on both sides: compare them as a finite stand-in.
-    let finite = |v: Vec<f32>| v.into_iter().map(|x| if x == f32::NEG_INFINITY { -1e30 } else { x }).collect::<Vec<_>>();
+    let finite =
+        |v: Vec<f32>| v.into_iter().map(|x| if x == f32::NEG_INFINITY { -1e30 } else { x }).collect::<Vec<_>>();
     let part = finite(part);
     let mut out = vec![W::from_f32(0.0); h * hd];
     W::attn_combine(&mut out, &part, h, splits, hd);
@@ -813,16 +818,27 @@ fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: u
 #[test]
 fn attn_decode_and_combine_match_their_twins() {
     let Some(mut d) = dev("attn_decode_and_combine_match_their_twins") else { return };
-    for (seq, h, kv, hd) in
-        [(1, 4, 4, 16), (37, 6, 2, 16), (256, 8, 8, 64), (300, 32, 8, 128), (513, 4, 2, 256), (100, 4, 1, 8), (4001, 40, 40, 128)]
-    {
+    for (seq, h, kv, hd) in [
+        (1, 4, 4, 16),
+        (37, 6, 2, 16),
+        (256, 8, 8, 64),
+        (300, 32, 8, 128),
+        (513, 4, 2, 256),
+        (100, 4, 1, 8),
+        (4001, 40, 40, 128),
+    ] {
         attn_decode_case::<f16>(&mut d, seq, h, kv, hd, None);
         attn_decode_case::<bf16>(&mut d, seq, h, kv, hd, None);
     }
     // Windows: whole splits skipped, the edge inside a split, on a split boundary, one row, wider than the cache.
-    for (seq, h, kv, hd, w) in
-        [(300, 8, 2, 64, 100), (4001, 40, 8, 128, 4096), (700, 4, 1, 128, 64), (129, 4, 2, 16, 1), (50, 6, 2, 32, 4096), (513, 4, 2, 256, 200)]
-    {
+    for (seq, h, kv, hd, w) in [
+        (300, 8, 2, 64, 100),
+        (4001, 40, 8, 128, 4096),
+        (700, 4, 1, 128, 64),
+        (129, 4, 2, 16, 1),
+        (50, 6, 2, 32, 4096),
+        (513, 4, 2, 256, 200),
+    ] {
         attn_decode_case::<f16>(&mut d, seq, h, kv, hd, Some(w));
         attn_decode_case::<bf16>(&mut d, seq, h, kv, hd, Some(w));
     }

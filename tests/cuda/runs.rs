@@ -20,6 +20,11 @@ use crate::skip::{skip, Skip};
 
 const NEW_TOKENS: u64 = 32;
 
+/// Every fixture: the two Llama 2 ones, and one per newer family (llama3
+/// RoPE, Qwen2 biases in bf16, Qwen3 q/k norms with wide heads, Mistral's window).
+const FIXTURES: [&str; 6] =
+    ["tiny-llama-mha", "tiny-llama-gqa", "tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-mistral"];
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
@@ -143,7 +148,7 @@ fn logits_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
 fn cuda_generation_matches_the_references_on_resident_and_streamed_plans() {
     const TEST: &str = "cuda_generation_matches_the_references_on_resident_and_streamed_plans";
     let refs = reference();
-    for model in ["tiny-llama-mha", "tiny-llama-gqa"] {
+    for model in FIXTURES {
         let mut per_plan: Vec<(String, Vec<Run>)> = Vec::new();
         for (name, plan) in plans(model) {
             let weights = Weights::open(&fixture(model), &plan).unwrap();
@@ -177,8 +182,7 @@ fn cuda_generation_matches_the_references_on_resident_and_streamed_plans() {
 fn cuda_and_cpu_backends_agree_on_the_same_plan() {
     const TEST: &str = "cuda_and_cpu_backends_agree_on_the_same_plan";
     let refs = reference();
-    let model = "tiny-llama-gqa";
-    for strategy in [Strategy::Djinn, Strategy::StreamAll] {
+    for (model, strategy) in FIXTURES[1..].iter().flat_map(|&m| [(m, Strategy::Djinn), (m, Strategy::StreamAll)]) {
         let plan = plan(model, strategy, None).unwrap();
         let weights = Weights::open(&fixture(model), &plan).unwrap();
         let Some(mut gpu) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };

@@ -269,9 +269,11 @@ fn cli_runs_llama3_rope_and_refuses_by_name_a_rope_type_it_cannot_run() {
     config["rope_parameters"] = yarn;
     std::fs::write(&config_path, config.to_string()).unwrap();
     let yarn_plan = scratch.0.join("yarn.toml").display().to_string();
-    let argv = ["djinn-compile", "--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64", "-o", &yarn_plan]
-        .map(|s| s.to_string());
-    let err = format!("{:#}", djinn_compiler::cli::run(argv).err().expect("a yarn config is refused"));
+    let argv =
+        ["djinn-compile", "--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64", "-o", &yarn_plan]
+            .map(|s| s.to_string());
+    let Err(err) = djinn_compiler::cli::run(argv) else { panic!("a yarn config is refused") };
+    let err = format!("{err:#}");
     assert!(err.contains("\"yarn\" is not supported") && err.contains("scales the attention logits"), "{err}");
     // The plan compiled for the llama3 table no longer matches the weights' config: refused too.
     let err = exec_tokens(&plan, &dir, &args).unwrap_err();

@@ -211,7 +211,10 @@ impl Ops for CpuOps<'_> {
         const OP: &str = "add_bias";
         self.check(OP, &[(out, true), (bias, false)])?;
         if out.elems < rows * count || bias.elems < count {
-            return Err(CpuError::Shape { op: OP, message: format!("{rows}x{count} rows into {} elements, bias of {}", out.elems, bias.elems) });
+            return Err(CpuError::Shape {
+                op: OP,
+                message: format!("{rows}x{count} rows into {} elements, bias of {}", out.elems, bias.elems),
+            });
         }
         // SAFETY: checked above.
         unsafe {
@@ -226,7 +229,10 @@ impl Ops for CpuOps<'_> {
         const OP: &str = "head_rmsnorm";
         self.check(OP, &[(x, true), (w, false)])?;
         if x.elems < rows * dim || w.elems < dim {
-            return Err(CpuError::Shape { op: OP, message: format!("{rows}x{dim} rows in {} elements, weight of {}", x.elems, w.elems) });
+            return Err(CpuError::Shape {
+                op: OP,
+                message: format!("{rows}x{dim} rows in {} elements, weight of {}", x.elems, w.elems),
+            });
         }
         // SAFETY: checked above.
         unsafe {

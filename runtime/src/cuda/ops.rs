@@ -28,9 +28,9 @@ use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
 
 use super::blas::{Blas, Strided};
-use super::gemv::Epilogue;
 use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
+use super::gemv::Epilogue;
 use super::nvrtc::Kernels;
 use crate::ops::{unfused, AttnShape, Buf, Ops, MAX_ROPE_PAIRS};
 
@@ -305,7 +305,13 @@ impl CudaOps {
         self.launch(OP, name, u32_of(OP, "rows", rows)?.max(1), threads, 0, &mut a)
     }
 
-    pub(super) fn range(&self, op: &'static str, operand: &'static str, offset: u64, bytes: u64) -> Result<(), CudaError> {
+    pub(super) fn range(
+        &self,
+        op: &'static str,
+        operand: &'static str,
+        offset: u64,
+        bytes: u64,
+    ) -> Result<(), CudaError> {
         let end = offset.saturating_add(bytes);
         if end > self.arena.bytes {
             return Err(CudaError::OutOfArena { op, operand, offset, end, arena: self.arena.bytes });
