@@ -3,7 +3,7 @@
 //! logits and greedy tokens in `tests/fixtures/reference.json`), on plans
 //! compiled by the compiler library: two Llama 2 ones, and one for each
 //! newer family with what it computes differently (Llama 3's scaled RoPE,
-//! Qwen2's q/k/v biases, Qwen3's q/k norms and wide heads, Mistral's sliding
+//! Qwen2's q/k/v biases, Qwen3's q/k norms, wide heads and o bias, Mistral's sliding
 //! window), every test run on each.
 //!
 //! * [`numerics`]: logits against the reference within a stated tolerance,
@@ -36,7 +36,8 @@ pub const GQA: &str = "tiny-llama-gqa";
 pub const LLAMA3: &str = "tiny-llama3";
 /// Qwen2.5: q/k/v projection biases, bf16 weights, tied.
 pub const QWEN2: &str = "tiny-qwen2";
-/// Qwen3: per-head q/k RMSNorm, head_dim 16 with 4 heads over a 32-wide stream, tied.
+/// Qwen3: per-head q/k RMSNorm, head_dim 16 with 4 heads over a 32-wide stream, tied, with
+/// `attention_bias` (q/k/v and o biases: the fixture that runs an o bias).
 pub const QWEN3: &str = "tiny-qwen3";
 /// Mistral v0.1: a 12-position sliding window, shorter than a prompt plus its greedy tokens.
 pub const MISTRAL: &str = "tiny-mistral";

@@ -21,7 +21,7 @@ use crate::skip::{skip, Skip};
 const NEW_TOKENS: u64 = 32;
 
 /// Every fixture: the two Llama 2 ones, and one per newer family (llama3
-/// RoPE, Qwen2 biases in bf16, Qwen3 q/k norms with wide heads, Mistral's window).
+/// RoPE, Qwen2 biases in bf16, Qwen3 q/k norms with wide heads and an o bias, Mistral's window).
 const FIXTURES: [&str; 6] =
     ["tiny-llama-mha", "tiny-llama-gqa", "tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-mistral"];
 

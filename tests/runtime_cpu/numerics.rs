@@ -175,3 +175,23 @@ fn the_sliding_window_fixture_fails_its_reference_under_full_attention() {
         }
     }
 }
+
+/// Likewise the Llama 3 fixture's RoPE scaling: with `rope_scaling: null`
+/// (the unscaled theta table) the decode-step logits miss the reference.
+#[test]
+fn the_llama3_fixture_fails_its_reference_with_unscaled_rope() {
+    let scratch = Scratch::new("rope_scaling_matters");
+    let dir = scratch.copy_fixture(LLAMA3);
+    let config_path = dir.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    assert_eq!(config["rope_scaling"]["rope_type"], "llama3", "the fixture keeps the 4.x form");
+    config["rope_scaling"] = Value::Null;
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let unscaled = plan_for_dir(&dir, Strategy::Djinn, None, 64, 256);
+    assert!(unscaled.model.arch.rope_scaling.is_default());
+    for r in reference(LLAMA3) {
+        let step = r.decode_check_step;
+        let run = run_dir(&unscaled, &dir, &r.input_ids, step as u64 + 1, Mode::InOrder, ReplayOptions::default());
+        assert!(close("", &run.logits[step], &r.step_logits, ATOL, RTOL).is_err(), "{:?}", r.prompt);
+    }
+}
