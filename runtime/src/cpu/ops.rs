@@ -16,7 +16,7 @@ use djinn_kernels::{attention, elementwise, matmul, rope};
 use half::{bf16, f16};
 
 use super::CpuError;
-use crate::ops::{AttnShape, Buf, Ops};
+use crate::ops::{AttnShape, Buf, Ops, MAX_ROPE_PAIRS};
 
 /// The host arena, lent to one op at a time.
 pub struct CpuOps<'a> {
@@ -158,6 +158,10 @@ impl Ops for CpuOps<'_> {
     fn rope(&mut self, q: Buf, k: Buf, s: AttnShape) -> Result<(), CpuError> {
         const OP: &str = "rope";
         self.check(OP, &[(q, true), (k, true)])?;
+        if !s.head_dim.is_multiple_of(2) || s.head_dim / 2 > MAX_ROPE_PAIRS as u64 {
+            let message = format!("head_dim {} must be even and at most {}", s.head_dim, 2 * MAX_ROPE_PAIRS);
+            return Err(CpuError::Shape { op: OP, message });
+        }
         // SAFETY: checked above.
         unsafe {
             by_dtype!(q.dtype, "rope", T => {
