@@ -59,36 +59,55 @@ pub struct RefPrompt {
     pub greedy_text: String,
 }
 
+fn reference_json() -> &'static Value {
+    static JSON: OnceLock<Value> = OnceLock::new();
+    JSON.get_or_init(|| serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap()).unwrap())
+}
+
+fn parse_prompts(entry: &Value) -> Vec<RefPrompt> {
+    let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let floats = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
+    entry["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| RefPrompt {
+            prompt: p["prompt"].as_str().unwrap().to_string(),
+            input_ids: ids(&p["input_ids"]),
+            last_logits: floats(&p["last_logits"]),
+            decode_check_step: p["decode_check_step"].as_u64().unwrap() as usize,
+            step_logits: floats(&p["step_logits"]),
+            greedy_ids: ids(&p["greedy_ids"]),
+            greedy_text: p["greedy_text"].as_str().unwrap().to_string(),
+        })
+        .collect()
+}
+
 /// The reference prompts of fixture `name`.
 pub fn reference(name: &str) -> &'static [RefPrompt] {
     static REF: OnceLock<Vec<(String, Vec<RefPrompt>)>> = OnceLock::new();
-    let all = REF.get_or_init(|| {
-        let text = std::fs::read_to_string(fixture("reference.json")).unwrap();
-        let json: Value = serde_json::from_str(&text).unwrap();
-        let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-        let floats = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
-        FIXTURES
-            .iter()
-            .map(|&f| {
-                let prompts = json[f]["prompts"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| RefPrompt {
-                        prompt: p["prompt"].as_str().unwrap().to_string(),
-                        input_ids: ids(&p["input_ids"]),
-                        last_logits: floats(&p["last_logits"]),
-                        decode_check_step: p["decode_check_step"].as_u64().unwrap() as usize,
-                        step_logits: floats(&p["step_logits"]),
-                        greedy_ids: ids(&p["greedy_ids"]),
-                        greedy_text: p["greedy_text"].as_str().unwrap().to_string(),
-                    })
-                    .collect();
-                (f.to_string(), prompts)
-            })
-            .collect()
-    });
+    let all =
+        REF.get_or_init(|| FIXTURES.iter().map(|&f| (f.to_string(), parse_prompts(&reference_json()[f]))).collect());
     &all.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// A variant of a fixture in `reference.json` (its `base` fixture's weights
+/// under a changed config.json; no files of its own): a scratch copy of the
+/// base with the variant's `config` keys applied (null deletes a key), and
+/// its reference prompts.
+pub fn variant(scratch: &Scratch, name: &str) -> (PathBuf, Vec<RefPrompt>) {
+    let entry = &reference_json()[name];
+    let dir = scratch.copy_fixture(entry["base"].as_str().unwrap());
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (k, v) in entry["config"].as_object().unwrap() {
+        match v {
+            Value::Null => config.as_object_mut().unwrap().remove(k),
+            v => config.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+        };
+    }
+    std::fs::write(&path, config.to_string()).unwrap();
+    (dir, parse_prompts(entry))
 }
 
 /// A plan for fixture `name` compiled by the compiler library for a T4.
