@@ -24,7 +24,7 @@ use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
 use djinn_runtime::cpu::CpuOps;
 use djinn_runtime::host::HostArena;
-use djinn_runtime::ops::{AttnShape, Buf, Ops};
+use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
 fn main() -> Result<()> {
     let (mut hidden, mut inter, mut heads, mut kv_heads, mut head_dim, mut pos, mut reps) =
@@ -74,7 +74,7 @@ fn main() -> Result<()> {
         num_heads: heads,
         num_kv_heads: kv_heads,
         head_dim,
-        rope_theta: 1e4,
+        rope: RopeTable::unscaled(head_dim, 1e4),
         window: None,
     };
     let mut total = 0.0;

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
 use djinn_runtime::cuda::{CudaOps, Event};
-use djinn_runtime::ops::{AttnShape, Buf, Ops};
+use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
 struct Shape {
     hidden: u64,
@@ -160,7 +160,7 @@ fn main() -> Result<()> {
             num_heads: s.heads,
             num_kv_heads: s.kv_heads,
             head_dim: s.head_dim,
-            rope_theta: 1e4,
+            rope: RopeTable::unscaled(s.head_dim, 1e4),
             window: None,
         };
         // Bytes a product must move: weights once, inputs and outputs once.

@@ -1,7 +1,10 @@
 //! Integration tests: runtime_cpu — `djinn-exec`'s CPU backend end to end on
-//! the tiny Llama fixtures (written by transformers, with float32 reference
+//! the tiny fixtures (written by transformers, with float32 reference
 //! logits and greedy tokens in `tests/fixtures/reference.json`), on plans
-//! compiled by the compiler library.
+//! compiled by the compiler library: two Llama 2 ones, and one for each
+//! newer family with what it computes differently (Llama 3's scaled RoPE,
+//! Qwen2's q/k/v biases, Qwen3's q/k norms, wide heads and o bias, Mistral's sliding
+//! window), every test run on each.
 //!
 //! * [`numerics`]: logits against the reference within a stated tolerance,
 //!   greedy tokens identical, the tokenizer's ids (BOS once);
@@ -32,7 +35,16 @@ use serde_json::Value;
 
 pub const MHA: &str = "tiny-llama-mha";
 pub const GQA: &str = "tiny-llama-gqa";
-pub const FIXTURES: [&str; 2] = [MHA, GQA];
+/// Llama 3.x: llama3 RoPE scaling, grouped-query, tied; a 4.x-form config.json.
+pub const LLAMA3: &str = "tiny-llama3";
+/// Qwen2.5: q/k/v projection biases, bf16 weights, tied.
+pub const QWEN2: &str = "tiny-qwen2";
+/// Qwen3: per-head q/k RMSNorm, head_dim 16 with 4 heads over a 32-wide stream, tied, with
+/// `attention_bias` (q/k/v and o biases: the fixture that runs an o bias).
+pub const QWEN3: &str = "tiny-qwen3";
+/// Mistral v0.1: a 12-position sliding window, shorter than a prompt plus its greedy tokens.
+pub const MISTRAL: &str = "tiny-mistral";
+pub const FIXTURES: [&str; 6] = [MHA, GQA, LLAMA3, QWEN2, QWEN3, MISTRAL];
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -50,43 +62,68 @@ pub struct RefPrompt {
     pub greedy_text: String,
 }
 
+fn reference_json() -> &'static Value {
+    static JSON: OnceLock<Value> = OnceLock::new();
+    JSON.get_or_init(|| serde_json::from_str(&std::fs::read_to_string(fixture("reference.json")).unwrap()).unwrap())
+}
+
+fn parse_prompts(entry: &Value) -> Vec<RefPrompt> {
+    let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
+    let floats = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
+    entry["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| RefPrompt {
+            prompt: p["prompt"].as_str().unwrap().to_string(),
+            input_ids: ids(&p["input_ids"]),
+            last_logits: floats(&p["last_logits"]),
+            decode_check_step: p["decode_check_step"].as_u64().unwrap() as usize,
+            step_logits: floats(&p["step_logits"]),
+            greedy_ids: ids(&p["greedy_ids"]),
+            greedy_text: p["greedy_text"].as_str().unwrap().to_string(),
+        })
+        .collect()
+}
+
 /// The reference prompts of fixture `name`.
 pub fn reference(name: &str) -> &'static [RefPrompt] {
     static REF: OnceLock<Vec<(String, Vec<RefPrompt>)>> = OnceLock::new();
-    let all = REF.get_or_init(|| {
-        let text = std::fs::read_to_string(fixture("reference.json")).unwrap();
-        let json: Value = serde_json::from_str(&text).unwrap();
-        let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
-        let floats = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
-        FIXTURES
-            .iter()
-            .map(|&f| {
-                let prompts = json[f]["prompts"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| RefPrompt {
-                        prompt: p["prompt"].as_str().unwrap().to_string(),
-                        input_ids: ids(&p["input_ids"]),
-                        last_logits: floats(&p["last_logits"]),
-                        decode_check_step: p["decode_check_step"].as_u64().unwrap() as usize,
-                        step_logits: floats(&p["step_logits"]),
-                        greedy_ids: ids(&p["greedy_ids"]),
-                        greedy_text: p["greedy_text"].as_str().unwrap().to_string(),
-                    })
-                    .collect();
-                (f.to_string(), prompts)
-            })
-            .collect()
-    });
+    let all =
+        REF.get_or_init(|| FIXTURES.iter().map(|&f| (f.to_string(), parse_prompts(&reference_json()[f]))).collect());
     &all.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// A variant of a fixture in `reference.json` (its `base` fixture's weights
+/// under a changed config.json; no files of its own): a scratch copy of the
+/// base with the variant's `config` keys applied (null deletes a key), and
+/// its reference prompts.
+pub fn variant(scratch: &Scratch, name: &str) -> (PathBuf, Vec<RefPrompt>) {
+    let entry = &reference_json()[name];
+    let dir = scratch.copy_fixture(entry["base"].as_str().unwrap());
+    let path = dir.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (k, v) in entry["config"].as_object().unwrap() {
+        match v {
+            Value::Null => config.as_object_mut().unwrap().remove(k),
+            v => config.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+        };
+    }
+    std::fs::write(&path, config.to_string()).unwrap();
+    (dir, parse_prompts(entry))
 }
 
 /// A plan for fixture `name` compiled by the compiler library for a T4.
 pub fn plan_for(name: &str, strategy: Strategy, budget: Option<u64>, prompt_len: u64, max_seq_len: u64) -> Plan {
+    plan_for_dir(&fixture(name), strategy, budget, prompt_len, max_seq_len)
+}
+
+/// [`plan_for`] the model in `dir`.
+pub fn plan_for_dir(dir: &Path, strategy: Strategy, budget: Option<u64>, prompt_len: u64, max_seq_len: u64) -> Plan {
+    let name = dir.display();
     let req = CompileRequest {
         gpu: "t4".into(),
-        model: fixture(name).display().to_string(),
+        model: dir.display().to_string(),
         options: Options {
             budget,
             prompt_len,
@@ -162,7 +199,12 @@ impl Run {
 
 /// Greedy generation of `n` tokens (EOS ignored) on the CPU backend.
 pub fn run(plan: &Plan, name: &str, prompt: &[u32], n: u64, mode: Mode, opts: ReplayOptions) -> Run {
-    let weights = Weights::open(&fixture(name), plan).unwrap();
+    run_dir(plan, &fixture(name), prompt, n, mode, opts)
+}
+
+/// [`run`] on the model in `dir`.
+pub fn run_dir(plan: &Plan, dir: &Path, prompt: &[u32], n: u64, mode: Mode, opts: ReplayOptions) -> Run {
+    let weights = Weights::open(dir, plan).unwrap();
     let replay = Replay::new(plan, opts).unwrap();
     let gen_opts = GenerateOptions { max_new_tokens: n, sampling: Sampling::greedy(), stop_tokens: vec![] };
     let mut logits = Vec::new();

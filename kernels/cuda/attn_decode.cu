@@ -8,6 +8,11 @@
 //   acc = sum e^(score_p - m) v_p            (all f32).
 // attn_combine: out[h, :] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s,
 // M = max m_s, rounded once to the model dtype.
+// With a sliding window (window > 0) the query, at position seq - 1, sees
+// rows p > seq - 1 - window only: a block whose chunk lies wholly before
+// them writes (-inf, 0, 0...) without reading the cache (attn_combine gives
+// it weight e^-inf = 0; the last chunk always holds the query's own row),
+// and a block straddling the edge masks the rows before it.
 // Unlike the prefill path (attn_softmax.cu between two GEMMs) the
 // probabilities stay f32. A cache row of one head is read as head_dim / 8
 // 16-byte vectors by as many adjacent threads; the host checks head_dim is
@@ -21,7 +26,7 @@
 
 template <typename T>
 __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const T* v_cache, u32 seq, u32 num_heads,
-                            u32 num_kv_heads, u32 head_dim, float scale) {
+                            u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
     __shared__ float qs[256];
     __shared__ float sc[ATTN_CHUNK];
     __shared__ float red[32];
@@ -34,6 +39,18 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
     const u32 li = threadIdx.x % lanes, grp = threadIdx.x / lanes;
     const u32 p0 = split * ATTN_CHUNK;
     const u32 len = min((u32)ATTN_CHUNK, seq - p0);
+    // Rows j < first of this chunk are outside the window.
+    const u32 lo = window > 0 && seq > window ? seq - window : 0;
+    const u32 first = lo > p0 ? lo - p0 : 0;
+    if (first >= len) {
+        float* out = partial + ((size_t)h * splits + split) * (2 + head_dim);
+        for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) out[2 + i] = 0.0f;
+        if (threadIdx.x == 0) {
+            out[0] = NEG_INF;
+            out[1] = 0.0f;
+        }
+        return;
+    }
     const u32x4 zero = {0u, 0u, 0u, 0u};
     for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) qs[i] = to_f32(q[(size_t)h * head_dim + i]);
     __syncthreads();
@@ -61,7 +78,7 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
             for (int i = 0; i < 8; i++) d += qr[i] * kf[i];
             for (u32 o = lanes / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
             const u32 j = j0 + u * rows;
-            if (li == 0 && j < len) sc[j] = d * scale;
+            if (li == 0 && j < len) sc[j] = j >= first ? d * scale : NEG_INF;
         }
     }
     __syncthreads();
@@ -70,7 +87,7 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
     mx = block_max(mx, red);
     float l = 0.0f;
     for (u32 j = threadIdx.x; j < len; j += blockDim.x) {
-        const float e = expf(sc[j] - mx);
+        const float e = j >= first ? expf(sc[j] - mx) : 0.0f;
         sc[j] = e;
         l += e;
     }
@@ -129,14 +146,14 @@ __device__ void attn_combine(T* out, const float* partial, u32 splits, u32 head_
 }
 
 extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc, u32 seq,
-                                           u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale) {
+                                           u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
     grid_dependency();
-    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale);
+    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale, window);
 }
 extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc, u32 seq,
-                                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale) {
+                                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
     grid_dependency();
-    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale);
+    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale, window);
 }
 extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 splits, u32 head_dim) {
     grid_dependency();

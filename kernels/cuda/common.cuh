@@ -12,6 +12,14 @@ typedef unsigned int u32;
 
 #define NEG_INF __int_as_float(0xff800000)
 
+// RoPE's inverse frequencies, pair i of a head turning by pos * f[i] (the
+// first head_dim / 2 entries used), passed to rope.cu and rope_kv_store.cu
+// by value: 512 bytes of the 4 KB kernel parameter space, so a scaled table
+// (llama3, linear) needs no device memory. The runtime's twin is
+// djinn_runtime::ops::RopeTable.
+#define ROPE_MAX_PAIRS 128
+struct rope_freqs_t { float f[ROPE_MAX_PAIRS]; };
+
 struct f16_t { u16 bits; };
 struct bf16_t { u16 bits; };
 

@@ -2,18 +2,18 @@
 //   q[t, h, :] rotated in place (h < num_heads),
 //   k_cache[pos0 + t, g, :] = rope(k[t, g, :]),  v_cache[pos0 + t, g, :] = v[t, g, :],
 // k itself is left as it was (its rotated rows live in the cache). The
-// rotation is rope.cu's, term for term (f32 frequency and angle, rotate-half),
+// rotation is rope.cu's, term for term (the by-value frequency table, f32
+// angle, rotate-half),
 // so the CPU twin djinn_kernels::rope_kv_store_{f16,bf16} is rope then
 // kv_store. One thread per (token, ROPE_HEADS heads, i < head_dim / 2); the host checks
 // that rows pos0..pos0+tokens exist in the cache.
 
-// Heads one thread rotates: the frequency and angle (powf, sincosf) are
-// computed once for all of them.
+// Heads one thread rotates: the angle (sincosf) is computed once for all of them.
 #define ROPE_HEADS 8
 
 template <typename T>
 __device__ void rope_kv_store(T* q, const T* k, const T* v, T* k_cache, T* v_cache, u32 tokens, u32 pos0,
-                              u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+                              u32 num_heads, u32 num_kv_heads, u32 head_dim, const rope_freqs_t& freqs) {
     const u32 half = head_dim / 2;
     const u32 heads = num_heads + num_kv_heads;
     const u32 groups = (heads + ROPE_HEADS - 1) / ROPE_HEADS;
@@ -23,8 +23,7 @@ __device__ void rope_kv_store(T* q, const T* k, const T* v, T* k_cache, T* v_cac
         const u32 i = idx % half;
         const u32 h0 = (idx / half) % groups * ROPE_HEADS;
         const u32 t = idx / (half * groups);
-        const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
-        const float a = (float)(pos0 + t) * inv_freq;
+        const float a = (float)(pos0 + t) * freqs.f[i];
         float s, c;
         sincosf(a, &s, &c);
 #pragma unroll
@@ -51,13 +50,14 @@ __device__ void rope_kv_store(T* q, const T* k, const T* v, T* k_cache, T* v_cac
 }
 
 extern "C" __global__ void rope_kv_store_f16(f16_t* q, const f16_t* k, const f16_t* v, f16_t* kc, f16_t* vc, u32 tokens,
-                                             u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim, float theta) {
+                                             u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim,
+                                             const rope_freqs_t freqs) {
     grid_dependency();
-    rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
+    rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, freqs);
 }
 extern "C" __global__ void rope_kv_store_bf16(bf16_t* q, const bf16_t* k, const bf16_t* v, bf16_t* kc, bf16_t* vc,
                                               u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim,
-                                              float theta) {
+                                              const rope_freqs_t freqs) {
     grid_dependency();
-    rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
+    rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, freqs);
 }

@@ -71,6 +71,10 @@ kernels! {
     AttnDecodeBf16 = "attn_decode_bf16",
     AttnCombineF16 = "attn_combine_f16",
     AttnCombineBf16 = "attn_combine_bf16",
+    AddBiasF16 = "add_bias_f16",
+    AddBiasBf16 = "add_bias_bf16",
+    HeadRmsnormF16 = "head_rmsnorm_f16",
+    HeadRmsnormBf16 = "head_rmsnorm_bf16",
 }
 
 macro_rules! source {
@@ -92,6 +96,8 @@ pub const SOURCES: &[Source] = &[
     source!("gemv.cu", [GemvF16, GemvBf16, GemvSiluF16, GemvSiluBf16]),
     source!("rope_kv_store.cu", [RopeKvStoreF16, RopeKvStoreBf16]),
     source!("attn_decode.cu", [AttnDecodeF16, AttnDecodeBf16, AttnCombineF16, AttnCombineBf16]),
+    source!("add_bias.cu", [AddBiasF16, AddBiasBf16]),
+    source!("head_rmsnorm.cu", [HeadRmsnormF16, HeadRmsnormBf16]),
 ];
 
 impl Kernel {

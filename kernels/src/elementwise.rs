@@ -1,5 +1,7 @@
 //! The row-wise and element-wise kernels: embedding lookup, RMSNorm, the
-//! residual add and the SiLU-gated product of the MLP.
+//! residual add, the SiLU-gated product of the MLP, and two that only some
+//! families need: a projection's bias (Qwen2's q/k/v, `attention_bias`'s o)
+//! and the per-head RMSNorm of queries and keys (Qwen3).
 //!
 //! The residual stream `x` is f32 (as in `djinn_core::activations`); what
 //! these kernels hand to a matrix product is rounded once to the model dtype.
@@ -50,6 +52,33 @@ pub fn copy_f32(dst: &mut [f32], src: &[f32], n: usize) {
 pub fn add<W: Half>(x: &mut [f32], y: &[W], n: usize) {
     for (a, b) in x[..n].iter_mut().zip(&y[..n]) {
         *a += b.to_f32();
+    }
+}
+
+/// `out[r, i] = round(out[r, i] + bias[i])` for `r < rows`, `i < n`: a
+/// projection's bias added after the product (f32 add, one rounding).
+pub fn add_bias<W: Half>(out: &mut [W], bias: &[W], rows: usize, n: usize) {
+    assert!(out.len() >= rows * n && bias.len() >= n, "add_bias: {rows}x{n} rows, {} bias", bias.len());
+    for row in out[..rows * n].chunks_mut(n.max(1)) {
+        for (o, b) in row.iter_mut().zip(bias) {
+            *o = W::from_f32(o.to_f32() + b.to_f32());
+        }
+    }
+}
+
+/// In-place RMSNorm of `rows` rows of `dim` model-dtype values (each query
+/// or key head of a pass: `rows = tokens * heads`, `dim = head_dim`), as
+/// transformers' Qwen3RMSNorm rounds it: `x / sqrt(mean(x²) + eps)` in f32,
+/// rounded to the dtype, then times `w` (the product rounded again).
+pub fn head_rmsnorm<W: Half>(x: &mut [W], w: &[W], rows: usize, dim: usize, eps: f32) {
+    assert!(x.len() >= rows * dim && w.len() >= dim, "head_rmsnorm: {rows}x{dim} rows, {} weights", w.len());
+    for row in x[..rows * dim].chunks_mut(dim.max(1)) {
+        let ss: f32 = row.iter().map(|v| v.to_f32() * v.to_f32()).sum();
+        let inv = 1.0 / (ss / dim as f32 + eps).sqrt();
+        for (v, wv) in row.iter_mut().zip(w) {
+            let normed = W::from_f32(v.to_f32() * inv);
+            *v = W::from_f32(normed.to_f32() * wv.to_f32());
+        }
     }
 }
 
@@ -136,6 +165,66 @@ mod tests {
     fn silu_mul_matches_f64() {
         silu_case::<f16>();
         silu_case::<bf16>();
+    }
+
+    fn bias_case<W: Half>(rows: usize, n: usize) {
+        let mut rng = Rng::new((rows * 13 + n) as u64);
+        let x: Vec<W> = halves(&rng.normals(rows * n, 2.0));
+        let b: Vec<W> = halves(&rng.normals(n, 1.0));
+        let mut out = x.clone();
+        add_bias(&mut out, &b, rows, n);
+        let want: Vec<f64> = (0..rows * n).map(|i| x[i].to_f32() as f64 + b[i % n].to_f32() as f64).collect();
+        close(&format!("add_bias {} {rows}x{n}", W::NAME), &widen(&out), &want, 1e-6, half_ulp::<W>() * 1.01).unwrap();
+    }
+
+    #[test]
+    fn add_bias_matches_f64() {
+        for (rows, n) in [(1, 1), (1, 96), (7, 33), (3, 1000)] {
+            bias_case::<f16>(rows, n);
+            bias_case::<bf16>(rows, n);
+        }
+    }
+
+    fn head_norm_case<W: Half>(rows: usize, dim: usize) {
+        let mut rng = Rng::new((rows * 5 + dim) as u64);
+        let x: Vec<W> = halves(&rng.normals(rows * dim, 3.0));
+        let w: Vec<W> = halves(&rng.normals(dim, 1.0));
+        let mut out = x.clone();
+        head_rmsnorm(&mut out, &w, rows, dim, 1e-6);
+        let mut want = vec![0f64; rows * dim];
+        for r in 0..rows {
+            let xr = &x[r * dim..(r + 1) * dim];
+            let ms = xr.iter().map(|v| v.to_f32() as f64 * v.to_f32() as f64).sum::<f64>() / dim as f64;
+            for i in 0..dim {
+                want[r * dim + i] = xr[i].to_f32() as f64 / (ms + 1e-6).sqrt() * w[i].to_f32() as f64;
+            }
+        }
+        // Two roundings: the normalised value, then its product with the weight.
+        let what = format!("head_rmsnorm {} {rows}x{dim}", W::NAME);
+        close(&what, &widen(&out), &want, 1e-5, 2.0 * half_ulp::<W>() * 1.01).unwrap();
+    }
+
+    #[test]
+    fn head_rmsnorm_matches_f64() {
+        for (rows, dim) in [(1, 2), (6, 16), (9, 40), (40, 128)] {
+            head_norm_case::<f16>(rows, dim);
+            head_norm_case::<bf16>(rows, dim);
+        }
+    }
+
+    /// transformers rounds the normalised head to the dtype before the weight:
+    /// a weight of 3 then gives exactly 3·round(x/rms), not round(3·x/rms).
+    #[test]
+    fn head_rmsnorm_rounds_before_the_weight() {
+        let x: Vec<bf16> = halves(&[1.0, 2.0, 3.0, 4.1]);
+        let w: Vec<bf16> = halves(&[3.0; 4]);
+        let mut out = x.clone();
+        head_rmsnorm(&mut out, &w, 1, 4, 0.0);
+        let inv = 1.0 / ((1.0f32 + 4.0 + 9.0 + x[3].to_f32().powi(2)) / 4.0).sqrt();
+        for i in 0..4 {
+            let normed = bf16::from_f32(x[i].to_f32() * inv);
+            assert_eq!(out[i], bf16::from_f32(normed.to_f32() * 3.0), "element {i}");
+        }
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub use team::Team;
 macro_rules! twins {
     ($($dtype:ident, $t:ty, $embed:ident, $rmsnorm:ident, $matmul:ident, $matmul32:ident, $rope:ident,
        $kv_store:ident, $attn_softmax:ident, $attention:ident, $silu_mul:ident, $add:ident,
-       $gemv:ident, $gemv_silu:ident, $rope_kv_store:ident, $attn_decode:ident, $attn_combine:ident;)*) => {$(
+       $gemv:ident, $gemv_silu:ident, $rope_kv_store:ident, $attn_decode:ident, $attn_combine:ident,
+       $add_bias:ident, $head_rmsnorm:ident;)*) => {$(
         #[doc = concat!("`x[t, :] = f32(table[tokens[t], :])`, ", stringify!($dtype), " table `[vocab, hidden]`.")]
         pub fn $embed(x: &mut [f32], table: &[$t], tokens: &[u32], hidden: usize) {
             elementwise::embed(x, table, tokens, hidden)
@@ -56,27 +57,30 @@ macro_rules! twins {
         pub fn $matmul32(out: &mut [f32], x: &[$t], w: &[$t], m: usize, n: usize, k: usize) {
             matmul::matmul(out, x, w, m, n, k)
         }
-        #[doc = concat!("RoPE (rotate-half) in place on ", stringify!($dtype), " q and k.")]
+        #[doc = concat!("RoPE (rotate-half) in place on ", stringify!($dtype), " q and k, by the `[head_dim/2]` frequency table.")]
         #[allow(clippy::too_many_arguments)]
         pub fn $rope(q: &mut [$t], k: &mut [$t], tokens: usize, pos0: usize, num_heads: usize,
-                     num_kv_heads: usize, head_dim: usize, theta: f32) {
-            rope::rope(q, k, tokens, pos0, num_heads, num_kv_heads, head_dim, theta)
+                     num_kv_heads: usize, head_dim: usize, inv_freq: &[f32]) {
+            rope::rope(q, k, tokens, pos0, num_heads, num_kv_heads, head_dim, inv_freq)
         }
         #[doc = concat!("Stores ", stringify!($dtype), " k, v rows into the cache at `pos0`.")]
         pub fn $kv_store(k_cache: &mut [$t], v_cache: &mut [$t], k: &[$t], v: &[$t], tokens: usize,
                          pos0: usize, kv_dim: usize) {
             attention::kv_store(k_cache, v_cache, k, v, tokens, pos0, kv_dim)
         }
-        #[doc = concat!("Causal softmax of scaled score rows into ", stringify!($dtype), " probabilities.")]
+        #[doc = concat!("Causal (sliding-window if `window > 0`) softmax of scaled score rows into ", stringify!($dtype), " probabilities.")]
+        #[allow(clippy::too_many_arguments)]
         pub fn $attn_softmax(probs: &mut [$t], scores: &[f32], rows: usize, tokens: usize, pos0: usize,
-                             stride: usize, out_stride: usize) {
-            attention::attn_softmax(probs, scores, rows, tokens, pos0, stride, out_stride)
+                             stride: usize, out_stride: usize, window: usize) {
+            attention::attn_softmax(probs, scores, rows, tokens, pos0, stride, out_stride, window)
         }
-        #[doc = concat!("Causal grouped-query attention over a ", stringify!($dtype), " KV cache.")]
+        #[doc = concat!("Causal (sliding-window if `window > 0`) grouped-query attention over a ", stringify!($dtype), " KV cache.")]
         #[allow(clippy::too_many_arguments)]
         pub fn $attention(out: &mut [$t], q: &[$t], k_cache: &[$t], v_cache: &[$t], scores: &mut [f32],
-                          tokens: usize, pos0: usize, num_heads: usize, num_kv_heads: usize, head_dim: usize) {
-            attention::attention(out, q, k_cache, v_cache, scores, tokens, pos0, num_heads, num_kv_heads, head_dim)
+                          tokens: usize, pos0: usize, num_heads: usize, num_kv_heads: usize, head_dim: usize,
+                          window: usize) {
+            attention::attention(out, q, k_cache, v_cache, scores, tokens, pos0, num_heads, num_kv_heads, head_dim,
+                                 window)
         }
         #[doc = concat!("`gate = silu(gate) * up`, ", stringify!($dtype), ".")]
         pub fn $silu_mul(gate: &mut [$t], up: &[$t], n: usize) {
@@ -98,18 +102,26 @@ macro_rules! twins {
         #[allow(clippy::too_many_arguments)]
         pub fn $rope_kv_store(q: &mut [$t], k: &[$t], v: &[$t], k_cache: &mut [$t], v_cache: &mut [$t],
                               tokens: usize, pos0: usize, num_heads: usize, num_kv_heads: usize,
-                              head_dim: usize, theta: f32) {
-            rope::rope_kv_store(q, k, v, k_cache, v_cache, tokens, pos0, num_heads, num_kv_heads, head_dim, theta)
+                              head_dim: usize, inv_freq: &[f32]) {
+            rope::rope_kv_store(q, k, v, k_cache, v_cache, tokens, pos0, num_heads, num_kv_heads, head_dim, inv_freq)
         }
         #[doc = concat!("Split decode attention over a ", stringify!($dtype), " KV cache: the per-split partials.")]
         #[allow(clippy::too_many_arguments)]
         pub fn $attn_decode(partial: &mut [f32], q: &[$t], k_cache: &[$t], v_cache: &[$t], seq: usize,
-                            num_heads: usize, num_kv_heads: usize, head_dim: usize, scale: f32) {
-            attention::attn_decode(partial, q, k_cache, v_cache, seq, num_heads, num_kv_heads, head_dim, scale)
+                            num_heads: usize, num_kv_heads: usize, head_dim: usize, scale: f32, window: usize) {
+            attention::attn_decode(partial, q, k_cache, v_cache, seq, num_heads, num_kv_heads, head_dim, scale, window)
         }
         #[doc = concat!("Merges decode attention's partials into ", stringify!($dtype), " outputs.")]
         pub fn $attn_combine(out: &mut [$t], partial: &[f32], num_heads: usize, splits: usize, head_dim: usize) {
             attention::attn_combine(out, partial, num_heads, splits, head_dim)
+        }
+        #[doc = concat!("`out[r, i] = round(out[r, i] + bias[i])`, ", stringify!($dtype), " (a projection's bias).")]
+        pub fn $add_bias(out: &mut [$t], bias: &[$t], rows: usize, n: usize) {
+            elementwise::add_bias(out, bias, rows, n)
+        }
+        #[doc = concat!("In-place RMSNorm of ", stringify!($dtype), " head rows (Qwen3's q/k norm), rounded before the weight.")]
+        pub fn $head_rmsnorm(x: &mut [$t], w: &[$t], rows: usize, dim: usize, eps: f32) {
+            elementwise::head_rmsnorm(x, w, rows, dim, eps)
         }
     )*};
 }
@@ -117,8 +129,10 @@ macro_rules! twins {
 twins! {
     f16, f16, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16,
         kv_store_f16, attn_softmax_f16, attention_f16, silu_mul_f16, add_f16,
-        gemv_f16, gemv_silu_f16, rope_kv_store_f16, attn_decode_f16, attn_combine_f16;
+        gemv_f16, gemv_silu_f16, rope_kv_store_f16, attn_decode_f16, attn_combine_f16,
+        add_bias_f16, head_rmsnorm_f16;
     bf16, bf16, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16,
         kv_store_bf16, attn_softmax_bf16, attention_bf16, silu_mul_bf16, add_bf16,
-        gemv_bf16, gemv_silu_bf16, rope_kv_store_bf16, attn_decode_bf16, attn_combine_bf16;
+        gemv_bf16, gemv_silu_bf16, rope_kv_store_bf16, attn_decode_bf16, attn_combine_bf16,
+        add_bias_bf16, head_rmsnorm_bf16;
 }

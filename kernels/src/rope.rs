@@ -4,9 +4,13 @@
 //! that a head's first half pairs with its second half (not even with odd):
 //! for `i < d/2`, `(a, b) = (x[i], x[i + d/2])` becomes
 //! `(a cos θ - b sin θ, b cos θ + a sin θ)` with `θ = pos · inv_freq[i]`.
-//! `inv_freq[i] = 1 / theta^(2i/d)` and the angle are computed in f32, as
-//! transformers' `LlamaRotaryEmbedding` does (its `freqs` matmul runs with
-//! autocast off, in f32), so positions far into the sequence round the same way.
+//! `inv_freq` is the model's frequency table, `[head_dim / 2]` f32, given by the
+//! caller (`djinn_core::model::inv_freq` rounded to f32: plain `theta^(-2i/d)`
+//! or a scaled table, llama3 or linear), so every RoPE variant whose only
+//! difference is its frequencies runs through the same kernel. The angle is
+//! computed in f32, as transformers' `LlamaRotaryEmbedding` does (its `freqs`
+//! matmul runs with autocast off, in f32), so positions far into the sequence
+//! round the same way.
 
 use crate::attention::kv_store;
 use crate::elem::Half;
@@ -42,12 +46,13 @@ pub fn rope<W: Half>(
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
-    theta: f32,
+    inv_freq: &[f32],
 ) {
     assert!(head_dim.is_multiple_of(2), "rope: head_dim {head_dim} is odd");
+    assert!(inv_freq.len() >= head_dim / 2, "rope: {} frequencies for head_dim {head_dim}", inv_freq.len());
     assert!(q.len() >= tokens * num_heads * head_dim, "rope: q smaller than tokens*num_heads*head_dim");
     assert!(k.len() >= tokens * num_kv_heads * head_dim, "rope: k smaller than tokens*num_kv_heads*head_dim");
-    let freq = inv_freq(head_dim, theta);
+    let freq = inv_freq;
     let half = head_dim / 2;
     let (mut cos, mut sin) = (vec![0f32; tokens * half], vec![0f32; tokens * half]);
     for t in 0..tokens {
@@ -77,11 +82,11 @@ pub fn rope_kv_store<W: Half>(
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
-    theta: f32,
+    inv_freq: &[f32],
 ) {
     let kv_dim = num_kv_heads * head_dim;
     let mut rotated = k[..tokens * kv_dim].to_vec();
-    rope(q, &mut rotated, tokens, pos0, num_heads, num_kv_heads, head_dim, theta);
+    rope(q, &mut rotated, tokens, pos0, num_heads, num_kv_heads, head_dim, inv_freq);
     kv_store(k_cache, v_cache, &rotated, v, tokens, pos0, kv_dim);
 }
 
@@ -94,14 +99,14 @@ mod tests {
     use crate::rng::Rng;
 
     /// The textbook form, in f64: rotate_half(x) = cat(-x2, x1); x*cos + rotate_half(x)*sin.
-    fn reference(x: &[f32], tokens: usize, heads: usize, d: usize, pos0: usize, theta: f64) -> Vec<f64> {
+    fn reference(x: &[f32], tokens: usize, heads: usize, d: usize, pos0: usize, freq: &[f32]) -> Vec<f64> {
         let mut out = vec![0f64; x.len()];
         for t in 0..tokens {
             for h in 0..heads {
                 let base = (t * heads + h) * d;
                 for j in 0..d {
                     let i = j % (d / 2);
-                    let angle = (pos0 + t) as f64 / theta.powf((2 * i) as f64 / d as f64);
+                    let angle = (pos0 + t) as f64 * freq[i] as f64;
                     let rot = if j < d / 2 { -(x[base + j + d / 2] as f64) } else { x[base + j - d / 2] as f64 };
                     out[base + j] = x[base + j] as f64 * angle.cos() + rot * angle.sin();
                 }
@@ -110,34 +115,50 @@ mod tests {
         out
     }
 
-    fn case<W: Half>(tokens: usize, pos0: usize, heads: usize, kv_heads: usize, d: usize, theta: f32) {
+    fn case<W: Half>(tokens: usize, pos0: usize, heads: usize, kv_heads: usize, d: usize, freq: &[f32]) {
         let mut rng = Rng::new((tokens * 31 + pos0) as u64);
         let q: Vec<W> = rng.normals(tokens * heads * d, 1.0).into_iter().map(W::from_f32).collect();
         let k: Vec<W> = rng.normals(tokens * kv_heads * d, 1.0).into_iter().map(W::from_f32).collect();
         let (mut q2, mut k2) = (q.clone(), k.clone());
-        rope(&mut q2, &mut k2, tokens, pos0, heads, kv_heads, d, theta);
+        rope(&mut q2, &mut k2, tokens, pos0, heads, kv_heads, d, freq);
         let wide = |v: &[W]| v.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
         // f32 angles of positions up to ~300 lose ~300 * 2^-24 rad; the output rounds once to W.
         let rtol = if W::NAME == "f16" { 1.0 / 1024.0 } else { 1.0 / 128.0 };
         for (name, before, after, h) in [("q", &q, &q2, heads), ("k", &k, &k2, kv_heads)] {
-            let want = reference(&wide(before), tokens, h, d, pos0, theta as f64);
+            let want = reference(&wide(before), tokens, h, d, pos0, freq);
             close(&format!("rope {} {name} pos0={pos0}", W::NAME), &wide(after), &want, 2e-3, rtol).unwrap();
         }
     }
 
     #[test]
     fn rope_matches_the_rotate_half_definition() {
-        case::<f16>(1, 0, 4, 4, 16, 10000.0);
-        case::<f16>(5, 3, 6, 2, 16, 500000.0);
-        case::<bf16>(7, 250, 4, 1, 32, 10000.0);
-        case::<f16>(1, 300, 8, 8, 128, 10000.0);
+        case::<f16>(1, 0, 4, 4, 16, &inv_freq(16, 10000.0));
+        case::<f16>(5, 3, 6, 2, 16, &inv_freq(16, 500000.0));
+        case::<bf16>(7, 250, 4, 1, 32, &inv_freq(32, 10000.0));
+        case::<f16>(1, 300, 8, 8, 128, &inv_freq(128, 10000.0));
+    }
+
+    /// A scaled table (every other frequency divided by 8, as llama3 does to
+    /// its low band) rotates by exactly the table's angles, not theta's.
+    #[test]
+    fn rope_rotates_by_the_given_table() {
+        let scaled: Vec<f32> =
+            inv_freq(32, 500000.0).iter().enumerate().map(|(i, f)| if i % 2 == 1 { f / 8.0 } else { *f }).collect();
+        case::<f16>(3, 40, 4, 2, 32, &scaled);
+        case::<bf16>(2, 7, 2, 1, 32, &scaled);
+        let q: Vec<f16> = (0..32).map(|i| f16::from_f32(i as f32 * 0.1 - 1.0)).collect();
+        let (mut a, mut b) = (q.clone(), q.clone());
+        rope(&mut a, &mut b, 1, 100, 1, 1, 32, &inv_freq(32, 500000.0));
+        let (mut c, mut d) = (q.clone(), q.clone());
+        rope(&mut c, &mut d, 1, 100, 1, 1, 32, &scaled);
+        assert_ne!(a, c, "a different table must rotate differently");
     }
 
     #[test]
     fn position_zero_is_the_identity() {
         let q: Vec<f16> = (0..32).map(|i| f16::from_f32(i as f32 - 7.0)).collect();
         let (mut q2, mut k2) = (q.clone(), q.clone());
-        rope(&mut q2, &mut k2, 1, 0, 2, 2, 16, 10000.0);
+        rope(&mut q2, &mut k2, 1, 0, 2, 2, 16, &inv_freq(16, 10000.0));
         assert_eq!(q2, q);
     }
 }

@@ -10,10 +10,13 @@
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
 //! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections                  (Ops::qkv)
-//! q, k = rope(q, k)                     # rotate by position
+//! q, k, v += bq, bk, bv                 # [qkv_bias]                   (Ops::add_bias)
+//! q, k = head_rmsnorm(q, k)             # [qk_norm] per head           (Ops::head_rmsnorm)
+//! q, k = rope(q, k)                     # rotate by position, the model's frequency table
 //! cache[pos0..pos0+n] = k, v            # append to the KV cache      (Ops::rope_kv_store)
-//! attn = softmax(q·Kᵀ/√d) · V           # causal, grouped-query
-//! x += attn·Woᵀ                         # residual add                (Ops::matmul_residual)
+//! attn = softmax(q·Kᵀ/√d) · V           # causal (windowed: [sliding_window]), grouped-query
+//! x += attn·Woᵀ (+ bo)                  # residual add                (Ops::matmul_residual;
+//!                                       #   [o_bias]: matmul, add_bias, add)
 //! xn = rmsnorm(x) · mlp_norm
 //! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #                             (Ops::gate_up_silu)
 //! x += g·Wdownᵀ                         #                             (Ops::matmul_residual)
@@ -21,6 +24,13 @@
 //!
 //! The ops named on the right are fusions (one GPU launch each in decode);
 //! each means exactly the elementary ops to its left (`ops::unfused`).
+//!
+//! What a family computes differently is data, never a branch on its name:
+//! the steps in brackets run when the architecture has the field (Qwen2's
+//! q/k/v biases, `attention_bias`'s o bias, Qwen3's q/k norms), RoPE always
+//! takes the table of `djinn_core::model::inv_freq` (plain theta or llama3 /
+//! linear scaling alike), and each layer's attention its own window
+//! (`Architecture::window_of`: Mistral, Qwen2 `use_sliding_window`).
 //!
 //! The final-norm block normalises the last position only, and the LM-head
 //! block turns it into f32 logits. Nothing here allocates or owns memory:
@@ -36,7 +46,7 @@ use djinn_core::plan::{Plan, RegionKind};
 use thiserror::Error;
 
 use crate::backend::Pass;
-use crate::ops::{AttnShape, Buf, Ops};
+use crate::ops::{AttnShape, Buf, Ops, RopeTable, MAX_ROPE_PAIRS};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ForwardError {
@@ -56,11 +66,23 @@ pub enum ForwardError {
         .features.iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
     )]
     Unsupported { family: String, features: Vec<ArchFeature> },
+    #[error("head_dim is {0}; the RoPE kernels take heads of at most {max} dimensions", max = 2 * MAX_ROPE_PAIRS)]
+    HeadDim(u64),
 }
 
-/// The architecture features beyond Llama 2's that this forward pass runs
-/// (grown as each one's ops land on both backends).
-const RUNS: &[ArchFeature] = &[];
+/// The architecture features beyond Llama 2's that this forward pass runs,
+/// on both backends. Every feature `Architecture::features` names is here
+/// now; the list stays so that a feature added to the contract later is
+/// refused by name until its ops land. (RoPE types core cannot describe —
+/// dynamic, yarn, longrope — never reach a plan: `djinn-compile` refuses
+/// their `config.json`.)
+const RUNS: &[ArchFeature] = &[
+    ArchFeature::ScaledRope,
+    ArchFeature::QkvBias,
+    ArchFeature::OBias,
+    ArchFeature::QkNorm,
+    ArchFeature::SlidingWindow,
+];
 
 /// The activation buffers, as absolute windows into the arena (`t` = the
 /// plan's `prompt_len`, the most tokens one pass feeds).
@@ -122,6 +144,12 @@ struct AttentionWeights {
     k: Buf,    // [num_kv_heads*head_dim, hidden]
     v: Buf,    // [num_kv_heads*head_dim, hidden]
     o: Buf,    // [hidden, num_heads*head_dim]
+    /// `[q_dim]`, `[kv_dim]`, `[kv_dim]`, when the architecture has `qkv_bias`.
+    qkv_bias: Option<[Buf; 3]>,
+    /// `[head_dim]` each, when it has `qk_norm`.
+    qk_norm: Option<[Buf; 2]>,
+    /// `[hidden]`, when it has `o_bias`.
+    o_bias: Option<Buf>,
 }
 
 /// A layer's MLP weights inside their block image.
@@ -142,6 +170,8 @@ pub struct Forward {
     kv: KvLayout,
     /// Arena offset of the KV cache region.
     kv_base: u64,
+    /// RoPE's frequencies, scaled as the architecture says.
+    rope: RopeTable,
 }
 
 impl Forward {
@@ -158,8 +188,9 @@ impl Forward {
         if !missing.is_empty() {
             return Err(ForwardError::Unsupported { family: arch.family.clone(), features: missing });
         }
+        let rope = RopeTable::of(arch).ok_or(ForwardError::HeadDim(arch.head_dim))?;
         for b in &plan.model.blocks {
-            if let Some(&role) = b.kind.roles().iter().find(|&&r| b.tensor(r).is_none()) {
+            if let Some(&role) = arch.block_roles(b.kind).iter().find(|&&r| b.tensor(r).is_none()) {
                 return Err(ForwardError::NoTensor { block: b.name.clone(), role });
             }
         }
@@ -173,6 +204,7 @@ impl Forward {
             act: Activations::carve(&layout, act_region),
             kv,
             kv_base: kv_region,
+            rope,
         })
     }
 
@@ -215,6 +247,9 @@ impl Forward {
             k: w(TensorRole::K),
             v: w(TensorRole::V),
             o: w(TensorRole::O),
+            qkv_bias: arch.qkv_bias.then(|| [w(TensorRole::QBias), w(TensorRole::KBias), w(TensorRole::VBias)]),
+            qk_norm: arch.qk_norm.then(|| [w(TensorRole::QNorm), w(TensorRole::KNorm)]),
+            o_bias: arch.o_bias.then(|| w(TensorRole::OBias)),
         };
         let layer = b.layer.expect("a layer block has a layer index");
         let shape = AttnShape {
@@ -223,15 +258,33 @@ impl Forward {
             num_heads: arch.num_heads,
             num_kv_heads: arch.num_kv_heads,
             head_dim: arch.head_dim,
-            rope_theta: arch.rope_theta,
+            rope: self.rope,
             window: arch.window_of(layer),
         };
         let (k_cache, v_cache) = self.kv_planes(layer);
         ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
         ops.qkv([a.q, a.k, a.v], a.xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+        if let Some([bq, bk, bv]) = w.qkv_bias {
+            ops.add_bias(a.q, bq, n, q_dim)?;
+            ops.add_bias(a.k, bk, n, kv_dim)?;
+            ops.add_bias(a.v, bv, n, kv_dim)?;
+        }
+        if let Some([nq, nk]) = w.qk_norm {
+            let d = arch.head_dim;
+            ops.head_rmsnorm(a.q, nq, n * arch.num_heads, d, arch.rms_norm_eps)?;
+            ops.head_rmsnorm(a.k, nk, n * arch.num_kv_heads, d, arch.rms_norm_eps)?;
+        }
         ops.rope_kv_store(a.q, a.k, a.v, k_cache, v_cache, shape)?;
         ops.attention(a.attn, a.q, k_cache, v_cache, a.scores, shape)?;
-        ops.matmul_residual(a.x, a.proj, a.attn, w.o, n, h, q_dim)
+        match w.o_bias {
+            // The bias goes between the product and the residual add, so the fused op cannot be used.
+            Some(bo) => {
+                ops.matmul(a.proj, a.attn, w.o, n, h, q_dim)?;
+                ops.add_bias(a.proj, bo, n, h)?;
+                ops.add(a.x, a.proj, n * h)
+            }
+            None => ops.matmul_residual(a.x, a.proj, a.attn, w.o, n, h, q_dim),
+        }
     }
 
     /// A layer's MLP over `n` tokens: `x += mlp(x)`.

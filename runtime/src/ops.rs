@@ -40,6 +40,64 @@ impl Buf {
     }
 }
 
+/// Rotary pairs a [`RopeTable`] holds: heads of up to 256 dimensions.
+pub const MAX_ROPE_PAIRS: usize = 128;
+
+/// RoPE's inverse frequencies, f32, pair `i` of a head turning by
+/// `position · inv_freq[i]` (the first `head_dim / 2` entries used, the rest
+/// zero): [`djinn_core::model::inv_freq`] of the model, its scaling (llama3,
+/// linear) included, so every RoPE variant whose difference is its
+/// frequencies is data here. Fixed-size and `repr(C)` so that the CUDA
+/// backend passes it to its kernels by value (`rope_freqs_t` in
+/// `common.cuh`, 512 bytes of parameter space), with no device memory.
+#[derive(Clone, Copy, PartialEq)]
+#[repr(C)]
+pub struct RopeTable {
+    pub inv_freq: [f32; MAX_ROPE_PAIRS],
+}
+
+impl RopeTable {
+    /// The table of `arch`, or `None` if its heads have more than
+    /// `2 · MAX_ROPE_PAIRS` dimensions.
+    pub fn of(arch: &djinn_core::model::Architecture) -> Option<RopeTable> {
+        RopeTable::from_freqs(&djinn_core::model::inv_freq(arch))
+    }
+
+    /// A table holding `freqs` (f64, rounded to f32), or `None` if there are
+    /// more than [`MAX_ROPE_PAIRS`] of them.
+    pub fn from_freqs(freqs: &[f64]) -> Option<RopeTable> {
+        if freqs.len() > MAX_ROPE_PAIRS {
+            return None;
+        }
+        let mut inv_freq = [0f32; MAX_ROPE_PAIRS];
+        for (t, f) in inv_freq.iter_mut().zip(freqs) {
+            *t = *f as f32;
+        }
+        Some(RopeTable { inv_freq })
+    }
+
+    /// The unscaled table `theta^(-2i/head_dim)` (computed in f32, as the
+    /// kernels computed it before they took a table), for tests and benchmarks.
+    pub fn unscaled(head_dim: u64, theta: f64) -> RopeTable {
+        let mut inv_freq = [0f32; MAX_ROPE_PAIRS];
+        let pairs = (head_dim as usize / 2).min(MAX_ROPE_PAIRS);
+        inv_freq[..pairs].copy_from_slice(&djinn_kernels::rope::inv_freq(head_dim as usize, theta as f32)[..pairs]);
+        RopeTable { inv_freq }
+    }
+
+    /// The table's bytes, as a kernel parameter.
+    pub fn as_bytes(&self) -> Vec<u8> {
+        self.inv_freq.iter().flat_map(|f| f.to_le_bytes()).collect()
+    }
+}
+
+impl std::fmt::Debug for RopeTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let used = self.inv_freq.iter().rposition(|&v| v != 0.0).map_or(0, |i| i + 1);
+        f.debug_struct("RopeTable").field("inv_freq", &&self.inv_freq[..used]).finish()
+    }
+}
+
 /// Attention geometry shared by the RoPE, KV-store and attention kernels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnShape {
@@ -50,7 +108,8 @@ pub struct AttnShape {
     pub num_heads: u64,
     pub num_kv_heads: u64,
     pub head_dim: u64,
-    pub rope_theta: f64,
+    /// RoPE's frequencies (`head_dim / 2` of them used).
+    pub rope: RopeTable,
     /// Sliding-window attention: the query at position `p` sees cache rows
     /// `j` with `p - window < j <= p` (`window` positions, itself included,
     /// as transformers masks them); `None`: every row `j <= p`.
@@ -82,7 +141,8 @@ pub trait Ops {
     fn kv_store(&mut self, k_cache: Buf, v_cache: Buf, k: Buf, v: Buf, shape: AttnShape) -> Result<(), Self::Error>;
 
     /// Causal attention of the `tokens` query rows over cache rows
-    /// `0..pos0+tokens` (query row t sees rows `<= pos0+t`), grouped-query:
+    /// `0..pos0+tokens` (query row t sees rows `<= pos0+t`, and with
+    /// `shape.window` only the last `window` of them), grouped-query:
     /// head h reads kv head `h / (num_heads/num_kv_heads)`. `scores` is f32
     /// scratch of at least `num_heads*tokens*(pos0+tokens)` elements.
     /// `out` is `[tokens, num_heads*head_dim]`.
@@ -101,6 +161,15 @@ pub trait Ops {
 
     /// `x[i] += f32(y[i])` for `i < n` (the residual add; `x` f32).
     fn add(&mut self, x: Buf, y: Buf, n: u64) -> Result<(), Self::Error>;
+
+    /// `out[r, i] = round(out[r, i] + bias[i])` for `r < rows`, `i < n`: a
+    /// projection's bias (`out` and `bias` in the model dtype).
+    fn add_bias(&mut self, out: Buf, bias: Buf, rows: u64, n: u64) -> Result<(), Self::Error>;
+
+    /// In-place RMSNorm of `rows` rows of `dim` model-dtype values by the
+    /// `[dim]` weight `w`, rounded to the dtype before the weight product and
+    /// after it (transformers' Qwen3RMSNorm; each query or key head a row).
+    fn head_rmsnorm(&mut self, x: Buf, w: Buf, rows: u64, dim: u64, eps: f64) -> Result<(), Self::Error>;
 
     /// `out[i] = x · w[i]ᵀ` for the three (q, k, v) products of one input:
     /// `out[i]` is `[m, n[i]]`, `w[i]` is `[n[i], k]`.

@@ -6,7 +6,7 @@ use djinn_core::Dtype;
 use djinn_kernels::check::close_f32;
 use djinn_kernels::{self as k, bf16, f16, Half, Rng};
 use djinn_runtime::cuda::CudaOps;
-use djinn_runtime::ops::{AttnShape, Buf, Ops};
+use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
 use super::gpu_ops;
 
@@ -20,7 +20,7 @@ trait Twin: Half {
     fn matmul(o: &mut [Self], x: &[Self], w: &[Self], m: usize, n: usize, k: usize);
     fn matmul_f32(o: &mut [f32], x: &[Self], w: &[Self], m: usize, n: usize, k: usize);
     #[allow(clippy::too_many_arguments)]
-    fn rope(q: &mut [Self], k: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, theta: f32);
+    fn rope(q: &mut [Self], k: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, freqs: &[f32]);
     fn kv_store(kc: &mut [Self], vc: &mut [Self], k: &[Self], v: &[Self], t: usize, p: usize, kv_dim: usize);
     #[allow(clippy::too_many_arguments)]
     fn attention(
@@ -34,9 +34,19 @@ trait Twin: Half {
         h: usize,
         kv: usize,
         d: usize,
+        window: usize,
     );
     #[allow(clippy::too_many_arguments)]
-    fn attn_softmax(p: &mut [Self], s: &[f32], rows: usize, t: usize, p0: usize, stride: usize, out_stride: usize);
+    fn attn_softmax(
+        p: &mut [Self],
+        s: &[f32],
+        rows: usize,
+        t: usize,
+        p0: usize,
+        stride: usize,
+        out_stride: usize,
+        window: usize,
+    );
     fn silu_mul(g: &mut [Self], u: &[Self], n: usize);
     fn add(x: &mut [f32], y: &[Self], n: usize);
     fn gemv(o: k::GemvOut<'_, Self>, w: &[Self], x: &[Self], m: usize, n: usize, k: usize);
@@ -54,7 +64,7 @@ trait Twin: Half {
         h: usize,
         kv: usize,
         d: usize,
-        theta: f32,
+        freqs: &[f32],
     );
     #[allow(clippy::too_many_arguments)]
     fn attn_decode(
@@ -67,15 +77,18 @@ trait Twin: Half {
         kv: usize,
         d: usize,
         scale: f32,
+        window: usize,
     );
     fn attn_combine(o: &mut [Self], part: &[f32], h: usize, splits: usize, d: usize);
+    fn add_bias(o: &mut [Self], b: &[Self], rows: usize, n: usize);
+    fn head_rmsnorm(x: &mut [Self], w: &[Self], rows: usize, d: usize, eps: f32);
     /// Relative size of one rounding step of the type.
     fn ulp() -> f64;
 }
 
 macro_rules! twin {
     ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident,
-     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident) => {
+     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident, $ab:ident, $hn:ident) => {
         impl Twin for $t {
             const DT: Dtype = $dt;
             fn bits(self) -> u16 {
@@ -96,8 +109,8 @@ macro_rules! twin {
             fn matmul_f32(o: &mut [f32], x: &[Self], w: &[Self], m: usize, n: usize, kk: usize) {
                 k::$mm32(o, x, w, m, n, kk)
             }
-            fn rope(q: &mut [Self], kk: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, th: f32) {
-                k::$rope(q, kk, t, p, h, kv, d, th)
+            fn rope(q: &mut [Self], kk: &mut [Self], t: usize, p: usize, h: usize, kv: usize, d: usize, f: &[f32]) {
+                k::$rope(q, kk, t, p, h, kv, d, f)
             }
             fn kv_store(kc: &mut [Self], vc: &mut [Self], kk: &[Self], v: &[Self], t: usize, p: usize, kd: usize) {
                 k::$kvs(kc, vc, kk, v, t, p, kd)
@@ -113,11 +126,21 @@ macro_rules! twin {
                 h: usize,
                 kv: usize,
                 d: usize,
+                window: usize,
             ) {
-                k::$att(o, q, kc, vc, s, t, p, h, kv, d)
+                k::$att(o, q, kc, vc, s, t, p, h, kv, d, window)
             }
-            fn attn_softmax(p: &mut [Self], s: &[f32], r: usize, t: usize, p0: usize, st: usize, os: usize) {
-                k::$sm(p, s, r, t, p0, st, os)
+            fn attn_softmax(
+                p: &mut [Self],
+                s: &[f32],
+                r: usize,
+                t: usize,
+                p0: usize,
+                st: usize,
+                os: usize,
+                window: usize,
+            ) {
+                k::$sm(p, s, r, t, p0, st, os, window)
             }
             fn silu_mul(g: &mut [Self], u: &[Self], n: usize) {
                 k::$silu(g, u, n)
@@ -142,9 +165,9 @@ macro_rules! twin {
                 h: usize,
                 kv: usize,
                 d: usize,
-                theta: f32,
+                freqs: &[f32],
             ) {
-                k::$rkv(q, kk, v, kc, vc, t, p, h, kv, d, theta)
+                k::$rkv(q, kk, v, kc, vc, t, p, h, kv, d, freqs)
             }
             fn attn_decode(
                 part: &mut [f32],
@@ -156,11 +179,18 @@ macro_rules! twin {
                 kv: usize,
                 d: usize,
                 scale: f32,
+                window: usize,
             ) {
-                k::$ad(part, q, kc, vc, seq, h, kv, d, scale)
+                k::$ad(part, q, kc, vc, seq, h, kv, d, scale, window)
             }
             fn attn_combine(o: &mut [Self], part: &[f32], h: usize, splits: usize, d: usize) {
                 k::$ac(o, part, h, splits, d)
+            }
+            fn add_bias(o: &mut [Self], b: &[Self], rows: usize, n: usize) {
+                k::$ab(o, b, rows, n)
+            }
+            fn head_rmsnorm(x: &mut [Self], w: &[Self], rows: usize, d: usize, eps: f32) {
+                k::$hn(x, w, rows, d, eps)
             }
             fn ulp() -> f64 {
                 $ulp
@@ -187,7 +217,9 @@ twin!(
     gemv_silu_f16,
     rope_kv_store_f16,
     attn_decode_f16,
-    attn_combine_f16
+    attn_combine_f16,
+    add_bias_f16,
+    head_rmsnorm_f16
 );
 twin!(
     bf16,
@@ -207,7 +239,9 @@ twin!(
     gemv_silu_bf16,
     rope_kv_store_bf16,
     attn_decode_bf16,
-    attn_combine_bf16
+    attn_combine_bf16,
+    add_bias_bf16,
+    head_rmsnorm_bf16
 );
 
 /// A bump allocator over the standalone arena; every allocation is poisoned.
@@ -367,7 +401,28 @@ fn matmul_matches_its_twin() {
     }
 }
 
-fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, theta: f32) {
+/// RoPE's table for a test: unscaled `theta`, or (`scaled`) llama3's scaling
+/// as Llama 3.1 has it (factor 8, band 1..4 of 8192 positions), through core's `inv_freq`.
+fn rope_table(hd: usize, theta: f32, scaled: bool) -> RopeTable {
+    if !scaled {
+        return RopeTable::unscaled(hd as u64, theta as f64);
+    }
+    let arch = djinn_core::model::Architecture {
+        head_dim: hd as u64,
+        rope_theta: theta as f64,
+        rope_scaling: djinn_core::model::RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        },
+        ..Default::default()
+    };
+    RopeTable::of(&arch).unwrap()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, theta: f32, scaled: bool) {
     d.reset();
     let mut rng = seed(&[t as u64, p as u64, hd as u64]);
     let mut q: Vec<W> = halves(&mut rng, t * h * hd, 1.0);
@@ -379,11 +434,11 @@ fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: 
         num_heads: h as u64,
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
-        rope_theta: theta as f64,
+        rope: rope_table(hd, theta, scaled),
         window: None,
     };
     d.ops.rope(bq, bk, shape).unwrap();
-    W::rope(&mut q, &mut kk, t, p, h, kv, hd, theta);
+    W::rope(&mut q, &mut kk, t, p, h, kv, hd, &shape.rope.inv_freq);
     // Angles of far positions differ by a few f32 ulps between libm and CUDA's sincosf/powf.
     let atol = if W::DT == Dtype::F16 { 2e-3 } else { 1e-2 };
     check(&format!("rope {} q t{t} p{p} h{h}x{hd}", W::DT), &wide(&d.get::<W>(bq)), &wide(&q), atol, 2.0 * W::ulp());
@@ -393,32 +448,36 @@ fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: 
 #[test]
 fn rope_matches_its_twin() {
     let Some(mut d) = dev("rope_matches_its_twin") else { return };
-    for (t, p, h, kv, hd, th) in [
-        (1, 0, 4, 4, 16, 1e4),
-        (5, 3, 6, 2, 16, 5e5),
-        (7, 250, 4, 1, 32, 1e4),
-        (1, 4000, 32, 8, 128, 5e5),
-        (17, 0, 8, 8, 64, 1e4),
+    for (t, p, h, kv, hd, th, scaled) in [
+        (1, 0, 4, 4, 16, 1e4, false),
+        (5, 3, 6, 2, 16, 5e5, false),
+        (7, 250, 4, 1, 32, 1e4, false),
+        (1, 4000, 32, 8, 128, 5e5, false),
+        (17, 0, 8, 8, 64, 1e4, false),
+        (1, 4000, 32, 8, 128, 5e5, true),
+        (9, 70, 6, 2, 8, 5e5, true),
+        (3, 1000, 3, 1, 256, 1e6, true),
     ] {
-        rope_case::<f16>(&mut d, t, p, h, kv, hd, th);
-        rope_case::<bf16>(&mut d, t, p, h, kv, hd, th);
+        rope_case::<f16>(&mut d, t, p, h, kv, hd, th, scaled);
+        rope_case::<bf16>(&mut d, t, p, h, kv, hd, th, scaled);
     }
 }
 
-fn softmax_case<W: Twin>(d: &mut Dev, heads: usize, t: usize, p: usize, stride: usize) {
+fn softmax_case<W: Twin>(d: &mut Dev, heads: usize, t: usize, p: usize, stride: usize, window: Option<usize>) {
     d.reset();
     let mut rng = seed(&[heads as u64, t as u64, p as u64]);
     let (rows, seq) = (heads * t, p + t);
     let scores = rng.normals(rows * stride, 4.0);
     let (bs, bp) = (d.put_f32(&scores), d.alloc((rows * seq) as u64, W::DT));
-    d.ops.attn_softmax(bp, bs, rows as u64, t as u64, p as u64, stride as u64, seq as u64).unwrap();
+    let win = window.map(|w| w as u64);
+    d.ops.attn_softmax(bp, bs, rows as u64, t as u64, p as u64, stride as u64, seq as u64, win).unwrap();
     let mut want = vec![W::from_f32(f32::NAN); rows * seq];
-    W::attn_softmax(&mut want, &scores, rows, t, p, stride, seq);
-    let tag = format!("{} h{heads} t{t} p{p} stride {stride}", W::DT);
+    W::attn_softmax(&mut want, &scores, rows, t, p, stride, seq, window.unwrap_or(0));
+    let tag = format!("{} h{heads} t{t} p{p} stride {stride} window {window:?}", W::DT);
     check(&format!("attn_softmax {tag}"), &wide(&d.get::<W>(bp)), &wide(&want), 1e-6, W::ulp());
     // In place, as attention runs it: probabilities over the first half of each score row.
     let probs = Buf { offset: bs.offset, elems: bs.elems * 2, dtype: W::DT };
-    d.ops.attn_softmax(probs, bs, rows as u64, t as u64, p as u64, stride as u64, 2 * stride as u64).unwrap();
+    d.ops.attn_softmax(probs, bs, rows as u64, t as u64, p as u64, stride as u64, 2 * stride as u64, win).unwrap();
     let raw: Vec<W> = d.get::<W>(Buf { offset: bs.offset, elems: bs.elems * 2, dtype: W::DT });
     let got: Vec<W> = (0..rows).flat_map(|r| raw[r * 2 * stride..r * 2 * stride + seq].to_vec()).collect();
     check(&format!("attn_softmax in place {tag}"), &wide(&got), &wide(&want), 1e-6, W::ulp());
@@ -431,12 +490,29 @@ fn attn_softmax_matches_its_twin() {
     for (h, t, p, stride) in
         [(1, 1, 0, 1), (4, 1, 37, 40), (6, 5, 0, 8), (2, 17, 3, 24), (40, 1, 4000, 4008), (3, 2, 9000, 9002)]
     {
-        softmax_case::<f16>(&mut d, h, t, p, stride);
-        softmax_case::<bf16>(&mut d, h, t, p, stride);
+        softmax_case::<f16>(&mut d, h, t, p, stride, None);
+        softmax_case::<bf16>(&mut d, h, t, p, stride, None);
+    }
+    // Sliding windows: shorter than a prefill triangle, straddling a prefix, one position, wider than the row.
+    for (h, t, p, stride, w) in
+        [(6, 21, 0, 24, 8), (2, 17, 30, 48, 13), (4, 3, 5, 8, 1), (3, 2, 4000, 4002, 4096), (5, 1, 9000, 9001, 4096)]
+    {
+        softmax_case::<f16>(&mut d, h, t, p, stride, Some(w));
+        softmax_case::<bf16>(&mut d, h, t, p, stride, Some(w));
     }
 }
 
-fn kv_attention_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, max_seq: usize) {
+#[allow(clippy::too_many_arguments)]
+fn kv_attention_case<W: Twin>(
+    d: &mut Dev,
+    t: usize,
+    p: usize,
+    h: usize,
+    kv: usize,
+    hd: usize,
+    max_seq: usize,
+    window: Option<usize>,
+) {
     d.reset();
     let mut rng = seed(&[t as u64, p as u64, h as u64, hd as u64]);
     let kv_dim = kv * hd;
@@ -455,16 +531,16 @@ fn kv_attention_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usi
         num_heads: h as u64,
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
-        rope_theta: 1e4,
-        window: None,
+        rope: RopeTable::unscaled(hd as u64, 1e4),
+        window: window.map(|w| w as u64),
     };
     d.ops.kv_store(bkc, bvc, bkn, bvn, shape).unwrap();
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
     W::kv_store(&mut kc, &mut vc, &kn, &vn, t, p, kv_dim);
     let mut scores = vec![0f32; h * t * seq];
     let mut out = vec![W::from_f32(0.0); t * h * hd];
-    W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd);
-    let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd}", W::DT);
+    W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd, window.unwrap_or(0));
+    let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd} window {window:?}", W::DT);
     check(&format!("kv_store k {tag}"), &wide(&d.get::<W>(bkc)), &wide(&kc), 0.0, 0.0);
     check(&format!("kv_store v {tag}"), &wide(&d.get::<W>(bvc)), &wide(&vc), 0.0, 0.0);
     check(&format!("attention {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), 1e-3, 2.0 * W::ulp());
@@ -483,8 +559,27 @@ fn kv_store_and_attention_match_their_twins() {
         (33, 0, 8, 2, 128, 64),
         (3, 5, 4, 2, 96, 16),
     ] {
-        kv_attention_case::<f16>(&mut d, t, p, h, kv, hd, ms);
-        kv_attention_case::<bf16>(&mut d, t, p, h, kv, hd, ms);
+        kv_attention_case::<f16>(&mut d, t, p, h, kv, hd, ms, None);
+        kv_attention_case::<bf16>(&mut d, t, p, h, kv, hd, ms, None);
+    }
+}
+
+/// Sliding-window attention on the prefill path (cuBLAS around the windowed
+/// softmax) and, with one query row, the decode kernel: against the twin,
+/// and different from full attention past the window.
+#[test]
+fn sliding_window_attention_matches_its_twin() {
+    let Some(mut d) = dev("sliding_window_attention_matches_its_twin") else { return };
+    for (t, p, h, kv, hd, ms, w) in [
+        (21, 0, 4, 2, 16, 32, 8),
+        (9, 30, 6, 2, 64, 48, 13),
+        (33, 0, 8, 2, 128, 64, 1),
+        (1, 300, 32, 8, 128, 512, 100),
+        (1, 4000, 8, 2, 128, 4100, 4096),
+        (1, 37, 4, 4, 16, 64, 12),
+    ] {
+        kv_attention_case::<f16>(&mut d, t, p, h, kv, hd, ms, Some(w));
+        kv_attention_case::<bf16>(&mut d, t, p, h, kv, hd, ms, Some(w));
     }
 }
 
@@ -630,7 +725,17 @@ fn gemv_matches_its_twin() {
     }
 }
 
-fn rope_kv_store_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: usize, theta: f32) {
+#[allow(clippy::too_many_arguments)]
+fn rope_kv_store_case<W: Twin>(
+    d: &mut Dev,
+    t: usize,
+    p: usize,
+    h: usize,
+    kv: usize,
+    hd: usize,
+    theta: f32,
+    scaled: bool,
+) {
     d.reset();
     let mut rng = seed(&[t as u64, p as u64, h as u64, hd as u64]);
     let (kv_dim, max_seq) = (kv * hd, p + t + 2);
@@ -646,11 +751,11 @@ fn rope_kv_store_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: us
         num_heads: h as u64,
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
-        rope_theta: theta as f64,
+        rope: rope_table(hd, theta, scaled),
         window: None,
     };
     d.ops.rope_kv_store(bq, bk, bv, bkc, bvc, shape).unwrap();
-    W::rope_kv_store(&mut q, &kk, &v, &mut kc, &mut vc, t, p, h, kv, hd, theta);
+    W::rope_kv_store(&mut q, &kk, &v, &mut kc, &mut vc, t, p, h, kv, hd, &shape.rope.inv_freq);
     let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd}", W::DT);
     let atol = if W::DT == Dtype::F16 { 2e-3 } else { 1e-2 };
     check(&format!("rope_kv_store q {tag}"), &wide(&d.get::<W>(bq)), &wide(&q), atol, 2.0 * W::ulp());
@@ -661,22 +766,24 @@ fn rope_kv_store_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: us
 #[test]
 fn rope_kv_store_matches_its_twin() {
     let Some(mut d) = dev("rope_kv_store_matches_its_twin") else { return };
-    for (t, p, h, kv, hd, th) in [
-        (1, 0, 4, 4, 16, 1e4),
-        (1, 511, 40, 40, 128, 1e4),
-        (5, 3, 6, 2, 16, 5e5),
-        (1, 4000, 32, 8, 128, 5e5),
-        (17, 0, 8, 1, 96, 1e4),
+    for (t, p, h, kv, hd, th, scaled) in [
+        (1, 0, 4, 4, 16, 1e4, false),
+        (1, 511, 40, 40, 128, 1e4, false),
+        (5, 3, 6, 2, 16, 5e5, false),
+        (1, 4000, 32, 8, 128, 5e5, false),
+        (17, 0, 8, 1, 96, 1e4, false),
+        (1, 4000, 32, 8, 128, 5e5, true),
+        (7, 90, 4, 2, 8, 5e5, true),
     ] {
-        rope_kv_store_case::<f16>(&mut d, t, p, h, kv, hd, th);
-        rope_kv_store_case::<bf16>(&mut d, t, p, h, kv, hd, th);
+        rope_kv_store_case::<f16>(&mut d, t, p, h, kv, hd, th, scaled);
+        rope_kv_store_case::<bf16>(&mut d, t, p, h, kv, hd, th, scaled);
     }
 }
 
 /// Decode attention through `Ops::attention` with one query row: the split
 /// kernel's partials (left in the scores scratch) and the combined output,
 /// each against its twin; one split, several, a partial last split, GQA and MQA.
-fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: usize) {
+fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: usize, window: Option<usize>) {
     d.reset();
     let mut rng = seed(&[seq as u64, h as u64, kv as u64, hd as u64]);
     let (kv_dim, max_seq) = (kv * hd, seq + 5);
@@ -694,16 +801,20 @@ fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: u
         num_heads: h as u64,
         num_kv_heads: kv as u64,
         head_dim: hd as u64,
-        rope_theta: 1e4,
-        window: None,
+        rope: RopeTable::unscaled(hd as u64, 1e4),
+        window: window.map(|w| w as u64),
     };
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
     let mut part = vec![0f32; plen];
-    W::attn_decode(&mut part, &q, &kc, &vc, seq, h, kv, hd, (hd as f64).powf(-0.5) as f32);
+    W::attn_decode(&mut part, &q, &kc, &vc, seq, h, kv, hd, (hd as f64).powf(-0.5) as f32, window.unwrap_or(0));
+    // Splits wholly before the window hold m = -inf on both sides: compare them as a finite stand-in.
+    let finite =
+        |v: Vec<f32>| v.into_iter().map(|x| if x == f32::NEG_INFINITY { -1e30 } else { x }).collect::<Vec<_>>();
+    let part = finite(part);
     let mut out = vec![W::from_f32(0.0); h * hd];
     W::attn_combine(&mut out, &part, h, splits, hd);
-    let tag = format!("{} seq{seq} h{h}/{kv}x{hd} ({splits} splits)", W::DT);
-    let got_part = d.get_f32(Buf { elems: plen as u64, ..bs });
+    let tag = format!("{} seq{seq} h{h}/{kv}x{hd} ({splits} splits) window {window:?}", W::DT);
+    let got_part = finite(d.get_f32(Buf { elems: plen as u64, ..bs }));
     check(&format!("attn_decode partials {tag}"), &got_part, &part, 1e-3, 1e-4);
     check(&format!("attn_combine {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), 1e-3, 2.0 * W::ulp());
 }
@@ -720,7 +831,61 @@ fn attn_decode_and_combine_match_their_twins() {
         (100, 4, 1, 8),
         (4001, 40, 40, 128),
     ] {
-        attn_decode_case::<f16>(&mut d, seq, h, kv, hd);
-        attn_decode_case::<bf16>(&mut d, seq, h, kv, hd);
+        attn_decode_case::<f16>(&mut d, seq, h, kv, hd, None);
+        attn_decode_case::<bf16>(&mut d, seq, h, kv, hd, None);
+    }
+    // Windows: whole splits skipped, the edge inside a split, on a split boundary, one row, wider than the cache.
+    for (seq, h, kv, hd, w) in [
+        (300, 8, 2, 64, 100),
+        (4001, 40, 8, 128, 4096),
+        (700, 4, 1, 128, 64),
+        (129, 4, 2, 16, 1),
+        (50, 6, 2, 32, 4096),
+        (513, 4, 2, 256, 200),
+    ] {
+        attn_decode_case::<f16>(&mut d, seq, h, kv, hd, Some(w));
+        attn_decode_case::<bf16>(&mut d, seq, h, kv, hd, Some(w));
+    }
+}
+
+fn add_bias_case<W: Twin>(d: &mut Dev, rows: usize, n: usize) {
+    d.reset();
+    let mut rng = seed(&[rows as u64, n as u64]);
+    let mut x: Vec<W> = halves(&mut rng, rows * n, 2.0);
+    let b: Vec<W> = halves(&mut rng, n, 1.0);
+    let (bx, bb) = (d.put(&x), d.put(&b));
+    d.ops.add_bias(bx, bb, rows as u64, n as u64).unwrap();
+    W::add_bias(&mut x, &b, rows, n);
+    check(&format!("add_bias {} {rows}x{n}", W::DT), &wide(&d.get::<W>(bx)), &wide(&x), 0.0, 0.0);
+}
+
+#[test]
+fn add_bias_matches_its_twin() {
+    let Some(mut d) = dev("add_bias_matches_its_twin") else { return };
+    for (rows, n) in [(1, 1), (1, 896), (7, 128), (33, 3584), (5, 1001)] {
+        add_bias_case::<f16>(&mut d, rows, n);
+        add_bias_case::<bf16>(&mut d, rows, n);
+    }
+}
+
+fn head_rmsnorm_case<W: Twin>(d: &mut Dev, rows: usize, dim: usize) {
+    d.reset();
+    let mut rng = seed(&[rows as u64, dim as u64]);
+    let mut x: Vec<W> = halves(&mut rng, rows * dim, 3.0);
+    let w: Vec<W> = halves(&mut rng, dim, 1.0);
+    let (bx, bw) = (d.put(&x), d.put(&w));
+    d.ops.head_rmsnorm(bx, bw, rows as u64, dim as u64, 1e-6).unwrap();
+    W::head_rmsnorm(&mut x, &w, rows, dim, 1e-6);
+    // The sums differ in order (a warp's tree against a serial loop): one rounding step either way.
+    check(&format!("head_rmsnorm {} {rows}x{dim}", W::DT), &wide(&d.get::<W>(bx)), &wide(&x), 1e-6, 2.0 * W::ulp());
+}
+
+#[test]
+fn head_rmsnorm_matches_its_twin() {
+    let Some(mut d) = dev("head_rmsnorm_matches_its_twin") else { return };
+    // (rows = tokens x heads, head_dim): decode and prefill, every head size up to 256, odd ones.
+    for (rows, dim) in [(1, 64), (40, 128), (7, 16), (33 * 8, 128), (9, 256), (3, 40), (17, 1)] {
+        head_rmsnorm_case::<f16>(&mut d, rows, dim);
+        head_rmsnorm_case::<bf16>(&mut d, rows, dim);
     }
 }

@@ -240,21 +240,42 @@ fn chat_messages_go_through_the_models_chat_template() {
     assert!(e.contains("--system") && e.contains("--chat"), "{e}");
 }
 
-/// A model djinn-compile plans but whose forward pass this executor does not
-/// run yet (here Llama 3.1's scaled RoPE) is refused by name, not run wrongly.
+/// Llama 3.1's scaled RoPE, which djinn-exec refused by name until its
+/// forward pass took the frequency table, now runs (and rotates differently
+/// from the unscaled model); a RoPE type core cannot describe (`yarn`, which
+/// also scales the attention logits) is refused by name when the plan is
+/// compiled, so no plan of it reaches djinn-exec.
 #[test]
-fn cli_refuses_a_model_whose_features_the_forward_pass_lacks() {
+fn cli_runs_llama3_rope_and_refuses_by_name_a_rope_type_it_cannot_run() {
     let scratch = Scratch::new("cli_unsupported_feature");
-    let (dir, _) = fixture_copy_with_plan(&scratch);
+    let (dir, unscaled_plan) = fixture_copy_with_plan(&scratch);
+    let args = ["--prompt", "Once upon a time", "--max-new-tokens", "8"];
+    let unscaled = exec_tokens(&unscaled_plan, &dir, &args).unwrap();
     let config_path = dir.join("config.json");
     let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
-    config["rope_parameters"] = serde_json::json!({
+    let llama3 = serde_json::json!({
         "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
         "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64
     });
+    config["rope_parameters"] = llama3.clone();
     std::fs::write(&config_path, config.to_string()).unwrap();
     let plan = scratch.0.join("scaled.toml");
     compile_cli(&["--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64"], &plan);
-    let err = exec_tokens(&plan, &dir, &["--prompt", "Once upon a time", "--max-new-tokens", "2"]).unwrap_err();
-    assert!(err.contains("scaled RoPE") && err.contains("does not run yet"), "{err}");
+    let scaled = exec_tokens(&plan, &dir, &args).unwrap();
+    assert_ne!(scaled, unscaled, "the scaled table rotates differently");
+
+    let mut yarn = llama3;
+    yarn["rope_type"] = "yarn".into();
+    config["rope_parameters"] = yarn;
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let yarn_plan = scratch.0.join("yarn.toml").display().to_string();
+    let argv =
+        ["djinn-compile", "--gpu", "t4", "--model", dir.to_str().unwrap(), "--prompt-len", "64", "-o", &yarn_plan]
+            .map(|s| s.to_string());
+    let Err(err) = djinn_compiler::cli::run(argv) else { panic!("a yarn config is refused") };
+    let err = format!("{err:#}");
+    assert!(err.contains("\"yarn\" is not supported") && err.contains("scales the attention logits"), "{err}");
+    // The plan compiled for the llama3 table no longer matches the weights' config: refused too.
+    let err = exec_tokens(&plan, &dir, &args).unwrap_err();
+    assert!(err.contains("yarn"), "{err}");
 }

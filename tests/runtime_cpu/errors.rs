@@ -298,3 +298,33 @@ fn an_unreadable_tokenizer_is_a_read_error_not_a_parse_error() {
         );
     }
 }
+
+/// A head wider than RoPE's table (256 dimensions) is refused by the
+/// forward pass, naming `head_dim`, before any kernel could index past the
+/// table; and a single op given one returns an error, not a panic.
+#[test]
+fn a_head_wider_than_the_rope_table_is_refused_naming_head_dim() {
+    use djinn_runtime::forward::{Forward, ForwardError};
+    use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
+    let mut plan = resident_plan(MHA);
+    plan.model.arch.head_dim = 512;
+    let err = Forward::new(&plan).unwrap_err();
+    assert_eq!(err, ForwardError::HeadDim(512));
+    assert!(err.to_string().contains("head_dim is 512") && err.to_string().contains("at most 256"), "{err}");
+
+    let mut arena = vec![0u8; 4096];
+    let mut ops = djinn_runtime::cpu::CpuOps::new(&mut arena);
+    let q = Buf { offset: 0, elems: 512, dtype: djinn_core::Dtype::F16 };
+    let k = Buf { offset: 1024, elems: 512, ..q };
+    let shape = AttnShape {
+        tokens: 1,
+        pos0: 0,
+        num_heads: 1,
+        num_kv_heads: 1,
+        head_dim: 512,
+        rope: RopeTable::unscaled(512, 1e4),
+        window: None,
+    };
+    let err = catch_unwind(AssertUnwindSafe(|| ops.rope(q, k, shape))).expect("no panic").unwrap_err();
+    assert!(err.to_string().contains("head_dim 512"), "{err}");
+}

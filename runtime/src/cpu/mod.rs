@@ -48,6 +48,8 @@ pub enum CpuError {
     Misaligned { op: &'static str, offset: u64, dtype: Dtype },
     #[error("{op}: operands at arena offsets {a} and {b} overlap and one is written")]
     Overlap { op: &'static str, a: u64, b: u64 },
+    #[error("{op}: {message}")]
+    Shape { op: &'static str, message: String },
     #[error("token id {token} is outside the model's vocabulary of {vocab}")]
     Token { token: u32, vocab: u64 },
     #[error("adversarial replay is stuck: {0}")]

@@ -16,7 +16,7 @@ use djinn_kernels::{attention, elementwise, matmul, rope};
 use half::{bf16, f16};
 
 use super::CpuError;
-use crate::ops::{AttnShape, Buf, Ops};
+use crate::ops::{AttnShape, Buf, Ops, MAX_ROPE_PAIRS};
 
 /// The host arena, lent to one op at a time.
 pub struct CpuOps<'a> {
@@ -158,11 +158,15 @@ impl Ops for CpuOps<'_> {
     fn rope(&mut self, q: Buf, k: Buf, s: AttnShape) -> Result<(), CpuError> {
         const OP: &str = "rope";
         self.check(OP, &[(q, true), (k, true)])?;
+        if !s.head_dim.is_multiple_of(2) || s.head_dim / 2 > MAX_ROPE_PAIRS as u64 {
+            let message = format!("head_dim {} must be even and at most {}", s.head_dim, 2 * MAX_ROPE_PAIRS);
+            return Err(CpuError::Shape { op: OP, message });
+        }
         // SAFETY: checked above.
         unsafe {
             by_dtype!(q.dtype, "rope", T => {
                 rope::rope::<T>(self.get_mut(OP, q)?, self.get_mut(OP, k)?, n(s.tokens), n(s.pos0),
-                    n(s.num_heads), n(s.num_kv_heads), n(s.head_dim), s.rope_theta as f32);
+                    n(s.num_heads), n(s.num_kv_heads), n(s.head_dim), &s.rope.inv_freq);
                 Ok(())
             })
         }
@@ -189,7 +193,7 @@ impl Ops for CpuOps<'_> {
             by_dtype!(out.dtype, "attention", T => {
                 attention::attention::<T>(self.get_mut(OP, out)?, self.get(OP, q)?, self.get(OP, kc)?,
                     self.get(OP, vc)?, self.get_mut(OP, scores)?, n(s.tokens), n(s.pos0), n(s.num_heads),
-                    n(s.num_kv_heads), n(s.head_dim));
+                    n(s.num_kv_heads), n(s.head_dim), s.window.map_or(0, n));
                 Ok(())
             })
         }
@@ -202,6 +206,42 @@ impl Ops for CpuOps<'_> {
         unsafe {
             by_dtype!(gate.dtype, "silu_mul", T => {
                 elementwise::silu_mul::<T>(self.get_mut(OP, gate)?, self.get(OP, up)?, n(count));
+                Ok(())
+            })
+        }
+    }
+
+    fn add_bias(&mut self, out: Buf, bias: Buf, rows: u64, count: u64) -> Result<(), CpuError> {
+        const OP: &str = "add_bias";
+        self.check(OP, &[(out, true), (bias, false)])?;
+        if out.elems < rows * count || bias.elems < count {
+            return Err(CpuError::Shape {
+                op: OP,
+                message: format!("{rows}x{count} rows into {} elements, bias of {}", out.elems, bias.elems),
+            });
+        }
+        // SAFETY: checked above.
+        unsafe {
+            by_dtype!(out.dtype, "add_bias", T => {
+                elementwise::add_bias::<T>(self.get_mut(OP, out)?, self.get(OP, bias)?, n(rows), n(count));
+                Ok(())
+            })
+        }
+    }
+
+    fn head_rmsnorm(&mut self, x: Buf, w: Buf, rows: u64, dim: u64, eps: f64) -> Result<(), CpuError> {
+        const OP: &str = "head_rmsnorm";
+        self.check(OP, &[(x, true), (w, false)])?;
+        if x.elems < rows * dim || w.elems < dim {
+            return Err(CpuError::Shape {
+                op: OP,
+                message: format!("{rows}x{dim} rows in {} elements, weight of {}", x.elems, w.elems),
+            });
+        }
+        // SAFETY: checked above.
+        unsafe {
+            by_dtype!(x.dtype, "head_rmsnorm", T => {
+                elementwise::head_rmsnorm::<T>(self.get_mut(OP, x)?, self.get(OP, w)?, n(rows), n(dim), eps as f32);
                 Ok(())
             })
         }

@@ -1,6 +1,7 @@
 //! The decode kernels behind [`CudaOps`] besides the products (`gemv.rs`):
 //! RoPE fused with the cache store (`rope_kv_store.cu`), and split
-//! attention over the cache (`attn_decode.cu`).
+//! attention over the cache (`attn_decode.cu`), which honours a sliding
+//! window by skipping the splits wholly before it and masking the rest.
 //!
 //! Each `try_*` method launches its kernel and returns `Ok(true)` when the
 //! shape is one the kernel takes, and `Ok(false)` — having done nothing —
@@ -15,7 +16,7 @@ use djinn_kernels::cuda::Kernel;
 use djinn_kernels::{attn_partial_len, ATTN_CHUNK};
 
 use super::error::CudaError;
-use super::ops::{grid_for, kname, kv_rows, u32_of, Arg, CudaOps};
+use super::ops::{grid_for, kname, kv_rows, rope_arg, u32_of, window_arg, Arg, CudaOps};
 use crate::ops::{AttnShape, Buf};
 
 /// Heads one thread of `rope_kv_store.cu` rotates (its `ROPE_HEADS`).
@@ -42,9 +43,7 @@ impl CudaOps {
             return Ok(false);
         }
         let name = kname(q.dtype, Kernel::RopeKvStoreF16, Kernel::RopeKvStoreBf16, OP)?;
-        if !s.head_dim.is_multiple_of(2) {
-            return Err(CudaError::BadOperands { op: OP, message: format!("head_dim {} is odd", s.head_dim) });
-        }
+        let table = rope_arg(OP, &s)?;
         let (kv_dim, rows) = kv_rows(OP, k_cache, v_cache, s)?;
         let pq = self.operand(OP, "q", q, s.tokens * s.num_heads * s.head_dim, None)?;
         let pk = self.operand(OP, "k", k, s.tokens * kv_dim, Some(q.dtype))?;
@@ -64,7 +63,7 @@ impl CudaOps {
             Arg::U32(u32_of(OP, "num_heads", s.num_heads)?),
             Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
             Arg::U32(u32_of(OP, "head_dim", s.head_dim)?),
-            Arg::F32(s.rope_theta as f32),
+            table,
         ];
         self.launch(OP, name, grid_for(total), 256, 0, &mut a)?;
         Ok(true)
@@ -108,6 +107,7 @@ impl CudaOps {
             Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
             Arg::U32(d as u32),
             Arg::F32((d as f64).powf(-0.5) as f32),
+            Arg::U32(window_arg(OP, s.window)?),
         ];
         self.launch_2d(OP, decode, (heads, splits32), ATTN_THREADS, &mut a)?;
         let mut c = [Arg::Ptr(po), Arg::Ptr(pp), Arg::U32(splits32), Arg::U32(d as u32)];

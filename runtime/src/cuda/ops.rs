@@ -32,13 +32,15 @@ use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
 use super::gemv::Epilogue;
 use super::nvrtc::Kernels;
-use crate::ops::{unfused, AttnShape, Buf, Ops};
+use crate::ops::{unfused, AttnShape, Buf, Ops, MAX_ROPE_PAIRS};
 
 /// One kernel argument, passed by value.
 pub(super) enum Arg {
     Ptr(u64),
     U32(u32),
     F32(f32),
+    /// A struct passed by value, as its bytes (RoPE's frequency table).
+    Bytes(Vec<u8>),
 }
 
 /// Threads per block of the elementwise kernels.
@@ -48,6 +50,11 @@ const THREADS: u32 = 256;
 const SOFTMAX_PER_THREAD: u64 = 16;
 /// The longest attention row `attn_softmax.cu` handles: 1024 threads × 16 values.
 pub const MAX_SOFTMAX_ROW: u64 = 1024 * SOFTMAX_PER_THREAD;
+
+/// Rows per block of `head_rmsnorm.cu` (its `HEAD_NORM_ROWS`), one warp each.
+const HEAD_NORM_ROWS: u64 = 8;
+/// The longest row `head_rmsnorm.cu` takes: 32 lanes × its `HEAD_NORM_MAX_PER_LANE`.
+const HEAD_NORM_MAX_DIM: u64 = 32 * 8;
 
 /// The kernel of `dtype` (the model dtype), `f16` or `bf16`.
 pub(super) fn kname(dtype: Dtype, f16: Kernel, bf16: Kernel, op: &'static str) -> Result<Kernel, CudaError> {
@@ -80,6 +87,28 @@ pub(super) fn kv_rows(op: &'static str, k_cache: Buf, v_cache: Buf, s: AttnShape
         });
     }
     Ok((kv_dim, rows))
+}
+
+/// A sliding window as the attention kernels take it: 0 for none. (A window
+/// of 0 positions would see nothing; no architecture has one.)
+pub(super) fn window_arg(op: &'static str, window: Option<u64>) -> Result<u32, CudaError> {
+    match window {
+        None => Ok(0),
+        Some(0) => Err(CudaError::BadOperands { op, message: "a sliding window of 0 positions".into() }),
+        // Wider than any cache row count the kernels take: the same as none.
+        Some(w) => Ok(u32::try_from(w).unwrap_or(u32::MAX)),
+    }
+}
+
+/// RoPE's table as a kernel argument, after checking it covers `head_dim / 2` pairs.
+pub(super) fn rope_arg(op: &'static str, s: &AttnShape) -> Result<Arg, CudaError> {
+    if !s.head_dim.is_multiple_of(2) || s.head_dim / 2 > MAX_ROPE_PAIRS as u64 {
+        return Err(CudaError::BadOperands {
+            op,
+            message: format!("head_dim {} must be even and at most {}", s.head_dim, 2 * MAX_ROPE_PAIRS),
+        });
+    }
+    Ok(Arg::Bytes(s.rope.as_bytes()))
 }
 
 pub(super) fn grid_for(n: u64) -> u32 {
@@ -231,9 +260,10 @@ impl CudaOps {
     /// The causal softmax between attention's GEMMs (`attn_softmax.cu`; its
     /// twin is `djinn_kernels::attn_softmax_{f16,bf16}`): `rows` f32 score rows
     /// (row `r` at `r * stride`, query row `r % tokens`) into `probs` rows of
-    /// `pos0 + tokens` elements at `r * out_stride`. `probs` may alias
-    /// `scores` when `out_stride == 2 * stride` (each row written over the
-    /// first half of its own input row).
+    /// `pos0 + tokens` elements at `r * out_stride`, zero outside the
+    /// positions the row sees (with a sliding `window`, only its last
+    /// `window`). `probs` may alias `scores` when `out_stride == 2 * stride`
+    /// (each row written over the first half of its own input row).
     #[allow(clippy::too_many_arguments)]
     pub fn attn_softmax(
         &mut self,
@@ -244,6 +274,7 @@ impl CudaOps {
         pos0: u64,
         stride: u64,
         out_stride: u64,
+        window: Option<u64>,
     ) -> Result<(), CudaError> {
         const OP: &str = "attn_softmax";
         let name = kname(probs.dtype, Kernel::AttnSoftmaxF16, Kernel::AttnSoftmaxBf16, OP)?;
@@ -269,6 +300,7 @@ impl CudaOps {
             Arg::U32(u32_of(OP, "pos0", pos0)?),
             Arg::U32(u32_of(OP, "stride", stride)?),
             Arg::U32(u32_of(OP, "out_stride", out_stride)?),
+            Arg::U32(window_arg(OP, window)?),
         ];
         self.launch(OP, name, u32_of(OP, "rows", rows)?.max(1), threads, 0, &mut a)
     }
@@ -353,6 +385,7 @@ impl CudaOps {
                 Arg::Ptr(v) => v as *mut u64 as *mut c_void,
                 Arg::U32(v) => v as *mut u32 as *mut c_void,
                 Arg::F32(v) => v as *mut f32 as *mut c_void,
+                Arg::Bytes(v) => v.as_mut_ptr() as *mut c_void,
             };
         }
         // Programmatic stream serialisation: this kernel may be scheduled
@@ -461,9 +494,7 @@ impl Ops for CudaOps {
     fn rope(&mut self, q: Buf, k: Buf, s: AttnShape) -> Result<(), CudaError> {
         const OP: &str = "rope";
         let name = kname(q.dtype, Kernel::RopeF16, Kernel::RopeBf16, OP)?;
-        if !s.head_dim.is_multiple_of(2) {
-            return Err(CudaError::BadOperands { op: OP, message: format!("head_dim {} is odd", s.head_dim) });
-        }
+        let table = rope_arg(OP, &s)?;
         let pq = self.operand(OP, "q", q, s.tokens * s.num_heads * s.head_dim, None)?;
         let pk = self.operand(OP, "k", k, s.tokens * s.num_kv_heads * s.head_dim, Some(q.dtype))?;
         let total = s.tokens * (s.num_heads + s.num_kv_heads) * (s.head_dim / 2);
@@ -475,7 +506,7 @@ impl Ops for CudaOps {
             Arg::U32(u32_of(OP, "num_heads", s.num_heads)?),
             Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
             Arg::U32(u32_of(OP, "head_dim", s.head_dim)?),
-            Arg::F32(s.rope_theta as f32),
+            table,
         ];
         self.launch(OP, name, grid_for(total), THREADS, 0, &mut a)
     }
@@ -569,7 +600,7 @@ impl Ops for CudaOps {
         // In place: the 16-bit rows land over the first half of their own score rows.
         let probs = Buf { offset: scores.offset, elems: scores.elems * 2, dtype: dt };
         let scores = Buf { elems: rows * stride, ..scores };
-        self.attn_softmax(probs, scores, rows, t, s.pos0, stride, 2 * stride)?;
+        self.attn_softmax(probs, scores, rows, t, s.pos0, stride, 2 * stride, s.window)?;
         for i in 0..group {
             self.blas.gemm_strided_batched(
                 false,
@@ -596,6 +627,33 @@ impl Ops for CudaOps {
         let pu = self.operand(OP, "up", up, n, Some(gate.dtype))?;
         let mut a = [Arg::Ptr(pg), Arg::Ptr(pu), Arg::U32(u32_of(OP, "n", n)?)];
         self.launch(OP, name, grid_for(n), THREADS, 0, &mut a)
+    }
+
+    fn add_bias(&mut self, out: Buf, bias: Buf, rows: u64, n: u64) -> Result<(), CudaError> {
+        const OP: &str = "add_bias";
+        let name = kname(out.dtype, Kernel::AddBiasF16, Kernel::AddBiasBf16, OP)?;
+        let po = self.operand(OP, "out", out, rows * n, None)?;
+        let pb = self.operand(OP, "bias", bias, n, Some(out.dtype))?;
+        let (r, nn) = (u32_of(OP, "rows", rows)?, u32_of(OP, "n", n)?);
+        let mut a = [Arg::Ptr(po), Arg::Ptr(pb), Arg::U32(r), Arg::U32(nn)];
+        self.launch(OP, name, grid_for(rows * n), THREADS, 0, &mut a)
+    }
+
+    fn head_rmsnorm(&mut self, x: Buf, w: Buf, rows: u64, dim: u64, eps: f64) -> Result<(), CudaError> {
+        const OP: &str = "head_rmsnorm";
+        let name = kname(x.dtype, Kernel::HeadRmsnormF16, Kernel::HeadRmsnormBf16, OP)?;
+        if dim == 0 || dim > HEAD_NORM_MAX_DIM {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!("rows of {dim} values: 1..={HEAD_NORM_MAX_DIM} are supported"),
+            });
+        }
+        let px = self.operand(OP, "x", x, rows * dim, None)?;
+        let pw = self.operand(OP, "w", w, dim, Some(x.dtype))?;
+        let (r, d) = (u32_of(OP, "rows", rows)?, u32_of(OP, "dim", dim)?);
+        let mut a = [Arg::Ptr(px), Arg::Ptr(pw), Arg::U32(r), Arg::U32(d), Arg::F32(eps as f32)];
+        let grid = rows.div_ceil(HEAD_NORM_ROWS).clamp(1, u32::MAX as u64) as u32;
+        self.launch(OP, name, grid, 32 * HEAD_NORM_ROWS as u32, 0, &mut a)
     }
 
     fn add(&mut self, x: Buf, y: Buf, n: u64) -> Result<(), CudaError> {
