@@ -122,6 +122,15 @@ __device__ __forceinline__ void unpack8(const u32x4& v, float* f) {
     }
 }
 
+// The 8 values f as a 16-byte vector of T (element 0 in the low half of x), each rounded once.
+template <typename T>
+__device__ __forceinline__ u32x4 pack8(const float* f) {
+    u32 w[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) w[i] = (u32)from_f32<T>(f[2 * i]).bits | ((u32)from_f32<T>(f[2 * i + 1]).bits << 16);
+    return {w[0], w[1], w[2], w[3]};
+}
+
 // Programmatic dependent launch (sm_90 and later): the runtime launches
 // kernels so that the next one in the stream may start while this one runs,
 // its blocks waiting here, at their very first instruction, until every

@@ -774,6 +774,8 @@ fn rope_kv_store_matches_its_twin() {
         (17, 0, 8, 1, 96, 1e4, false),
         (1, 4000, 32, 8, 128, 5e5, true),
         (7, 90, 4, 2, 8, 5e5, true),
+        (64, 0, 40, 40, 128, 1e4, false), // a prefill: the 16-byte path over many tokens
+        (3, 5, 4, 2, 40, 1e4, false),     // head_dim % 16 != 0: a pair a thread
     ] {
         rope_kv_store_case::<f16>(&mut d, t, p, h, kv, hd, th, scaled);
         rope_kv_store_case::<bf16>(&mut d, t, p, h, kv, hd, th, scaled);

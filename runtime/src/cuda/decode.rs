@@ -50,8 +50,11 @@ impl CudaOps {
         let pv = self.operand(OP, "v", v, s.tokens * kv_dim, Some(q.dtype))?;
         let pkc = self.operand(OP, "k_cache", k_cache, rows * kv_dim, Some(q.dtype))?;
         let pvc = self.operand(OP, "v_cache", v_cache, rows * kv_dim, Some(q.dtype))?;
-        // One thread per (token, ROPE_HEADS heads, rotation pair).
-        let total = s.tokens * (s.num_heads + s.num_kv_heads).div_ceil(ROPE_HEADS) * (s.head_dim / 2);
+        // One thread per (token, ROPE_HEADS heads, 8 rotation pairs) where the
+        // kernel's 16-byte path runs (head_dim % 16 == 0; a misaligned buffer
+        // makes it take one pair a thread, in a grid-stride loop), else per pair.
+        let pairs = if s.head_dim.is_multiple_of(16) { s.head_dim / 16 } else { s.head_dim / 2 };
+        let total = s.tokens * (s.num_heads + s.num_kv_heads).div_ceil(ROPE_HEADS) * pairs;
         let mut a = [
             Arg::Ptr(pq),
             Arg::Ptr(pk),
