@@ -71,6 +71,8 @@ kernels! {
     AttnDecodeBf16 = "attn_decode_bf16",
     AttnCombineF16 = "attn_combine_f16",
     AttnCombineBf16 = "attn_combine_bf16",
+    AttnPrefillF16 = "attn_prefill_f16",
+    AttnPrefillBf16 = "attn_prefill_bf16",
 }
 
 macro_rules! source {
@@ -92,6 +94,7 @@ pub const SOURCES: &[Source] = &[
     source!("gemv.cu", [GemvF16, GemvBf16, GemvSiluF16, GemvSiluBf16]),
     source!("rope_kv_store.cu", [RopeKvStoreF16, RopeKvStoreBf16]),
     source!("attn_decode.cu", [AttnDecodeF16, AttnDecodeBf16, AttnCombineF16, AttnCombineBf16]),
+    source!("attn_prefill.cu", [AttnPrefillF16, AttnPrefillBf16]),
 ];
 
 impl Kernel {
