@@ -2,6 +2,7 @@
 //! several shapes, fresh random inputs; outputs are poisoned (NaN) before
 //! each launch so an element the kernel forgot fails the comparison.
 
+use djinn_core::activations::FLASH_HEAD_DIMS;
 use djinn_core::Dtype;
 use djinn_kernels::check::close_f32;
 use djinn_kernels::{self as k, bf16, f16, Half, Rng};
@@ -69,13 +70,15 @@ trait Twin: Half {
         scale: f32,
     );
     fn attn_combine(o: &mut [Self], part: &[f32], h: usize, splits: usize, d: usize);
+    #[allow(clippy::too_many_arguments)]
+    fn attn_prefill(o: &mut [Self], q: &[Self], kc: &[Self], vc: &[Self], t: usize, p: usize, h: usize, kv: usize, d: usize, win: usize);
     /// Relative size of one rounding step of the type.
     fn ulp() -> f64;
 }
 
 macro_rules! twin {
     ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident,
-     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident) => {
+     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident, $ap:ident) => {
         impl Twin for $t {
             const DT: Dtype = $dt;
             fn bits(self) -> u16 {
@@ -162,6 +165,9 @@ macro_rules! twin {
             fn attn_combine(o: &mut [Self], part: &[f32], h: usize, splits: usize, d: usize) {
                 k::$ac(o, part, h, splits, d)
             }
+            fn attn_prefill(o: &mut [Self], q: &[Self], kc: &[Self], vc: &[Self], t: usize, p: usize, h: usize, kv: usize, d: usize, win: usize) {
+                k::$ap(o, q, kc, vc, t, p, h, kv, d, win)
+            }
             fn ulp() -> f64 {
                 $ulp
             }
@@ -187,7 +193,8 @@ twin!(
     gemv_silu_f16,
     rope_kv_store_f16,
     attn_decode_f16,
-    attn_combine_f16
+    attn_combine_f16,
+    attn_prefill_f16
 );
 twin!(
     bf16,
@@ -207,7 +214,8 @@ twin!(
     gemv_silu_bf16,
     rope_kv_store_bf16,
     attn_decode_bf16,
-    attn_combine_bf16
+    attn_combine_bf16,
+    attn_prefill_bf16
 );
 
 /// A bump allocator over the standalone arena; every allocation is poisoned.
@@ -463,7 +471,12 @@ fn kv_attention_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usi
     W::kv_store(&mut kc, &mut vc, &kn, &vn, t, p, kv_dim);
     let mut scores = vec![0f32; h * t * seq];
     let mut out = vec![W::from_f32(0.0); t * h * hd];
-    W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd);
+    // Prefill of the flash head sizes runs attn_prefill.cu: its twin; else cuBLAS: `attention`'s.
+    if t > 1 && FLASH_HEAD_DIMS.contains(&(hd as u64)) {
+        W::attn_prefill(&mut out, &q, &kc, &vc, t, p, h, kv, hd, 0);
+    } else {
+        W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd);
+    }
     let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd}", W::DT);
     check(&format!("kv_store k {tag}"), &wide(&d.get::<W>(bkc)), &wide(&kc), 0.0, 0.0);
     check(&format!("kv_store v {tag}"), &wide(&d.get::<W>(bvc)), &wide(&vc), 0.0, 0.0);
@@ -712,4 +725,94 @@ fn attn_decode_and_combine_match_their_twins() {
         attn_decode_case::<f16>(&mut d, seq, h, kv, hd);
         attn_decode_case::<bf16>(&mut d, seq, h, kv, hd);
     }
+}
+
+/// The flash prefill kernel (`attn_prefill.cu`) against its streaming twin
+/// (`djinn_kernels::flash`): `t` query rows at `p0..`, heads `h` over `kv`,
+/// a window or none. The rows after each cache plane's `p0 + t` are poisoned
+/// (NaN), so a tile that let one through would show. Both round the probabilities to
+/// the model dtype at the same point with the same running maxima; they
+/// differ by summation order and the device's exp2, so a probability may
+/// round one step apart: atol one such step of the largest |v|.
+#[allow(clippy::too_many_arguments)]
+fn attn_prefill_case<W: Twin>(d: &mut Dev, t: usize, p0: usize, h: usize, kv: usize, hd: usize, window: Option<u64>) {
+    d.reset();
+    let mut rng = seed(&[t as u64, p0 as u64, h as u64, kv as u64, hd as u64, window.unwrap_or(0)]);
+    let (seq, kv_dim) = (p0 + t, kv * hd);
+    let (kc, vc): (Vec<W>, Vec<W>) = (halves(&mut rng, seq * kv_dim, 1.0), halves(&mut rng, seq * kv_dim, 1.0));
+    let q: Vec<W> = halves(&mut rng, t * h * hd, 1.5);
+    // Each cache plane is followed by a tile of poisoned rows.
+    let bkc = d.put(&kc);
+    d.alloc(64 * kv_dim as u64, W::DT);
+    let bvc = d.put(&vc);
+    d.alloc(64 * kv_dim as u64, W::DT);
+    let bq = d.put(&q);
+    let bo = d.alloc((t * h * hd) as u64, W::DT);
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: p0 as u64,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope_theta: 1e4,
+        window,
+    };
+    assert!(d.ops.try_attn_prefill(bo, bq, bkc, bvc, shape).unwrap(), "attn_prefill takes head_dim {hd}");
+    let mut want = vec![W::from_f32(f32::NAN); t * h * hd];
+    let win = window.filter(|&w| (w as usize) < seq).unwrap_or(0) as usize;
+    W::attn_prefill(&mut want, &q, &kc, &vc, t, p0, h, kv, hd, win);
+    let vmax = wide(&vc).iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let tag = format!("{} t{t} p{p0} h{h}/{kv}x{hd} window {window:?}", W::DT);
+    check(&format!("attn_prefill {tag}"), &wide(&d.get::<W>(bo)), &wide(&want), W::ulp() * vmax / 2.0, 2.0 * W::ulp());
+}
+
+#[test]
+fn attn_prefill_matches_its_twin() {
+    let Some(mut d) = dev("attn_prefill_matches_its_twin") else { return };
+    // (tokens, pos0, heads, kv heads, head_dim, window)
+    for (t, p0, h, kv, hd, w) in [
+        (512, 0, 40, 40, 128, None), // Llama-2-13B's prefill
+        (512, 0, 32, 8, 128, None),  // Llama-3-8B's: grouped-query
+        (2, 0, 4, 4, 16, None),      // the smallest prefill
+        (77, 0, 6, 2, 16, None),     // odd, one partial query block
+        (130, 0, 4, 1, 32, None),    // multi-query, three query blocks
+        (100, 37, 8, 2, 64, None),   // a chunk after a prefix not on a tile edge
+        (65, 64, 4, 4, 128, None),   // a chunk after a prefix of one whole tile
+        (3, 500, 8, 8, 128, None),   // a short chunk over a long cache
+        (300, 0, 4, 2, 64, Some(50)),   // a window shorter than a tile: both edges masked
+        (200, 0, 2, 2, 128, Some(64)),  // a window of exactly one tile
+        (90, 150, 4, 2, 32, Some(100)), // a window reaching back into the prefix
+        (40, 10, 2, 1, 16, Some(1)),    // each row sees only itself
+        (50, 0, 2, 2, 64, Some(4096)),  // a window wider than the sequence
+    ] {
+        attn_prefill_case::<f16>(&mut d, t, p0, h, kv, hd, w);
+        attn_prefill_case::<bf16>(&mut d, t, p0, h, kv, hd, w);
+    }
+}
+
+#[test]
+fn prefill_attention_needs_no_scores_scratch() {
+    let Some(mut d) = dev("prefill_attention_needs_no_scores_scratch") else { return };
+    // Through `Ops::attention`, as the forward pass calls it, with a one-element
+    // scratch: the flash path takes the shape and never touches it.
+    let (t, h, kv, hd) = (70usize, 4usize, 2usize, 64usize);
+    let mut rng = seed(&[t as u64, 7]);
+    let (kc, vc): (Vec<f16>, Vec<f16>) = (halves(&mut rng, t * kv * hd, 1.0), halves(&mut rng, t * kv * hd, 1.0));
+    let q: Vec<f16> = halves(&mut rng, t * h * hd, 1.0);
+    let (bkc, bvc, bq) = (d.put(&kc), d.put(&vc), d.put(&q));
+    let (bs, bo) = (d.alloc(1, Dtype::F32), d.alloc((t * h * hd) as u64, Dtype::F16));
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: 0,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope_theta: 1e4,
+        window: None,
+    };
+    d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
+    let mut want = vec![f16::from_f32(f32::NAN); t * h * hd];
+    f16::attn_prefill(&mut want, &q, &kc, &vc, t, 0, h, kv, hd, 0);
+    check("attention (flash) f16", &wide(&d.get::<f16>(bo)), &wide(&want), 2e-3, 2.0 * f16::ulp());
+    assert!(d.get_f32(bs)[0].is_nan(), "the scratch was written");
 }
