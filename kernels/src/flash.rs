@@ -165,7 +165,14 @@ mod tests {
         out
     }
 
-    fn inputs<W: Half>(seed: u64, tokens: usize, seq: usize, nh: usize, nkv: usize, d: usize) -> (Vec<W>, Vec<W>, Vec<W>) {
+    fn inputs<W: Half>(
+        seed: u64,
+        tokens: usize,
+        seq: usize,
+        nh: usize,
+        nkv: usize,
+        d: usize,
+    ) -> (Vec<W>, Vec<W>, Vec<W>) {
         let mut rng = Rng::new(seed);
         let h = |v: Vec<f32>| v.into_iter().map(W::from_f32).collect::<Vec<W>>();
         // Scores of a few units, so the softmax is neither flat nor one-hot.
@@ -180,11 +187,25 @@ mod tests {
     }
 
     fn ulp<W: Half>() -> f64 {
-        if W::NAME == "f16" { 1.0 / 2048.0 } else { 1.0 / 256.0 }
+        if W::NAME == "f16" {
+            1.0 / 2048.0
+        } else {
+            1.0 / 256.0
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn run<W: Half>(q: &[W], kc: &[W], vc: &[W], t: usize, p0: usize, nh: usize, nkv: usize, d: usize, win: usize) -> Vec<W> {
+    fn run<W: Half>(
+        q: &[W],
+        kc: &[W],
+        vc: &[W],
+        t: usize,
+        p0: usize,
+        nh: usize,
+        nkv: usize,
+        d: usize,
+        win: usize,
+    ) -> Vec<W> {
         let mut out = vec![W::from_f32(f32::NAN); t * nh * d];
         attn_prefill(&mut out, q, kc, vc, t, p0, nh, nkv, d, win);
         out

@@ -38,7 +38,14 @@ impl CudaOps {
     /// take the shape: a head size outside [`FLASH_HEAD_DIMS`], an operand
     /// not 16-byte aligned (its tiles are copied in 16-byte chunks), or more
     /// heads than a grid's second dimension. Public for the benchmarks.
-    pub fn try_attn_prefill(&mut self, out: Buf, q: Buf, k_cache: Buf, v_cache: Buf, s: AttnShape) -> Result<bool, CudaError> {
+    pub fn try_attn_prefill(
+        &mut self,
+        out: Buf,
+        q: Buf,
+        k_cache: Buf,
+        v_cache: Buf,
+        s: AttnShape,
+    ) -> Result<bool, CudaError> {
         const OP: &str = "attention";
         let (d, seq) = (s.head_dim, s.pos0 + s.tokens);
         let aligned = [out, q, k_cache, v_cache].iter().all(|b| b.offset.is_multiple_of(16));
