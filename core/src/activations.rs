@@ -57,7 +57,7 @@ pub fn checked_region_bytes(arch: &Architecture, dtype: Dtype, shape: &RunShape)
     let terms: [(&[u64], &str); 10] = [
         (&[a.num_heads, a.head_dim], "the attention width (num_heads × head_dim)"),
         (&[a.num_kv_heads, a.head_dim], "the KV width (num_kv_heads × head_dim)"),
-        (&[a.num_heads, t, s.prompt_len], "the prefill attention scores (num_heads × tokens × prompt_len)"),
+        (&[a.num_heads, t, s.max_seq_len], "the prefill attention scores (num_heads × tokens × max_seq_len)"),
         (&[a.num_heads, s.batch, s.max_seq_len], "the decode attention scores (num_heads × batch × max_seq_len)"),
         (&[a.num_heads, s.batch, splits, partial], "the decode attention partials (num_heads × batch × splits × (2 + head_dim))"),
         (&[t, a.num_heads, a.head_dim], "the query activations (tokens × num_heads × head_dim)"),
@@ -140,11 +140,14 @@ impl ActivationLayout {
 /// (`[heads, splits, 2 + head_dim]` per sequence) and, for the CPU backend's
 /// decode and the unfused GPU path (`DJINN_FUSED=0`), one score row per head
 /// over the whole cache — and, only for head sizes outside
-/// [`FLASH_HEAD_DIMS`], the cuBLAS prefill's `[heads, t, prompt_len]` scores.
+/// [`FLASH_HEAD_DIMS`], the cuBLAS prefill's `[heads, t, max_seq_len]` scores
+/// (a chunk of `t` query rows over the longest cache it can see).
 fn score_elems(arch: &Architecture, shape: &RunShape, t: u64) -> u64 {
     let splits = shape.max_seq_len.div_ceil(DECODE_CHUNK);
     let decode = shape.batch * (shape.max_seq_len).max(splits * (2 + arch.head_dim));
-    let prefill = if FLASH_HEAD_DIMS.contains(&arch.head_dim) { 0 } else { t * shape.prompt_len };
+    // A prompt longer than `prompt_len` runs as chunks of it at pos0 > 0, each
+    // over up to `max_seq_len` cache rows.
+    let prefill = if FLASH_HEAD_DIMS.contains(&arch.head_dim) { 0 } else { t * shape.max_seq_len };
     arch.num_heads * decode.max(prefill)
 }
 
@@ -181,5 +184,26 @@ impl KvLayout {
 
     pub fn bytes(&self) -> u64 {
         2 * self.layers * self.plane_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_hold_the_decode_partials_and_prefill_scores_only_without_flash() {
+        let shape = RunShape { prompt_len: 512, max_seq_len: 1024, batch: 1 };
+        let mut arch = crate::model::tests::llama2_13b();
+        let scores = |a: &Architecture| ActivationLayout::new(a, Dtype::F16, &shape).buffer("scores").elems;
+        // 40 heads of 128: 16 splits of 64 rows, 130 floats each (> 1024 score rows).
+        assert_eq!(scores(&arch), 40 * 16 * 130);
+        // A head size the flash kernel does not tile: the cuBLAS prefill's
+        // [heads, prompt_len, max_seq_len] scores, for chunks at pos0 > 0 too.
+        arch.head_dim = 96;
+        assert_eq!(scores(&arch), 40 * 512 * 1024);
+        // Small heads: a score row per head over the cache outgrows the partials.
+        arch.head_dim = 16;
+        assert_eq!(scores(&arch), 40 * 1024);
     }
 }

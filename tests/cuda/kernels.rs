@@ -471,16 +471,20 @@ fn kv_attention_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usi
     W::kv_store(&mut kc, &mut vc, &kn, &vn, t, p, kv_dim);
     let mut scores = vec![0f32; h * t * seq];
     let mut out = vec![W::from_f32(0.0); t * h * hd];
-    // Prefill of the flash head sizes runs attn_prefill.cu: its twin; else cuBLAS: `attention`'s.
+    // Prefill of the flash head sizes runs attn_prefill.cu: its twin, within a
+    // probability's rounding step of the largest |v| (attn_prefill_case says
+    // why); else cuBLAS, which rounds as `attention`'s twin does.
+    let mut atol = 1e-3;
     if t > 1 && FLASH_HEAD_DIMS.contains(&(hd as u64)) {
         W::attn_prefill(&mut out, &q, &kc, &vc, t, p, h, kv, hd, 0);
+        atol = W::ulp() * wide(&vc).iter().fold(0f64, |m, v| m.max(v.abs() as f64)) / 2.0;
     } else {
         W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd);
     }
     let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd}", W::DT);
     check(&format!("kv_store k {tag}"), &wide(&d.get::<W>(bkc)), &wide(&kc), 0.0, 0.0);
     check(&format!("kv_store v {tag}"), &wide(&d.get::<W>(bvc)), &wide(&vc), 0.0, 0.0);
-    check(&format!("attention {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), 1e-3, 2.0 * W::ulp());
+    check(&format!("attention {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), atol, 2.0 * W::ulp());
 }
 
 #[test]
