@@ -27,6 +27,8 @@
 // (the host checks; others take the cuBLAS path); the buffer is sized for
 // 128 (48 KiB of static shared memory), and q, the cache planes and out must
 // be 16-byte aligned with rows of a multiple of 8 elements (the host checks).
+// cp.async and the bf16 mma need compute capability 8.0: built for an older
+// device the kernels are empty, and the host never launches them there.
 
 #define PF_M 64
 #define PF_N 64
@@ -278,12 +280,16 @@ extern "C" __global__ void __launch_bounds__(PF_THREADS) attn_prefill_f16(
     f16_t* out, const f16_t* q, const f16_t* k_cache, const f16_t* v_cache, u32 tokens, u32 pos0, u32 heads,
     u32 kv_heads, u32 head_dim, u32 window, float scale_log2) {
     grid_dependency();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     attn_prefill_any(out, q, k_cache, v_cache, tokens, pos0, heads, kv_heads, head_dim, window, scale_log2);
+#endif
 }
 
 extern "C" __global__ void __launch_bounds__(PF_THREADS) attn_prefill_bf16(
     bf16_t* out, const bf16_t* q, const bf16_t* k_cache, const bf16_t* v_cache, u32 tokens, u32 pos0, u32 heads,
     u32 kv_heads, u32 head_dim, u32 window, float scale_log2) {
     grid_dependency();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     attn_prefill_any(out, q, k_cache, v_cache, tokens, pos0, heads, kv_heads, head_dim, window, scale_log2);
+#endif
 }

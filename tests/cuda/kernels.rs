@@ -820,3 +820,38 @@ fn prefill_attention_needs_no_scores_scratch() {
     check("attention (flash) f16", &wide(&d.get::<f16>(bo)), &wide(&want), 2e-3, 2.0 * f16::ulp());
     assert!(d.get_f32(bs)[0].is_nan(), "the scratch was written");
 }
+
+#[test]
+fn prefill_on_cublas_runs_in_row_chunks_that_fit_the_scratch() {
+    let Some(mut d) = dev("prefill_on_cublas_runs_in_row_chunks_that_fit_the_scratch") else { return };
+    // Without the flash kernel (a device before 8.0, or DJINN_FLASH=0) and a
+    // scratch sized for it, the cuBLAS path takes the rows a few at a time:
+    // room for 2 rows' scores here, so 44 rows run as 22 passes of 2 rows
+    // (none of 1, which the decode kernel would take); each must match the
+    // materialising twin as one pass does.
+    let (t, p0, h, kv, hd) = (44usize, 20usize, 4usize, 2usize, 64usize);
+    let seq = p0 + t;
+    let mut rng = seed(&[t as u64, 11]);
+    let (kc, vc): (Vec<bf16>, Vec<bf16>) = (halves(&mut rng, seq * kv * hd, 1.0), halves(&mut rng, seq * kv * hd, 1.0));
+    let q: Vec<bf16> = halves(&mut rng, t * h * hd, 1.0);
+    let (bkc, bvc, bq) = (d.put(&kc), d.put(&vc), d.put(&q));
+    let bs = d.alloc((2 * h * seq.div_ceil(8) * 8) as u64, Dtype::F32);
+    let bo = d.alloc((t * h * hd) as u64, Dtype::Bf16);
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: p0 as u64,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope_theta: 1e4,
+        window: None,
+    };
+    d.ops.set_flash(false);
+    let r = d.ops.attention(bo, bq, bkc, bvc, bs, shape);
+    d.ops.set_flash(true);
+    r.unwrap();
+    let mut want = vec![bf16::from_f32(f32::NAN); t * h * hd];
+    let mut scores = vec![0f32; h * t * seq];
+    bf16::attention(&mut want, &q, &kc, &vc, &mut scores, t, p0, h, kv, hd);
+    check("attention in row chunks bf16", &wide(&d.get::<bf16>(bo)), &wide(&want), 1e-3, 2.0 * bf16::ulp());
+}

@@ -220,8 +220,8 @@ impl CudaOps {
     }
 
     /// Turns the flash prefill kernel on or off (as `DJINN_FLASH=0` does at
-    /// start); off, prefill attention runs on cuBLAS and needs the full
-    /// `[heads, tokens, seq]` scores scratch.
+    /// start); off, prefill attention runs on cuBLAS, in chunks of query rows
+    /// where the `[heads, tokens, seq]` scores do not fit the scratch.
     pub fn set_flash(&mut self, on: bool) {
         self.flash = on;
     }
@@ -525,6 +525,9 @@ impl Ops for CudaOps {
             return Ok(());
         }
         if self.flash && s.tokens > 1 && self.try_attn_prefill(out, q, k_cache, v_cache, s)? {
+            return Ok(());
+        }
+        if self.try_attn_prefill_in_chunks(out, q, k_cache, v_cache, scores, s)? {
             return Ok(());
         }
         if s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) {
