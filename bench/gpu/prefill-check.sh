@@ -8,7 +8,8 @@
 # 2. cuda_ops: the layer's ops, then prefill attention alone, flash against cuBLAS + softmax, at
 #    t = 512 and 4096 (us, TFLOP/s, the old path's scratch, the two outputs' max difference).
 # 3. Llama-2-13B TTFT at 30 GiB and 22 GiB with a 512-token prompt (26.5 ms resident before), and a
-#    4096-token prompt at the 22 GiB cap, which did not fit with the [heads, t, t] scratch (2.7 GB).
+#    3584-token prompt (+ 512 new = the model's 4096 positions) at the 22 GiB cap, which did not fit
+#    with the [heads, t, t] scratch (2.1 GB at 3584).
 set -o pipefail
 B=${BIN:-.device/bin}
 exec > >(tee -a $OUT/log.txt) 2>&1
@@ -27,10 +28,10 @@ echo "== cuda_ops"; date
 timeout 200 $B/cuda_ops > $OUT/cuda-ops.txt 2>&1; cat $OUT/cuda-ops.txt
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
 echo "== 13B TTFT"; date
-for len in 512 4096; do
+for len in 512 3584; do
   python3 -c "import random; random.seed(0); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($len-1)]))" > /tmp/ids-$len.txt
 done
-for run in "30GiB 512" "22GiB 512" "22GiB 4096"; do
+for run in "30GiB 512" "22GiB 512" "22GiB 3584"; do
   set -- $run; budget=$1; len=$2
   $B/djinn-compile --gpu profiles/h200-measured.toml --budget $budget --model /tmp/llama2-13b --prompt-len $len \
     --max-seq-len $((len + 512)) -o /tmp/plan-$budget-$len.toml 2>&1 | grep -E "activations|predicted" | head -3
