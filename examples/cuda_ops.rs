@@ -15,7 +15,9 @@
 //! runs) and unfused (cuBLAS and one kernel per op: `DJINN_FUSED=0`), side by
 //! side. The weights rotate among enough copies that the 60 MB L2 cannot
 //! serve a repeat from cache. GB/s counts the bytes each op must read and
-//! write once; `% d2d` sets that beside the copy's figure.
+//! write once; `% d2d` sets that beside the copy's figure. Last, prefill
+//! attention alone at `--prompt-len` and 4096 tokens: the flash kernel
+//! against the cuBLAS path it replaced, with TFLOP/s.
 
 use anyhow::{bail, Context, Result};
 use djinn_core::units::{align_up, ALIGN};
@@ -247,6 +249,78 @@ fn main() -> Result<()> {
             }
             ops.set_pdl(true);
         }
+    }
+    drop(ops);
+    prefill_attention(&s)
+}
+
+// ---- Prefill attention: the flash kernel against cuBLAS + softmax ----
+
+/// Prefill attention at the layer's head shape for `--prompt-len` tokens
+/// and for 4096, both ways through `Ops::attention`: `attn_prefill.cu`
+/// (`set_flash(true)`, what plans run) and the two cuBLAS GEMMs around
+/// `attn_softmax.cu` (`set_flash(false)`, with its `[heads, t, t]` scratch).
+/// Random inputs; each runs `reps` times after one untimed run, timed with
+/// CUDA events. TFLOP/s counts the causal work, `4 · heads · head_dim ·
+/// t(t+1)/2` (QKᵀ and PV over the visible keys only); max |diff| is between
+/// the two paths' outputs.
+fn prefill_attention(s: &Shape) -> Result<()> {
+    use djinn_kernels::{f16, Rng};
+    let d = Dtype::F16;
+    let (q_dim, kv_dim) = (s.heads * s.head_dim, s.kv_heads * s.head_dim);
+    println!();
+    println!(
+        "-- prefill attention, {} heads over {} kv heads of {}: attn_prefill.cu against cuBLAS + attn_softmax.cu",
+        s.heads, s.kv_heads, s.head_dim
+    );
+    println!(
+        "{:<8} {:>10} {:>9} {:>12} {:>9} {:>8} {:>12} {:>11}",
+        "tokens", "flash us", "TFLOP/s", "cuBLAS us", "TFLOP/s", "speedup", "scratch MiB", "max |diff|"
+    );
+    for t in [s.prompt_len, 4096] {
+        let mut c = Carve(0);
+        let (q, kc, vc) = (c.buf(t * q_dim, d), c.buf(t * kv_dim, d), c.buf(t * kv_dim, d));
+        let (out_flash, out_blas) = (c.buf(t * q_dim, d), c.buf(t * q_dim, d));
+        let scores = c.buf(s.heads * t * t.div_ceil(8) * 8, Dtype::F32);
+        let mut ops = CudaOps::standalone(c.0).context("opening the GPU")?;
+        let mut rng = Rng::new(t);
+        for b in [q, kc, vc] {
+            let v = rng.normals(b.elems as usize, 1.0);
+            ops.upload(
+                b.offset,
+                &v.iter().flat_map(|x| f16::from_f32(*x).to_bits().to_le_bytes()).collect::<Vec<_>>(),
+            )?;
+        }
+        let shape = AttnShape {
+            tokens: t,
+            pos0: 0,
+            num_heads: s.heads,
+            num_kv_heads: s.kv_heads,
+            head_dim: s.head_dim,
+            rope: RopeTable::unscaled(s.head_dim, 1e4),
+            window: None,
+        };
+        ops.set_flash(true);
+        let flash = time(&mut ops, s.reps, |o, _| Ok(o.attention(out_flash, q, kc, vc, scores, shape)?))?;
+        ops.set_flash(false);
+        let blas = time(&mut ops, s.reps, |o, _| Ok(o.attention(out_blas, q, kc, vc, scores, shape)?))?;
+        let halves = |raw: Vec<u8>| -> Vec<f32> {
+            raw.chunks_exact(2).map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()).collect()
+        };
+        let (a, b) = (
+            halves(ops.download(out_flash.offset, out_flash.bytes())?),
+            halves(ops.download(out_blas.offset, out_blas.bytes())?),
+        );
+        let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let flops = 4.0 * (s.heads * s.head_dim) as f64 * (t * (t + 1) / 2) as f64;
+        let tflops = |us: f64| flops / us / 1e6;
+        println!(
+            "{t:<8} {flash:>10.1} {:>9.1} {blas:>12.1} {:>9.1} {:>7.2}x {:>12.1} {diff:>11.2e}",
+            tflops(flash),
+            tflops(blas),
+            blas / flash,
+            scores.bytes() as f64 / (1u64 << 20) as f64
+        );
     }
     Ok(())
 }

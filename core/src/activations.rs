@@ -16,6 +16,17 @@ pub const BUFFER_ALIGN: u64 = ALIGN;
 /// Scratch for cuBLAS(Lt) and kernels, in the workspace region.
 pub const WORKSPACE_BYTES: u64 = 32 << 20;
 
+/// The head sizes whose prefill attention runs as a streaming (flash)
+/// softmax on both backends (`attn_prefill.cu`, `djinn_kernels::flash`),
+/// with no `[heads, tokens, seq]` score scratch. Other head sizes prefill on
+/// cuBLAS around a softmax, and the `scores` buffer is sized for that.
+pub const FLASH_HEAD_DIMS: [u64; 4] = [16, 32, 64, 128];
+
+/// Cache rows per split of decode attention (`attn_decode.cu`'s
+/// `ATTN_CHUNK`, `djinn_kernels::ATTN_CHUNK`; the runtime tests they agree):
+/// its partials are `[heads, seq.div_ceil(DECODE_CHUNK), 2 + head_dim]` f32.
+pub const DECODE_CHUNK: u64 = 64;
+
 /// The shape a plan is compiled for.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -42,11 +53,16 @@ pub fn checked_region_bytes(arch: &Architecture, dtype: Dtype, shape: &RunShape)
     let a = arch;
     let s = shape;
     let t = product(&[s.prompt_len, s.batch]).ok_or("the activations (prompt_len × batch tokens)")?;
-    let terms: [(&[u64], &str); 9] = [
+    let (splits, partial) = (s.max_seq_len.div_ceil(DECODE_CHUNK), a.head_dim.saturating_add(2));
+    let terms: [(&[u64], &str); 10] = [
         (&[a.num_heads, a.head_dim], "the attention width (num_heads × head_dim)"),
         (&[a.num_kv_heads, a.head_dim], "the KV width (num_kv_heads × head_dim)"),
-        (&[a.num_heads, t, s.prompt_len], "the prefill attention scores (num_heads × tokens × prompt_len)"),
+        (&[a.num_heads, t, s.max_seq_len], "the prefill attention scores (num_heads × tokens × max_seq_len)"),
         (&[a.num_heads, s.batch, s.max_seq_len], "the decode attention scores (num_heads × batch × max_seq_len)"),
+        (
+            &[a.num_heads, s.batch, splits, partial],
+            "the decode attention partials (num_heads × batch × splits × (2 + head_dim))",
+        ),
         (&[t, a.num_heads, a.head_dim], "the query activations (tokens × num_heads × head_dim)"),
         (&[t, a.num_kv_heads, a.head_dim], "the key and value activations (tokens × num_kv_heads × head_dim)"),
         (&[t, a.hidden_size.max(a.intermediate_size)], "the MLP activations (tokens × hidden or intermediate size)"),
@@ -89,9 +105,7 @@ pub struct ActivationLayout {
 impl ActivationLayout {
     pub fn new(arch: &Architecture, dtype: Dtype, shape: &RunShape) -> ActivationLayout {
         let t = (shape.prompt_len * shape.batch).max(shape.batch);
-        // Attention scores for the widest row block: a prefill of t tokens
-        // over itself, or a decode step over the whole cache.
-        let score_elems = arch.num_heads * (t * shape.prompt_len).max(shape.batch * shape.max_seq_len);
+        let score_elems = score_elems(arch, shape, t);
         let specs: [(&'static str, Dtype, u64); 12] = [
             ("tokens", Dtype::F32, t),                             // [t] u32 token ids (4-byte slots)
             ("x", Dtype::F32, t * arch.hidden_size),               // [t, hidden] residual stream
@@ -99,7 +113,7 @@ impl ActivationLayout {
             ("q", dtype, t * arch.q_dim()),                        // [t, heads*head_dim]
             ("k", dtype, t * arch.kv_dim()),                       // [t, kv_heads*head_dim]
             ("v", dtype, t * arch.kv_dim()),                       // [t, kv_heads*head_dim]
-            ("scores", Dtype::F32, score_elems),                   // [heads, t, seq] softmax scratch
+            ("scores", Dtype::F32, score_elems),                   // attention scratch: see score_elems
             ("attn", dtype, t * arch.q_dim()),                     // [t, heads*head_dim] attention output
             ("proj", dtype, t * arch.hidden_size),                 // [t, hidden] o_proj / down_proj output
             ("gate", dtype, t * arch.intermediate_size),           // [t, intermediate] gate, then silu(gate)*up
@@ -122,6 +136,22 @@ impl ActivationLayout {
             .find(|b| b.name == name)
             .unwrap_or_else(|| panic!("activation layout has no buffer {name:?}"))
     }
+}
+
+/// f32 elements of the attention scratch (`scores`) for passes of up to `t`
+/// tokens: what the decode step needs — the split decode kernel's partials
+/// (`[heads, splits, 2 + head_dim]` per sequence) and, for the CPU backend's
+/// decode and the unfused GPU path (`DJINN_FUSED=0`), one score row per head
+/// over the whole cache — and, only for head sizes outside
+/// [`FLASH_HEAD_DIMS`], the cuBLAS prefill's `[heads, t, max_seq_len]` scores
+/// (a chunk of `t` query rows over the longest cache it can see).
+fn score_elems(arch: &Architecture, shape: &RunShape, t: u64) -> u64 {
+    let splits = shape.max_seq_len.div_ceil(DECODE_CHUNK);
+    let decode = shape.batch * (shape.max_seq_len).max(splits * (2 + arch.head_dim));
+    // A prompt longer than `prompt_len` runs as chunks of it at pos0 > 0, each
+    // over up to `max_seq_len` cache rows.
+    let prefill = if FLASH_HEAD_DIMS.contains(&arch.head_dim) { 0 } else { t * shape.max_seq_len };
+    arch.num_heads * decode.max(prefill)
 }
 
 /// KV cache layout: `[layer][k|v][batch][max_seq_len][kv_heads*head_dim]` in the model dtype.
@@ -157,5 +187,26 @@ impl KvLayout {
 
     pub fn bytes(&self) -> u64 {
         2 * self.layers * self.plane_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_hold_the_decode_partials_and_prefill_scores_only_without_flash() {
+        let shape = RunShape { prompt_len: 512, max_seq_len: 1024, batch: 1 };
+        let mut arch = crate::model::tests::llama2_13b();
+        let scores = |a: &Architecture| ActivationLayout::new(a, Dtype::F16, &shape).buffer("scores").elems;
+        // 40 heads of 128: 16 splits of 64 rows, 130 floats each (> 1024 score rows).
+        assert_eq!(scores(&arch), 40 * 16 * 130);
+        // A head size the flash kernel does not tile: the cuBLAS prefill's
+        // [heads, prompt_len, max_seq_len] scores, for chunks at pos0 > 0 too.
+        arch.head_dim = 96;
+        assert_eq!(scores(&arch), 40 * 512 * 1024);
+        // Small heads: a score row per head over the cache outgrows the partials.
+        arch.head_dim = 16;
+        assert_eq!(scores(&arch), 40 * 1024);
     }
 }

@@ -622,7 +622,7 @@ impl ModelSpec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn llama2_13b() -> Architecture {

@@ -75,6 +75,8 @@ kernels! {
     AddBiasBf16 = "add_bias_bf16",
     HeadRmsnormF16 = "head_rmsnorm_f16",
     HeadRmsnormBf16 = "head_rmsnorm_bf16",
+    AttnPrefillF16 = "attn_prefill_f16",
+    AttnPrefillBf16 = "attn_prefill_bf16",
 }
 
 macro_rules! source {
@@ -98,6 +100,7 @@ pub const SOURCES: &[Source] = &[
     source!("attn_decode.cu", [AttnDecodeF16, AttnDecodeBf16, AttnCombineF16, AttnCombineBf16]),
     source!("add_bias.cu", [AddBiasF16, AddBiasBf16]),
     source!("head_rmsnorm.cu", [HeadRmsnormF16, HeadRmsnormBf16]),
+    source!("attn_prefill.cu", [AttnPrefillF16, AttnPrefillBf16]),
 ];
 
 impl Kernel {

@@ -18,6 +18,7 @@ pub mod check;
 pub mod cuda;
 pub mod elem;
 pub mod elementwise;
+pub mod flash;
 pub mod gemv;
 pub mod matmul;
 pub mod rng;
@@ -29,6 +30,7 @@ pub mod team;
 pub use attention::{attn_partial_len, ATTN_CHUNK};
 pub use elem::{Elem, Half};
 pub use elementwise::copy_f32;
+pub use flash::PREFILL_TILE;
 pub use gemv::GemvOut;
 pub use half::{bf16, f16};
 pub use rng::Rng;
@@ -40,7 +42,7 @@ macro_rules! twins {
     ($($dtype:ident, $t:ty, $embed:ident, $rmsnorm:ident, $matmul:ident, $matmul32:ident, $rope:ident,
        $kv_store:ident, $attn_softmax:ident, $attention:ident, $silu_mul:ident, $add:ident,
        $gemv:ident, $gemv_silu:ident, $rope_kv_store:ident, $attn_decode:ident, $attn_combine:ident,
-       $add_bias:ident, $head_rmsnorm:ident;)*) => {$(
+       $add_bias:ident, $head_rmsnorm:ident, $attn_prefill:ident;)*) => {$(
         #[doc = concat!("`x[t, :] = f32(table[tokens[t], :])`, ", stringify!($dtype), " table `[vocab, hidden]`.")]
         pub fn $embed(x: &mut [f32], table: &[$t], tokens: &[u32], hidden: usize) {
             elementwise::embed(x, table, tokens, hidden)
@@ -123,6 +125,12 @@ macro_rules! twins {
         pub fn $head_rmsnorm(x: &mut [$t], w: &[$t], rows: usize, dim: usize, eps: f32) {
             elementwise::head_rmsnorm(x, w, rows, dim, eps)
         }
+        #[doc = concat!("Prefill attention over a ", stringify!($dtype), " KV cache as a streaming softmax, no score scratch; `window` 0 is full causal.")]
+        #[allow(clippy::too_many_arguments)]
+        pub fn $attn_prefill(out: &mut [$t], q: &[$t], k_cache: &[$t], v_cache: &[$t], tokens: usize, pos0: usize,
+                             num_heads: usize, num_kv_heads: usize, head_dim: usize, window: usize) {
+            flash::attn_prefill(out, q, k_cache, v_cache, tokens, pos0, num_heads, num_kv_heads, head_dim, window)
+        }
     )*};
 }
 
@@ -130,9 +138,9 @@ twins! {
     f16, f16, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16,
         kv_store_f16, attn_softmax_f16, attention_f16, silu_mul_f16, add_f16,
         gemv_f16, gemv_silu_f16, rope_kv_store_f16, attn_decode_f16, attn_combine_f16,
-        add_bias_f16, head_rmsnorm_f16;
+        add_bias_f16, head_rmsnorm_f16, attn_prefill_f16;
     bf16, bf16, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16,
         kv_store_bf16, attn_softmax_bf16, attention_bf16, silu_mul_bf16, add_bf16,
         gemv_bf16, gemv_silu_bf16, rope_kv_store_bf16, attn_decode_bf16, attn_combine_bf16,
-        add_bias_bf16, head_rmsnorm_bf16;
+        add_bias_bf16, head_rmsnorm_bf16, attn_prefill_bf16;
 }

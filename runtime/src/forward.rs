@@ -100,7 +100,8 @@ pub struct Activations {
     pub k: Buf,
     /// `[t, num_kv_heads*head_dim]`: values of this pass.
     pub v: Buf,
-    /// f32 scratch of at least `[num_heads, t, seq]`: attention scores.
+    /// f32 attention scratch (`djinn_core::activations`' `score_elems`): the
+    /// decode partials, and prefill scores only for head sizes without the flash path.
     pub scores: Buf,
     /// `[t, num_heads*head_dim]`: attention output, before `o_proj`.
     pub attn: Buf,

@@ -4,9 +4,7 @@
 //! prompt (up to `max_seq_len`) runs as several prefill passes of up to
 //! `prompt_len` tokens each, each attending over the cache the ones before it
 //! filled — the same computation in pieces, and one weight stream per piece
-//! rather than one per token. A pass far into the sequence feeds fewer tokens,
-//! so that its attention scores fit the scratch the plan sized for a prefill
-//! from position 0 ([`prefill_chunks`]). A prompt longer than `max_seq_len` is refused,
+//! rather than one per token ([`prefill_chunks`]). A prompt longer than `max_seq_len` is refused,
 //! and generation stops when the KV cache is full.
 //!
 //! [`generate_continuing`] continues a sequence whose first tokens the
@@ -23,7 +21,6 @@
 
 use std::time::Instant;
 
-use djinn_core::activations::ActivationLayout;
 use djinn_core::plan::{PhaseName, Plan};
 use djinn_kernels::{sample_f32, Rng, SampleParams};
 use thiserror::Error;
@@ -322,25 +319,14 @@ fn run<B: Backend>(
 }
 
 /// The prefill passes, `(pos0, tokens)`, that take a sequence from `from`
-/// tokens in the cache to `to`: at most `prompt_len` tokens each, and no more
-/// than a pass's attention scores (`num_heads × tokens × (pos0 + tokens)`)
-/// leave room for in the plan's `scores` scratch, which is sized for a prefill
-/// of `prompt_len` tokens from position 0 or a decode step over the whole
-/// cache ([`ActivationLayout`]): a pass far into the sequence gets fewer tokens.
+/// tokens in the cache to `to`: `prompt_len` tokens each, the last the rest.
+/// Prefill attention needs no score scratch on either backend (a streaming
+/// softmax; where the GPU falls back to cuBLAS it takes the query rows in
+/// chunks that fit the plan's scratch), so a pass far into the sequence is
+/// as long as the first.
 pub fn prefill_chunks(plan: &Plan, from: u64, to: u64) -> Vec<(u64, u64)> {
-    let arch = &plan.model.arch;
-    let scores = ActivationLayout::new(arch, plan.model.dtype, &plan.shape).buffer("scores").elems;
-    let per_head = scores / arch.num_heads.max(1);
-    let mut out = Vec::new();
-    let mut pos0 = from;
-    while pos0 < to {
-        // The largest n with n·(pos0 + n) <= per_head; at least 1, which a decode step's room always holds.
-        let fits = ((pos0 * pos0 + 4 * per_head).isqrt() - pos0) / 2;
-        let n = fits.min(plan.shape.prompt_len).min(to - pos0).max(1);
-        out.push((pos0, n));
-        pos0 += n;
-    }
-    out
+    let step = plan.shape.prompt_len.max(1);
+    (from..to).step_by(step as usize).map(|pos0| (pos0, step.min(to - pos0))).collect()
 }
 
 fn ms(since: Instant) -> f64 {

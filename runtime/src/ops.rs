@@ -144,7 +144,9 @@ pub trait Ops {
     /// `0..pos0+tokens` (query row t sees rows `<= pos0+t`, and with
     /// `shape.window` only the last `window` of them), grouped-query:
     /// head h reads kv head `h / (num_heads/num_kv_heads)`. `scores` is f32
-    /// scratch of at least `num_heads*tokens*(pos0+tokens)` elements.
+    /// scratch: the decode partials, or `num_heads*tokens*(pos0+tokens)`
+    /// elements where prefill materialises its scores (head sizes outside
+    /// `djinn_core::activations::FLASH_HEAD_DIMS`; the flash path uses none).
     /// `out` is `[tokens, num_heads*head_dim]`.
     fn attention(
         &mut self,

@@ -2,6 +2,7 @@
 //! several shapes, fresh random inputs; outputs are poisoned (NaN) before
 //! each launch so an element the kernel forgot fails the comparison.
 
+use djinn_core::activations::FLASH_HEAD_DIMS;
 use djinn_core::Dtype;
 use djinn_kernels::check::close_f32;
 use djinn_kernels::{self as k, bf16, f16, Half, Rng};
@@ -82,13 +83,26 @@ trait Twin: Half {
     fn attn_combine(o: &mut [Self], part: &[f32], h: usize, splits: usize, d: usize);
     fn add_bias(o: &mut [Self], b: &[Self], rows: usize, n: usize);
     fn head_rmsnorm(x: &mut [Self], w: &[Self], rows: usize, d: usize, eps: f32);
+    #[allow(clippy::too_many_arguments)]
+    fn attn_prefill(
+        o: &mut [Self],
+        q: &[Self],
+        kc: &[Self],
+        vc: &[Self],
+        t: usize,
+        p: usize,
+        h: usize,
+        kv: usize,
+        d: usize,
+        win: usize,
+    );
     /// Relative size of one rounding step of the type.
     fn ulp() -> f64;
 }
 
 macro_rules! twin {
     ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident,
-     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident, $ab:ident, $hn:ident) => {
+     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident, $ab:ident, $hn:ident, $ap:ident) => {
         impl Twin for $t {
             const DT: Dtype = $dt;
             fn bits(self) -> u16 {
@@ -192,6 +206,20 @@ macro_rules! twin {
             fn head_rmsnorm(x: &mut [Self], w: &[Self], rows: usize, d: usize, eps: f32) {
                 k::$hn(x, w, rows, d, eps)
             }
+            fn attn_prefill(
+                o: &mut [Self],
+                q: &[Self],
+                kc: &[Self],
+                vc: &[Self],
+                t: usize,
+                p: usize,
+                h: usize,
+                kv: usize,
+                d: usize,
+                win: usize,
+            ) {
+                k::$ap(o, q, kc, vc, t, p, h, kv, d, win)
+            }
             fn ulp() -> f64 {
                 $ulp
             }
@@ -219,7 +247,8 @@ twin!(
     attn_decode_f16,
     attn_combine_f16,
     add_bias_f16,
-    head_rmsnorm_f16
+    head_rmsnorm_f16,
+    attn_prefill_f16
 );
 twin!(
     bf16,
@@ -241,7 +270,8 @@ twin!(
     attn_decode_bf16,
     attn_combine_bf16,
     add_bias_bf16,
-    head_rmsnorm_bf16
+    head_rmsnorm_bf16,
+    attn_prefill_bf16
 );
 
 /// A bump allocator over the standalone arena; every allocation is poisoned.
@@ -539,11 +569,20 @@ fn kv_attention_case<W: Twin>(
     W::kv_store(&mut kc, &mut vc, &kn, &vn, t, p, kv_dim);
     let mut scores = vec![0f32; h * t * seq];
     let mut out = vec![W::from_f32(0.0); t * h * hd];
-    W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd, window.unwrap_or(0));
+    // Prefill of the flash head sizes runs attn_prefill.cu: its twin, within a
+    // probability's rounding step of the largest |v| (attn_prefill_case says
+    // why); else cuBLAS, which rounds as `attention`'s twin does.
+    let mut atol = 1e-3;
+    if t > 1 && FLASH_HEAD_DIMS.contains(&(hd as u64)) {
+        W::attn_prefill(&mut out, &q, &kc, &vc, t, p, h, kv, hd, window.unwrap_or(0));
+        atol = W::ulp() * wide(&vc).iter().fold(0f64, |m, v| m.max(v.abs() as f64)) / 2.0;
+    } else {
+        W::attention(&mut out, &q, &kc, &vc, &mut scores, t, p, h, kv, hd, window.unwrap_or(0));
+    }
     let tag = format!("{} t{t} p{p} h{h}/{kv}x{hd} window {window:?}", W::DT);
     check(&format!("kv_store k {tag}"), &wide(&d.get::<W>(bkc)), &wide(&kc), 0.0, 0.0);
     check(&format!("kv_store v {tag}"), &wide(&d.get::<W>(bvc)), &wide(&vc), 0.0, 0.0);
-    check(&format!("attention {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), 1e-3, 2.0 * W::ulp());
+    check(&format!("attention {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), atol, 2.0 * W::ulp());
 }
 
 #[test]
@@ -890,4 +929,129 @@ fn head_rmsnorm_matches_its_twin() {
         head_rmsnorm_case::<f16>(&mut d, rows, dim);
         head_rmsnorm_case::<bf16>(&mut d, rows, dim);
     }
+}
+
+/// The flash prefill kernel (`attn_prefill.cu`) against its streaming twin
+/// (`djinn_kernels::flash`): `t` query rows at `p0..`, heads `h` over `kv`,
+/// a window or none. The rows after each cache plane's `p0 + t` are poisoned
+/// (NaN), so a tile that let one through would show. Both round the probabilities to
+/// the model dtype at the same point with the same running maxima; they
+/// differ by summation order and the device's exp2, so a probability may
+/// round one step apart: atol one such step of the largest |v|.
+#[allow(clippy::too_many_arguments)]
+fn attn_prefill_case<W: Twin>(d: &mut Dev, t: usize, p0: usize, h: usize, kv: usize, hd: usize, window: Option<u64>) {
+    d.reset();
+    let mut rng = seed(&[t as u64, p0 as u64, h as u64, kv as u64, hd as u64, window.unwrap_or(0)]);
+    let (seq, kv_dim) = (p0 + t, kv * hd);
+    let (kc, vc): (Vec<W>, Vec<W>) = (halves(&mut rng, seq * kv_dim, 1.0), halves(&mut rng, seq * kv_dim, 1.0));
+    let q: Vec<W> = halves(&mut rng, t * h * hd, 1.5);
+    // Each cache plane is followed by a tile of poisoned rows.
+    let bkc = d.put(&kc);
+    d.alloc(64 * kv_dim as u64, W::DT);
+    let bvc = d.put(&vc);
+    d.alloc(64 * kv_dim as u64, W::DT);
+    let bq = d.put(&q);
+    let bo = d.alloc((t * h * hd) as u64, W::DT);
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: p0 as u64,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope: RopeTable::unscaled(hd as u64, 1e4),
+        window,
+    };
+    assert!(d.ops.try_attn_prefill(bo, bq, bkc, bvc, shape).unwrap(), "attn_prefill takes head_dim {hd}");
+    let mut want = vec![W::from_f32(f32::NAN); t * h * hd];
+    let win = window.filter(|&w| (w as usize) < seq).unwrap_or(0) as usize;
+    W::attn_prefill(&mut want, &q, &kc, &vc, t, p0, h, kv, hd, win);
+    let vmax = wide(&vc).iter().fold(0f64, |m, v| m.max(v.abs() as f64));
+    let tag = format!("{} t{t} p{p0} h{h}/{kv}x{hd} window {window:?}", W::DT);
+    check(&format!("attn_prefill {tag}"), &wide(&d.get::<W>(bo)), &wide(&want), W::ulp() * vmax / 2.0, 2.0 * W::ulp());
+}
+
+#[test]
+fn attn_prefill_matches_its_twin() {
+    let Some(mut d) = dev("attn_prefill_matches_its_twin") else { return };
+    // (tokens, pos0, heads, kv heads, head_dim, window)
+    for (t, p0, h, kv, hd, w) in [
+        (512, 0, 40, 40, 128, None),    // Llama-2-13B's prefill
+        (512, 0, 32, 8, 128, None),     // Llama-3-8B's: grouped-query
+        (2, 0, 4, 4, 16, None),         // the smallest prefill
+        (77, 0, 6, 2, 16, None),        // odd, one partial query block
+        (130, 0, 4, 1, 32, None),       // multi-query, three query blocks
+        (100, 37, 8, 2, 64, None),      // a chunk after a prefix not on a tile edge
+        (65, 64, 4, 4, 128, None),      // a chunk after a prefix of one whole tile
+        (3, 500, 8, 8, 128, None),      // a short chunk over a long cache
+        (300, 0, 4, 2, 64, Some(50)),   // a window shorter than a tile: both edges masked
+        (200, 0, 2, 2, 128, Some(64)),  // a window of exactly one tile
+        (90, 150, 4, 2, 32, Some(100)), // a window reaching back into the prefix
+        (40, 10, 2, 1, 16, Some(1)),    // each row sees only itself
+        (50, 0, 2, 2, 64, Some(4096)),  // a window wider than the sequence
+    ] {
+        attn_prefill_case::<f16>(&mut d, t, p0, h, kv, hd, w);
+        attn_prefill_case::<bf16>(&mut d, t, p0, h, kv, hd, w);
+    }
+}
+
+#[test]
+fn prefill_attention_needs_no_scores_scratch() {
+    let Some(mut d) = dev("prefill_attention_needs_no_scores_scratch") else { return };
+    // Through `Ops::attention`, as the forward pass calls it, with a one-element
+    // scratch: the flash path takes the shape and never touches it.
+    let (t, h, kv, hd) = (70usize, 4usize, 2usize, 64usize);
+    let mut rng = seed(&[t as u64, 7]);
+    let (kc, vc): (Vec<f16>, Vec<f16>) = (halves(&mut rng, t * kv * hd, 1.0), halves(&mut rng, t * kv * hd, 1.0));
+    let q: Vec<f16> = halves(&mut rng, t * h * hd, 1.0);
+    let (bkc, bvc, bq) = (d.put(&kc), d.put(&vc), d.put(&q));
+    let (bs, bo) = (d.alloc(1, Dtype::F32), d.alloc((t * h * hd) as u64, Dtype::F16));
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: 0,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope: RopeTable::unscaled(hd as u64, 1e4),
+        window: None,
+    };
+    d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
+    let mut want = vec![f16::from_f32(f32::NAN); t * h * hd];
+    f16::attn_prefill(&mut want, &q, &kc, &vc, t, 0, h, kv, hd, 0);
+    check("attention (flash) f16", &wide(&d.get::<f16>(bo)), &wide(&want), 2e-3, 2.0 * f16::ulp());
+    assert!(d.get_f32(bs)[0].is_nan(), "the scratch was written");
+}
+
+#[test]
+fn prefill_on_cublas_runs_in_row_chunks_that_fit_the_scratch() {
+    let Some(mut d) = dev("prefill_on_cublas_runs_in_row_chunks_that_fit_the_scratch") else { return };
+    // Without the flash kernel (a device before 8.0, or DJINN_FLASH=0) and a
+    // scratch sized for it, the cuBLAS path takes the rows a few at a time:
+    // room for 2 rows' scores here, so 44 rows run as 22 passes of 2 rows
+    // (none of 1, which the decode kernel would take); each must match the
+    // materialising twin as one pass does.
+    let (t, p0, h, kv, hd) = (44usize, 20usize, 4usize, 2usize, 64usize);
+    let seq = p0 + t;
+    let mut rng = seed(&[t as u64, 11]);
+    let (kc, vc): (Vec<bf16>, Vec<bf16>) = (halves(&mut rng, seq * kv * hd, 1.0), halves(&mut rng, seq * kv * hd, 1.0));
+    let q: Vec<bf16> = halves(&mut rng, t * h * hd, 1.0);
+    let (bkc, bvc, bq) = (d.put(&kc), d.put(&vc), d.put(&q));
+    let bs = d.alloc((2 * h * seq.div_ceil(8) * 8) as u64, Dtype::F32);
+    let bo = d.alloc((t * h * hd) as u64, Dtype::Bf16);
+    let shape = AttnShape {
+        tokens: t as u64,
+        pos0: p0 as u64,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope: RopeTable::unscaled(hd as u64, 1e4),
+        window: None,
+    };
+    d.ops.set_flash(false);
+    let r = d.ops.attention(bo, bq, bkc, bvc, bs, shape);
+    d.ops.set_flash(true);
+    r.unwrap();
+    let mut want = vec![bf16::from_f32(f32::NAN); t * h * hd];
+    let mut scores = vec![0f32; h * t * seq];
+    bf16::attention(&mut want, &q, &kc, &vc, &mut scores, t, p0, h, kv, hd, 0);
+    check("attention in row chunks bf16", &wide(&d.get::<bf16>(bo)), &wide(&want), 1e-3, 2.0 * bf16::ulp());
 }

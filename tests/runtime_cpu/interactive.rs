@@ -108,7 +108,7 @@ fn reply(t: &TurnReport) -> &str {
 /// the first turn, is the reply of that prompt prefilled whole. Piped, stdout
 /// holds the replies alone, a line each, and stderr one report line a turn;
 /// `--json` one object a turn. The plan's `prompt_len` of 8 makes the second
-/// prefill several passes, the later ones shortened to fit the attention scratch.
+/// prefill several passes.
 #[test]
 fn a_second_turn_is_the_whole_history_and_reusing_the_cache_changes_no_token() {
     let chat = Chat::new("interactive_two_turns", MHA);

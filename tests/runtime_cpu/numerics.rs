@@ -88,24 +88,26 @@ fn a_prompt_longer_than_prompt_len_runs_as_several_prefill_passes() {
     }
 }
 
-/// The same prompt through a plan whose attention scratch (sized for a
-/// prefill of 8 tokens from position 0, or a decode step over 40 positions)
-/// cannot hold 8 queries over 16 or more positions: later passes feed fewer
-/// tokens (8, 4, 4, 3, …), where a full-width pass would overrun it.
+/// The same prompt through a plan of 8-token prefill passes: every pass but
+/// the last is full width however far into the sequence it starts, and the
+/// plan's `scores` scratch (sized for decode: one row per head over the cache,
+/// and the decode partials) is far smaller than a materialised `[heads, 8,
+/// pos0 + 8]` of the later passes — prefill attention streams.
 #[test]
-fn prefill_passes_far_into_the_sequence_shrink_to_fit_the_attention_scratch() {
+fn prefill_passes_far_into_the_sequence_are_full_width_without_a_score_scratch() {
     let r = reference(GQA).iter().max_by_key(|r| r.input_ids.len()).unwrap();
     let n = r.input_ids.len() as u64;
     let plan = plan_for(GQA, Strategy::Djinn, None, 8, n + 8);
     let chunks = djinn_runtime::generate::prefill_chunks(&plan, 0, n);
-    assert!(chunks.iter().any(|&(_, t)| t < 8) && chunks.len() > n.div_ceil(8) as usize, "{chunks:?}");
-    let heads = plan.model.arch.num_heads;
-    let scores = heads * (8 * 8u64).max(n + 8);
-    assert!(chunks.iter().all(|&(p, t)| heads * t * (p + t) <= scores), "{chunks:?} within {scores}");
+    assert_eq!(chunks.len(), n.div_ceil(8) as usize, "{chunks:?}");
+    assert!(chunks[..chunks.len() - 1].iter().all(|&(_, t)| t == 8), "{chunks:?}");
     assert_eq!(chunks.iter().map(|c| c.1).sum::<u64>(), n);
     assert!(chunks.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+    let layout = djinn_core::activations::ActivationLayout::new(&plan.model.arch, plan.model.dtype, &plan.shape);
+    let (heads, &(p, t)) = (plan.model.arch.num_heads, chunks.last().unwrap());
+    assert!(layout.buffer("scores").elems < heads * t * (p + t), "the scratch could hold the last pass's scores");
     let run = run(&plan, GQA, &r.input_ids, 8, Mode::InOrder, ReplayOptions::default());
-    check_logits(&format!("{GQA} {:?} prefill logits (shrunk passes)", r.prompt), &run.logits[0], &r.last_logits);
+    check_logits(&format!("{GQA} {:?} prefill logits (8-token passes)", r.prompt), &run.logits[0], &r.last_logits);
     assert_eq!(run.tokens, r.greedy_ids[..8]);
 }
 

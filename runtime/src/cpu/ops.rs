@@ -12,7 +12,7 @@
 use std::marker::PhantomData;
 
 use djinn_core::model::Dtype;
-use djinn_kernels::{attention, elementwise, matmul, rope};
+use djinn_kernels::{attention, elementwise, flash, matmul, rope};
 use half::{bf16, f16};
 
 use super::CpuError;
@@ -187,6 +187,21 @@ impl Ops for CpuOps<'_> {
 
     fn attention(&mut self, out: Buf, q: Buf, kc: Buf, vc: Buf, scores: Buf, s: AttnShape) -> Result<(), CpuError> {
         const OP: &str = "attention";
+        if s.tokens > 1 {
+            // Prefill: the streaming softmax, which needs no score scratch.
+            self.check(OP, &[(out, true), (q, false), (kc, false), (vc, false)])?;
+            // A window at least as wide as the sequence masks nothing: 0.
+            let window = s.window.filter(|&w| w < s.pos0 + s.tokens).map_or(0, n);
+            // SAFETY: checked above.
+            return unsafe {
+                by_dtype!(out.dtype, "attention", T => {
+                    flash::attn_prefill::<T>(self.get_mut(OP, out)?, self.get(OP, q)?, self.get(OP, kc)?,
+                        self.get(OP, vc)?, n(s.tokens), n(s.pos0), n(s.num_heads), n(s.num_kv_heads),
+                        n(s.head_dim), window);
+                    Ok(())
+                })
+            };
+        }
         self.check(OP, &[(out, true), (scores, true), (q, false), (kc, false), (vc, false)])?;
         // SAFETY: checked above.
         unsafe {

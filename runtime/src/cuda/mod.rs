@@ -9,7 +9,7 @@
 //!
 //! Modules, bottom up: `context` (library presence checks, device, RAII
 //! streams / events / memory), `nvrtc` (compile + disk cache), `pinned`,
-//! `blas`, `ops` (with `decode`, its decode kernels), `budget`, `placement`, `timing`, `metrics`, `trace`,
+//! `blas`, `ops` (with `decode`, its decode kernels, and `prefill`, its flash prefill attention), `budget`, `placement`, `timing`, `metrics`, `trace`,
 //! `host_lane` (the host side of `host_compute`), and `backend`, which ties
 //! them to the replay engine.
 
@@ -26,6 +26,7 @@ mod nvrtc;
 mod ops;
 mod pinned;
 mod placement;
+mod prefill;
 mod timing;
 mod trace;
 

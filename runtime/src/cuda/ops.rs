@@ -10,8 +10,9 @@
 //! GEMV kernels of `gemv.cu`, which stream the weights once and finish in
 //! an epilogue (the fused [`Ops`] methods: q/k/v in one launch, gate/up with
 //! SiLU, the residual add); more rows (prefill) on cuBLAS. Decode attention
-//! is split along the sequence (`attn_decode.cu`), prefill attention two
-//! cuBLAS GEMMs around a softmax. `DJINN_FUSED=0` turns the decode kernels
+//! is split along the sequence (`attn_decode.cu`), prefill attention is one
+//! flash kernel (`prefill.rs`; two cuBLAS GEMMs around a softmax for other
+//! head sizes, or with `DJINN_FLASH=0`). `DJINN_FUSED=0` turns the decode kernels
 //! off (every product on cuBLAS, every op unfused), for side-by-side
 //! measurements of the two paths in one run. Kernels launch with
 //! programmatic stream serialisation where the device has it (compute
@@ -126,6 +127,8 @@ pub struct CudaOps {
     pub(super) fused: bool,
     /// Programmatic dependent launch (compute capability 9.0 and later); off with `DJINN_PDL=0`.
     pdl: bool,
+    /// Prefill attention by the flash kernel (`prefill.rs`); off with `DJINN_FLASH=0`.
+    flash: bool,
 }
 
 impl CudaOps {
@@ -155,7 +158,8 @@ impl CudaOps {
         let check_each_op = std::env::var_os("DJINN_CUDA_CHECK").is_some_and(|v| v == "1");
         let fused = std::env::var_os("DJINN_FUSED").is_none_or(|v| v != "0");
         let pdl = gpu.cc.0 >= 9 && std::env::var_os("DJINN_PDL").is_none_or(|v| v != "0");
-        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op, fused, pdl })
+        let flash = std::env::var_os("DJINN_FLASH").is_none_or(|v| v != "0");
+        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op, fused, pdl, flash })
     }
 
     /// Ops on device 0 over a fresh arena of `bytes` (plus a cuBLAS workspace
@@ -242,6 +246,13 @@ impl CudaOps {
     /// start; it is only ever on where the device has it).
     pub fn set_pdl(&mut self, on: bool) {
         self.pdl = on && self.gpu.cc.0 >= 9;
+    }
+
+    /// Turns the flash prefill kernel on or off (as `DJINN_FLASH=0` does at
+    /// start); off, prefill attention runs on cuBLAS, in chunks of query rows
+    /// where the `[heads, tokens, seq]` scores do not fit the scratch.
+    pub fn set_flash(&mut self, on: bool) {
+        self.flash = on;
     }
 
     pub fn synchronize(&self) -> Result<(), CudaError> {
@@ -548,6 +559,12 @@ impl Ops for CudaOps {
             && s.num_heads.is_multiple_of(s.num_kv_heads)
             && self.try_attn_decode(out, q, k_cache, v_cache, scores, s)?
         {
+            return Ok(());
+        }
+        if self.flash && s.tokens > 1 && self.try_attn_prefill(out, q, k_cache, v_cache, s)? {
+            return Ok(());
+        }
+        if self.try_attn_prefill_in_chunks(out, q, k_cache, v_cache, scores, s)? {
             return Ok(());
         }
         if s.num_kv_heads == 0 || !s.num_heads.is_multiple_of(s.num_kv_heads) {
