@@ -167,7 +167,9 @@ fn main() -> Result<()> {
         };
         // Bytes a product must move: weights once, inputs and outputs once.
         let mm = |nn: u64, kk: u64| ((n * kk + nn * kk + n * nn) * 2) as f64;
-        let paths: &[bool] = if n <= 8 { &[true, false] } else { &[false] };
+        // Prefill runs what a plan runs: cuBLAS products (the GEMV kernels take
+        // at most 8 rows), the fused RoPE + cache store, flash attention.
+        let paths: &[bool] = if n <= 8 { &[true, false] } else { &[true] };
         for &fused in paths {
             ops.set_fused(fused);
             let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
@@ -211,7 +213,7 @@ fn main() -> Result<()> {
                 ((h + s.vocab * h) * 2 + s.vocab * 4) as f64,
             );
             let how = if n > 8 {
-                "cuBLAS"
+                "cuBLAS products, fused RoPE + store, flash attention"
             } else if fused {
                 "fused: GEMV kernels"
             } else {
