@@ -580,7 +580,7 @@ fn auto_keeps_the_fine_table_when_its_smaller_slots_pay() {
     assert!(fine.prediction.ttft_ms < split.prediction.ttft_ms);
     // The host computes a fine MLP's two parts together or not at all.
     let host = host_computes(&fine);
-    assert!(!host.is_empty() && host.len() % 2 == 0, "{host:?}");
+    assert!(!host.is_empty() && host.len().is_multiple_of(2), "{host:?}");
     for pair in host.chunks(2) {
         let layer = pair[0].strip_suffix(".gate_up").unwrap();
         assert_eq!(pair[1], format!("{layer}.down"));

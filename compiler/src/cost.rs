@@ -520,6 +520,50 @@ mod tests {
     }
 
     #[test]
+    fn fine_parts_share_a_measured_mlp_or_layer_and_the_host_mlp_time() {
+        let mut g = gpu();
+        let fine = model().fine_layers();
+        let (gu, down) = (fine.block("layer.1.gate_up").unwrap(), fine.block("layer.1.down").unwrap());
+        let est = |r: &Roofline, x| r.estimate_us(x, PhaseKind::Decode, 1, 512);
+        // Estimates: the gate/up streams two thirds of the MLP's weights, launches 4 of its 6 kernels.
+        let r = Roofline::new(&g, &fine, SHAPE);
+        assert!((est(&r, gu) - (gu.bytes as f64 / 1e6 + 8.0)).abs() < 1e-6);
+        assert!((est(&r, down) - (down.bytes as f64 / 1e6 + 4.0)).abs() < 1e-6);
+        // A measured MLP half is shared in proportion to the estimates.
+        let time = |kind, us| BlockTime { model: "m".into(), kind, phase: PhaseKind::Decode, tokens: 1, us };
+        g.block_times = vec![time(BlockKind::Mlp, 300.0)];
+        let r = Roofline::new(&g, &fine, SHAPE);
+        let (tg, td) = (r.compute_us(gu, PhaseKind::Decode), r.compute_us(down, PhaseKind::Decode));
+        assert!((tg + td - 300.0).abs() < 1e-9 && (tg / td - est(&r, gu) / est(&r, down)).abs() < 1e-9, "{tg} {td}");
+        // A measured layer alone: the three parts add up to it.
+        g.block_times = vec![time(BlockKind::Layer, 500.0)];
+        let r = Roofline::new(&g, &fine, SHAPE);
+        let attn = fine.block("layer.1.attn").unwrap();
+        let sum: f64 = [attn, gu, down].iter().map(|b| r.compute_us(b, PhaseKind::Decode)).sum();
+        assert!((sum - 500.0).abs() < 1e-9, "{sum}");
+        // The host lane's measured MLP, in proportion to the parts' bytes.
+        g.cpu = Some(djinn_core::gpu::CpuLane {
+            cores: 16,
+            gemv_f16_gbps: 50.0,
+            gemv_f16_gbps_during_copy: 40.0,
+            block_times: vec![djinn_core::gpu::HostBlockTime {
+                model: "m".into(),
+                kind: BlockKind::Mlp,
+                context: 512,
+                us: 6000.0,
+                hot_us: 5000.0,
+                cold_us: 7000.0,
+            }],
+            ..Default::default()
+        });
+        let r = Roofline::new(&g, &fine, SHAPE);
+        let (hg, hd) =
+            (r.host_compute_us(gu, PhaseKind::Decode).unwrap(), r.host_compute_us(down, PhaseKind::Decode).unwrap());
+        assert!((hg + hd - 6000.0).abs() < 1e-9 && (hg / hd - gu.bytes as f64 / down.bytes as f64).abs() < 1e-9);
+        assert_eq!(r.host_compute_us(attn, PhaseKind::Decode), None, "attention reads the KV cache");
+    }
+
+    #[test]
     fn split_halves_cost_what_the_layer_costs_less_one_set_of_launches_each() {
         let (g, m) = (gpu(), model());
         let split = m.split_layers();

@@ -297,7 +297,7 @@ pub fn mlp_partner(model: &ModelSpec, b: usize) -> Option<usize> {
 
 /// [`host_candidates`] over the host-computable blocks taken as units: a
 /// fine-table MLP's two parts are one unit (both on the host or neither).
-fn host_sets(model: &ModelSpec, computable: &[usize]) -> Vec<Vec<usize>> {
+pub(crate) fn host_sets(model: &ModelSpec, computable: &[usize]) -> Vec<Vec<usize>> {
     let mut units: Vec<Vec<usize>> = Vec::new();
     for &b in computable {
         match mlp_partner(model, b) {

@@ -134,7 +134,7 @@ fn host_computed_fine_mlps_are_bit_identical_to_residency() {
             .map(|s| s.block.as_str())
             .collect();
         // Each layer's gate/up and down together (rule gate-handover), nothing else.
-        assert!(host.len() >= 2 && host.len() % 2 == 0, "{name}: {host:?}");
+        assert!(host.len() >= 2 && host.len().is_multiple_of(2), "{name}: {host:?}");
         for pair in host.chunks(2) {
             let layer = pair[0].strip_suffix(".gate_up").unwrap_or_else(|| panic!("{name}: {host:?}"));
             assert_eq!(pair[1], format!("{layer}.down"), "{name}: {host:?}");
