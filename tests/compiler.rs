@@ -241,15 +241,26 @@ fn host_compute_is_used_on_a_gpu_with_a_cpu_lane_unless_turned_off() {
     let args: Vec<&str> = H200_BENCH.iter().copied().chain(["--host-compute", "all", "--units", "layers"]).collect();
     let err = cli_err(&args);
     assert!(err.contains("--host-compute all") && err.contains("KV cache") && err.contains("--units split"), "{err}");
-    // With one, every streamed MLP's decode step runs on the host.
+    // With one, every streamed MLP's decode step runs on the host: an MLP half, or both parts of
+    // a fine-table MLP (rule gate-handover: one part alone stays on the device).
     let all = args_in(&["--host-compute", "all"]);
-    let mlps = all
-        .placements
+    let streamed = |b: &str| all.placement(b) == Some(&Placement::Streamed);
+    let mlps: Vec<&str> = all
+        .model
+        .blocks
         .iter()
-        .filter(|p| p.placement == Placement::Streamed && all.model.block(&p.block).unwrap().kind == BlockKind::Mlp)
-        .count();
-    assert!(mlps > 0);
-    assert_eq!(host_computes(&all).len(), mlps);
+        .filter(|b| streamed(&b.name))
+        .filter(|b| match (b.kind, b.layer) {
+            (BlockKind::Mlp, _) => true,
+            (BlockKind::GateUp | BlockKind::Down, Some(l)) => {
+                streamed(&format!("layer.{l}.gate_up")) && streamed(&format!("layer.{l}.down"))
+            }
+            _ => false,
+        })
+        .map(|b| b.name.as_str())
+        .collect();
+    assert!(!mlps.is_empty());
+    assert_eq!(host_computes(&all), mlps);
 }
 
 #[test]
@@ -536,4 +547,60 @@ fn an_output_that_cannot_be_written_is_refused_before_compiling_and_leaves_the_o
     let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert_eq!(names, ["a-dir.toml", "plan.toml"]);
+}
+
+/// Issue 12's case: Llama-2-13B at 22 GiB on the measured H200 with a 562-position cache. The
+/// fine table's slots are sized for a gate/up block (270 MiB) rather than an MLP (405 MiB), so
+/// more of the model stays resident; `auto` keeps it, and the summary prices the other tables.
+#[test]
+fn auto_keeps_the_fine_table_when_its_smaller_slots_pay() {
+    let args: Vec<&str> = H200_BENCH.iter().map(|&a| if a == "1024" { "562" } else { a }).collect::<Vec<_>>();
+    let auto = cli(&args).unwrap();
+    let plan = Plan::from_toml_str(&auto.plan_toml, "stdout").unwrap();
+    assert_eq!(plan.model.table(), djinn_core::model::Table::Fine);
+    assert!(
+        auto.summary.contains("block table: attention, gate/up and down per layer (--units fine)"),
+        "{}",
+        auto.summary
+    );
+    for other in ["instead, with --units layers:", "instead, with --units split:"] {
+        assert!(auto.summary.contains(other), "{other}\n{}", auto.summary);
+    }
+    let with = |units: &str| {
+        let args: Vec<&str> = args.iter().copied().chain(["--units", units]).collect();
+        Plan::from_toml_str(&cli(&args).unwrap().plan_toml, "stdout").unwrap()
+    };
+    let (split, fine) = (with("split"), with("fine"));
+    assert_eq!(fine, plan, "auto's plan is --units fine's");
+    assert_eq!(split.model.table(), djinn_core::model::Table::Split);
+    // Smaller slots, more weights resident, no slower decode and a faster first token.
+    assert!(fine.prediction.slot_bytes < split.prediction.slot_bytes);
+    assert!(fine.prediction.resident_bytes > split.prediction.resident_bytes);
+    assert!(fine.prediction.decode_ms_per_token <= split.prediction.decode_ms_per_token + 0.005);
+    assert!(fine.prediction.ttft_ms < split.prediction.ttft_ms);
+    // The host computes a fine MLP's two parts together or not at all.
+    let host = host_computes(&fine);
+    assert!(!host.is_empty() && host.len().is_multiple_of(2), "{host:?}");
+    for pair in host.chunks(2) {
+        let layer = pair[0].strip_suffix(".gate_up").unwrap();
+        assert_eq!(pair[1], format!("{layer}.down"));
+    }
+}
+
+/// Without a host lane (the L4 preset) the fine table can stream down blocks alone, through
+/// slots a third of an MLP's size.
+#[test]
+fn the_fine_table_streams_down_blocks_alone_through_small_slots() {
+    let plan = Plan::from_toml_str(
+        &cli(&["--gpu", "l4", "--model", "llama2-13b", "--units", "fine"]).unwrap().plan_toml,
+        "stdout",
+    )
+    .unwrap();
+    let down = plan.model.block("layer.0.down").unwrap().bytes;
+    let streamed: Vec<&str> =
+        plan.placements.iter().filter(|p| p.placement == Placement::Streamed).map(|p| p.block.as_str()).collect();
+    assert!(!streamed.is_empty() && streamed.iter().all(|b| b.ends_with(".down")), "{streamed:?}");
+    assert_eq!(plan.prediction.slot_bytes, down);
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-13b", "--units", "finer"]);
+    assert!(err.contains("fine") && err.contains("split"), "{err}");
 }

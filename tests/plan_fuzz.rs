@@ -172,3 +172,24 @@ proptest! {
         }
     }
 }
+
+/// Every golden, with any of its first blocks (or its last) given any other kind, is rejected by
+/// rule `model-identity`: in particular a table mixing whole layers, halves and the fine table's
+/// `gate_up` / `down` parts.
+#[test]
+fn a_golden_with_a_block_of_another_kind_breaks_model_identity() {
+    use djinn_core::model::BlockKind as K;
+    use djinn_core::verify::Rule;
+    let kinds = [K::Embedding, K::Layer, K::Attention, K::Mlp, K::GateUp, K::Down, K::FinalNorm, K::LmHead];
+    for (name, _, plan) in goldens() {
+        let n = plan.model.blocks.len();
+        for b in (0..7.min(n)).chain([n - 1]) {
+            for &kind in kinds.iter().filter(|&&k| k != plan.model.blocks[b].kind) {
+                let mut bad = plan.clone();
+                bad.model.blocks[b].kind = kind;
+                let err = verify(&bad).expect_err("a block of the wrong kind");
+                assert!(err.broke(Rule::ModelIdentity), "{name}: block {b} as {kind:?}: {err}");
+            }
+        }
+    }
+}

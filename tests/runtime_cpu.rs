@@ -155,6 +155,30 @@ pub fn stream_all_split_plan(name: &str) -> Plan {
     plan_with_units(name, Strategy::StreamAll, Units::Split)
 }
 
+/// Every layer's attention, gate/up and down block streamed through two slots.
+pub fn stream_all_fine_plan(name: &str) -> Plan {
+    plan_with_units(name, Strategy::StreamAll, Units::Fine)
+}
+
+/// A `djinn` plan of the fine table at a budget `short` bytes below the
+/// all-resident one: some blocks resident, some streamed.
+pub fn fine_plan_short_by(name: &str, short: u64) -> Plan {
+    let budget = resident_plan(name).arena.bytes - short;
+    let req = CompileRequest {
+        gpu: "t4".into(),
+        model: fixture(name).display().to_string(),
+        options: Options {
+            budget: Some(budget),
+            prompt_len: 64,
+            max_seq_len: Some(256),
+            units: Units::Fine,
+            runtime_reserve: 0,
+            ..Options::default()
+        },
+    };
+    compile(&req).unwrap_or_else(|e| panic!("compiling {name} (fine, budget {budget}): {e}")).plan
+}
+
 fn plan_with_units(name: &str, strategy: Strategy, units: Units) -> Plan {
     let req = CompileRequest {
         gpu: "t4".into(),
@@ -175,6 +199,20 @@ fn plan_with_units(name: &str, strategy: Strategy, units: Units) -> Plan {
 /// on the host CPU, on a T4 given a CPU lane.
 pub fn host_compute_plan(name: &str) -> Plan {
     let opts = Options { budget: None, prompt_len: 64, max_seq_len: Some(256), batch: 1, ..Options::default() };
+    crate::support::host_compute_plan(&fixture(name), "t4", &resident_plan(name), opts)
+}
+
+/// [`host_compute_plan`] of the fine table: the gate/up and down blocks of
+/// all but one layer streamed and computed on the host in decode.
+pub fn fine_host_compute_plan(name: &str) -> Plan {
+    let opts = Options {
+        budget: None,
+        prompt_len: 64,
+        max_seq_len: Some(256),
+        batch: 1,
+        units: Units::Fine,
+        ..Options::default()
+    };
     crate::support::host_compute_plan(&fixture(name), "t4", &resident_plan(name), opts)
 }
 

@@ -22,12 +22,19 @@ pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) 
     let layers = resident.model.arch.num_layers;
     // Host-computed MLP halves in decode (the embedding may be held on the host too, which
     // frees more than a layer of a tiny model, so the budget search runs past `layers` cuts).
+    // Layers whose MLP (an `mlp` half, or both fine parts: rule `gate-handover`) runs on the host.
     let hosted_mlps = |p: &Plan| {
-        p.decode
+        let mut layers: Vec<u64> = p
+            .decode
             .steps
             .iter()
-            .filter(|s| s.op == Op::HostCompute && p.model.block(&s.block).is_some_and(|b| b.kind == BlockKind::Mlp))
-            .count() as u64
+            .filter(|s| s.op == Op::HostCompute)
+            .filter_map(|s| p.model.block(&s.block))
+            .filter(|b| b.kind == BlockKind::Mlp || b.kind.is_mlp_part())
+            .filter_map(|b| b.layer)
+            .collect();
+        layers.dedup();
+        layers.len() as u64
     };
     let plan = (1..=64 * layers)
         .filter_map(|n| {

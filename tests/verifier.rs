@@ -231,3 +231,39 @@ fn shrinking_the_kv_cache_region_is_an_arena_error() {
     assert!(err.contains("needs 8192 bytes"), "{err}");
     assert_eq!(err.lines().count(), 2, "{err}");
 }
+
+/// The L4 golden of Llama-2-13B: the fine block table, with down blocks streamed.
+fn fine_golden() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/l4-llama2-13b.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    check(&text).unwrap();
+    assert!(text.contains("kind = \"gate_up\"") && text.contains("kind = \"down\""), "a fine-table golden");
+    text
+}
+
+#[test]
+fn host_computing_a_fine_down_after_a_device_gate_up_is_a_gate_handover_error() {
+    let text = fine_golden();
+    // Decode's compute of layer.0.down from its slot, edited into a host compute: its gate_up is
+    // resident and runs on the device, so the host would read a gate the device wrote.
+    let from = "op = \"compute\"\nblock = \"layer.0.down\"\nslot = 0\nwait_prev = [\"ready:layer.0.down\"]\n";
+    assert_eq!(text.matches(from).count(), 1, "decode's carried compute of layer.0.down");
+    let err = check(&edit(&text, from, 0, "op = \"host_compute\"\nblock = \"layer.0.down\"\n")).unwrap_err();
+    let rules: Vec<&str> =
+        err.lines().skip(1).filter_map(|l| l.trim().strip_prefix("rule ")?.split(' ').next()).collect();
+    assert_eq!(rules, [Rule::GateHandover.name()], "{err}");
+    assert!(err.contains("(host-compute layer.0.down): computes layer.0.down on the host, but step"), "{err}");
+    assert!(err.contains("computes layer 0's gate_up on the device"), "{err}");
+    assert!(err.contains("run both blocks of the layer's MLP on the same side"), "{err}");
+}
+
+#[test]
+fn a_fine_block_of_the_wrong_kind_is_a_model_identity_error() {
+    let text = fine_golden();
+    let err = check(&edit(&text, "kind = \"gate_up\"", 0, "kind = \"mlp\"")).unwrap_err();
+    assert!(err.contains("rule model-identity broken"), "{err}");
+    assert!(err.contains("layer.0.gate_up"), "{err}");
+    // A down block renamed as an MLP half's name no longer matches the table.
+    let err = check(&edit(&text, "name = \"layer.3.down\"", 0, "name = \"layer.3.mlp\"")).unwrap_err();
+    assert!(err.contains("rule model-identity broken"), "{err}");
+}

@@ -58,8 +58,9 @@ pub struct Args {
     /// (only with a GPU profile that has a `[cpu]` lane).
     #[arg(long, value_enum, default_value_t = HostComputeArg::Auto)]
     pub host_compute: HostComputeArg,
-    /// The unit of residency and streaming: whole layers, or each layer's
-    /// attention and MLP halves (only MLP halves run on the host).
+    /// The unit of residency and streaming: whole layers, each layer's
+    /// attention and MLP halves, or its attention, gate/up and down blocks
+    /// (only MLP blocks run on the host).
     #[arg(long, value_enum, default_value_t = UnitsArg::Auto)]
     pub units: UnitsArg,
     /// Device memory of the budget left outside the plan's arena for the
@@ -113,12 +114,14 @@ impl From<HostComputeArg> for HostCompute {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UnitsArg {
-    /// Both, simulated; the faster plan wins (ties to whole layers).
+    /// All three, simulated; the fastest plan wins (ties to the coarser table).
     Auto,
     /// Whole layers.
     Layers,
     /// Attention and MLP halves.
     Split,
+    /// Attention, gate/up (the MLP norm, gate and up) and down blocks.
+    Fine,
 }
 
 impl From<UnitsArg> for Units {
@@ -127,6 +130,7 @@ impl From<UnitsArg> for Units {
             UnitsArg::Auto => Units::Auto,
             UnitsArg::Layers => Units::Layers,
             UnitsArg::Split => Units::Split,
+            UnitsArg::Fine => Units::Fine,
         }
     }
 }

@@ -25,12 +25,15 @@
 //!   tokens) replaces the estimate; a whole layer without one costs its
 //!   measured attention and MLP halves together (what `djinn-profile` times),
 //!   and a half without one its share of a measured layer (in proportion to
-//!   the halves' estimates), so both block tables are priced alike.
+//!   the halves' estimates), so both block tables are priced alike. The fine
+//!   table's `gate_up` and `down` parts without times of their own share
+//!   their MLP half's measured time (or its share of the layer's) the same way.
 //!
 //! * A host compute (the profile's `[cpu]` lane running a streamed block's
 //!   decode step from host memory) takes the lane's measured time for a block
 //!   of this kind, model and context (`cpu.block_times`, taken while the copy
-//!   lane ran), or else `bytes / gemv_f16_gbps_during_copy`: the host streams
+//!   lane ran; a fine-table MLP part without one takes the MLP half's in
+//!   proportion to its bytes), or else `bytes / gemv_f16_gbps_during_copy`: the host streams
 //!   the weights once, at the rate it measured while the copy lane ran. A
 //!   block that reads the KV cache (a whole layer, an attention half) has no
 //!   host compute: the cache lives on the device. A top-level
@@ -69,6 +72,9 @@ pub const HOST_HANDOFF_US: f64 = 60.0;
 pub const ATTENTION_KERNELS: u64 = 9;
 /// Kernels a layer's MLP half launches: rmsnorm, 3 matmul, silu_mul, residual add.
 pub const MLP_KERNELS: u64 = 6;
+/// Kernels the first part of a layer's MLP in the fine table launches
+/// (rmsnorm, 2 matmul, silu_mul); the down part launches the other two.
+pub const GATE_UP_KERNELS: u64 = 4;
 /// Kernels one whole transformer layer launches.
 pub const LAYER_KERNELS: u64 = ATTENTION_KERNELS + MLP_KERNELS;
 
@@ -214,6 +220,14 @@ impl<'a> Roofline<'a> {
                 (block.bytes as f64 + kv_read, flops, kernels)
             }
             BlockKind::Mlp => (block.bytes as f64, 2.0 * arch.mlp_params() as f64 * tokens as f64, MLP_KERNELS),
+            BlockKind::GateUp => {
+                let params = 2 * arch.hidden_size * arch.intermediate_size + arch.hidden_size;
+                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, GATE_UP_KERNELS)
+            }
+            BlockKind::Down => {
+                let params = arch.hidden_size * arch.intermediate_size;
+                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, MLP_KERNELS - GATE_UP_KERNELS)
+            }
             BlockKind::FinalNorm => (block.bytes as f64 + last_rows * h * (4.0 + dsize), 0.0, 1),
             BlockKind::LmHead => {
                 let flops = 2.0 * arch.vocab_size as f64 * h * last_rows;
@@ -242,20 +256,43 @@ impl<'a> Roofline<'a> {
             // share of the measured layer, in proportion to the two halves' estimates.
             BlockKind::Attention | BlockKind::Mlp => {
                 let layer = of(BlockKind::Layer)?;
-                let sibling = self
-                    .model
-                    .blocks
-                    .iter()
-                    .find(|b| b.layer == block.layer && b.kind.is_layer_part() && b.kind != block.kind)?;
-                let context = self.tokens_and_context(phase).1;
-                let (mine, theirs) = (
-                    self.estimate_us(block, phase, tokens, context),
-                    self.estimate_us(sibling, phase, tokens, context),
-                );
+                let (mine, theirs) = self.shares(block, phase, tokens, |kind| kind.is_layer_part())?;
+                Some(layer * mine / (mine + theirs))
+            }
+            // A part of the fine table's MLP takes its share of the measured MLP half (or of
+            // its share of a measured layer), in proportion to the two parts' estimates.
+            BlockKind::GateUp | BlockKind::Down => {
+                if let Some(mlp) = of(BlockKind::Mlp) {
+                    let (mine, theirs) = self.shares(block, phase, tokens, BlockKind::is_mlp_part)?;
+                    return Some(mlp * mine / (mine + theirs));
+                }
+                let layer = of(BlockKind::Layer)?;
+                let (mine, theirs) = self.shares(block, phase, tokens, |kind| kind.is_layer_part())?;
                 Some(layer * mine / (mine + theirs))
             }
             _ => None,
         })
+    }
+
+    /// `block`'s estimate and the summed estimates of the other blocks of its
+    /// layer whose kind `sibling` accepts (0 when none does).
+    fn shares(
+        &self,
+        block: &Block,
+        phase: PhaseKind,
+        tokens: u64,
+        sibling: fn(BlockKind) -> bool,
+    ) -> Option<(f64, f64)> {
+        let context = self.tokens_and_context(phase).1;
+        let mine = self.estimate_us(block, phase, tokens, context);
+        let theirs = self
+            .model
+            .blocks
+            .iter()
+            .filter(|b| b.layer == block.layer && b.kind != block.kind && sibling(b.kind))
+            .map(|b| self.estimate_us(b, phase, tokens, context))
+            .sum();
+        (mine + theirs > 0.0).then_some((mine, theirs))
     }
 }
 
@@ -290,11 +327,27 @@ impl CostModel for Roofline<'_> {
             _ if phase == PhaseKind::Prefill => return None,
             _ => {}
         }
-        let measured = cpu
-            .block_times
-            .iter()
-            .find(|t| t.kind == block.kind && t.model == self.model.name && t.context == self.shape.prompt_len);
-        Some(measured.map_or_else(|| block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3), |t| t.us))
+        let measured = |kind| {
+            cpu.block_times
+                .iter()
+                .find(|t| t.kind == kind && t.model == self.model.name && t.context == self.shape.prompt_len)
+                .map(|t| t.us)
+        };
+        // A part of the fine table's MLP without a time of its own takes the measured MLP
+        // half's in proportion to its bytes (the host streams the weights once).
+        let share = || {
+            let mlp = measured(BlockKind::Mlp)?;
+            let parts: u64 = self
+                .model
+                .blocks
+                .iter()
+                .filter(|b| b.layer == block.layer && b.kind.is_mlp_part())
+                .map(|b| b.bytes)
+                .sum();
+            (parts > 0).then(|| mlp * block.bytes as f64 / parts as f64)
+        };
+        let time = measured(block.kind).or_else(|| if block.kind.is_mlp_part() { share() } else { None });
+        Some(time.unwrap_or_else(|| block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3)))
     }
 
     fn host_handoff_us(&self) -> f64 {
@@ -464,6 +517,50 @@ mod tests {
         assert!((ta + tb - 90.0).abs() < 1e-9 && ta < tb, "{ta} + {tb}");
         let est = |x| r.estimate_us(x, PhaseKind::Prefill, 512, 512);
         assert!((ta / tb - est(a) / est(b)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fine_parts_share_a_measured_mlp_or_layer_and_the_host_mlp_time() {
+        let mut g = gpu();
+        let fine = model().fine_layers();
+        let (gu, down) = (fine.block("layer.1.gate_up").unwrap(), fine.block("layer.1.down").unwrap());
+        let est = |r: &Roofline, x| r.estimate_us(x, PhaseKind::Decode, 1, 512);
+        // Estimates: the gate/up streams two thirds of the MLP's weights, launches 4 of its 6 kernels.
+        let r = Roofline::new(&g, &fine, SHAPE);
+        assert!((est(&r, gu) - (gu.bytes as f64 / 1e6 + 8.0)).abs() < 1e-6);
+        assert!((est(&r, down) - (down.bytes as f64 / 1e6 + 4.0)).abs() < 1e-6);
+        // A measured MLP half is shared in proportion to the estimates.
+        let time = |kind, us| BlockTime { model: "m".into(), kind, phase: PhaseKind::Decode, tokens: 1, us };
+        g.block_times = vec![time(BlockKind::Mlp, 300.0)];
+        let r = Roofline::new(&g, &fine, SHAPE);
+        let (tg, td) = (r.compute_us(gu, PhaseKind::Decode), r.compute_us(down, PhaseKind::Decode));
+        assert!((tg + td - 300.0).abs() < 1e-9 && (tg / td - est(&r, gu) / est(&r, down)).abs() < 1e-9, "{tg} {td}");
+        // A measured layer alone: the three parts add up to it.
+        g.block_times = vec![time(BlockKind::Layer, 500.0)];
+        let r = Roofline::new(&g, &fine, SHAPE);
+        let attn = fine.block("layer.1.attn").unwrap();
+        let sum: f64 = [attn, gu, down].iter().map(|b| r.compute_us(b, PhaseKind::Decode)).sum();
+        assert!((sum - 500.0).abs() < 1e-9, "{sum}");
+        // The host lane's measured MLP, in proportion to the parts' bytes.
+        g.cpu = Some(djinn_core::gpu::CpuLane {
+            cores: 16,
+            gemv_f16_gbps: 50.0,
+            gemv_f16_gbps_during_copy: 40.0,
+            block_times: vec![djinn_core::gpu::HostBlockTime {
+                model: "m".into(),
+                kind: BlockKind::Mlp,
+                context: 512,
+                us: 6000.0,
+                hot_us: 5000.0,
+                cold_us: 7000.0,
+            }],
+            ..Default::default()
+        });
+        let r = Roofline::new(&g, &fine, SHAPE);
+        let (hg, hd) =
+            (r.host_compute_us(gu, PhaseKind::Decode).unwrap(), r.host_compute_us(down, PhaseKind::Decode).unwrap());
+        assert!((hg + hd - 6000.0).abs() < 1e-9 && (hg / hd - gu.bytes as f64 / down.bytes as f64).abs() < 1e-9);
+        assert_eq!(r.host_compute_us(attn, PhaseKind::Decode), None, "attention reads the KV cache");
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod proptests;
 mod solver_tests;
 
 use djinn_core::gpu::GpuProfile;
-use djinn_core::model::{Dtype, ModelSpec};
+use djinn_core::model::{Dtype, ModelSpec, Table};
 use djinn_core::plan::{Plan, RunShape, Strategy};
 
 pub use cli::{run, CliError, CliOutput};
@@ -100,18 +100,43 @@ impl Default for Options {
 }
 
 /// The unit of residency and streaming (`--units`): a model's block table
-/// with whole layers, or with each layer split into its attention and its MLP
-/// block ([`ModelSpec::split_layers`]). Halves cost more steps but let a plan
-/// keep attention (and the KV cache it reads) on the device while the MLP
-/// streams or runs on the host, with slots sized for the larger half.
+/// with whole layers, with each layer split into its attention and its MLP
+/// block ([`ModelSpec::split_layers`]), or into its attention, gate/up and
+/// down blocks ([`ModelSpec::fine_layers`]). Halves cost more steps but let a
+/// plan keep attention (and the KV cache it reads) on the device while the
+/// MLP streams or runs on the host, with slots sized for the larger half; the
+/// fine table's slots can be sized for a down block (a third of an MLP) or a
+/// gate/up block (two thirds), freeing device memory for resident weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Units {
-    /// Both tables solved and simulated; the faster decode wins, then TTFT,
-    /// ties to whole layers (fewer steps).
+    /// Every table solved and simulated; the faster decode wins, then TTFT,
+    /// ties to the coarser table (fewer steps).
     #[default]
     Auto,
     Layers,
     Split,
+    Fine,
+}
+
+impl Units {
+    /// The `--units` flag that asks for this table alone.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Units::Auto => "--units auto",
+            Units::Layers => "--units layers",
+            Units::Split => "--units split",
+            Units::Fine => "--units fine",
+        }
+    }
+
+    /// The one table a model's block table already is.
+    fn of(table: Table) -> Units {
+        match table {
+            Table::Layers => Units::Layers,
+            Table::Split => Units::Split,
+            Table::Fine => Units::Fine,
+        }
+    }
 }
 
 /// Whether `djinn` may compute streamed layers' decode steps on the host CPU
@@ -154,7 +179,11 @@ fn kv_hint(model: &ModelSpec, shape: &RunShape, opts: &Options) -> String {
         djinn_core::activations::KvLayout::new(&model.arch, model.dtype, &RunShape { max_seq_len, ..*shape }).bytes()
     };
     let unit = model.blocks.iter().filter(|b| b.kind.is_layer_part()).map(|b| b.bytes).max().unwrap_or(0);
-    let units = if model.is_split() { "MLP halves" } else { "layers" };
+    let units = match model.table() {
+        Table::Layers => "layers",
+        Table::Split => "MLP halves",
+        Table::Fine => "gate/up blocks",
+    };
     let now = kv(shape.max_seq_len);
     let mut hint = format!("; the KV cache for {} positions is {}", shape.max_seq_len, fmt_bytes(now));
     if unit > 0 {
@@ -222,13 +251,23 @@ fn choose(
     shape: RunShape,
     budget: u64,
 ) -> Result<(solve::Solution, ModelSpec), CompileError> {
+    // A finer table must still fit the plan's block limit.
+    let fits = |t: Table| t.blocks_per_layer() * model.arch.num_layers + 3 <= djinn_core::limits::MAX_BLOCKS as u64;
     let tables = match opts.units {
         Units::Layers => vec![model.clone()],
         Units::Split => vec![model.split_layers()],
+        Units::Fine => vec![model.fine_layers()],
         Units::Auto if model.is_split() => vec![model.clone()],
-        // A split table must still fit the plan's block limit.
-        Units::Auto if 2 * model.arch.num_layers + 3 > djinn_core::limits::MAX_BLOCKS as u64 => vec![model.clone()],
-        Units::Auto => vec![model.clone(), model.split_layers()],
+        Units::Auto => {
+            let mut t = vec![model.clone()];
+            if fits(Table::Split) {
+                t.push(model.split_layers());
+            }
+            if fits(Table::Fine) {
+                t.push(model.fine_layers());
+            }
+            t
+        }
     };
     let mut best: Option<(solve::Solution, ModelSpec, (i64, i64))> = None;
     let mut failure = None;
@@ -256,7 +295,7 @@ fn choose(
                     best = Some((sol, table, rank));
                 }
             }
-            // The last table's error (the split one under `auto`) says the most. The budget
+            // The last table's error (the finest one under `auto`) says the most. The budget
             // error counts the executor's reserve in what the plan needs.
             Err(mut e) => {
                 if let CompileError::BudgetTooSmall { budget: b, needed, reserve, kv_hint: hint, .. } = &mut e {
@@ -286,22 +325,26 @@ fn alternatives(
     if opts.strategy != Strategy::Djinn {
         return Vec::new();
     }
-    let other_units = match (opts.units, table.is_split()) {
-        (Units::Auto, true) if !model.is_split() => Some((Units::Layers, "--units layers")),
-        (Units::Auto, false) => Some((Units::Split, "--units split")),
-        _ => None,
+    // Under `auto` on a whole-layer model: the tables not chosen, coarsest first.
+    let other_units: Vec<Units> = match opts.units {
+        Units::Auto if !model.is_split() => {
+            [Units::Layers, Units::Split, Units::Fine].into_iter().filter(|&u| u != Units::of(table.table())).collect()
+        }
+        _ => Vec::new(),
     };
     let off = (opts.host_compute == HostCompute::Auto && (!chosen.host.is_empty() || !chosen.layout.held.is_empty()))
         .then_some((HostCompute::Off, "--host-compute off"));
     let mut variants = Vec::new();
-    if let Some((u, flag)) = other_units {
-        variants.push((Options { units: u, ..opts.clone() }, flag.to_string()));
+    for &u in &other_units {
+        variants.push((Options { units: u, ..opts.clone() }, u.flag().to_string()));
     }
     if let Some((h, flag)) = off {
         variants.push((Options { host_compute: h, ..opts.clone() }, flag.to_string()));
     }
-    if let (Some((u, a)), Some((h, b))) = (other_units, off) {
-        variants.push((Options { units: u, host_compute: h, ..opts.clone() }, format!("{a} {b}")));
+    if let Some((h, b)) = off {
+        for &u in &other_units {
+            variants.push((Options { units: u, host_compute: h, ..opts.clone() }, format!("{} {b}", u.flag())));
+        }
     }
     let mut out: Vec<summary::Alternative> = Vec::new();
     for (o, flags) in variants {

@@ -16,7 +16,9 @@
 //!    overlaps the computation of the resident layers before it; the last m
 //!    layers; and, with split layers, MLP halves first (spread evenly, then
 //!    attention halves once every MLP streams): MLPs are the halves the host
-//!    can compute. Each is simulated; the faster wins (decode time first, then
+//!    can compute. With the fine table, whole MLPs first (both parts of a
+//!    layer's MLP), down blocks first, or gate/up blocks first (then the
+//!    other part, then attention): the smallest streamed block sizes the slots. Each is simulated; the faster wins (decode time first, then
 //!    TTFT; ties go to the even spread).
 //! 3. **Slots.** At least 2, each the size of the largest streamed block. Each
 //!    k in 2..=8 is tried with the same budget, so more slots mean fewer
@@ -33,7 +35,9 @@
 //!    model has a host lane). With residency and slots fixed, the host CPU can
 //!    run some streamed blocks' decode step from host memory instead of
 //!    copying them — only blocks that read no KV cache (MLP halves), since the
-//!    cache lives on the device: the copy lane then moves fewer bytes per
+//!    cache lives on the device, and a fine-table MLP's gate/up and down
+//!    blocks together or not at all (rule `gate-handover`: only the residual
+//!    stream crosses the bus): the copy lane then moves fewer bytes per
 //!    token while the compute lane takes longer, and a run of consecutive host
 //!    blocks pays one hand-off. For the best layout of each spread, every host
 //!    set of a small set of host-computable streamed blocks
@@ -46,7 +50,7 @@
 //!    Neither ablation computes on the host.
 
 use djinn_core::gpu::PhaseKind;
-use djinn_core::model::{BlockKind, ModelSpec};
+use djinn_core::model::{BlockKind, ModelSpec, Table};
 use djinn_core::plan::{Arena, RunShape, Strategy};
 
 use crate::arena::{lay_out, FixedRegions};
@@ -77,7 +81,12 @@ pub enum Spread {
     Even,
     Last,
     /// Split layers only: MLP halves first, evenly, then attention halves evenly.
+    /// In the fine table: whole MLPs (a layer's gate/up and down together) first.
     MlpFirst,
+    /// Fine table only: down blocks first, evenly, then gate/up blocks, then attention.
+    DownFirst,
+    /// Fine table only: gate/up blocks first, evenly, then down blocks, then attention.
+    GateUpFirst,
 }
 
 /// A placement of every block and the arena it needs.
@@ -131,6 +140,9 @@ pub fn spreads(model: &ModelSpec) -> Vec<Spread> {
     if model.is_split() {
         s.push(Spread::MlpFirst);
     }
+    if model.table() == Table::Fine {
+        s.extend([Spread::DownFirst, Spread::GateUpFirst]);
+    }
     s
 }
 
@@ -140,20 +152,42 @@ pub fn pick_streamed(model: &ModelSpec, layers: &[usize], m: usize, spread: Spre
     assert!(m <= l, "cannot stream {m} of {l} layers");
     // (i+1)·l/m grows by l/m ≥ 1 per step, so the picks are distinct and ascending.
     let even = |of: &[usize], m: usize| (0..m).map(|i| of[(i + 1) * of.len() / m - 1]).collect::<Vec<_>>();
+    let of_kind = |kind: BlockKind| layers.iter().copied().filter(|&b| model.blocks[b].kind == kind).collect();
+    // `m` blocks from `tiers` in turn, evenly within each, ascending.
+    let tiered = |tiers: &[Vec<usize>]| {
+        let mut picked = Vec::with_capacity(m);
+        for tier in tiers {
+            let take = (m - picked.len()).min(tier.len());
+            picked.extend(even(tier, take));
+        }
+        picked.sort_unstable();
+        picked
+    };
+    let attns: Vec<usize> = of_kind(BlockKind::Attention);
     match spread {
         Spread::Even => even(layers, m),
         Spread::Last => layers[l - m..].to_vec(),
-        Spread::MlpFirst => {
-            let (mlps, attns): (Vec<usize>, Vec<usize>) =
-                layers.iter().partition(|&&b| model.blocks[b].kind == BlockKind::Mlp);
-            let from_mlps = m.min(mlps.len());
-            let mut picked = even(&mlps, from_mlps);
-            if m > from_mlps {
-                picked.extend(even(&attns, m - from_mlps));
+        Spread::MlpFirst if model.table() == Table::Fine => {
+            // Whole MLPs: a layer's gate/up and its down, evenly over the layers; an odd
+            // block is the down of the next MLP in the same spread.
+            let (ups, downs): (Vec<usize>, Vec<usize>) = (of_kind(BlockKind::GateUp), of_kind(BlockKind::Down));
+            let pairs = (m / 2).min(ups.len());
+            let mut picked = Vec::with_capacity(m);
+            for i in even(&(0..ups.len()).collect::<Vec<_>>(), pairs) {
+                picked.extend([ups[i], downs[i]]);
+            }
+            let rest_downs: Vec<usize> = downs.iter().copied().filter(|d| !picked.contains(d)).collect();
+            let rest_ups: Vec<usize> = ups.iter().copied().filter(|u| !picked.contains(u)).collect();
+            for tier in [rest_downs, rest_ups, attns] {
+                let take = (m - picked.len()).min(tier.len());
+                picked.extend(even(&tier, take));
             }
             picked.sort_unstable();
             picked
         }
+        Spread::MlpFirst => tiered(&[of_kind(BlockKind::Mlp), attns]),
+        Spread::DownFirst => tiered(&[of_kind(BlockKind::Down), of_kind(BlockKind::GateUp), attns]),
+        Spread::GateUpFirst => tiered(&[of_kind(BlockKind::GateUp), of_kind(BlockKind::Down), attns]),
     }
 }
 
@@ -242,14 +276,38 @@ fn better(a: &Solution, b: &Solution) -> bool {
         < (q(b.metrics.decode_us), b.host.len(), b.pinned, q(b.metrics.ttft_us))
 }
 
-/// The streamed blocks of `layout` the host lane can compute, ascending.
+/// The streamed blocks of `layout` the host lane can compute, ascending. A
+/// part of the fine table's MLP is one only with its partner: the two run on
+/// the same side (the verifier's rule `gate-handover`).
 fn host_computable(model: &ModelSpec, layout: &Layout, cost: &dyn CostModel) -> Vec<usize> {
-    layout
-        .streamed
-        .iter()
-        .copied()
-        .filter(|&b| cost.host_compute_us(&model.blocks[b], PhaseKind::Decode).is_some())
-        .collect()
+    let computable =
+        |b: usize| layout.streamed.contains(&b) && cost.host_compute_us(&model.blocks[b], PhaseKind::Decode).is_some();
+    layout.streamed.iter().copied().filter(|&b| computable(b) && mlp_partner(model, b).is_none_or(computable)).collect()
+}
+
+/// The other part of block `b`'s MLP when `b` is a `gate_up` or `down` block of the fine table.
+pub fn mlp_partner(model: &ModelSpec, b: usize) -> Option<usize> {
+    match model.blocks[b].kind {
+        BlockKind::GateUp => Some(b + 1),
+        BlockKind::Down => Some(b - 1),
+        _ => None,
+    }
+    .filter(|&p| model.blocks.get(p).is_some_and(|p| p.kind.is_mlp_part() && p.layer == model.blocks[b].layer))
+}
+
+/// [`host_candidates`] over the host-computable blocks taken as units: a
+/// fine-table MLP's two parts are one unit (both on the host or neither).
+pub(crate) fn host_sets(model: &ModelSpec, computable: &[usize]) -> Vec<Vec<usize>> {
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    for &b in computable {
+        match mlp_partner(model, b) {
+            Some(p) if p < b => {} // Joined its gate_up's unit.
+            Some(p) => units.push(vec![b, p]),
+            None => units.push(vec![b]),
+        }
+    }
+    let ids: Vec<usize> = (0..units.len()).collect();
+    host_candidates(&ids).into_iter().map(|set| set.iter().flat_map(|&u| units[u].iter().copied()).collect()).collect()
 }
 
 /// Step 5: the best set of host blocks and pinned slots for `best`'s layout
@@ -260,7 +318,7 @@ fn choose_host(model: &ModelSpec, best: Solution, cost: &dyn CostModel) -> Resul
         return Ok(best);
     }
     let mut best = best;
-    for host in host_candidates(&computable) {
+    for host in host_sets(model, &computable) {
         for pinned in pinned_choices(best.layout.slots) {
             let sol = evaluate(model, best.layout.clone(), &host, pinned, best.spread, best.strategy, cost)?;
             if better(&sol, &best) {
@@ -384,7 +442,7 @@ fn solve_holding(problem: &Problem, cost: &dyn CostModel, held: &[usize]) -> Res
             let pick = best_of.iter().max_by_key(|s| host_computable(model, &s.layout, cost).len()).expect("non-empty");
             let host = host_computable(model, &pick.layout, cost);
             if host.is_empty() {
-                let reason = match model.blocks.iter().find(|b| b.kind == BlockKind::Mlp) {
+                let reason = match model.blocks.iter().find(|b| b.kind == BlockKind::Mlp || b.kind.is_mlp_part()) {
                     None => {
                         "whole layers read the KV cache, which lives on the device; only MLP halves run on the \
                              host (--units split)"

@@ -521,3 +521,76 @@ fn every_host_schedule_verifies() {
     }
     assert!(checked > 1000, "{checked}");
 }
+
+/// The fine table: the spreads pick what they say, and every host set the
+/// solver tries keeps a layer's gate_up and down together (rule `gate-handover`).
+#[test]
+fn fine_spreads_and_host_sets_keep_an_mlps_parts_together() {
+    use djinn_core::BlockKind::{Attention, Down, GateUp};
+    let m = model(4).fine_layers();
+    let all = layer_blocks(&m);
+    assert_eq!(all.len(), 12);
+    let kinds = |bs: &[usize]| bs.iter().map(|&b| m.blocks[b].kind).collect::<Vec<_>>();
+    let spreads = crate::solve::spreads(&m);
+    assert!(spreads.contains(&Spread::DownFirst) && spreads.contains(&Spread::GateUpFirst));
+    // Downs first: 3 downs, evenly; 5: the 4 downs, then one gate/up.
+    assert_eq!(kinds(&pick_streamed(&m, &all, 3, Spread::DownFirst)), [Down; 3]);
+    let five = pick_streamed(&m, &all, 5, Spread::DownFirst);
+    assert_eq!(kinds(&five).iter().filter(|&&k| k == Down).count(), 4);
+    assert_eq!(kinds(&pick_streamed(&m, &all, 4, Spread::GateUpFirst)), [GateUp; 4]);
+    // Whole MLPs first: 4 blocks are two layers' gate_up and down, evenly (layers 1 and 3).
+    let mlps = pick_streamed(&m, &all, 4, Spread::MlpFirst);
+    let names: Vec<&str> = mlps.iter().map(|&b| m.blocks[b].name.as_str()).collect();
+    assert_eq!(names, ["layer.1.gate_up", "layer.1.down", "layer.3.gate_up", "layer.3.down"]);
+    // 9: all four MLPs, then one attention.
+    assert_eq!(kinds(&pick_streamed(&m, &all, 9, Spread::MlpFirst)).iter().filter(|&&k| k == Attention).count(), 1);
+    // Host sets over streamed gate_up 1, down 1, down 2 (its gate_up resident), gate_up 3, down 3:
+    // down 2 alone is never a candidate, and the pairs come whole.
+    let b = |n: &str| m.block_index(n).unwrap();
+    let computable = [b("layer.1.gate_up"), b("layer.1.down"), b("layer.3.gate_up"), b("layer.3.down")];
+    let sets = crate::solve::host_sets(&m, &computable);
+    assert_eq!(sets, [vec![computable[0], computable[1]], vec![computable[2], computable[3]], computable.to_vec()]);
+}
+
+/// Every host set of every fine-table layout the solver can build emits a plan the verifier accepts.
+#[test]
+fn every_fine_host_schedule_verifies() {
+    let mut checked = 0;
+    for layers in 1..=3u64 {
+        let m = model(layers).fine_layers();
+        let fixed = FixedRegions::new(&m, &SHAPE);
+        let all = layer_blocks(&m);
+        let cost = UnitCosts { host: Some(2.0), handoff: 0.5, ..UnitCosts::ONE };
+        for k in 2..=4.min(all.len() as u64) {
+            for count in k as usize..=all.len() {
+                for spread in crate::solve::spreads(&m) {
+                    let streamed = pick_streamed(&m, &all, count, spread);
+                    let layout = layout_for(&m, &fixed, &streamed, k);
+                    let computable: Vec<usize> = streamed
+                        .iter()
+                        .copied()
+                        .filter(|&b| {
+                            m.blocks[b].kind.is_mlp_part()
+                                && crate::solve::mlp_partner(&m, b).is_some_and(|p| streamed.contains(&p))
+                        })
+                        .collect();
+                    for host in std::iter::once(vec![]).chain(crate::solve::host_sets(&m, &computable)) {
+                        for pinned in 0..k as usize {
+                            let sol =
+                                evaluate(&m, layout.clone(), &host, pinned, spread, Strategy::Djinn, &cost).unwrap();
+                            let plan = plan_of_model(&sol, &m);
+                            if let Err(e) = djinn_core::verify::verify(&plan) {
+                                panic!(
+                                    "{layers} layers, {count} streamed ({spread:?}) through {k} slots, {pinned} \
+                                     pinned, host {host:?}:\n{e}"
+                                );
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 500, "{checked}");
+}

@@ -3,16 +3,18 @@
 //! Everything in it comes from the plan, so it is as deterministic as the plan
 //! (the golden tests pin it with insta).
 
-use djinn_core::model::BlockKind;
+use djinn_core::model::{BlockKind, Table};
 use djinn_core::plan::{Op, Placement, Plan};
 use djinn_core::units::fmt_bytes;
 
 /// A block as the summary lists it: `7` for layer 7, `7.attn` / `7.mlp` for
-/// its halves, the name for the others.
+/// its halves, `7.gate_up` / `7.down` for its MLP's parts, the name for the others.
 fn label(b: &djinn_core::model::Block) -> String {
     match (b.layer, b.kind) {
         (Some(l), BlockKind::Attention) => format!("{l}.attn"),
         (Some(l), BlockKind::Mlp) => format!("{l}.mlp"),
+        (Some(l), BlockKind::GateUp) => format!("{l}.gate_up"),
+        (Some(l), BlockKind::Down) => format!("{l}.down"),
         (Some(l), _) => l.to_string(),
         (None, _) => b.name.clone(),
     }
@@ -34,7 +36,8 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
     let p = &plan.prediction;
     let layers = m.arch.num_layers;
     // What a streamed unit is: a whole layer, or a layer's attention or MLP half.
-    let (unit, units) = if m.is_split() { ("blocks", 2 * layers) } else { ("layers", layers) };
+    let table = m.table();
+    let (unit, units) = if m.is_split() { ("blocks", table.blocks_per_layer() * layers) } else { ("layers", layers) };
     // Blocks the host holds and computes in every pass: host-computed in prefill too.
     let held: Vec<&str> =
         plan.prefill.steps.iter().filter(|s| s.op == Op::HostCompute).map(|s| s.block.as_str()).collect();
@@ -60,6 +63,14 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
         fmt_bytes(plan.gpu.memory_bytes),
         fmt_bytes(plan.arena.bytes),
         plan.arena.regions.len()
+    ));
+    line(format!(
+        "block table: {}",
+        match table {
+            Table::Layers => "whole layers (--units layers)",
+            Table::Split => "attention and MLP per layer (--units split)",
+            Table::Fine => "attention, gate/up and down per layer (--units fine)",
+        }
     ));
     for n in notes {
         line(format!("note: {n}"));
@@ -88,7 +99,14 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
         };
         plan.placements.iter().zip(&m.blocks).filter(of).count()
     };
-    let layer_parts = if m.is_split() {
+    let layer_parts = if table == Table::Fine {
+        format!(
+            "the attention of {}, the gate/up of {} and the down of {} of {layers} layers",
+            resident(BlockKind::Attention),
+            resident(BlockKind::GateUp),
+            resident(BlockKind::Down)
+        )
+    } else if m.is_split() {
         format!(
             "the attention of {} and the MLP of {} of {layers} layers",
             resident(BlockKind::Attention),

@@ -96,9 +96,11 @@ fn the_goldens_are_far_below_every_limit() {
         let path = entry.unwrap().path();
         let plan = Plan::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let size = std::fs::metadata(&path).unwrap().len();
-        assert!(size * 32 < MAX_PLAN_FILE_BYTES, "{}: {size} bytes", path.display());
-        assert!(plan.prefill.steps.len().max(plan.decode.steps.len()) * 64 < MAX_PHASE_STEPS, "{}", path.display());
+        // The margins are for the fine table of Llama-2-70B (80 layers, 3 blocks each: the largest
+        // golden), which a model of ~130 layers would take to about 1.6 times these sizes.
+        assert!(size * 16 < MAX_PLAN_FILE_BYTES, "{}: {size} bytes", path.display());
+        assert!(plan.prefill.steps.len().max(plan.decode.steps.len()) * 32 < MAX_PHASE_STEPS, "{}", path.display());
         assert!(plan.model.blocks.len() * 8 < MAX_BLOCKS, "{}", path.display());
-        assert!(plan.arena.regions.len() * 32 < MAX_REGIONS, "{}", path.display());
+        assert!(plan.arena.regions.len() * 16 < MAX_REGIONS, "{}", path.display());
     }
 }

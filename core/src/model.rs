@@ -309,6 +309,12 @@ pub enum BlockKind {
     Attention,
     /// A layer's MLP half.
     Mlp,
+    /// The first part of a layer's MLP in the fine table: its norm, gate and
+    /// up projections; writes the `gate` activation, `silu(gate) · up`.
+    GateUp,
+    /// The second part of a layer's MLP in the fine table: the down
+    /// projection of the `gate` activation, added into the residual stream.
+    Down,
     FinalNorm,
     LmHead,
 }
@@ -322,7 +328,13 @@ impl BlockKind {
 
     /// Whether the block is (part of) a transformer layer: what a plan streams.
     pub fn is_layer_part(self) -> bool {
-        matches!(self, BlockKind::Layer | BlockKind::Attention | BlockKind::Mlp)
+        matches!(self, BlockKind::Layer | BlockKind::Attention | BlockKind::Mlp | BlockKind::GateUp | BlockKind::Down)
+    }
+
+    /// Whether the block is one of the two parts of a layer's MLP in the fine
+    /// table: they hand the `gate` activation from one to the other.
+    pub fn is_mlp_part(self) -> bool {
+        matches!(self, BlockKind::GateUp | BlockKind::Down)
     }
 
     /// The tensors every block of this kind holds, whatever the
@@ -335,6 +347,8 @@ impl BlockKind {
             BlockKind::Layer => &[AttnNorm, Q, K, V, O, MlpNorm, Gate, Up, Down],
             BlockKind::Attention => &[AttnNorm, Q, K, V, O],
             BlockKind::Mlp => &[MlpNorm, Gate, Up, Down],
+            BlockKind::GateUp => &[MlpNorm, Gate, Up],
+            BlockKind::Down => &[Down],
             BlockKind::FinalNorm => &[FinalNorm],
             BlockKind::LmHead => &[LmHead],
         }
@@ -383,6 +397,18 @@ impl TensorRole {
         }
     }
 
+    /// The block of the fine table a tensor of this role belongs to
+    /// (`Attention`, `GateUp` or `Down`); `None` outside the layers.
+    pub fn fine_part(self) -> Option<BlockKind> {
+        match self {
+            TensorRole::Down => Some(BlockKind::Down),
+            role => match role.half()? {
+                BlockKind::Mlp => Some(BlockKind::GateUp),
+                half => Some(half),
+            },
+        }
+    }
+
     /// Whether the tensor is an RMSNorm weight (stored values near 1).
     pub fn is_norm(self) -> bool {
         matches!(
@@ -422,6 +448,28 @@ pub struct Block {
 impl Block {
     pub fn tensor(&self, role: TensorRole) -> Option<&TensorEntry> {
         self.tensors.iter().find(|t| t.role == role)
+    }
+}
+
+/// A model's block table, by its unit of residency and streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// One `layer` block per layer.
+    Layers,
+    /// `attention` then `mlp` per layer.
+    Split,
+    /// `attention`, `gate_up` then `down` per layer.
+    Fine,
+}
+
+impl Table {
+    /// Blocks per transformer layer.
+    pub fn blocks_per_layer(self) -> u64 {
+        match self {
+            Table::Layers => 1,
+            Table::Split => 2,
+            Table::Fine => 3,
+        }
     }
 }
 
@@ -533,17 +581,58 @@ pub fn mlp_block_name(i: u64) -> String {
 /// ([`attention_block_name`]) then its MLP block ([`mlp_block_name`]), each
 /// with the layer's tensors of its kind, in the layer's order.
 pub fn split_expected(blocks: Vec<ExpectedBlock>) -> Vec<ExpectedBlock> {
-    let mut out = Vec::with_capacity(blocks.len() * 2);
+    let parts = |b: &ExpectedBlock, layer| match b.kind {
+        BlockKind::Layer => {
+            vec![(BlockKind::Attention, attention_block_name(layer)), (BlockKind::Mlp, mlp_block_name(layer))]
+        }
+        _ => Vec::new(),
+    };
+    partition_expected(blocks, parts, TensorRole::half)
+}
+
+/// The name of layer `i`'s gate/up block in the fine table (`layer.3.gate_up`).
+pub fn gate_up_block_name(i: u64) -> String {
+    format!("layer.{i}.gate_up")
+}
+
+/// The name of layer `i`'s down block in the fine table (`layer.3.down`).
+pub fn down_block_name(i: u64) -> String {
+    format!("layer.{i}.down")
+}
+
+/// The fine table: `blocks` with every whole layer replaced by its attention
+/// block, its gate/up block ([`gate_up_block_name`]) and its down block
+/// ([`down_block_name`]), and every MLP half by the last two; each with the
+/// layer's tensors of its kind ([`TensorRole::fine_part`]), in the layer's order.
+pub fn fine_expected(blocks: Vec<ExpectedBlock>) -> Vec<ExpectedBlock> {
+    let parts = |b: &ExpectedBlock, layer| {
+        let mlp = [(BlockKind::GateUp, gate_up_block_name(layer)), (BlockKind::Down, down_block_name(layer))];
+        match b.kind {
+            BlockKind::Layer => [vec![(BlockKind::Attention, attention_block_name(layer))], mlp.to_vec()].concat(),
+            BlockKind::Mlp => mlp.to_vec(),
+            _ => Vec::new(),
+        }
+    };
+    partition_expected(blocks, parts, TensorRole::fine_part)
+}
+
+/// `blocks` with each layer block that `parts` names parts for replaced by
+/// those parts, each holding the tensors `part_of` assigns it, in order.
+fn partition_expected(
+    blocks: Vec<ExpectedBlock>,
+    parts: impl Fn(&ExpectedBlock, u64) -> Vec<(BlockKind, String)>,
+    part_of: fn(TensorRole) -> Option<BlockKind>,
+) -> Vec<ExpectedBlock> {
+    let mut out = Vec::with_capacity(blocks.len() * 3);
     for b in blocks {
-        let (Some(layer), BlockKind::Layer) = (b.layer, b.kind) else {
+        let named = b.layer.map(|layer| parts(&b, layer)).unwrap_or_default();
+        if named.is_empty() {
             out.push(b);
             continue;
-        };
-        for (kind, name) in
-            [(BlockKind::Attention, attention_block_name(layer)), (BlockKind::Mlp, mlp_block_name(layer))]
-        {
-            let tensors = b.tensors.iter().filter(|t| t.role.half() == Some(kind)).cloned().collect();
-            out.push(ExpectedBlock { name, kind, layer: Some(layer), tensors });
+        }
+        for (kind, name) in named {
+            let tensors = b.tensors.iter().filter(|t| part_of(t.role) == Some(kind)).cloned().collect();
+            out.push(ExpectedBlock { name, kind, layer: b.layer, tensors });
         }
     }
     out
@@ -590,9 +679,20 @@ impl ModelSpec {
         self.blocks.iter().map(|b| b.bytes).sum()
     }
 
-    /// Whether the layers are split into attention and MLP blocks.
+    /// Whether the layers are split into attention and MLP blocks (or finer: [`Table::Fine`]).
     pub fn is_split(&self) -> bool {
-        self.blocks.iter().any(|b| matches!(b.kind, BlockKind::Attention | BlockKind::Mlp))
+        self.table() != Table::Layers
+    }
+
+    /// Which block table the model's layers are in (the finest kind present decides).
+    pub fn table(&self) -> Table {
+        if self.blocks.iter().any(|b| b.kind.is_mlp_part()) {
+            Table::Fine
+        } else if self.blocks.iter().any(|b| matches!(b.kind, BlockKind::Attention | BlockKind::Mlp)) {
+            Table::Split
+        } else {
+            Table::Layers
+        }
     }
 
     /// The same model with every whole-layer block replaced by its attention
@@ -600,7 +700,17 @@ impl ModelSpec {
     /// from the layer's tensors, names and dtypes kept). The forward pass
     /// computes the same operations in the same order either way.
     pub fn split_layers(&self) -> ModelSpec {
-        let mut blocks = Vec::with_capacity(self.blocks.len() * 2);
+        self.partitioned(split_expected)
+    }
+
+    /// The fine table: every layer as its attention, gate/up and down blocks
+    /// ([`fine_expected`]); the same operations in the same order again.
+    pub fn fine_layers(&self) -> ModelSpec {
+        self.partitioned(fine_expected)
+    }
+
+    fn partitioned(&self, partition: fn(Vec<ExpectedBlock>) -> Vec<ExpectedBlock>) -> ModelSpec {
+        let mut blocks = Vec::with_capacity(self.blocks.len() * 3);
         for b in &self.blocks {
             let expected = ExpectedBlock {
                 name: b.name.clone(),
@@ -613,8 +723,8 @@ impl ModelSpec {
                     .collect(),
             };
             let dtype_of = |e: &ExpectedTensor| b.tensor(e.role).expect("taken from the block").dtype;
-            for half in split_expected(vec![expected]) {
-                blocks.push(if half.kind == b.kind { b.clone() } else { lay_out_block(&half, dtype_of) });
+            for part in partition(vec![expected]) {
+                blocks.push(if part.kind == b.kind { b.clone() } else { lay_out_block(&part, dtype_of) });
             }
         }
         ModelSpec { blocks, ..self.clone() }
@@ -752,6 +862,36 @@ pub(crate) mod tests {
         let half = Architecture { o_bias: false, ..arch };
         let (field, e) = half.family_contradiction().unwrap();
         assert!(field == "o_bias" && e.starts_with("is false") && e.contains("attention_bias"), "{e}");
+    }
+
+    #[test]
+    fn fine_layers_partition_each_mlp_into_gate_up_then_down() {
+        use TensorRole::*;
+        let spec = ModelSpec::from_arch("m", llama2_13b(), Dtype::F16);
+        let fine = spec.fine_layers();
+        assert_eq!(
+            (spec.table(), spec.split_layers().table(), fine.table()),
+            (Table::Layers, Table::Split, Table::Fine)
+        );
+        assert_eq!(fine.blocks.len(), 3 * 40 + 3);
+        let names: Vec<&str> = fine.blocks[1..5].iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["layer.0.attn", "layer.0.gate_up", "layer.0.down", "layer.1.attn"]);
+        let (gate_up, down) = (fine.block("layer.7.gate_up").unwrap(), fine.block("layer.7.down").unwrap());
+        assert_eq!(
+            (gate_up.kind, gate_up.layer, down.kind, down.layer),
+            (BlockKind::GateUp, Some(7), BlockKind::Down, Some(7))
+        );
+        assert_eq!(gate_up.tensors.iter().map(|t| t.role).collect::<Vec<_>>(), [MlpNorm, Gate, Up]);
+        assert_eq!(down.tensors.iter().map(|t| t.role).collect::<Vec<_>>(), [Down]);
+        // 135 MiB each of the three matrices (plus the norm and alignment).
+        assert_eq!(down.bytes, 5120 * 13824 * 2);
+        assert_eq!(gate_up.bytes, 2 * 5120 * 13824 * 2 + 5120 * 2);
+        // The same tensors, the same bytes: the split table refined, and refining twice changes nothing.
+        assert_eq!(spec.split_layers().fine_layers(), fine);
+        assert_eq!(fine.fine_layers(), fine);
+        assert_eq!(fine.split_layers(), fine);
+        let weights = |m: &ModelSpec| m.blocks.iter().flat_map(|b| b.tensors.iter().map(|t| t.bytes)).sum::<u64>();
+        assert_eq!(weights(&fine), weights(&spec));
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! block, in model order, by whichever backend replays the plan. The
 //! embedding block turns token ids into rows of the f32 residual stream `x`.
 //! Each layer then does, top to bottom: its attention (`Forward::attention`),
-//! then its MLP (`Forward::mlp`) — one `layer` block runs both, a plan with
-//! split layers runs them as an `attention` block and an `mlp` block:
+//! then its MLP (`Forward::mlp`: `Forward::gate_up` then `Forward::down`) —
+//! one `layer` block runs both, a plan with split layers runs them as an
+//! `attention` block and an `mlp` block, the fine table as an `attention`, a
+//! `gate_up` and a `down` block:
 //!
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
@@ -153,14 +155,6 @@ struct AttentionWeights {
     o_bias: Option<Buf>,
 }
 
-/// A layer's MLP weights inside their block image.
-struct MlpWeights {
-    norm: Buf, // [hidden]
-    gate: Buf, // [intermediate, hidden]
-    up: Buf,   // [intermediate, hidden]
-    down: Buf, // [hidden, intermediate]
-}
-
 /// The forward pass of one plan: its model and where its buffers are.
 #[derive(Debug, Clone)]
 pub struct Forward {
@@ -228,6 +222,8 @@ impl Forward {
             }
             BlockKind::Attention => self.attention(ops, b, weights, n, pass.pos0),
             BlockKind::Mlp => self.mlp(ops, b, weights, n),
+            BlockKind::GateUp => self.gate_up(ops, b, weights, n),
+            BlockKind::Down => self.down(ops, b, weights, n),
             // Only the last position's logits are needed: normalise its row alone.
             BlockKind::FinalNorm => {
                 let last = a.x.slice((n - 1) * h, h);
@@ -288,20 +284,28 @@ impl Forward {
         }
     }
 
-    /// A layer's MLP over `n` tokens: `x += mlp(x)`.
+    /// A layer's MLP over `n` tokens: `x += mlp(x)`: its gate/up part then its down part.
     fn mlp<O: Ops>(&self, ops: &mut O, b: &Block, weights: u64, n: u64) -> Result<(), O::Error> {
+        self.gate_up(ops, b, weights, n)?;
+        self.down(ops, b, weights, n)
+    }
+
+    /// The first part of a layer's MLP (all of a `gate_up` block, the start of
+    /// an `mlp` or `layer` block): `gate = silu(rmsnorm(x)·Wgateᵀ) * rmsnorm(x)·Wupᵀ`.
+    /// `gate` is then read by [`Forward::down`] and nothing computed between them writes it.
+    fn gate_up<O: Ops>(&self, ops: &mut O, b: &Block, weights: u64, n: u64) -> Result<(), O::Error> {
         let (a, arch) = (&self.act, &self.arch);
         let (h, inter) = (arch.hidden_size, arch.intermediate_size);
         let w = |role| self.weight(b, role, weights);
-        let w = MlpWeights {
-            norm: w(TensorRole::MlpNorm),
-            gate: w(TensorRole::Gate),
-            up: w(TensorRole::Up),
-            down: w(TensorRole::Down),
-        };
-        ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
-        ops.gate_up_silu(a.gate, a.up, a.xn, w.gate, w.up, n, inter, h)?;
-        ops.matmul_residual(a.x, a.proj, a.gate, w.down, n, h, inter)
+        ops.rmsnorm(a.xn, a.x, w(TensorRole::MlpNorm), n, h, arch.rms_norm_eps)?;
+        ops.gate_up_silu(a.gate, a.up, a.xn, w(TensorRole::Gate), w(TensorRole::Up), n, inter, h)
+    }
+
+    /// The second part of a layer's MLP (all of a `down` block): `x += gate·Wdownᵀ`.
+    fn down<O: Ops>(&self, ops: &mut O, b: &Block, weights: u64, n: u64) -> Result<(), O::Error> {
+        let (a, arch) = (&self.act, &self.arch);
+        let (h, inter) = (arch.hidden_size, arch.intermediate_size);
+        ops.matmul_residual(a.x, a.proj, a.gate, self.weight(b, TensorRole::Down, weights), n, h, inter)
     }
 
     /// Layer `layer`'s K and V planes, `[max_seq_len, kv_dim]` each.

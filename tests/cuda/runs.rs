@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use djinn_compiler::{compile, CompileRequest, Options};
+use djinn_compiler::{compile, CompileRequest, Options, Units};
 use djinn_core::plan::{Placement, Plan, Strategy};
 use djinn_kernels::check::close_f32;
 use djinn_runtime::backend::Backend;
@@ -43,12 +43,64 @@ fn ids(v: &Value) -> Vec<u32> {
 }
 
 fn plan(model: &str, strategy: Strategy, budget: Option<u64>) -> Result<Plan, String> {
+    plan_of_units(model, strategy, budget, Units::Auto)
+}
+
+fn plan_of_units(model: &str, strategy: Strategy, budget: Option<u64>, units: Units) -> Result<Plan, String> {
     let req = CompileRequest {
         gpu: "h100-sxm".into(),
         model: fixture(model).display().to_string(),
-        options: Options { budget, prompt_len: 32, max_seq_len: Some(96), batch: 1, strategy, ..Options::default() },
+        options: Options {
+            budget,
+            prompt_len: 32,
+            max_seq_len: Some(96),
+            batch: 1,
+            strategy,
+            units,
+            ..Options::default()
+        },
     };
     compile(&req).map(|c| c.plan).map_err(|e| e.to_string())
+}
+
+/// The fine table's plans (attention, gate/up and down blocks): every block
+/// streamed, budgets a down and a gate/up block short of residency, and the
+/// MLPs of all but one layer host-computed in decode as gate_up/down pairs.
+fn fine_plans(model: &str, resident: &Plan) -> Vec<(String, Plan)> {
+    let fine = resident.model.fine_layers();
+    let reserve = djinn_compiler::RUNTIME_RESERVE_BYTES;
+    let mut out =
+        vec![("fine stream-all".to_string(), plan_of_units(model, Strategy::StreamAll, None, Units::Fine).unwrap())];
+    for part in ["layer.0.down", "layer.0.gate_up"] {
+        let short = fine.block(part).unwrap().bytes;
+        let budget = resident.arena.bytes + reserve - short;
+        out.push((
+            format!("fine, {part} short"),
+            plan_of_units(model, Strategy::Djinn, Some(budget), Units::Fine).unwrap(),
+        ));
+    }
+    let opts = Options {
+        budget: None,
+        prompt_len: 32,
+        max_seq_len: Some(96),
+        batch: 1,
+        units: Units::Fine,
+        ..Options::default()
+    };
+    out.push((
+        "fine host-compute".into(),
+        crate::support::host_compute_plan(&fixture(model), "h100-sxm", resident, opts),
+    ));
+    for (name, p) in &out {
+        let streamed: Vec<&str> =
+            p.placements.iter().filter(|b| b.placement == Placement::Streamed).map(|b| b.block.as_str()).collect();
+        assert!(
+            streamed.iter().any(|b| b.ends_with(".gate_up") || b.ends_with(".down")),
+            "{model} {name}: {streamed:?}"
+        );
+        println!("{model} {name}: {} slots, streamed {}", p.slot_count(), streamed.join(" "));
+    }
+    out
 }
 
 /// A plan whose streamed layers (all but one) run their decode steps on the
@@ -198,6 +250,42 @@ fn cuda_generation_matches_the_references_on_resident_and_streamed_plans() {
             for (a, b) in base_runs.iter().zip(runs) {
                 assert_eq!(a.tokens, b.tokens, "{model}: {name} and {base} generate different tokens");
             }
+        }
+    }
+}
+
+/// The fine table on the GPU: streamed gate_up and down blocks through their
+/// slots, and host-computed pairs (the host lane computes a layer's gate_up
+/// then its down in its copy of the activations, handing over `x` alone), give
+/// the transformers references' greedy tokens and the all-resident plan's.
+#[test]
+fn cuda_fine_table_plans_match_the_references_and_the_resident_plan() {
+    const TEST: &str = "cuda_fine_table_plans_match_the_references_and_the_resident_plan";
+    let refs = reference();
+    for model in ["tiny-llama-mha", "tiny-llama-gqa"] {
+        let resident = plan(model, Strategy::Djinn, None).unwrap();
+        let mut per_plan: Vec<(String, Vec<Vec<u32>>)> = Vec::new();
+        for (name, plan) in
+            std::iter::once(("all-resident".to_string(), resident.clone())).chain(fine_plans(model, &resident))
+        {
+            let weights = Weights::open(&fixture(model), &plan).unwrap();
+            let Some(mut backend) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };
+            let mut tokens = Vec::new();
+            for p in refs[model]["prompts"].as_array().unwrap() {
+                let step = p["decode_check_step"].as_u64().unwrap() as usize;
+                let r = run(&plan, &mut backend, &ids(&p["input_ids"]), step);
+                let tag = format!("{model} {name} {:?}", p["prompt"].as_str().unwrap());
+                logits_close(&format!("{tag} prompt logits"), &r.first, &floats(&p["last_logits"]), 1e-2);
+                logits_close(&format!("{tag} logits after {step} tokens"), &r.step, &floats(&p["step_logits"]), 1e-2);
+                assert_eq!(r.tokens, ids(&p["greedy_ids"]), "{tag}: greedy tokens differ from transformers'");
+                tokens.push(r.tokens);
+            }
+            println!("{model} {name}: {:?}", backend.metrics().unwrap());
+            per_plan.push((name, tokens));
+        }
+        let (base, want) = &per_plan[0];
+        for (name, got) in &per_plan[1..] {
+            assert_eq!(got, want, "{model}: {name} and {base} generate different tokens");
         }
     }
 }

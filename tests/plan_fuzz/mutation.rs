@@ -67,32 +67,126 @@ fn name() -> impl Strategy<Value = Name> {
 /// One edit of a plan. Indices are taken modulo the length they index.
 #[derive(Debug, Clone)]
 pub(super) enum Mutation {
-    Slot { decode: bool, at: usize, slot: Option<u64> },
-    Block { decode: bool, at: usize, name: Name },
-    Wait { decode: bool, at: usize, prev: bool, event: Option<String> },
-    Record { decode: bool, at: usize, event: Option<String> },
-    LaneOp { decode: bool, at: usize, lane: bool, op: u8 },
-    Times { decode: bool, at: usize, start: f64, end: f64 },
-    Delete { decode: bool, at: usize },
-    Duplicate { decode: bool, at: usize, to: usize },
-    Swap { decode: bool, a: usize, b: usize },
-    ToOtherPhase { decode: bool, at: usize, to: usize },
-    Region { at: usize, field: u8, value: u64 },
-    RegionKind { at: usize, kind: u8 },
-    RegionName { at: usize, name: Name },
-    DeleteRegion { at: usize },
-    DuplicateRegion { at: usize },
-    Placement { at: usize, streamed: bool, region: usize },
-    DeletePlacement { at: usize },
-    Arch { field: u8, value: u64 },
-    ArchFloat { field: bool, value: f64 },
-    Shape { field: u8, value: u64 },
-    Arena { field: u8, value: u64 },
-    Tensor { block: usize, tensor: usize, field: u8, value: u64 },
-    BlockBytes { block: usize, value: u64 },
-    DeleteBlock { at: usize },
-    DeleteTensor { block: usize, at: usize },
-    Version { value: u32 },
+    Slot {
+        decode: bool,
+        at: usize,
+        slot: Option<u64>,
+    },
+    Block {
+        decode: bool,
+        at: usize,
+        name: Name,
+    },
+    Wait {
+        decode: bool,
+        at: usize,
+        prev: bool,
+        event: Option<String>,
+    },
+    Record {
+        decode: bool,
+        at: usize,
+        event: Option<String>,
+    },
+    LaneOp {
+        decode: bool,
+        at: usize,
+        lane: bool,
+        op: u8,
+    },
+    Times {
+        decode: bool,
+        at: usize,
+        start: f64,
+        end: f64,
+    },
+    Delete {
+        decode: bool,
+        at: usize,
+    },
+    Duplicate {
+        decode: bool,
+        at: usize,
+        to: usize,
+    },
+    Swap {
+        decode: bool,
+        a: usize,
+        b: usize,
+    },
+    ToOtherPhase {
+        decode: bool,
+        at: usize,
+        to: usize,
+    },
+    Region {
+        at: usize,
+        field: u8,
+        value: u64,
+    },
+    RegionKind {
+        at: usize,
+        kind: u8,
+    },
+    RegionName {
+        at: usize,
+        name: Name,
+    },
+    DeleteRegion {
+        at: usize,
+    },
+    DuplicateRegion {
+        at: usize,
+    },
+    Placement {
+        at: usize,
+        streamed: bool,
+        region: usize,
+    },
+    DeletePlacement {
+        at: usize,
+    },
+    Arch {
+        field: u8,
+        value: u64,
+    },
+    ArchFloat {
+        field: bool,
+        value: f64,
+    },
+    Shape {
+        field: u8,
+        value: u64,
+    },
+    Arena {
+        field: u8,
+        value: u64,
+    },
+    Tensor {
+        block: usize,
+        tensor: usize,
+        field: u8,
+        value: u64,
+    },
+    BlockBytes {
+        block: usize,
+        value: u64,
+    },
+    /// A block's kind set to one of every kind (the fine table's `gate_up` and `down` included).
+    BlockKind {
+        block: usize,
+        kind: u8,
+    },
+    DeleteBlock {
+        at: usize,
+    },
+    DeleteTensor {
+        block: usize,
+        at: usize,
+    },
+    Version {
+        value: u32,
+    },
 }
 
 pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
@@ -102,6 +196,7 @@ pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (phase(), at(), prop::option::of(number())).prop_map(|(decode, at, slot)| M::Slot { decode, at, slot }),
         (phase(), at(), name()).prop_map(|(decode, at, name)| M::Block { decode, at, name }),
+        (at(), 0u8..8).prop_map(|(block, kind)| M::BlockKind { block, kind }),
         (phase(), at(), any::<bool>(), prop::option::of(event())).prop_map(|(decode, at, prev, event)| M::Wait {
             decode,
             at,
@@ -234,6 +329,15 @@ pub(super) fn apply(plan: &mut Plan, m: &Mutation) {
             if let Some(i) = pick(regions.len(), *at) {
                 let r = &mut regions[i];
                 *[&mut r.offset, &mut r.bytes][*field as usize] = *value;
+            }
+        }
+        M::BlockKind { block, kind } => {
+            use djinn_core::model::BlockKind as K;
+            let blocks = &mut plan.model.blocks;
+            if let Some(i) = pick(blocks.len(), *block) {
+                blocks[i].kind =
+                    [K::Embedding, K::Layer, K::Attention, K::Mlp, K::GateUp, K::Down, K::FinalNorm, K::LmHead]
+                        [*kind as usize];
             }
         }
         M::RegionKind { at, kind } => {

@@ -74,6 +74,75 @@ fn streaming_every_layer_through_two_slots_is_bit_identical_to_residency() {
         assert_same_bits(&format!("{name}: stream-all vs resident"), &got, &want);
         let got = run(&split, name, p, TOKENS, Mode::InOrder, ReplayOptions::default());
         assert_same_bits(&format!("{name}: stream-all of split layers vs resident"), &got, &want);
+        // And as three, attention, gate/up and down.
+        let fine = stream_all_fine_plan(name);
+        let parts: Vec<String> = (0..layers)
+            .flat_map(|i| [format!("layer.{i}.attn"), format!("layer.{i}.gate_up"), format!("layer.{i}.down")])
+            .collect();
+        assert_eq!(streamed_layers(&fine), parts);
+        let got = run(&fine, name, p, TOKENS, Mode::InOrder, ReplayOptions::default());
+        assert_same_bits(&format!("{name}: stream-all of the fine table vs resident"), &got, &want);
+    }
+}
+
+/// Fine-table plans at budgets a down block, a gate/up block and a whole
+/// layer short of residency: each streams some of the new kinds.
+fn fine_tight_plans(name: &str) -> Vec<(String, Plan)> {
+    let resident = resident_plan(name);
+    let fine = resident.model.fine_layers();
+    let (down, gate_up) = (fine.block("layer.0.down").unwrap().bytes, fine.block("layer.0.gate_up").unwrap().bytes);
+    let layer = resident.block("layer.0").unwrap().bytes;
+    [("a down", down), ("a gate/up", gate_up), ("a layer", layer)]
+        .into_iter()
+        .map(|(what, short)| {
+            let plan = fine_plan_short_by(name, short);
+            let streamed = streamed_layers(&plan);
+            assert!(
+                streamed.iter().any(|b| b.ends_with(".gate_up") || b.ends_with(".down")),
+                "{name}: {what} short streams {streamed:?}"
+            );
+            (format!("fine, {what} short ({})", streamed.join(" ")), plan)
+        })
+        .collect()
+}
+
+#[test]
+fn fine_table_plans_at_tight_budgets_are_bit_identical_to_residency_in_order_and_adversarial() {
+    for name in FIXTURES {
+        let p = prompt(name);
+        let want = run(&resident_plan(name), name, p, TOKENS, Mode::InOrder, ReplayOptions::default());
+        for (what, plan) in fine_tight_plans(name) {
+            println!("{name}: {what} through {} slots", plan.slot_count());
+            for mode in [Mode::InOrder, Mode::Adversarial] {
+                let got = run(&plan, name, p, TOKENS, mode, ReplayOptions::default());
+                assert_same_bits(&format!("{name}: {what}, {mode:?} vs resident"), &got, &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn host_computed_fine_mlps_are_bit_identical_to_residency() {
+    for name in FIXTURES {
+        let want = run(&resident_plan(name), name, prompt(name), 8, Mode::InOrder, ReplayOptions::default());
+        let plan = fine_host_compute_plan(name);
+        let host: Vec<&str> = plan
+            .decode
+            .steps
+            .iter()
+            .filter(|s| s.op == Op::HostCompute && s.block != "embed")
+            .map(|s| s.block.as_str())
+            .collect();
+        // Each layer's gate/up and down together (rule gate-handover), nothing else.
+        assert!(host.len() >= 2 && host.len().is_multiple_of(2), "{name}: {host:?}");
+        for pair in host.chunks(2) {
+            let layer = pair[0].strip_suffix(".gate_up").unwrap_or_else(|| panic!("{name}: {host:?}"));
+            assert_eq!(pair[1], format!("{layer}.down"), "{name}: {host:?}");
+        }
+        for mode in [Mode::InOrder, Mode::Adversarial] {
+            let got = run(&plan, name, prompt(name), 8, mode, ReplayOptions::default());
+            assert_same_bits(&format!("{name} fine host_compute {mode:?}"), &got, &want);
+        }
     }
 }
 
@@ -110,6 +179,7 @@ fn adversarial_replay_is_bit_identical_to_in_order() {
             ("resident", resident_plan(name)),
             ("stream-all", stream_all_plan(name)),
             ("stream-all split", stream_all_split_plan(name)),
+            ("stream-all fine", stream_all_fine_plan(name)),
             ("tight budget", tight_budget_plan(name)),
         ] {
             let got = run(&plan, name, p, TOKENS, Mode::Adversarial, ReplayOptions::default());
@@ -240,11 +310,14 @@ fn each_wait_the_verifier_needs_is_one_adversarial_replay_needs() {
     let forced = ReplayOptions::unverified();
     for name in FIXTURES {
         let p = prompt(name);
-        for (what, plan) in [
+        let fixed = [
             ("stream-all", stream_all_plan(name)),
             ("stream-all split", stream_all_split_plan(name)),
+            ("stream-all fine", stream_all_fine_plan(name)),
             ("tight budget", tight_budget_plan(name)),
-        ] {
+        ];
+        let fine = fine_tight_plans(name);
+        for (what, plan) in fixed.into_iter().chain(fine.iter().map(|(w, p)| (w.as_str(), p.clone()))) {
             let good = run(&plan, name, p, 3, Mode::InOrder, ReplayOptions::default());
             let cases = one_wait_removed(&plan);
             assert!(cases.len() >= 2 * plan.slot_count() as usize, "{name} {what}: only {} waits", cases.len());

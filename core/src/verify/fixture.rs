@@ -167,6 +167,30 @@ pub(crate) fn split_streamed_plan() -> Plan {
     plan_of(ModelSpec::from_arch("tiny", arch, Dtype::F16).split_layers(), &[1, 2, 4], 2, Style::Pipelined)
 }
 
+/// The fine table of 2 layers: `embed, layer.0.attn, layer.0.gate_up,
+/// layer.0.down, layer.1.attn, layer.1.gate_up, layer.1.down, norm, lm_head`,
+/// blocks `streamed` through `slots` slots in `style`.
+pub(crate) fn fine_plan(streamed: &[usize], slots: u64, style: Style) -> Plan {
+    let mut arch = tiny_plan().model.arch;
+    arch.num_layers = 2;
+    plan_of(ModelSpec::from_arch("tiny", arch, Dtype::F16).fine_layers(), streamed, slots, style)
+}
+
+/// `plan` (of [`Style::Sync`], where each streamed block's copy sits just
+/// before its compute) with `blocks` computed on the host in decode: each
+/// one's copy goes and its compute becomes a `host_compute` without a slot
+/// or a wait (it still records `done:`, which the next block's copy waits on).
+pub(crate) fn host_in_decode(mut plan: Plan, blocks: &[&str]) -> Plan {
+    for b in blocks {
+        let at = find(&plan.decode, Op::Compute, b);
+        assert_eq!(plan.decode.steps[at - 1].op, Op::Copy, "a Sync plan copies {b} just before computing it");
+        let s = &mut plan.decode.steps[at];
+        (s.op, s.slot, s.wait) = (Op::HostCompute, None, vec![]);
+        plan.decode.steps.remove(at - 1);
+    }
+    plan
+}
+
 /// Position of the step of `phase` with this op and block (the first one).
 pub(crate) fn find(phase: &Phase, op: Op, block: &str) -> usize {
     phase.steps.iter().position(|s| s.op == op && s.block == block).unwrap_or_else(|| panic!("no {op:?} {block}"))

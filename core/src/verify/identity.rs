@@ -1,8 +1,8 @@
 //! Rules `version` and `model-identity`: the plan is in this build's format,
 //! and its block table is exactly the one the forward pass of its
-//! architecture needs (with whole layers, or with every layer split into
-//! attention and MLP blocks; biases and q/k norms where the architecture has
-//! them).
+//! architecture needs (with whole layers, with every layer split into
+//! attention and MLP blocks, or into attention, gate/up and down blocks;
+//! biases and q/k norms where the architecture has them).
 //!
 //! The runtime finds every weight through the plan's block table (which block,
 //! which tensor, at which offset of the image, with which shape), so a table
@@ -14,7 +14,8 @@
 use super::{Rule, Violation};
 use crate::limits::MAX_DIM;
 use crate::model::{
-    expected_blocks, split_expected, Architecture, Block, Dtype, ExpectedBlock, FAMILIES, TENSOR_ALIGN,
+    expected_blocks, fine_expected, split_expected, Architecture, Block, Dtype, ExpectedBlock, Table, FAMILIES,
+    TENSOR_ALIGN,
 };
 use crate::plan::{Plan, FORMAT_VERSION};
 use crate::units::align_up;
@@ -44,11 +45,12 @@ pub(super) fn check_model_identity(plan: &Plan, out: &mut Vec<Violation>) {
         return; // The expected table cannot be derived from a broken architecture.
     }
     let arch = &model.arch;
-    let split = model.is_split();
-    let (required, layers) = if split {
-        (2 * arch.num_layers + 3, "layer.0.attn, layer.0.mlp … layer.{last}.mlp")
-    } else {
-        (arch.num_layers + 3, "layer.0 … layer.{last}")
+    let table = model.table();
+    let required = table.blocks_per_layer() * arch.num_layers + 3;
+    let layers = match table {
+        Table::Layers => "layer.0 … layer.{last}",
+        Table::Split => "layer.0.attn, layer.0.mlp … layer.{last}.mlp",
+        Table::Fine => "layer.0.attn, layer.0.gate_up, layer.0.down … layer.{last}.down",
     };
     if model.blocks.len() as u64 != required {
         let names: Vec<&str> = model.blocks.iter().map(|b| b.name.as_str()).collect();
@@ -65,7 +67,11 @@ pub(super) fn check_model_identity(plan: &Plan, out: &mut Vec<Violation>) {
         ));
         return;
     }
-    let expected = if split { split_expected(expected_blocks(arch)) } else { expected_blocks(arch) };
+    let expected = match table {
+        Table::Layers => expected_blocks(arch),
+        Table::Split => split_expected(expected_blocks(arch)),
+        Table::Fine => fine_expected(expected_blocks(arch)),
+    };
     for (i, (block, want)) in model.blocks.iter().zip(expected).enumerate() {
         check_block(i, block, &want, model.dtype, out);
     }

@@ -15,7 +15,8 @@
 //!   is carved correctly (256-byte aligned) and fits the budget and the GPU's
 //!   memory; every block is placed; every
 //!   step is well-formed; computes follow model order; waits name events that
-//!   are recorded where the plan's semantics say they are;
+//!   are recorded where the plan's semantics say they are; a layer's gate/up
+//!   and down blocks run on the same side of the bus;
 //! * data races (module `races`, over the unrolled run of module `trace`: prefill, then
 //!   three decode iterations): every compute reading a slot sees the copy of its own
 //!   block, and no copy overwrites a slot before its previous reader is done.
@@ -62,6 +63,9 @@ pub enum Rule {
     Order,
     /// Every `wait` / `wait_prev` names an event recorded where its semantics require.
     Events,
+    /// A layer's gate/up and down blocks (the fine table) run on the same side,
+    /// both on the device or both on the host: the `gate` activation is not handed over.
+    GateHandover,
     /// A compute reading a slot is ordered after the copy of its block into that slot.
     CopyBeforeCompute,
     /// A copy into a slot is ordered after the compute that last read the slot.
@@ -69,7 +73,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::Version,
         Rule::ModelIdentity,
         Rule::Arena,
@@ -77,6 +81,7 @@ impl Rule {
         Rule::StepShape,
         Rule::Order,
         Rule::Events,
+        Rule::GateHandover,
         Rule::CopyBeforeCompute,
         Rule::SlotReuse,
     ];
@@ -91,6 +96,7 @@ impl Rule {
             Rule::StepShape => "step-shape",
             Rule::Order => "order",
             Rule::Events => "events",
+            Rule::GateHandover => "gate-handover",
             Rule::CopyBeforeCompute => "copy-before-compute",
             Rule::SlotReuse => "slot-reuse",
         }
@@ -101,7 +107,7 @@ impl Rule {
     }
 
     /// The names of all rules, in checking order.
-    pub fn names() -> [&'static str; 9] {
+    pub fn names() -> [&'static str; 10] {
         Rule::ALL.map(Rule::name)
     }
 }
@@ -250,6 +256,7 @@ pub fn violations(plan: &Plan) -> Vec<Violation> {
     steps::check_step_shape(plan, &index, &mut out);
     steps::check_order(plan, &mut out);
     steps::check_events(plan, &mut out);
+    steps::check_gate_handover(plan, &index, &mut out);
     let trace = trace::Trace::unroll(plan, &index, &mut out);
     races::check_copy_before_compute(&trace, &mut out);
     races::check_slot_reuse(&trace, &mut out);

@@ -3,7 +3,9 @@
 //! [`fixture::streamed_plan`] in one way and checks that exactly the intended
 //! rule breaks, with a message that names the culprit.
 
-use super::fixture::{assert_mentions, broken_only, split_streamed_plan, streamed_plan};
+use super::fixture::{
+    assert_mentions, broken_only, fine_plan, host_in_decode, split_streamed_plan, streamed_plan, Style,
+};
 use super::*;
 use crate::plan::{tests::tiny_plan, Lane, Op, Placement, RegionKind};
 
@@ -424,4 +426,54 @@ fn a_block_table_with_split_layers_verifies_and_a_mixed_one_does_not() {
     plan.model.blocks[3].name = "layer.1".into();
     let v = verify(&plan).unwrap_err();
     assert!(v.broke(Rule::ModelIdentity), "{v}");
+}
+
+#[test]
+fn a_fine_block_table_verifies_pipelined_and_with_a_whole_mlp_on_the_host() {
+    // layer.0.gate_up, layer.0.down and layer.1.down streamed.
+    verify(&fine_plan(&[2, 3, 6], 2, Style::Pipelined)).unwrap();
+    let sync = fine_plan(&[2, 3, 5, 6], 2, Style::Sync);
+    verify(&sync).unwrap();
+    verify(&host_in_decode(sync.clone(), &["layer.0.gate_up", "layer.0.down"])).unwrap();
+    verify(&host_in_decode(sync, &["layer.0.gate_up", "layer.0.down", "layer.1.gate_up", "layer.1.down"])).unwrap();
+}
+
+#[test]
+fn one_part_of_a_fine_mlp_on_the_host_breaks_gate_handover() {
+    let sync = fine_plan(&[2, 3, 5, 6], 2, Style::Sync);
+    // The gate/up on the host, the down on the device: the device would read a stale gate.
+    let plan = host_in_decode(sync.clone(), &["layer.1.gate_up"]);
+    let v = broken_only(&plan, Rule::GateHandover);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    let down = super::fixture::find(&plan.decode, Op::Compute, "layer.1.down");
+    assert_mentions(
+        &v[0],
+        &[
+            "rule gate-handover broken",
+            &format!("decode step {down} (compute layer.1.down from slot 1)"),
+            "computes layer.1.down on the device",
+            "layer 1's gate_up on the host",
+            "stale",
+        ],
+    );
+    // The reverse: the down on the host reads the gate the device wrote.
+    let plan = host_in_decode(sync, &["layer.0.down"]);
+    let v = broken_only(&plan, Rule::GateHandover);
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert_mentions(&v[0], &["(host-compute layer.0.down)", "on the host, but step", "gate_up on the device"]);
+}
+
+#[test]
+fn a_fine_table_with_a_wrong_kind_or_a_missing_part_breaks_model_identity() {
+    let mut plan = fine_plan(&[2, 3, 6], 2, Style::Pipelined);
+    plan.model.blocks[3].kind = crate::model::BlockKind::Mlp;
+    let v = verify(&plan).unwrap_err();
+    assert!(v.broke(Rule::ModelIdentity), "{v}");
+    // Dropping a down block leaves 8 of the 9 blocks a fine table of 2 layers needs.
+    let mut plan = fine_plan(&[2, 3, 6], 2, Style::Pipelined);
+    plan.model.blocks.remove(6);
+    let v = verify(&plan).unwrap_err();
+    let identity: Vec<String> =
+        v.violations.iter().filter(|v| v.rule == Rule::ModelIdentity).map(|v| v.to_string()).collect();
+    assert!(identity.iter().any(|m| m.contains("needs 9") && m.contains("layer.0.gate_up, layer.0.down")), "{v}");
 }

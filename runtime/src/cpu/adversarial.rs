@@ -17,8 +17,9 @@
 //!   (the last compute reading it before the next copy into that slot, in
 //!   plan order) has finished;
 //! * except: when the copy lane, were its copy in flight complete, could
-//!   start a copy over bytes that a compute issued *before* that copy has yet
-//!   to read, the copy in flight completes at once and the next one starts
+//!   start a copy (at once, or after copies queued before it that overwrite
+//!   nothing still to be read) over bytes that a compute issued *before* that
+//!   copy has yet to read, the copy in flight completes at once and the next one starts
 //!   (poisoning its destination under the pending reader). Late completion
 //!   alone exposes a compute missing its wait on a copy, but hides a copy
 //!   missing its wait on the slot's last reader: the copy lane would never
@@ -136,8 +137,9 @@ impl AdversarialCpu {
     }
 
     /// Whether the copy lane, once its copy in flight completed, could start a
-    /// copy (past records and satisfied waits) over bytes that a compute
-    /// issued before that copy has not yet read — a missing wait (module doc).
+    /// copy (past records, satisfied waits and copies that overtake nothing)
+    /// over bytes that a compute issued before that copy has not yet read — a
+    /// missing wait (module doc).
     fn copy_could_overtake_a_reader(&self) -> bool {
         if self.in_flight.is_none() {
             return false;
@@ -146,14 +148,19 @@ impl AdversarialCpu {
             match *item {
                 Item::Record { .. } => {}
                 Item::Wait { event, gen } if self.satisfied(event, gen) => {}
+                // A copy that overtakes no reader could start and complete in its turn too: look past
+                // it (with three or more slots the copy over a pending reader may be the second queued).
                 Item::Copy { block, dst, seq } => {
                     let end = dst + self.cpu.image_len(block);
-                    return self.compute_q.iter().any(|c| match *c {
+                    let overtakes = self.compute_q.iter().any(|c| match *c {
                         Item::Compute { block: b, weights, seq: s, .. } => {
                             s < seq && weights < end && dst < weights + self.block_bytes.get(b).copied().unwrap_or(0)
                         }
                         _ => false,
                     });
+                    if overtakes {
+                        return true;
+                    }
                 }
                 _ => return false,
             }

@@ -151,7 +151,7 @@ impl CudaBackend {
             Pass { tokens: vec![0; prompt as usize], pos0: 0, phase: PhaseName::Prefill },
             Pass { tokens: vec![0], pos0: decode_pos, phase: PhaseName::Decode },
         ];
-        for kind in [BlockKind::Layer, BlockKind::Attention, BlockKind::Mlp] {
+        for kind in [BlockKind::Layer, BlockKind::Attention, BlockKind::Mlp, BlockKind::GateUp, BlockKind::Down] {
             if let Some((layer, offset)) = image(kind) {
                 for pass in &passes {
                     self.forward.compute_block(&mut self.ops, layer, offset, pass)?;
