@@ -604,3 +604,25 @@ fn the_fine_table_streams_down_blocks_alone_through_small_slots() {
     let err = cli_err(&["--gpu", "l4", "--model", "llama2-13b", "--units", "finer"]);
     assert!(err.contains("fine") && err.contains("split"), "{err}");
 }
+
+/// A model with tied embeddings keeps its one matrix on the device once: with
+/// a profile that prices the host lane, the embedding is held in host memory
+/// (its rows gathered by the host) and only the LM head is resident, an arena
+/// smaller by the table than with the embedding on the device too.
+#[test]
+fn a_tied_model_keeps_its_table_on_the_device_once() {
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["--gpu", "profiles/h200-measured.toml", "--model", "llama3.2-3b"];
+        args.extend_from_slice(extra);
+        Plan::from_toml_str(&cli(&args).unwrap().plan_toml, "stdout").unwrap()
+    };
+    let tied = plan(&[]);
+    assert!(tied.model.arch.tie_word_embeddings);
+    assert!(matches!(tied.placement("lm_head"), Some(djinn_core::plan::Placement::Resident { .. })));
+    assert!(tied.placement("embed").is_some_and(|p| !matches!(p, djinn_core::plan::Placement::Resident { .. })));
+    // Without the host lane the table is on the device twice.
+    let twice = plan(&["--host-compute", "off"]);
+    assert!(matches!(twice.placement("embed"), Some(djinn_core::plan::Placement::Resident { .. })));
+    let table = tied.model.arch.vocab_size * tied.model.arch.hidden_size * 2;
+    assert!(twice.arena.bytes >= tied.arena.bytes + table, "{} vs {} + {table}", twice.arena.bytes, tied.arena.bytes);
+}

@@ -348,9 +348,20 @@ fn holdable(problem: &Problem, cost: &dyn CostModel) -> Vec<usize> {
 /// Solves `problem` with `cost`: with every block on the device, and (when
 /// anything streams and the host can hold it) with the embedding in host
 /// memory; the better of the two (`--host-compute all`: the latter).
+///
+/// A model with tied embeddings holds its embedding in host memory whenever
+/// the host can: its LM head is the same matrix, so the device then keeps
+/// the table once (as the LM head) instead of twice, and a pass gathers its
+/// few rows on the host.
 pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, CompileError> {
-    let on_device = solve_holding(problem, cost, &[]);
     let held = holdable(problem, cost);
+    let tied = problem.model.arch.tie_word_embeddings && !held.is_empty();
+    if tied {
+        if let Ok(h) = solve_holding(problem, cost, &held) {
+            return Ok(h);
+        }
+    }
+    let on_device = solve_holding(problem, cost, &[]);
     if held.is_empty() || matches!(&on_device, Ok(s) if s.layout.streamed.is_empty()) {
         return on_device;
     }
