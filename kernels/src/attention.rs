@@ -241,6 +241,46 @@ pub fn attn_combine<W: Half>(out: &mut [W], partial: &[f32], num_heads: usize, s
     }
 }
 
+/// Attention in f64 straight from the definition (causal, grouped-query, the
+/// window as `attention` takes it): what the twins' tests compare against.
+#[cfg(test)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn reference_f64(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    tokens: usize,
+    pos0: usize,
+    nh: usize,
+    nkv: usize,
+    d: usize,
+    window: usize,
+) -> Vec<f64> {
+    let (qd, kvd) = (nh * d, nkv * d);
+    let mut out = vec![0f64; tokens * qd];
+    for t in 0..tokens {
+        for h in 0..nh {
+            let g = h * nkv / nh;
+            // Written out independently of `visible_rows`: i - window < j <= i.
+            let lo = if window == 0 { 0 } else { (pos0 + t + 1).saturating_sub(window) };
+            let s: Vec<f64> = (lo..=pos0 + t)
+                .map(|p| {
+                    (0..d).map(|i| q[t * qd + h * d + i] as f64 * kc[p * kvd + g * d + i] as f64).sum::<f64>()
+                        / (d as f64).sqrt()
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for i in 0..d {
+                out[t * qd + h * d + i] =
+                    e.iter().enumerate().map(|(p, w)| w * vc[(lo + p) * kvd + g * d + i] as f64).sum::<f64>() / z;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use half::{bf16, f16};
@@ -249,42 +289,6 @@ mod tests {
     use crate::check::close;
     use crate::rng::Rng;
 
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        q: &[f32],
-        kc: &[f32],
-        vc: &[f32],
-        tokens: usize,
-        pos0: usize,
-        nh: usize,
-        nkv: usize,
-        d: usize,
-        window: usize,
-    ) -> Vec<f64> {
-        let (qd, kvd) = (nh * d, nkv * d);
-        let mut out = vec![0f64; tokens * qd];
-        for t in 0..tokens {
-            for h in 0..nh {
-                let g = h * nkv / nh;
-                // Written out independently of `visible_rows`: i - window < j <= i.
-                let lo = if window == 0 { 0 } else { (pos0 + t + 1).saturating_sub(window) };
-                let s: Vec<f64> = (lo..=pos0 + t)
-                    .map(|p| {
-                        (0..d).map(|i| q[t * qd + h * d + i] as f64 * kc[p * kvd + g * d + i] as f64).sum::<f64>()
-                            / (d as f64).sqrt()
-                    })
-                    .collect();
-                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for i in 0..d {
-                    out[t * qd + h * d + i] =
-                        e.iter().enumerate().map(|(p, w)| w * vc[(lo + p) * kvd + g * d + i] as f64).sum::<f64>() / z;
-                }
-            }
-        }
-        out
-    }
 
     fn case<W: Half>(tokens: usize, pos0: usize, nh: usize, nkv: usize, d: usize, window: usize) -> Vec<f32> {
         let mut rng = Rng::new((tokens * 7 + pos0 * 3 + nh) as u64);
@@ -301,7 +305,7 @@ mod tests {
         let mut scores = vec![f32::NAN; nh * tokens * (pos0 + tokens)];
         attention(&mut out, &q, &kc, &vc, &mut scores, tokens, pos0, nh, nkv, d, window);
         let wide = |v: &[W]| v.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
-        let want = reference(&wide(&q), &wide(&kc), &wide(&vc), tokens, pos0, nh, nkv, d, window);
+        let want = reference_f64(&wide(&q), &wide(&kc), &wide(&vc), tokens, pos0, nh, nkv, d, window);
         // One rounding of the output (rtol), and the probabilities' own
         // rounding: each p_j is off by at most p_j·u, so the sum Σ p_j·v_j by at
         // most u·max|v| (atol), u the dtype's half-ulp.
@@ -357,7 +361,7 @@ mod tests {
         let mut out = vec![W::from_f32(f32::NAN); nh * d];
         attn_combine(&mut out, &partial, nh, splits, d);
         let wide = |v: &[W]| v.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
-        let want = reference(&wide(&q), &wide(&kc), &wide(&vc), 1, seq - 1, nh, nkv, d, window);
+        let want = reference_f64(&wide(&q), &wide(&kc), &wide(&vc), 1, seq - 1, nh, nkv, d, window);
         let u = if W::NAME == "f16" { 1.0 / 2048.0 } else { 1.0 / 256.0 };
         let what = format!("attn_decode {} seq={seq} {nh}/{nkv}x{d} window={window}", W::NAME);
         close(&what, &wide(&out), &want, 1e-5, 2.0 * u).unwrap();

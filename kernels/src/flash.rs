@@ -123,47 +123,10 @@ mod tests {
     use half::{bf16, f16};
 
     use super::*;
-    use crate::attention::attention;
+    use crate::attention::{attention, reference_f64 as reference};
     use crate::check::close;
     use crate::rng::Rng;
 
-    /// f64 attention with the window, straight from the definition.
-    #[allow(clippy::too_many_arguments)]
-    fn reference(
-        q: &[f32],
-        kc: &[f32],
-        vc: &[f32],
-        tokens: usize,
-        pos0: usize,
-        nh: usize,
-        nkv: usize,
-        d: usize,
-        window: usize,
-    ) -> Vec<f64> {
-        let (qd, kvd) = (nh * d, nkv * d);
-        let mut out = vec![0f64; tokens * qd];
-        for t in 0..tokens {
-            let p = pos0 + t;
-            let lo = if window > 0 { (p + 1).saturating_sub(window) } else { 0 };
-            for h in 0..nh {
-                let g = h / (nh / nkv);
-                let s: Vec<f64> = (lo..=p)
-                    .map(|j| {
-                        (0..d).map(|i| q[t * qd + h * d + i] as f64 * kc[j * kvd + g * d + i] as f64).sum::<f64>()
-                            / (d as f64).sqrt()
-                    })
-                    .collect();
-                let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = s.iter().map(|v| (v - mx).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for i in 0..d {
-                    out[t * qd + h * d + i] =
-                        e.iter().zip(lo..).map(|(w, j)| w * vc[j * kvd + g * d + i] as f64).sum::<f64>() / z;
-                }
-            }
-        }
-        out
-    }
 
     fn inputs<W: Half>(
         seed: u64,
