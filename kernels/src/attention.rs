@@ -289,7 +289,6 @@ mod tests {
     use crate::check::close;
     use crate::rng::Rng;
 
-
     fn case<W: Half>(tokens: usize, pos0: usize, nh: usize, nkv: usize, d: usize, window: usize) -> Vec<f32> {
         let mut rng = Rng::new((tokens * 7 + pos0 * 3 + nh) as u64);
         let max_seq = pos0 + tokens + 3;

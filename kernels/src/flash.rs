@@ -127,7 +127,6 @@ mod tests {
     use crate::check::close;
     use crate::rng::Rng;
 
-
     fn inputs<W: Half>(
         seed: u64,
         tokens: usize,
