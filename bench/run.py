@@ -63,7 +63,8 @@ def parse_args(argv=None):
     p.add_argument("--cap", type=parse_bytes, default=parse_bytes("22GiB"), help="whole-process device memory of every system")
     p.add_argument("--prompt-len", type=int, default=512)
     p.add_argument("--new-tokens", type=int, default=50)
-    p.add_argument("--max-seq-len", type=int, default=1024)
+    p.add_argument("--max-seq-len", type=int, default=None,
+                   help="positions Djinn's KV cache holds; default: --prompt-len + --new-tokens (what djinn-compile sizes by default)")
     p.add_argument("--gpu", default="auto", help="djinn-compile GPU preset or profile; auto: from the device name")
     p.add_argument("--out", required=True, help="output directory (results.md, results.json, budget.svg, logs/, plans/)")
     p.add_argument("--sweep", action="store_true", help="also run Djinn at every --sweep-budgets budget")
@@ -83,9 +84,11 @@ def parse_args(argv=None):
     p.add_argument("--merge-from", default=None,
                    help="a results.json of an earlier run: its rows for systems not run now are kept (split a run in parts)")
     args = p.parse_args(argv)
+    if args.max_seq_len is None:
+        args.max_seq_len = args.prompt_len + args.new_tokens
     if args.prompt_len + args.new_tokens > args.max_seq_len:
         p.error(f"--prompt-len + --new-tokens ({args.prompt_len + args.new_tokens}) exceeds --max-seq-len {args.max_seq_len}")
-    selected = ALL_SYSTEMS if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
+    selected = list(ALL_SYSTEMS) if args.only is None else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in selected if s not in ALL_SYSTEMS]
     if unknown:
         p.error(f"unknown system(s) in --only: {', '.join(unknown)} (expected {', '.join(ALL_SYSTEMS)})")

@@ -63,6 +63,12 @@ class ParsingTest(unittest.TestCase):
         a = run.parse_args(["--model-dir", "m", "--out", "o", "--only", "hf-offload"])
         self.assertEqual(a.selected, ["hf-offload"])
 
+    def test_the_kv_cache_defaults_to_the_run(self):
+        a = run.parse_args(["--model-dir", "m", "--out", "o", "--prompt-len", "512", "--new-tokens", "50"])
+        self.assertEqual(a.max_seq_len, 562)
+        a = run.parse_args(["--model-dir", "m", "--out", "o", "--max-seq-len", "1024"])
+        self.assertEqual(a.max_seq_len, 1024)
+
     def test_prompt_and_new_tokens_must_fit_the_sequence(self):
         with self.assertRaises(SystemExit), unittest.mock.patch("sys.stderr", io.StringIO()):
             run.parse_args(["--model-dir", "m", "--out", "o", "--prompt-len", "1000", "--max-seq-len", "1024"])
