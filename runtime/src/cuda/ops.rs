@@ -95,7 +95,7 @@ pub(super) fn kv_rows(op: &'static str, k_cache: Buf, v_cache: Buf, s: AttnShape
 pub(super) fn window_arg(op: &'static str, window: Option<u64>) -> Result<u32, CudaError> {
     match window {
         None => Ok(0),
-        Some(0) => Err(CudaError::BadOperands { op, message: "a sliding window of 0 positions".into() }),
+        Some(0) => Err(CudaError::BadOperands { op, message: "a sliding window of 0 positions sees nothing".into() }),
         // Wider than any cache row count the kernels take: the same as none.
         Some(w) => Ok(u32::try_from(w).unwrap_or(u32::MAX)),
     }

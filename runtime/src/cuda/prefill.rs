@@ -18,23 +18,13 @@ use djinn_core::activations::FLASH_HEAD_DIMS;
 use djinn_kernels::cuda::Kernel;
 
 use super::error::CudaError;
-use super::ops::{kname, u32_of, Arg, CudaOps};
+use super::ops::{kname, u32_of, window_arg, Arg, CudaOps};
 use crate::ops::{AttnShape, Buf};
 
 /// Query rows per block of `attn_prefill.cu` (its `PF_M`).
 const PREFILL_ROWS: u64 = 64;
 /// Threads per block of `attn_prefill.cu` (its `PF_THREADS`).
 const PREFILL_THREADS: u32 = 128;
-
-/// The window `attn_prefill.cu` takes: 0 for none, or for one at least as
-/// wide as the sequence (which masks nothing).
-fn window_arg(op: &'static str, s: AttnShape) -> Result<u32, CudaError> {
-    match s.window {
-        Some(0) => Err(CudaError::BadOperands { op, message: "a sliding window of 0 positions sees nothing".into() }),
-        Some(w) if w < s.pos0 + s.tokens => u32_of(op, "window", w),
-        _ => Ok(0),
-    }
-}
 
 impl CudaOps {
     /// Attention of `s.tokens` query rows by `attn_prefill_{dtype}`, with no
@@ -66,7 +56,8 @@ impl CudaOps {
         }
         let name = kname(q.dtype, Kernel::AttnPrefillF16, Kernel::AttnPrefillBf16, OP)?;
         let (q_dim, kv_dim) = (s.num_heads * d, s.num_kv_heads * d);
-        let window = window_arg(OP, s)?;
+        // A window at least as wide as the sequence masks nothing: the kernel takes it as none.
+        let window = window_arg(OP, s.window.filter(|&w| w < seq))?;
         let po = self.operand(OP, "out", out, s.tokens * q_dim, Some(q.dtype))?;
         let pq = self.operand(OP, "q", q, s.tokens * q_dim, None)?;
         let pkc = self.operand(OP, "k_cache", k_cache, seq * kv_dim, Some(q.dtype))?;
