@@ -26,6 +26,7 @@
 //! It is not bit-identical to the GPU (summation orders differ, and the GPU's
 //! exp2 is approximate), but the two agree within the twin tolerance.
 
+use crate::attention::visible_rows;
 use crate::elem::Half;
 use crate::team::{part, SendPtr, Team};
 
@@ -85,7 +86,7 @@ pub fn attn_prefill<W: Half>(
             let ohead = unsafe { std::slice::from_raw_parts_mut(out_ptr.get().add(i * head_dim), head_dim) };
             let (t, h) = (i / num_heads, i % num_heads);
             let (p, col) = (pos0 + t, (h / group) * head_dim);
-            let lo = if window > 0 { (p + 1).saturating_sub(window) } else { 0 };
+            let lo = visible_rows(p, window).start;
             W::to_f32_slice(&q[t * q_dim + h * head_dim..][..head_dim], &mut qh);
             acc.iter_mut().for_each(|a| *a = 0.0);
             let (mut m, mut l) = (f32::NEG_INFINITY, 0f32);
