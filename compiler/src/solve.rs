@@ -153,9 +153,8 @@ pub fn pick_streamed(model: &ModelSpec, layers: &[usize], m: usize, spread: Spre
     // (i+1)·l/m grows by l/m ≥ 1 per step, so the picks are distinct and ascending.
     let even = |of: &[usize], m: usize| (0..m).map(|i| of[(i + 1) * of.len() / m - 1]).collect::<Vec<_>>();
     let of_kind = |kind: BlockKind| layers.iter().copied().filter(|&b| model.blocks[b].kind == kind).collect();
-    // `m` blocks from `tiers` in turn, evenly within each, ascending.
-    let tiered = |tiers: &[Vec<usize>]| {
-        let mut picked = Vec::with_capacity(m);
+    // `picked`, then up to `m` blocks in all from `tiers` in turn, evenly within each, ascending.
+    let tiered_after = |mut picked: Vec<usize>, tiers: &[Vec<usize>]| {
         for tier in tiers {
             let take = (m - picked.len()).min(tier.len());
             picked.extend(even(tier, take));
@@ -178,16 +177,15 @@ pub fn pick_streamed(model: &ModelSpec, layers: &[usize], m: usize, spread: Spre
             }
             let rest_downs: Vec<usize> = downs.iter().copied().filter(|d| !picked.contains(d)).collect();
             let rest_ups: Vec<usize> = ups.iter().copied().filter(|u| !picked.contains(u)).collect();
-            for tier in [rest_downs, rest_ups, attns] {
-                let take = (m - picked.len()).min(tier.len());
-                picked.extend(even(&tier, take));
-            }
-            picked.sort_unstable();
-            picked
+            tiered_after(picked, &[rest_downs, rest_ups, attns])
         }
-        Spread::MlpFirst => tiered(&[of_kind(BlockKind::Mlp), attns]),
-        Spread::DownFirst => tiered(&[of_kind(BlockKind::Down), of_kind(BlockKind::GateUp), attns]),
-        Spread::GateUpFirst => tiered(&[of_kind(BlockKind::GateUp), of_kind(BlockKind::Down), attns]),
+        Spread::MlpFirst => tiered_after(Vec::with_capacity(m), &[of_kind(BlockKind::Mlp), attns]),
+        Spread::DownFirst => {
+            tiered_after(Vec::with_capacity(m), &[of_kind(BlockKind::Down), of_kind(BlockKind::GateUp), attns])
+        }
+        Spread::GateUpFirst => {
+            tiered_after(Vec::with_capacity(m), &[of_kind(BlockKind::GateUp), of_kind(BlockKind::Down), attns])
+        }
     }
 }
 
@@ -356,16 +354,16 @@ fn holdable(problem: &Problem, cost: &dyn CostModel) -> Vec<usize> {
 pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, CompileError> {
     let held = holdable(problem, cost);
     let tied = problem.model.arch.tie_word_embeddings && !held.is_empty();
-    if tied {
-        if let Ok(h) = solve_holding(problem, cost, &held) {
-            return Ok(h);
-        }
-    }
+    // A tied model tries holding first; only if that fails is the device-only layout solved.
+    let holding = match tied.then(|| solve_holding(problem, cost, &held)) {
+        Some(Ok(h)) => return Ok(h),
+        tried => tried,
+    };
     let on_device = solve_holding(problem, cost, &[]);
     if held.is_empty() || matches!(&on_device, Ok(s) if s.layout.streamed.is_empty()) {
         return on_device;
     }
-    let holding = solve_holding(problem, cost, &held);
+    let holding = holding.unwrap_or_else(|| solve_holding(problem, cost, &held));
     match (on_device, holding) {
         (_, Ok(h)) if problem.host_compute == HostCompute::All => Ok(h),
         (Ok(d), Ok(h)) => Ok(if better(&h, &d) { h } else { d }),
