@@ -16,10 +16,11 @@ pub const BUFFER_ALIGN: u64 = ALIGN;
 /// Scratch for cuBLAS(Lt) and kernels, in the workspace region.
 pub const WORKSPACE_BYTES: u64 = 32 << 20;
 
-/// The head sizes whose prefill attention runs as a streaming (flash)
-/// softmax on both backends (`attn_prefill.cu`, `djinn_kernels::flash`),
-/// with no `[heads, tokens, seq]` score scratch. Other head sizes prefill on
-/// cuBLAS around a softmax, and the `scores` buffer is sized for that.
+/// The head sizes whose prefill attention the GPU runs as a streaming
+/// (flash) softmax (`attn_prefill.cu`), with no `[heads, tokens, seq]` score
+/// scratch; the CPU backend streams every head size (`djinn_kernels::flash`).
+/// Other head sizes prefill on cuBLAS around a softmax on the GPU, and the
+/// `scores` buffer is sized for that.
 pub const FLASH_HEAD_DIMS: [u64; 4] = [16, 32, 64, 128];
 
 /// Cache rows per split of decode attention (`attn_decode.cu`'s
