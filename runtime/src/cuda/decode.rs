@@ -19,8 +19,12 @@ use super::error::CudaError;
 use super::ops::{grid_for, kname, kv_rows, rope_arg, u32_of, window_arg, Arg, CudaOps};
 use crate::ops::{AttnShape, Buf};
 
-/// Heads one thread of `rope_kv_store.cu` rotates (its `ROPE_HEADS`).
+/// The most heads one thread of `rope_kv_store.cu` rotates (its `ROPE_HEADS`).
 const ROPE_HEADS: u64 = 8;
+/// Below this many threads at one head a thread, `rope_kv_store.cu` takes
+/// one head a thread (a decode token: all its loads in flight at once);
+/// above it, ROPE_HEADS (a prefill pass: each angle computed once for them).
+const ROPE_SPREAD_THREADS: u64 = 1 << 16;
 /// Threads per block of `attn_decode.cu` (its `ATTN_THREADS`).
 const ATTN_THREADS: u32 = 128;
 /// The head sizes `attn_decode.cu` tiles: `head_dim / 8` threads per cache
@@ -50,11 +54,13 @@ impl CudaOps {
         let pv = self.operand(OP, "v", v, s.tokens * kv_dim, Some(q.dtype))?;
         let pkc = self.operand(OP, "k_cache", k_cache, rows * kv_dim, Some(q.dtype))?;
         let pvc = self.operand(OP, "v_cache", v_cache, rows * kv_dim, Some(q.dtype))?;
-        // One thread per (token, ROPE_HEADS heads, 8 rotation pairs) where the
+        // One thread per (token, hpt heads, 8 rotation pairs) where the
         // kernel's 16-byte path runs (head_dim % 16 == 0; a misaligned buffer
         // makes it take one pair a thread, in a grid-stride loop), else per pair.
         let pairs = if s.head_dim.is_multiple_of(16) { s.head_dim / 16 } else { s.head_dim / 2 };
-        let total = s.tokens * (s.num_heads + s.num_kv_heads).div_ceil(ROPE_HEADS) * pairs;
+        let heads = s.num_heads + s.num_kv_heads;
+        let hpt = if s.tokens * heads * pairs < ROPE_SPREAD_THREADS { 1 } else { ROPE_HEADS };
+        let total = s.tokens * heads.div_ceil(hpt) * pairs;
         let mut a = [
             Arg::Ptr(pq),
             Arg::Ptr(pk),
@@ -66,6 +72,7 @@ impl CudaOps {
             Arg::U32(u32_of(OP, "num_heads", s.num_heads)?),
             Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
             Arg::U32(u32_of(OP, "head_dim", s.head_dim)?),
+            Arg::U32(hpt as u32),
             table,
         ];
         self.launch(OP, name, grid_for(total), 256, 0, &mut a)?;
