@@ -21,7 +21,7 @@ use super::metrics::CudaMetrics;
 use super::ops::CudaOps;
 use super::pinned::PinnedBuffer;
 use super::placement::Placements;
-use super::timing::Timer;
+use super::timing::{step_timing_forced, Timer};
 use super::trace;
 use crate::backend::{Backend, EventId, Pass};
 use crate::forward::Forward;
@@ -114,7 +114,7 @@ impl CudaBackend {
             tokens_host,
             tokens_done,
             logits_host,
-            timer: Timer::new(&gpu),
+            timer: Timer::new(&gpu, opts.trace.is_some() || step_timing_forced()),
             memory,
             prefill: plan.prefill.clone(),
             decode: plan.decode.clone(),
@@ -384,6 +384,7 @@ impl Backend for CudaBackend {
     fn logits(&mut self) -> Result<Vec<f32>, CudaError> {
         let logits = self.forward.activations().logits;
         let ptr = self.ops.arena_ptr() + logits.offset;
+        self.timer.end_pass(self.ops.stream())?;
         let stream = self.ops.stream().raw;
         // SAFETY: `logits` lies inside the arena (Forward::new checked the layout).
         unsafe { self.logits_host.copy_from_device(0, (logits.elems * 4) as usize, ptr, stream)? };
@@ -396,6 +397,7 @@ impl Backend for CudaBackend {
     fn greedy_token(&mut self) -> Result<u32, CudaError> {
         let act = *self.forward.activations();
         let slot = act.tokens.slice(0, 1);
+        self.timer.end_pass(self.ops.stream())?;
         self.ops.argmax(slot, act.logits, act.logits.elems)?;
         let stream = self.ops.stream().raw;
         // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).

@@ -7,7 +7,8 @@
 //!   (mean over decode passes; the first is measured from prefill's logits),
 //!   so host sampling and launch overhead are in it, as they are in a real run.
 //! * `*_device_ms`: the same spans measured with device events, from a pass's
-//!   first compute-lane point to the end of its last step on either lane.
+//!   first compute-lane point to the end of its last step on either lane
+//!   (its last compute step: the pass-end event).
 //! * `copy_gbps`: bytes moved by copy steps over the time the copy lane spent
 //!   in them; `*_copy_busy`: copy-lane time over device time, per phase.
 
@@ -51,7 +52,7 @@ impl CudaMetrics {
     /// Fills the timing fields from `timer` (whose events have all been harvested).
     pub fn timings(&mut self, timer: &Timer) {
         let n = timer.passes.len();
-        let mut pass_end = vec![f64::NEG_INFINITY; n];
+        let mut pass_end: Vec<f64> = timer.passes.iter().map(|p| p.end_ms.unwrap_or(f64::NEG_INFINITY)).collect();
         let mut copy_busy = vec![0f64; n];
         for s in &timer.spans {
             pass_end[s.pass] = pass_end[s.pass].max(s.end_ms);

@@ -1,8 +1,13 @@
 //! Measuring the replay with timing events, without adding synchronisation.
 //!
-//! Each step is bracketed by two timing-enabled events on its lane (separate
-//! from the plan's sync events, which are created without timing), and each
-//! pass starts with one on the compute lane. Times are read only once the
+//! Each copy step is bracketed by two timing-enabled events on the copy lane
+//! (separate from the plan's sync events, which are created without
+//! timing), and each pass starts and ends with one on the compute lane.
+//! Compute steps are bracketed too only when asked ([`Timer::new`]'s
+//! `compute_steps`: a trace, or `DJINN_STEP_TIMING=1`): an event recorded
+//! between two kernels of the compute stream ends the programmatic launch
+//! overlap between them (`common.cuh`), so bracketing the ~120 compute steps
+//! of a token would itself slow decode. Times are read only once the
 //! events have completed — at `logits()`, which has synchronised the compute
 //! lane anyway, and at the end — so measuring never stalls a lane. Events
 //! are recycled through a pool; all times are ms from the first pass's start.
@@ -13,6 +18,12 @@ use djinn_core::plan::{Lane, PhaseName};
 
 use super::context::{Event, Gpu, Stream};
 use super::error::CudaError;
+
+/// Whether `DJINN_STEP_TIMING=1` asks for every compute step to be timed
+/// without a trace (to measure what the bracketing costs).
+pub fn step_timing_forced() -> bool {
+    std::env::var("DJINN_STEP_TIMING").is_ok_and(|v| v == "1")
+}
 
 /// One measured step.
 #[derive(Debug, Clone)]
@@ -37,10 +48,13 @@ pub struct PassTimes {
     pub host_begin: Instant,
     /// When `logits()` returned this pass's logits.
     pub host_logits: Option<Instant>,
+    /// Device time of the end of the pass's last compute step, ms from the epoch (once known).
+    pub end_ms: Option<f64>,
 }
 
 enum What {
     PassStart(usize),
+    PassEnd(usize),
     Step { pass: usize, lane: Lane, block: usize, bytes: u64 },
 }
 
@@ -56,18 +70,22 @@ pub struct Timer {
     pool: Vec<Event>,
     pending: Vec<Pending>,
     open: Option<(Lane, usize, u64, Event)>,
+    /// Whether compute steps are bracketed (copy steps always are).
+    compute_steps: bool,
     pub spans: Vec<Span>,
     pub passes: Vec<PassTimes>,
 }
 
 impl Timer {
-    pub fn new(gpu: &Gpu) -> Timer {
+    /// `compute_steps`: bracket every compute step with events too (see the module doc).
+    pub fn new(gpu: &Gpu, compute_steps: bool) -> Timer {
         Timer {
             gpu: gpu.clone(),
             epoch: None,
             pool: Vec::new(),
             pending: Vec::new(),
             open: None,
+            compute_steps,
             spans: Vec::new(),
             passes: Vec::new(),
         }
@@ -83,7 +101,14 @@ impl Timer {
     /// Marks the start of a pass on the compute lane.
     pub fn begin_pass(&mut self, phase: PhaseName, tokens: usize, compute: &Stream) -> Result<(), CudaError> {
         let index = self.passes.len();
-        self.passes.push(PassTimes { phase, tokens, start_ms: None, host_begin: Instant::now(), host_logits: None });
+        self.passes.push(PassTimes {
+            phase,
+            tokens,
+            start_ms: None,
+            host_begin: Instant::now(),
+            host_logits: None,
+            end_ms: None,
+        });
         if self.epoch.is_none() {
             let e = Event::new(&self.gpu, true)?;
             e.record(compute)?;
@@ -97,8 +122,21 @@ impl Timer {
         Ok(())
     }
 
-    /// Marks the start of a step on `stream` (its lane's stream).
+    /// Marks the end of the current pass's last compute step on the compute lane.
+    pub fn end_pass(&mut self, compute: &Stream) -> Result<(), CudaError> {
+        let Some(index) = self.passes.len().checked_sub(1) else { return Ok(()) };
+        let e = self.event()?;
+        e.record(compute)?;
+        self.pending.push(Pending { what: What::PassEnd(index), start: e, end: None });
+        Ok(())
+    }
+
+    /// Marks the start of a step on `stream` (its lane's stream); a compute
+    /// step only when compute steps are bracketed.
     pub fn start_step(&mut self, lane: Lane, block: usize, bytes: u64, stream: &Stream) -> Result<(), CudaError> {
+        if lane == Lane::Compute && !self.compute_steps {
+            return Ok(());
+        }
         let e = self.event()?;
         e.record(stream)?;
         self.open = Some((lane, block, bytes, e));
@@ -107,7 +145,8 @@ impl Timer {
 
     /// Marks the end of the step opened by [`Timer::start_step`].
     pub fn end_step(&mut self, stream: &Stream) -> Result<(), CudaError> {
-        let (lane, block, bytes, start) = self.open.take().expect("end_step follows start_step");
+        // A compute step that was not bracketed left nothing open.
+        let Some((lane, block, bytes, start)) = self.open.take() else { return Ok(()) };
         let end = self.event()?;
         end.record(stream)?;
         let pass = self.passes.len().saturating_sub(1);
@@ -135,6 +174,7 @@ impl Timer {
             let start_ms = p.start.ms_since(epoch)? as f64;
             match p.what {
                 What::PassStart(i) => self.passes[i].start_ms = Some(start_ms),
+                What::PassEnd(i) => self.passes[i].end_ms = Some(start_ms),
                 What::Step { pass, lane, block, bytes } => {
                     let end_ms = p.end.as_ref().expect("steps have an end event").ms_since(epoch)? as f64;
                     self.spans.push(Span { pass, lane, block, bytes, start_ms, end_ms });
