@@ -348,7 +348,7 @@ impl Backend for CudaBackend {
         self.places.check_compute(block, weights_offset)?;
         self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
         if let Some(host) = &mut self.host {
-            host.before_device_compute(&mut self.ops)?;
+            host.before_device_compute(&self.forward, block, &mut self.ops)?;
         }
         self.forward.compute_block(&mut self.ops, block, weights_offset, pass)?;
         self.timer.end_step(self.ops.stream())

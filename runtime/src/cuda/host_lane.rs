@@ -14,21 +14,23 @@
 //! the residual stream, with nothing to bring down first.
 //!
 //! One step, on the critical path of decode: wake the team (its workers spin
-//! while the device catches up), copy the residual stream `x` down into a
-//! small pinned buffer behind the compute stream's earlier work and spin on
-//! its event (a blocking wait would add a wake-up per layer), run the layer.
-//! `x` goes back up on the compute stream (a kernel reading the pinned buffer)
-//! before the next device compute
-//! ([`HostLane::before_device_compute`]), so a run of consecutive host layers
-//! hands it over once.
+//! while the device catches up), copy what the block reads and the device
+//! holds newer (the residual stream `x`; for a `down` block after a device
+//! `gate_up`, also `gate`) down into small pinned buffers behind the compute
+//! stream's earlier work and spin on their event (a blocking wait would add a
+//! wake-up per layer), run the block. What the host wrote goes back up on the
+//! compute stream (a kernel reading the pinned buffer) before the next device
+//! compute that reads it ([`HostLane::before_device_compute`]), so a run of
+//! consecutive host layers hands `x` over once; [`Handover`] keeps the books.
 //!
 //! The KV cache lives on the device only: a plan host-computes only blocks
-//! that do not read it (MLP halves of layers; the verifier's rule
-//! `step-shape` refuses the others), so the residual stream is all that crosses.
+//! that do not read it (MLP halves and parts of layers; the verifier's rule
+//! `step-shape` refuses the others), so `x` and `gate` are all that cross.
 
 use std::time::Duration;
 
 use djinn_core::model::BlockKind;
+use djinn_core::Dtype;
 use djinn_core::plan::Plan;
 use djinn_kernels::Team;
 
@@ -39,9 +41,19 @@ use super::pinned::{HostRegistration, PinnedBuffer};
 use crate::backend::Pass;
 use crate::cpu::CpuOps;
 use crate::forward::Forward;
-use crate::host::{HostArena, HostImages};
+use crate::host::{Act, Handover, HostArena, HostImages, Side};
 use crate::ops::Buf;
 use crate::weights::Weights;
+
+/// The first `tokens` rows of activation `act`.
+fn rows(forward: &Forward, act: Act, tokens: u64) -> Buf {
+    let a = forward.activations();
+    let buf = match act {
+        Act::X => a.x,
+        Act::Gate => a.gate,
+    };
+    buf.slice(0, tokens * (buf.elems / a.tokens.elems))
+}
 
 /// How long the team's idle workers spin between host-computed layers before
 /// they park: longer than the device layers between two host layers of a
@@ -61,15 +73,16 @@ pub struct HostLane {
     /// The device arena's host copy, then the host-computed blocks' images.
     mirror: HostArena,
     images: HostImages,
-    /// `x` of one pass on its way down and back up.
-    x_host: PinnedBuffer,
-    /// `x_host`'s address in the device's address space.
-    x_device: u64,
-    x_down: Event,
-    /// The rows of `x` the host holds and the device lacks (bytes), after a
-    /// host compute: uploaded before the next device compute, so a run of
-    /// consecutive host-computed layers hands `x` over once.
-    x_pending: Option<Buf>,
+    /// Per [`Act`] (`x`, then `gate`): the pinned buffer its rows of one
+    /// pass cross through, and that buffer's address in the device's address space.
+    pinned: [PinnedBuffer; 2],
+    pinned_device: [u64; 2],
+    /// Completes when the downloads of a host compute have landed.
+    down: Event,
+    /// Which side holds the newest `x` and `gate`.
+    handover: Handover,
+    /// Tokens of the pass whose host-written activations are pending upload.
+    tokens: u64,
     /// Per block: its kind (blocks that read the KV cache never run here; the
     /// embedding starts the residual stream, so nothing comes down before it).
     kinds: Vec<BlockKind>,
@@ -99,18 +112,22 @@ impl HostLane {
                 "the host-computed blocks' images",
             )?
         };
-        let x = forward.activations().x;
-        let x_host = PinnedBuffer::new(gpu, x.bytes() as usize, "the residual stream's hand-over")?;
-        let x_device = x_host.device_ptr()?;
+        let act = forward.activations();
+        let pinned = [
+            PinnedBuffer::new(gpu, act.x.bytes() as usize, "the residual stream's hand-over")?,
+            PinnedBuffer::new(gpu, act.gate.bytes() as usize, "the gate activation's hand-over")?,
+        ];
+        let pinned_device = [pinned[0].device_ptr()?, pinned[1].device_ptr()?];
         Team::global().set_idle_spin(team_idle_spin());
         Ok(Some(HostLane {
             _registration: registration,
             mirror,
             images,
-            x_host,
-            x_device,
-            x_down: Event::new(gpu, false)?,
-            x_pending: None,
+            pinned,
+            pinned_device,
+            down: Event::new(gpu, false)?,
+            handover: Handover::new(),
+            tokens: 0,
             kinds: plan.model.blocks.iter().map(|b| b.kind).collect(),
             names: plan.model.blocks.iter().map(|b| b.name.clone()).collect(),
         }))
@@ -123,21 +140,28 @@ impl HostLane {
         Some(&self.mirror[off..off + self.images.bytes[block] as usize])
     }
 
-    /// Before the device computes a block: puts the residual stream back if
-    /// the host has it (after host-computed blocks), on the compute stream. A
-    /// kernel reads it from the pinned buffer over the bus ([`CudaOps::copy_from_host`]):
-    /// an H2D copy would queue behind the copy lane's slot copy on the same
-    /// engine, ~1.3 ms a host block on the H200 (BENCHMARKS.md, section 1a).
-    pub fn before_device_compute(&mut self, ops: &mut CudaOps) -> Result<(), CudaError> {
-        if let Some(x) = self.x_pending.take() {
-            let len = x.bytes() as usize;
-            // The previous pass's read of `x_host` finished before this pass's download
-            // into it (both on the compute stream), so the buffer was free to refill.
-            self.x_host.as_mut_slice()[..len].copy_from_slice(&self.mirror[x.offset as usize..][..len]);
+    /// Before the device computes block `block`: puts back what the block
+    /// reads and the host wrote last (`x` after host-computed blocks, `gate`
+    /// after a host `gate_up`), on the compute stream. A kernel reads it from
+    /// the pinned buffer over the bus ([`CudaOps::copy_from_host`]): an H2D
+    /// copy would queue behind the copy lane's slot copy on the same engine,
+    /// ~1.3 ms a host block on the H200 (BENCHMARKS.md, section 1a).
+    pub fn before_device_compute(&mut self, forward: &Forward, block: usize, ops: &mut CudaOps) -> Result<(), CudaError> {
+        let tokens = self.tokens;
+        for act in self.handover.before(self.kinds[block], Side::Device) {
+            let buf = rows(forward, act, tokens);
+            let len = buf.bytes() as usize;
+            let pinned = &mut self.pinned[act as usize];
+            // The previous pass's read of the pinned buffer finished before this pass's
+            // download into it (both on the compute stream), so it was free to refill.
+            pinned.as_mut_slice()[..len].copy_from_slice(&self.mirror[buf.offset as usize..][..len]);
+            // The rows' bits, as 4-byte words (a row of gate holds an even count of 2-byte values).
+            let words = Buf { offset: buf.offset, elems: buf.bytes() / 4, dtype: Dtype::F32 };
             // The buffer is not written again before the stream has passed this kernel (the
             // next write follows the next download's event).
-            ops.copy_from_host(x, self.x_device, self.x_host.len() as u64, x.elems)?;
+            ops.copy_from_host(words, self.pinned_device[act as usize], pinned.len() as u64, words.elems)?;
         }
+        self.handover.after(self.kinds[block], Side::Device);
         Ok(())
     }
 
@@ -158,29 +182,39 @@ impl HostLane {
         }
         Team::global().wake();
         let n = pass.tokens.len() as u64;
-        let act = forward.activations();
-        let x = act.x.slice(0, n * (act.x.elems / act.tokens.elems));
-        if self.kinds[block] == BlockKind::Embedding {
+        let kind = self.kinds[block];
+        if kind == BlockKind::Embedding {
             // The pass's token ids, where the forward pass reads them (u32 in 4-byte slots).
-            let at = act.tokens.offset as usize;
+            let at = forward.activations().tokens.offset as usize;
             for (slot, t) in self.mirror[at..at + 4 * n as usize].chunks_exact_mut(4).zip(&pass.tokens) {
                 slot.copy_from_slice(&t.to_le_bytes());
             }
-        } else if self.x_pending.is_none() {
-            let len = x.bytes() as usize;
-            // SAFETY: `x` lies inside the plan's arena (Forward::new checked the layout); the
+        }
+        let crossing = self.handover.before(kind, Side::Host);
+        for &act in &crossing {
+            let buf = rows(forward, act, n);
+            // SAFETY: `buf` lies inside the plan's arena (Forward::new checked the layout); the
             // pinned buffer holds it and is read only after the event below completes.
-            unsafe { self.x_host.copy_from_device(0, len, arena + x.offset, stream.raw)? };
-            self.x_down.record(stream)?;
-            self.x_down.spin_until_complete()?;
-            self.mirror[x.offset as usize..][..len].copy_from_slice(&self.x_host.as_slice()[..len]);
+            unsafe {
+                self.pinned[act as usize].copy_from_device(0, buf.bytes() as usize, arena + buf.offset, stream.raw)?
+            };
+        }
+        if !crossing.is_empty() {
+            self.down.record(stream)?;
+            self.down.spin_until_complete()?;
+        }
+        for &act in &crossing {
+            let buf = rows(forward, act, n);
+            let len = buf.bytes() as usize;
+            self.mirror[buf.offset as usize..][..len].copy_from_slice(&self.pinned[act as usize].as_slice()[..len]);
         }
         let mut ops = CpuOps::new(&mut self.mirror);
         forward.compute_block(&mut ops, block, image, pass).map_err(|e| CudaError::HostCompute {
             block: self.names[block].clone(),
             message: format!("the CPU forward pass failed: {e}"),
         })?;
-        self.x_pending = Some(x);
+        self.handover.after(kind, Side::Host);
+        self.tokens = n;
         Ok(())
     }
 }

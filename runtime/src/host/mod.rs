@@ -13,7 +13,9 @@
 //! CPU's decode steps and for prefill's copies alike.
 
 mod arena;
+mod handover;
 mod images;
 
 pub use arena::{HostArena, ARENA_ALIGN, HUGE_PAGE};
+pub use handover::{Act, Handover, Side};
 pub use images::HostImages;
