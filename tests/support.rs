@@ -2,12 +2,16 @@
 
 use std::path::Path;
 
+use djinn_compiler::arena::FixedRegions;
+use djinn_compiler::cost::Roofline;
+use djinn_compiler::emit::emit;
 use djinn_compiler::gpu_presets::load_gpu;
+use djinn_compiler::solve::{evaluate, layout_for, Spread};
 use djinn_compiler::{compile_model, HostCompute, Options};
-use djinn_core::gpu::CpuLane;
+use djinn_core::gpu::{CpuLane, GpuProfile};
 use djinn_core::model::BlockKind;
 use djinn_core::model_presets::load_model;
-use djinn_core::plan::{Op, Plan};
+use djinn_core::plan::{Op, Plan, RunShape, Strategy};
 
 /// A `djinn` plan for the model in `dir` whose streamed MLP halves all run
 /// their decode steps on the host CPU (`--host-compute all`, which splits the
@@ -16,13 +20,13 @@ use djinn_core::plan::{Op, Plan};
 /// the same options) that streams the MLPs of all but one layer.
 pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) -> Plan {
     let mut gpu = load_gpu(gpu).unwrap();
-    gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0, ..Default::default() });
+    with_cpu_lane(&mut gpu);
     let model = load_model(&dir.display().to_string()).unwrap();
     let layer = resident.model.block("layer.0").unwrap().bytes;
     let layers = resident.model.arch.num_layers;
     // Host-computed MLP halves in decode (the embedding may be held on the host too, which
     // frees more than a layer of a tiny model, so the budget search runs past `layers` cuts).
-    // Layers whose MLP (an `mlp` half, or both fine parts: rule `gate-handover`) runs on the host.
+    // Layers whose MLP (an `mlp` half, or a fine part of it) runs on the host.
     let hosted_mlps = |p: &Plan| {
         let mut layers: Vec<u64> = p
             .decode
@@ -50,4 +54,50 @@ pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) 
         assert!(phase.steps.iter().any(|s| s.op == Op::HostCompute && s.block == "embed"), "{}", dir.display());
     }
     plan
+}
+
+/// Gives `gpu` a host CPU lane (no preset has one) for plans that compute on the host.
+fn with_cpu_lane(gpu: &mut GpuProfile) {
+    gpu.cpu = Some(CpuLane { cores: 16, gemv_f16_gbps: 100.0, gemv_f16_gbps_during_copy: 90.0, ..Default::default() });
+}
+
+/// Fine-table plans for the model in `dir` that run a layer's two MLP parts on
+/// different sides in decode, so the `gate` activation crosses the bus
+/// (`runtime/src/host/handover.rs`), each named by what it does:
+/// every down streamed and host-computed after its resident gate/up on the
+/// device; every gate/up streamed and host-computed before its resident down;
+/// and every MLP part streamed with layer 0's gate/up and the last layer's
+/// down on the host, their partners copied through the slots. The host sets
+/// are written here rather than chosen by the solver, and every plan is verified.
+pub fn split_mlp_plans(dir: &Path, gpu: &str, shape: RunShape) -> Vec<(String, Plan)> {
+    let mut gpu = load_gpu(gpu).unwrap();
+    with_cpu_lane(&mut gpu);
+    let model = load_model(&dir.display().to_string()).unwrap().fine_layers();
+    let fixed = FixedRegions::new(&model, &shape);
+    let cost = Roofline::new(&gpu, &model, shape);
+    let of = |kind: BlockKind| -> Vec<usize> {
+        model.blocks.iter().enumerate().filter(|(_, b)| b.kind == kind).map(|(i, _)| i).collect()
+    };
+    let (ups, downs) = (of(BlockKind::GateUp), of(BlockKind::Down));
+    let mut both: Vec<usize> = ups.iter().chain(&downs).copied().collect();
+    both.sort_unstable();
+    let cases = [
+        ("device gate_up, host down", downs.clone(), downs.clone()),
+        ("host gate_up, device down", ups.clone(), ups.clone()),
+        ("split parts, partners streamed", both, vec![ups[0], downs[downs.len() - 1]]),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, streamed, mut host)| {
+            host.sort_unstable();
+            let layout = layout_for(&model, &fixed, &streamed, 2);
+            let sol = evaluate(&model, layout, &host, 0, Spread::Even, Strategy::Djinn, &cost).unwrap();
+            let plan = emit(&sol, &model, &gpu, shape, sol.layout.arena.bytes).unwrap();
+            djinn_core::verify::verify(&plan).unwrap_or_else(|e| panic!("{}: {name}: {e}", dir.display()));
+            let hosted: Vec<&str> =
+                plan.decode.steps.iter().filter(|s| s.op == Op::HostCompute).map(|s| s.block.as_str()).collect();
+            assert_eq!(hosted.len(), host.len(), "{}: {name}: {hosted:?}", dir.display());
+            (name.to_string(), plan)
+        })
+        .collect()
 }

@@ -242,19 +242,14 @@ fn fine_golden() -> String {
 }
 
 #[test]
-fn host_computing_a_fine_down_after_a_device_gate_up_is_a_gate_handover_error() {
+fn host_computing_a_fine_down_after_a_device_gate_up_verifies() {
     let text = fine_golden();
     // Decode's compute of layer.0.down from its slot, edited into a host compute: its gate_up is
-    // resident and runs on the device, so the host would read a gate the device wrote.
+    // resident and runs on the device, and the runtime hands `gate` down with the residual stream.
     let from = "op = \"compute\"\nblock = \"layer.0.down\"\nslot = 0\nwait_prev = [\"ready:layer.0.down\"]\n";
     assert_eq!(text.matches(from).count(), 1, "decode's carried compute of layer.0.down");
-    let err = check(&edit(&text, from, 0, "op = \"host_compute\"\nblock = \"layer.0.down\"\n")).unwrap_err();
-    let rules: Vec<&str> =
-        err.lines().skip(1).filter_map(|l| l.trim().strip_prefix("rule ")?.split(' ').next()).collect();
-    assert_eq!(rules, [Rule::GateHandover.name()], "{err}");
-    assert!(err.contains("(host-compute layer.0.down): computes layer.0.down on the host, but step"), "{err}");
-    assert!(err.contains("computes layer 0's gate_up on the device"), "{err}");
-    assert!(err.contains("run both blocks of the layer's MLP on the same side"), "{err}");
+    let edited = edit(&text, from, 0, "op = \"host_compute\"\nblock = \"layer.0.down\"\n");
+    check(&edited).unwrap();
 }
 
 #[test]

@@ -34,10 +34,10 @@
 //! 5. **Host compute** (djinn only, when the problem allows it and the cost
 //!    model has a host lane). With residency and slots fixed, the host CPU can
 //!    run some streamed blocks' decode step from host memory instead of
-//!    copying them — only blocks that read no KV cache (MLP halves), since the
-//!    cache lives on the device, and a fine-table MLP's gate/up and down
-//!    blocks together or not at all (rule `gate-handover`: only the residual
-//!    stream crosses the bus): the copy lane then moves fewer bytes per
+//!    copying them — only blocks that read no KV cache (MLP halves, or a
+//!    fine-table MLP's gate/up and down blocks, each on its own: the runtime
+//!    hands the `gate` activation over when they run on different sides),
+//!    since the cache lives on the device: the copy lane then moves fewer bytes per
 //!    token while the compute lane takes longer, and a run of consecutive host
 //!    blocks pays one hand-off. For the best layout of each spread, every host
 //!    set of a small set of host-computable streamed blocks
@@ -274,38 +274,17 @@ fn better(a: &Solution, b: &Solution) -> bool {
         < (q(b.metrics.decode_us), b.host.len(), b.pinned, q(b.metrics.ttft_us))
 }
 
-/// The streamed blocks of `layout` the host lane can compute, ascending. A
-/// part of the fine table's MLP is one only with its partner: the two run on
-/// the same side (the verifier's rule `gate-handover`).
+/// The streamed blocks of `layout` the host lane can compute, ascending:
+/// those that read no KV cache and the cost model prices on the host. A
+/// fine-table MLP's parts are each one: the runtime hands the `gate`
+/// activation across the bus when they run on different sides.
 fn host_computable(model: &ModelSpec, layout: &Layout, cost: &dyn CostModel) -> Vec<usize> {
-    let computable =
-        |b: usize| layout.streamed.contains(&b) && cost.host_compute_us(&model.blocks[b], PhaseKind::Decode).is_some();
-    layout.streamed.iter().copied().filter(|&b| computable(b) && mlp_partner(model, b).is_none_or(computable)).collect()
-}
-
-/// The other part of block `b`'s MLP when `b` is a `gate_up` or `down` block of the fine table.
-pub fn mlp_partner(model: &ModelSpec, b: usize) -> Option<usize> {
-    match model.blocks[b].kind {
-        BlockKind::GateUp => Some(b + 1),
-        BlockKind::Down => Some(b - 1),
-        _ => None,
-    }
-    .filter(|&p| model.blocks.get(p).is_some_and(|p| p.kind.is_mlp_part() && p.layer == model.blocks[b].layer))
-}
-
-/// [`host_candidates`] over the host-computable blocks taken as units: a
-/// fine-table MLP's two parts are one unit (both on the host or neither).
-pub(crate) fn host_sets(model: &ModelSpec, computable: &[usize]) -> Vec<Vec<usize>> {
-    let mut units: Vec<Vec<usize>> = Vec::new();
-    for &b in computable {
-        match mlp_partner(model, b) {
-            Some(p) if p < b => {} // Joined its gate_up's unit.
-            Some(p) => units.push(vec![b, p]),
-            None => units.push(vec![b]),
-        }
-    }
-    let ids: Vec<usize> = (0..units.len()).collect();
-    host_candidates(&ids).into_iter().map(|set| set.iter().flat_map(|&u| units[u].iter().copied()).collect()).collect()
+    layout
+        .streamed
+        .iter()
+        .copied()
+        .filter(|&b| cost.host_compute_us(&model.blocks[b], PhaseKind::Decode).is_some())
+        .collect()
 }
 
 /// Step 5: the best set of host blocks and pinned slots for `best`'s layout
@@ -316,7 +295,7 @@ fn choose_host(model: &ModelSpec, best: Solution, cost: &dyn CostModel) -> Resul
         return Ok(best);
     }
     let mut best = best;
-    for host in host_sets(model, &computable) {
+    for host in host_candidates(&computable) {
         for pinned in pinned_choices(best.layout.slots) {
             let sol = evaluate(model, best.layout.clone(), &host, pinned, best.spread, best.strategy, cost)?;
             if better(&sol, &best) {

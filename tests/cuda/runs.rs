@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use djinn_compiler::{compile, CompileRequest, Options, Units};
-use djinn_core::plan::{Placement, Plan, Strategy};
+use djinn_core::plan::{Placement, Plan, RunShape, Strategy};
 use djinn_kernels::check::close_f32;
 use djinn_runtime::backend::Backend;
 use djinn_runtime::cpu::CpuBackend;
@@ -64,8 +64,9 @@ fn plan_of_units(model: &str, strategy: Strategy, budget: Option<u64>, units: Un
 }
 
 /// The fine table's plans (attention, gate/up and down blocks): every block
-/// streamed, budgets a down and a gate/up block short of residency, and the
-/// MLPs of all but one layer host-computed in decode as gate_up/down pairs.
+/// streamed, budgets a down and a gate/up block short of residency, the
+/// MLPs of all but one layer host-computed in decode, and MLP parts split
+/// between the device and the host ([`crate::support::split_mlp_plans`]).
 fn fine_plans(model: &str, resident: &Plan) -> Vec<(String, Plan)> {
     let fine = resident.model.fine_layers();
     let reserve = djinn_compiler::RUNTIME_RESERVE_BYTES;
@@ -91,6 +92,8 @@ fn fine_plans(model: &str, resident: &Plan) -> Vec<(String, Plan)> {
         "fine host-compute".into(),
         crate::support::host_compute_plan(&fixture(model), "h100-sxm", resident, opts),
     ));
+    let shape = RunShape { prompt_len: 32, max_seq_len: 96, batch: 1 };
+    out.extend(crate::support::split_mlp_plans(&fixture(model), "h100-sxm", shape));
     for (name, p) in &out {
         let streamed: Vec<&str> =
             p.placements.iter().filter(|b| b.placement == Placement::Streamed).map(|b| b.block.as_str()).collect();
@@ -255,9 +258,11 @@ fn cuda_generation_matches_the_references_on_resident_and_streamed_plans() {
 }
 
 /// The fine table on the GPU: streamed gate_up and down blocks through their
-/// slots, and host-computed pairs (the host lane computes a layer's gate_up
-/// then its down in its copy of the activations, handing over `x` alone), give
-/// the transformers references' greedy tokens and the all-resident plan's.
+/// slots, host-computed pairs (the host lane computes a layer's gate_up then
+/// its down in its copy of the activations, handing over `x` alone) and parts
+/// split across the bus (a device gate_up then a host down, or the reverse:
+/// `gate` crosses too), give the transformers references' greedy tokens and
+/// the all-resident plan's.
 #[test]
 fn cuda_fine_table_plans_match_the_references_and_the_resident_plan() {
     const TEST: &str = "cuda_fine_table_plans_match_the_references_and_the_resident_plan";

@@ -63,9 +63,6 @@ pub enum Rule {
     Order,
     /// Every `wait` / `wait_prev` names an event recorded where its semantics require.
     Events,
-    /// A layer's gate/up and down blocks (the fine table) run on the same side,
-    /// both on the device or both on the host: the `gate` activation is not handed over.
-    GateHandover,
     /// A compute reading a slot is ordered after the copy of its block into that slot.
     CopyBeforeCompute,
     /// A copy into a slot is ordered after the compute that last read the slot.
@@ -73,7 +70,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 10] = [
+    pub const ALL: [Rule; 9] = [
         Rule::Version,
         Rule::ModelIdentity,
         Rule::Arena,
@@ -81,7 +78,6 @@ impl Rule {
         Rule::StepShape,
         Rule::Order,
         Rule::Events,
-        Rule::GateHandover,
         Rule::CopyBeforeCompute,
         Rule::SlotReuse,
     ];
@@ -96,7 +92,6 @@ impl Rule {
             Rule::StepShape => "step-shape",
             Rule::Order => "order",
             Rule::Events => "events",
-            Rule::GateHandover => "gate-handover",
             Rule::CopyBeforeCompute => "copy-before-compute",
             Rule::SlotReuse => "slot-reuse",
         }
@@ -107,7 +102,7 @@ impl Rule {
     }
 
     /// The names of all rules, in checking order.
-    pub fn names() -> [&'static str; 10] {
+    pub fn names() -> [&'static str; 9] {
         Rule::ALL.map(Rule::name)
     }
 }
@@ -256,7 +251,6 @@ pub fn violations(plan: &Plan) -> Vec<Violation> {
     steps::check_step_shape(plan, &index, &mut out);
     steps::check_order(plan, &mut out);
     steps::check_events(plan, &mut out);
-    steps::check_gate_handover(plan, &index, &mut out);
     let trace = trace::Trace::unroll(plan, &index, &mut out);
     races::check_copy_before_compute(&trace, &mut out);
     races::check_slot_reuse(&trace, &mut out);

@@ -1,6 +1,5 @@
-//! Rules `step-shape`, `order`, `events` and `gate-handover`: each step, each
-//! phase's compute order, each event reference and each pair of fine MLP
-//! blocks is well-formed on its own.
+//! Rules `step-shape`, `order` and `events`: each step, each
+//! phase's compute order and each event reference is well-formed on its own.
 //!
 //! These are the local facts the race rules ([`super::races`]) build on: a
 //! step's slot exists and fits its block, and every `wait` / `wait_prev`
@@ -13,7 +12,6 @@ use std::collections::HashMap;
 use super::identity::abbreviate;
 use super::index::Index;
 use super::{Rule, Violation};
-use crate::model::BlockKind;
 use crate::plan::{Lane, Op, Phase, PhaseName, Placement, Plan};
 
 const PHASES: [PhaseName; 2] = [PhaseName::Prefill, PhaseName::Decode];
@@ -157,49 +155,6 @@ pub(super) fn check_order(plan: &Plan, out: &mut Vec<Violation>) {
     }
 }
 
-/// Rule `gate-handover`: in each phase, a layer's `gate_up` and `down` blocks
-/// are both computed on the device or both host-computed. The first writes
-/// the `gate` activation the second reads, and the host lane works in its own
-/// copy of the activations, handing only the residual stream `x` across the
-/// bus; a `gate` written on one side would be read stale on the other.
-pub(super) fn check_gate_handover(plan: &Plan, index: &Index, out: &mut Vec<Violation>) {
-    for phase in PHASES {
-        let steps = &plan.phase(phase).steps;
-        // Per layer: the op and position of its gate_up compute, awaiting its down.
-        let mut open: HashMap<u64, (Op, usize)> = HashMap::new();
-        for (i, step) in steps.iter().enumerate() {
-            if !matches!(step.op, Op::Compute | Op::HostCompute) {
-                continue;
-            }
-            let Some(block) = index.block(&step.block) else { continue }; // Rule `step-shape`.
-            let (Some(layer), kind) = (block.layer, block.kind) else { continue };
-            match kind {
-                BlockKind::GateUp => {
-                    open.insert(layer, (step.op, i));
-                }
-                BlockKind::Down => {
-                    let Some((op, at)) = open.remove(&layer) else { continue }; // Rule `order`.
-                    if op != step.op {
-                        let side = |op| if op == Op::HostCompute { "on the host" } else { "on the device" };
-                        out.push(Violation::at_step(
-                            Rule::GateHandover,
-                            phase,
-                            i,
-                            step,
-                            format!(
-                                "computes {} {}, but step {at} computes layer {layer}'s gate_up {}: the gate                                  activation it reads would be stale (only the residual stream crosses between host                                  and device); run both blocks of the layer's MLP on the same side",
-                                block.name,
-                                side(step.op),
-                                side(op)
-                            ),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
 
 /// Positions of the steps of `phase` that record each event, ascending.
 fn recorders(phase: &Phase) -> HashMap<&str, Vec<usize>> {
