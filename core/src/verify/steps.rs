@@ -155,7 +155,6 @@ pub(super) fn check_order(plan: &Plan, out: &mut Vec<Violation>) {
     }
 }
 
-
 /// Positions of the steps of `phase` that record each event, ascending.
 fn recorders(phase: &Phase) -> HashMap<&str, Vec<usize>> {
     let mut at: HashMap<&str, Vec<usize>> = HashMap::new();

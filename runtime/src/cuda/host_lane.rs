@@ -30,8 +30,8 @@
 use std::time::Duration;
 
 use djinn_core::model::BlockKind;
-use djinn_core::Dtype;
 use djinn_core::plan::Plan;
+use djinn_core::Dtype;
 use djinn_kernels::Team;
 
 use super::context::{Event, Gpu, Stream};
@@ -146,7 +146,12 @@ impl HostLane {
     /// the pinned buffer over the bus ([`CudaOps::copy_from_host`]): an H2D
     /// copy would queue behind the copy lane's slot copy on the same engine,
     /// ~1.3 ms a host block on the H200 (BENCHMARKS.md, section 1a).
-    pub fn before_device_compute(&mut self, forward: &Forward, block: usize, ops: &mut CudaOps) -> Result<(), CudaError> {
+    pub fn before_device_compute(
+        &mut self,
+        forward: &Forward,
+        block: usize,
+        ops: &mut CudaOps,
+    ) -> Result<(), CudaError> {
         let tokens = self.tokens;
         for act in self.handover.before(self.kinds[block], Side::Device) {
             let buf = rows(forward, act, tokens);

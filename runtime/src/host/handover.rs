@@ -161,8 +161,7 @@ mod tests {
     fn a_stale_gate_on_the_device_is_not_sent_when_the_device_rewrites_it() {
         // Host MLP of layer 0 leaves the host's gate newest; layer 1's device gate_up
         // rewrites it, so its down needs nothing from the host.
-        let crossed =
-            run(&[(Mlp, Host), (Attention, Device), (GateUp, Device), (Down, Device), (Attention, Device)]);
+        let crossed = run(&[(Mlp, Host), (Attention, Device), (GateUp, Device), (Down, Device), (Attention, Device)]);
         assert_eq!(crossed, [vec![], vec![Act::X], vec![], vec![], vec![]]);
     }
 }
