@@ -17,12 +17,16 @@
 //   gemv_silu: the same row of two matrices (gate, up) per warp, and
 //              out = silu(gate) * up, each product rounded to the model dtype
 //              first, like matmul then silu_mul.
-// Launch bounds of 3 blocks of 256 threads per multiprocessor hold the kernel
+// Launch bounds of 24 warps per multiprocessor (3 blocks of 256 threads) hold the kernel
 // to 80 registers, so that every row block of a 5120-row product is resident
 // at once. The host checks k % 8 == 0 and 16-byte aligned w and x; other shapes go to
 // cuBLAS. The CPU twins are djinn_kernels::gemv_{f16,bf16} and gemv_silu_*.
 
-#define GEMV_WARPS 8
+// Warps a block (the host reads an override from DJINN_NVRTC_DEFINES too, to
+// size its grid): 24 warps per multiprocessor in all.
+#ifndef GEMV_WARPS
+#define GEMV_WARPS 4
+#endif
 #define GEMV_UNROLL 4
 #define GEMV_STORE 0u
 #define GEMV_F32 1u
@@ -144,24 +148,24 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(256, 3) gemv_f16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_f16(
     void* out0, const f16_t* w0, u32 n0, void* out1, const f16_t* w1, u32 n1, void* out2, const f16_t* w2, u32 n2,
     const f16_t* x, u32 m, u32 k, u32 epilogue) {
     grid_dependency();
     gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
 }
-extern "C" __global__ void __launch_bounds__(256, 3) gemv_bf16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_bf16(
     void* out0, const bf16_t* w0, u32 n0, void* out1, const bf16_t* w1, u32 n1, void* out2, const bf16_t* w2, u32 n2,
     const bf16_t* x, u32 m, u32 k, u32 epilogue) {
     grid_dependency();
     gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
 }
-extern "C" __global__ void __launch_bounds__(256, 3) gemv_silu_f16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_silu_f16(
     f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const f16_t* x, u32 m, u32 k) {
     grid_dependency();
     gemv_silu(out, gate, up, n, x, m, k);
 }
-extern "C" __global__ void __launch_bounds__(256, 3) gemv_silu_bf16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_silu_bf16(
     bf16_t* out, const bf16_t* gate, const bf16_t* up, u32 n, const bf16_t* x, u32 m, u32 k) {
     grid_dependency();
     gemv_silu(out, gate, up, n, x, m, k);

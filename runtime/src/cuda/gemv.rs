@@ -19,11 +19,14 @@ use crate::ops::Buf;
 /// The most input rows a product runs with on the GEMV kernels (each lane
 /// keeps 8 sums per weight row); more go to cuBLAS.
 pub const GEMV_MAX_M: u64 = 8;
-/// Threads per block of `gemv.cu` (its GEMV_WARPS warps), and the weight rows
-/// a block of `gemv_{dtype}` (GEMV_ROWS per warp) and of `gemv_silu_{dtype}` (one per warp) covers.
-const GEMV_THREADS: u32 = 256;
-const GEMV_BLOCK_ROWS: u64 = 16;
-const GEMV_SILU_BLOCK_ROWS: u64 = 8;
+/// Warps per block of `gemv.cu` (its GEMV_WARPS: 8, or a tuning override
+/// in `$DJINN_NVRTC_DEFINES`, which the kernels are compiled with too).
+fn gemv_warps() -> u64 {
+    static WARPS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *WARPS.get_or_init(|| super::nvrtc::tuning_define("GEMV_WARPS").filter(|w| (1..=24).contains(w)).unwrap_or(8))
+}
+/// Weight rows per warp of `gemv_{dtype}` (its GEMV_ROWS); `gemv_silu_{dtype}` takes one.
+const GEMV_ROWS: u64 = 2;
 /// `gemv.cu`'s epilogues.
 const GEMV_STORE: u32 = 0;
 const GEMV_F32: u32 = 1;
@@ -108,8 +111,8 @@ impl CudaOps {
             });
         }
         args.extend([Arg::Ptr(px), Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
-        let grid = u32_of(op, "row blocks", rows.div_ceil(GEMV_BLOCK_ROWS))?.max(1);
-        self.launch(op, name, grid, GEMV_THREADS, 0, &mut args)?;
+        let grid = u32_of(op, "row blocks", rows.div_ceil(gemv_warps() * GEMV_ROWS))?.max(1);
+        self.launch(op, name, grid, 32 * gemv_warps() as u32, 0, &mut args)?;
         Ok(true)
     }
 
@@ -143,8 +146,8 @@ impl CudaOps {
             Arg::U32(u32_of(OP, "m", m)?),
             Arg::U32(u32_of(OP, "k", k)?),
         ];
-        let grid = u32_of(OP, "row blocks", n.div_ceil(GEMV_SILU_BLOCK_ROWS))?.max(1);
-        self.launch(OP, name, grid, GEMV_THREADS, 0, &mut a)?;
+        let grid = u32_of(OP, "row blocks", n.div_ceil(gemv_warps()))?.max(1);
+        self.launch(OP, name, grid, 32 * gemv_warps() as u32, 0, &mut a)?;
         Ok(true)
     }
 }

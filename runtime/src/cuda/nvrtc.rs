@@ -36,6 +36,13 @@ fn tuning_defines() -> Vec<String> {
         .collect()
 }
 
+/// The value of `-DNAME=VALUE` in `$DJINN_NVRTC_DEFINES`, for a launch
+/// shape that must follow a tuned kernel constant.
+pub fn tuning_define(name: &str) -> Option<u64> {
+    let prefix = format!("-D{name}=");
+    tuning_defines().iter().find_map(|o| o.strip_prefix(&prefix)?.parse().ok())
+}
+
 /// Where compiled kernels are kept: `$DJINN_KERNEL_CACHE`, else
 /// `$XDG_CACHE_HOME/djinn/kernels`, else `~/.cache/djinn/kernels`.
 pub fn cache_dir() -> Option<PathBuf> {
