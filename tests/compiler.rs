@@ -191,10 +191,11 @@ const H200_BENCH: &[&str] = &[
 ];
 
 fn host_computes(plan: &Plan) -> Vec<&str> {
-    // In prefill the host computes only what it holds (the embedding); every streamed layer part runs on the GPU.
+    // In prefill the host computes only what it holds (the embedding, the LM head); every streamed
+    // layer part runs on the GPU.
     let held: Vec<&str> =
         plan.prefill.steps.iter().filter(|s| s.op == Op::HostCompute).map(|s| s.block.as_str()).collect();
-    assert!(held.iter().all(|b| *b == "embed"), "prefill host-computes {held:?}");
+    assert!(held.iter().all(|b| ["embed", "lm_head"].contains(b)), "prefill host-computes {held:?}");
     plan.decode
         .steps
         .iter()

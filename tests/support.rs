@@ -6,7 +6,7 @@ use djinn_compiler::arena::FixedRegions;
 use djinn_compiler::cost::Roofline;
 use djinn_compiler::emit::emit;
 use djinn_compiler::gpu_presets::load_gpu;
-use djinn_compiler::solve::{evaluate, layout_for, Spread};
+use djinn_compiler::solve::{evaluate, layout_held, Spread};
 use djinn_compiler::{compile_model, HostCompute, Options};
 use djinn_core::gpu::{CpuLane, GpuProfile};
 use djinn_core::model::BlockKind;
@@ -24,8 +24,8 @@ pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) 
     let model = load_model(&dir.display().to_string()).unwrap();
     let layer = resident.model.block("layer.0").unwrap().bytes;
     let layers = resident.model.arch.num_layers;
-    // Host-computed MLP halves in decode (the embedding may be held on the host too, which
-    // frees more than a layer of a tiny model, so the budget search runs past `layers` cuts).
+    // Host-computed MLP halves in decode. `all` holds the embedding and the LM head on the host
+    // too, which frees many layers' worth of a tiny model: the search starts below that.
     // Layers whose MLP (an `mlp` half, or a fine part of it) runs on the host.
     let hosted_mlps = |p: &Plan| {
         let mut layers: Vec<u64> = p
@@ -42,16 +42,19 @@ pub fn host_compute_plan(dir: &Path, gpu: &str, resident: &Plan, opts: Options) 
     };
     let plan = (1..=64 * layers)
         .filter_map(|n| {
-            let budget = (resident.arena.bytes + opts.runtime_reserve).checked_sub(n * layer)?;
+            let held = ["embed", "lm_head"].iter().map(|b| resident.model.block(b).unwrap().bytes).sum::<u64>();
+            let budget = (resident.arena.bytes + opts.runtime_reserve).checked_sub(held + n * layer)?;
             let opts = Options { budget: Some(budget), host_compute: HostCompute::All, ..opts.clone() };
             compile_model(&model, &gpu, &opts).ok()
         })
         .map(|c| c.plan)
         .find(|p| hosted_mlps(p) >= layers - 1)
         .unwrap_or_else(|| panic!("{}: no budget host-computes the MLPs of {} layers", dir.display(), layers - 1));
-    // `all` holds the embedding on the host too: gathered there in prefill and in decode.
+    // `all` holds the embedding and the LM head on the host too: computed there in prefill and in decode.
     for phase in [&plan.prefill, &plan.decode] {
-        assert!(phase.steps.iter().any(|s| s.op == Op::HostCompute && s.block == "embed"), "{}", dir.display());
+        for held in ["embed", "lm_head"] {
+            assert!(phase.steps.iter().any(|s| s.op == Op::HostCompute && s.block == held), "{}", dir.display());
+        }
     }
     plan
 }
@@ -66,9 +69,11 @@ fn with_cpu_lane(gpu: &mut GpuProfile) {
 /// (`runtime/src/host/handover.rs`), each named by what it does:
 /// every down streamed and host-computed after its resident gate/up on the
 /// device; every gate/up streamed and host-computed before its resident down;
-/// and every MLP part streamed with layer 0's gate/up and the last layer's
-/// down on the host, their partners copied through the slots. The host sets
-/// are written here rather than chosen by the solver, and every plan is verified.
+/// every MLP part streamed with layer 0's gate/up and the last layer's
+/// down on the host, their partners copied through the slots; and the first
+/// with the embedding and the LM head held in host memory (the final norm's
+/// row crosses down, the logits are read there). The host sets are written
+/// here rather than chosen by the solver, and every plan is verified.
 pub fn split_mlp_plans(dir: &Path, gpu: &str, shape: RunShape) -> Vec<(String, Plan)> {
     let mut gpu = load_gpu(gpu).unwrap();
     with_cpu_lane(&mut gpu);
@@ -81,22 +86,24 @@ pub fn split_mlp_plans(dir: &Path, gpu: &str, shape: RunShape) -> Vec<(String, P
     let (ups, downs) = (of(BlockKind::GateUp), of(BlockKind::Down));
     let mut both: Vec<usize> = ups.iter().chain(&downs).copied().collect();
     both.sort_unstable();
+    let held = [of(BlockKind::Embedding)[0], of(BlockKind::LmHead)[0]];
     let cases = [
-        ("device gate_up, host down", downs.clone(), downs.clone()),
-        ("host gate_up, device down", ups.clone(), ups.clone()),
-        ("split parts, partners streamed", both, vec![ups[0], downs[downs.len() - 1]]),
+        ("device gate_up, host down", downs.clone(), downs.clone(), vec![]),
+        ("host gate_up, device down", ups.clone(), ups.clone(), vec![]),
+        ("split parts, partners streamed", both, vec![ups[0], downs[downs.len() - 1]], vec![]),
+        ("host down, embedding and LM head held", downs.clone(), downs.clone(), held.to_vec()),
     ];
     cases
         .into_iter()
-        .map(|(name, streamed, mut host)| {
+        .map(|(name, streamed, mut host, held)| {
             host.sort_unstable();
-            let layout = layout_for(&model, &fixed, &streamed, 2);
+            let layout = layout_held(&model, &fixed, &streamed, &held, 2);
             let sol = evaluate(&model, layout, &host, 0, Spread::Even, Strategy::Djinn, &cost).unwrap();
             let plan = emit(&sol, &model, &gpu, shape, sol.layout.arena.bytes).unwrap();
             djinn_core::verify::verify(&plan).unwrap_or_else(|e| panic!("{}: {name}: {e}", dir.display()));
             let hosted: Vec<&str> =
                 plan.decode.steps.iter().filter(|s| s.op == Op::HostCompute).map(|s| s.block.as_str()).collect();
-            assert_eq!(hosted.len(), host.len(), "{}: {name}: {hosted:?}", dir.display());
+            assert_eq!(hosted.len(), host.len() + held.len(), "{}: {name}: {hosted:?}", dir.display());
             (name.to_string(), plan)
         })
         .collect()

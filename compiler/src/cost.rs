@@ -175,6 +175,26 @@ impl<'a> Roofline<'a> {
         self.gpu.h2d_gbps
     }
 
+    /// Bytes a µs the host lane streams weights at beside the copy lane: the
+    /// measured MLP's, when the profile has one for this model, else the
+    /// profile's GEMV rate during copies.
+    fn host_bytes_per_us(&self, cpu: &djinn_core::gpu::CpuLane) -> f64 {
+        let mlp = self.model.blocks.iter().find(|b| b.kind == BlockKind::Mlp || b.kind.is_mlp_part()).and_then(|b| {
+            let layer: u64 = self
+                .model
+                .blocks
+                .iter()
+                .filter(|o| o.layer == b.layer && (o.kind == BlockKind::Mlp || o.kind.is_mlp_part()))
+                .map(|o| o.bytes)
+                .sum();
+            cpu.block_times
+                .iter()
+                .find(|t| t.kind == BlockKind::Mlp && t.model == self.model.name && t.context == self.shape.prompt_len)
+                .map(|t| layer as f64 / t.us)
+        });
+        mlp.unwrap_or(cpu.gemv_f16_gbps_during_copy * 1e3)
+    }
+
     pub fn copy_bytes_us(&self, bytes: u64) -> f64 {
         self.gpu.copy_latency_us + bytes as f64 / (self.h2d_gbps(bytes) * 1e3)
     }
@@ -322,6 +342,12 @@ impl CostModel for Roofline<'_> {
                 let up = (rows * 4.0) as u64;
                 let rate = cpu.host_read_gbps.unwrap_or(cpu.gemv_f16_gbps);
                 return Some(read / (rate * 1e3) + up as f64 / (self.h2d_gbps(up) * 1e3));
+            }
+            // The LM head's one row, in every pass, at the rate the host streamed a measured MLP.
+            BlockKind::LmHead => {
+                let rate = self.host_bytes_per_us(cpu);
+                let down = self.model.arch.hidden_size * self.model.dtype.size();
+                return Some(block.bytes as f64 / rate + down as f64 / (self.h2d_gbps(down) * 1e3));
             }
             // Other blocks run on the host in decode only (prefill's matrix products belong on the GPU).
             _ if phase == PhaseKind::Prefill => return None,

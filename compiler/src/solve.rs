@@ -306,50 +306,65 @@ fn choose_host(model: &ModelSpec, best: Solution, cost: &dyn CostModel) -> Resul
     Ok(best)
 }
 
-/// The blocks the host may hold and compute in every pass for `problem`:
-/// the embedding (a pass reads one row per token of its table), when the
-/// strategy is djinn, host compute is allowed and the cost model prices it.
-fn holdable(problem: &Problem, cost: &dyn CostModel) -> Vec<usize> {
+/// The sets of blocks the host may hold and compute in every pass for
+/// `problem`, smallest first: the embedding (a pass reads one row per token
+/// of its table), then the embedding and the LM head (a pass multiplies one
+/// row by it: the host streams its matrix once a token beside the copy lane,
+/// and the device's freed bytes keep streamed blocks resident). Only when the
+/// strategy is djinn, host compute is allowed and the cost model prices each
+/// block in both phases.
+fn holdable(problem: &Problem, cost: &dyn CostModel) -> Vec<Vec<usize>> {
     if problem.strategy != Strategy::Djinn || problem.host_compute == HostCompute::Off {
         return Vec::new();
     }
     let model = problem.model;
-    let priced = |b: &djinn_core::model::Block| {
-        [PhaseKind::Prefill, PhaseKind::Decode].iter().all(|&p| cost.host_compute_us(b, p).is_some())
+    let priced = |i: usize| {
+        [PhaseKind::Prefill, PhaseKind::Decode].iter().all(|&p| cost.host_compute_us(&model.blocks[i], p).is_some())
     };
-    (0..model.blocks.len())
-        .filter(|&i| model.blocks[i].kind == BlockKind::Embedding && priced(&model.blocks[i]))
-        .collect()
+    let of = |kind: BlockKind| (0..model.blocks.len()).find(|&i| model.blocks[i].kind == kind && priced(i));
+    let Some(embed) = of(BlockKind::Embedding) else { return Vec::new() };
+    let mut sets = vec![vec![embed]];
+    if let Some(head) = of(BlockKind::LmHead) {
+        sets.push(vec![embed, head]);
+    }
+    sets
 }
 
 /// Solves `problem` with `cost`: with every block on the device, and (when
-/// anything streams and the host can hold it) with the embedding in host
-/// memory; the better of the two (`--host-compute all`: the latter).
+/// anything streams and the host can hold blocks) with each [`holdable`] set
+/// in host memory; the best of them (`--host-compute all`: the largest set).
 ///
 /// A model with tied embeddings holds its embedding in host memory whenever
 /// the host can: its LM head is the same matrix, so the device then keeps
 /// the table once (as the LM head) instead of twice, and a pass gathers its
-/// few rows on the host.
+/// few rows on the host. Only if no holding plan fits is the device-only
+/// layout solved.
 pub fn solve(problem: &Problem, cost: &dyn CostModel) -> Result<Solution, CompileError> {
-    let held = holdable(problem, cost);
-    let tied = problem.model.arch.tie_word_embeddings && !held.is_empty();
-    // A tied model tries holding first; only if that fails is the device-only layout solved.
-    let holding = match tied.then(|| solve_holding(problem, cost, &held)) {
-        Some(Ok(h)) => return Ok(h),
-        tried => tried,
-    };
-    let on_device = solve_holding(problem, cost, &[]);
-    if held.is_empty() || matches!(&on_device, Ok(s) if s.layout.streamed.is_empty()) {
-        return on_device;
+    let sets = holdable(problem, cost);
+    let tied = problem.model.arch.tie_word_embeddings && !sets.is_empty();
+    let mut best: Option<Result<Solution, CompileError>> = None;
+    if !tied {
+        let on_device = solve_holding(problem, cost, &[]);
+        if sets.is_empty() || matches!(&on_device, Ok(s) if s.layout.streamed.is_empty()) {
+            return on_device;
+        }
+        best = Some(on_device);
     }
-    let holding = holding.unwrap_or_else(|| solve_holding(problem, cost, &held));
-    match (on_device, holding) {
-        (_, Ok(h)) if problem.host_compute == HostCompute::All => Ok(h),
-        (Ok(d), Ok(h)) => Ok(if better(&h, &d) { h } else { d }),
-        (Ok(d), Err(_)) => Ok(d),
-        (Err(_), Ok(h)) => Ok(h),
-        // Holding the embedding needs the least device memory: its error says what is needed.
-        (Err(_), Err(e)) => Err(e),
+    for set in &sets {
+        let holding = solve_holding(problem, cost, set);
+        best = Some(match (best, holding) {
+            (None, h) => h,
+            (Some(Ok(b)), Ok(h)) => Ok(if problem.host_compute == HostCompute::All || better(&h, &b) { h } else { b }),
+            (Some(Ok(b)), Err(_)) => Ok(b),
+            (Some(Err(_)), Ok(h)) => Ok(h),
+            // The larger set needs less device memory: its error says what is needed.
+            (Some(Err(_)), Err(e)) => Err(e),
+        });
+    }
+    match best {
+        Some(Ok(s)) => Ok(s),
+        Some(Err(e)) if !tied => Err(e),
+        _ => solve_holding(problem, cost, &[]),
     }
 }
 

@@ -115,7 +115,7 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
     } else {
         format!("{} of {layers} layers", resident(BlockKind::Layer))
     };
-    let fixed = if held.contains(&"embed") { "norm, lm_head" } else { "embed, norm, lm_head" };
+    let fixed = ["embed", "norm", "lm_head"].into_iter().filter(|b| !held.contains(b)).collect::<Vec<_>>().join(", ");
     line(format!(
         "resident: {} blocks, {} ({fixed} and {layer_parts})",
         p.resident_blocks,

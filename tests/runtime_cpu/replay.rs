@@ -130,7 +130,7 @@ fn host_computed_fine_mlps_are_bit_identical_to_residency() {
             .decode
             .steps
             .iter()
-            .filter(|s| s.op == Op::HostCompute && s.block != "embed")
+            .filter(|s| s.op == Op::HostCompute && !["embed", "lm_head"].contains(&s.block.as_str()))
             .map(|s| s.block.as_str())
             .collect();
         // MLP parts only (every streamed one: --host-compute all).

@@ -382,6 +382,12 @@ impl Backend for CudaBackend {
     }
 
     fn logits(&mut self) -> Result<Vec<f32>, CudaError> {
+        if let Some(l) = self.host.as_ref().and_then(|h| h.logits(&self.forward)) {
+            // The host's LM head ran last; the device holds nothing newer.
+            self.timer.end_pass(self.ops.stream())?;
+            self.end_pass()?;
+            return Ok(l);
+        }
         let logits = self.forward.activations().logits;
         let ptr = self.ops.arena_ptr() + logits.offset;
         self.timer.end_pass(self.ops.stream())?;
@@ -395,6 +401,10 @@ impl Backend for CudaBackend {
     /// The argmax on the device, into the pass's first token slot (the next
     /// pass stages its own token there anyway), and four bytes back.
     fn greedy_token(&mut self) -> Result<u32, CudaError> {
+        if self.host.as_ref().is_some_and(HostLane::holds_logits) {
+            // The host's LM head computed them: its twin picks (djinn_kernels::argmax_f32, as argmax.cu).
+            return Ok(djinn_kernels::argmax_f32(&self.logits()?) as u32);
+        }
         let act = *self.forward.activations();
         let slot = act.tokens.slice(0, 1);
         self.timer.end_pass(self.ops.stream())?;

@@ -45,14 +45,17 @@ use crate::host::{Act, Handover, HostArena, HostImages, Side};
 use crate::ops::Buf;
 use crate::weights::Weights;
 
-/// The first `tokens` rows of activation `act`.
+/// What of activation `act` a pass of `tokens` tokens hands over: its first
+/// `tokens` rows (`xn`: the final norm's one row; the logits: all of them).
 fn rows(forward: &Forward, act: Act, tokens: u64) -> Buf {
     let a = forward.activations();
-    let buf = match act {
-        Act::X => a.x,
-        Act::Gate => a.gate,
-    };
-    buf.slice(0, tokens * (buf.elems / a.tokens.elems))
+    let per_row = |buf: Buf| buf.elems / a.tokens.elems;
+    match act {
+        Act::X => a.x.slice(0, tokens * per_row(a.x)),
+        Act::Gate => a.gate.slice(0, tokens * per_row(a.gate)),
+        Act::Xn => a.xn.slice(0, per_row(a.xn)),
+        Act::Logits => a.logits,
+    }
 }
 
 /// How long the team's idle workers spin between host-computed layers before
@@ -73,10 +76,11 @@ pub struct HostLane {
     /// The device arena's host copy, then the host-computed blocks' images.
     mirror: HostArena,
     images: HostImages,
-    /// Per [`Act`] (`x`, then `gate`): the pinned buffer its rows of one
-    /// pass cross through, and that buffer's address in the device's address space.
-    pinned: [PinnedBuffer; 2],
-    pinned_device: [u64; 2],
+    /// Per [`Act`] that crosses (`x`, `gate`, `xn`): the pinned buffer its
+    /// rows of one pass cross through, and that buffer's address in the
+    /// device's address space.
+    pinned: [PinnedBuffer; 3],
+    pinned_device: [u64; 3],
     /// Completes when the downloads of a host compute have landed.
     down: Event,
     /// Which side holds the newest `x` and `gate`.
@@ -113,11 +117,13 @@ impl HostLane {
             )?
         };
         let act = forward.activations();
+        let xn_row = act.xn.bytes() / act.tokens.elems;
         let pinned = [
             PinnedBuffer::new(gpu, act.x.bytes() as usize, "the residual stream's hand-over")?,
             PinnedBuffer::new(gpu, act.gate.bytes() as usize, "the gate activation's hand-over")?,
+            PinnedBuffer::new(gpu, xn_row as usize, "the final norm's hand-over")?,
         ];
-        let pinned_device = [pinned[0].device_ptr()?, pinned[1].device_ptr()?];
+        let pinned_device = [pinned[0].device_ptr()?, pinned[1].device_ptr()?, pinned[2].device_ptr()?];
         Team::global().set_idle_spin(team_idle_spin());
         Ok(Some(HostLane {
             _registration: registration,
@@ -168,6 +174,22 @@ impl HostLane {
         }
         self.handover.after(self.kinds[block], Side::Device);
         Ok(())
+    }
+
+    /// Whether the host's LM head computed the newest logits.
+    pub fn holds_logits(&self) -> bool {
+        self.handover.logits_on_host()
+    }
+
+    /// The logits, when the host's LM head computed the newest (a plan that
+    /// holds the LM head in host memory): they are read here, never uploaded.
+    pub fn logits(&self, forward: &Forward) -> Option<Vec<f32>> {
+        if !self.holds_logits() {
+            return None;
+        }
+        let l = rows(forward, Act::Logits, 1);
+        let bytes = &self.mirror[l.offset as usize..][..l.bytes() as usize];
+        Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
     /// The `host_compute` of block `block` for `pass`; see the module doc.

@@ -2,11 +2,14 @@
 //!
 //! The CUDA backend's host lane computes in its own copy of the arena, so an
 //! activation one side writes is stale on the other until it is handed over.
-//! Two activations ever need to cross: the residual stream `x`, which every
-//! block but the embedding reads, and `gate` (`silu(gate)·up`), which a
-//! layer's `gate_up` block writes and its `down` block reads — so the fine
-//! table's two MLP parts may run on different sides (a device `gate_up` then a
-//! host `down`, or the reverse), as the compiler chooses by the cost model.
+//! These may cross: the residual stream `x`, which every block but the
+//! embedding reads; `gate` (`silu(gate)·up`), which a layer's `gate_up` block
+//! writes and its `down` block reads — so the fine table's two MLP parts may
+//! run on different sides (a device `gate_up` then a host `down`, or the
+//! reverse), as the compiler chooses by the cost model; and the final norm's
+//! row `xn`, which the LM head reads when the host holds it. The logits an LM
+//! head computed on the host never cross: the backend reads them there
+//! ([`Handover::logits_on_host`]).
 //!
 //! [`Handover`] is the bookkeeping alone, pure and tested here: for each
 //! activation, which side last wrote it. Before a block runs on one side, the
@@ -24,6 +27,10 @@ pub enum Act {
     X,
     /// `[tokens, intermediate]` model dtype: the MLP's gated product, `down`'s input.
     Gate,
+    /// `[1, hidden]` model dtype: the final norm of the last position, the LM head's input.
+    Xn,
+    /// `[vocab]` f32: the LM head's output (read by the backend, never handed over).
+    Logits,
 }
 
 /// Where a block runs.
@@ -42,9 +49,8 @@ fn reads_writes(kind: BlockKind) -> (&'static [Act], &'static [Act]) {
         BlockKind::Attention => (&[X], &[X]),
         BlockKind::GateUp => (&[X], &[Gate]),
         BlockKind::Down => (&[X, Gate], &[X]),
-        // Reads x; writes only what no host block reads (xn, the logits).
-        BlockKind::FinalNorm => (&[X], &[]),
-        BlockKind::LmHead => (&[], &[]),
+        BlockKind::FinalNorm => (&[X], &[Xn]),
+        BlockKind::LmHead => (&[Xn], &[Logits]),
     }
 }
 
@@ -54,6 +60,8 @@ fn reads_writes(kind: BlockKind) -> (&'static [Act], &'static [Act]) {
 pub struct Handover {
     x: Option<Side>,
     gate: Option<Side>,
+    xn: Option<Side>,
+    logits: Option<Side>,
 }
 
 impl Handover {
@@ -65,6 +73,8 @@ impl Handover {
         match act {
             Act::X => &mut self.x,
             Act::Gate => &mut self.gate,
+            Act::Xn => &mut self.xn,
+            Act::Logits => &mut self.logits,
         }
     }
 
@@ -94,11 +104,16 @@ impl Handover {
 
     /// The activations whose newest value is on the host.
     pub fn on_host(&self) -> Vec<Act> {
-        [(Act::X, self.x), (Act::Gate, self.gate)]
+        [(Act::X, self.x), (Act::Gate, self.gate), (Act::Xn, self.xn), (Act::Logits, self.logits)]
             .into_iter()
             .filter(|(_, s)| *s == Some(Side::Host))
             .map(|(a, _)| a)
             .collect()
+    }
+
+    /// Whether the newest logits are the host's (its LM head ran last).
+    pub fn logits_on_host(&self) -> bool {
+        self.logits == Some(Side::Host)
     }
 }
 
@@ -155,6 +170,22 @@ mod tests {
         assert_eq!(h.before(Attention, Device), [Act::X]);
         h.after(Attention, Device);
         assert!(h.on_host().is_empty());
+    }
+
+    #[test]
+    fn a_held_lm_head_takes_the_norms_row_down_and_keeps_its_logits() {
+        let mut h = Handover::new();
+        for (kind, side) in [(Attention, Device), (Mlp, Device), (FinalNorm, Device)] {
+            assert!(h.before(kind, side).is_empty());
+            h.after(kind, side);
+        }
+        assert_eq!(h.before(LmHead, Host), [Act::Xn]);
+        h.after(LmHead, Host);
+        assert!(h.logits_on_host());
+        // The next pass's device LM head (a plan never mixes, but the books stay right) takes them back.
+        assert!(h.before(LmHead, Device).is_empty());
+        h.after(LmHead, Device);
+        assert!(!h.logits_on_host());
     }
 
     #[test]
