@@ -22,6 +22,7 @@
 use anyhow::{bail, Context, Result};
 use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
+use djinn_kernels::{Rng, SampleParams};
 use djinn_runtime::cuda::{CudaOps, Event};
 use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
@@ -139,6 +140,7 @@ fn main() -> Result<()> {
     let gate = c.buf(t * inter, d);
     let up = c.buf(t * inter, d);
     let logits = c.buf(s.vocab, Dtype::F32);
+    let token = c.buf(1, Dtype::F32);
     let k_cache = c.buf(seq * kv_dim, d);
     let v_cache = c.buf(seq * kv_dim, d);
     let scores = c.buf(s.heads * t * seq, Dtype::F32);
@@ -252,8 +254,31 @@ fn main() -> Result<()> {
             ops.set_pdl(true);
         }
     }
+    token_choice(&mut ops, logits, token, s.vocab, s.reps)?;
     drop(ops);
     prefill_attention(&s)
+}
+
+/// Choosing the next token on the device from `vocab` random logits (normal,
+/// scale 3: every token carries mass, the sampling kernel's hardest row):
+/// the argmax and the sampling kernel under typical settings, one kernel each.
+fn token_choice(ops: &mut CudaOps, logits: Buf, token: Buf, vocab: u64, reps: u32) -> Result<()> {
+    let row: Vec<u8> = Rng::new(1).normals(vocab as usize, 3.0).iter().flat_map(|v| v.to_le_bytes()).collect();
+    ops.upload(logits.offset, &row)?;
+    println!();
+    println!("-- the next token from {vocab} f32 logits");
+    let us = time(ops, reps, |o, _| Ok(o.argmax(token, logits, vocab)?))?;
+    println!("{:<60} {us:>9.1}", "argmax");
+    let t = |temperature: f32| SampleParams { temperature, ..SampleParams::GREEDY };
+    for (what, p) in [
+        ("sample: temperature 1", t(1.0)),
+        ("sample: temperature 0.7, top-p 0.9", SampleParams { top_p: 0.9, ..t(0.7) }),
+        ("sample: top-k 40, top-p 0.95, min-p 0.05", SampleParams { top_k: 40, top_p: 0.95, min_p: 0.05, ..t(0.8) }),
+    ] {
+        let us = time(ops, reps, |o, i| Ok(o.sample(token, logits, vocab, &p, (i % 97) as f32 / 97.0)?))?;
+        println!("{what:<60} {us:>9.1}");
+    }
+    Ok(())
 }
 
 // ---- Prefill attention: the flash kernel against cuBLAS + softmax ----

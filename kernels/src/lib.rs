@@ -34,7 +34,7 @@ pub use flash::PREFILL_TILE;
 pub use gemv::GemvOut;
 pub use half::{bf16, f16};
 pub use rng::Rng;
-pub use sample::{argmax_f32, sample_f32, SampleParams};
+pub use sample::{argmax_f32, sample_exp, sample_f32, sample_f32_with, sample_fix, SampleParams, SAMPLE_MAX_VOCAB};
 pub use team::Team;
 
 /// Declares the monomorphic `{op}_{dtype}` entry points of every generic kernel, per dtype.

@@ -9,6 +9,7 @@
 //! slot, which event all come from the plan.
 
 use djinn_core::plan::{Lane, PhaseName};
+use djinn_kernels::SampleParams;
 
 /// A plan event, numbered by the engine (index into its table of event names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +61,16 @@ pub trait Backend {
     /// one token id instead of the whole `[vocab]` row.
     fn greedy_token(&mut self) -> Result<u32, Self::Error> {
         Ok(djinn_kernels::argmax_f32(&self.logits()?) as u32)
+    }
+
+    /// Wait for the compute lane and return the token sampled under `params`
+    /// with the uniform `u` in `[0, 1)`: [`djinn_kernels::sample_f32_with`]
+    /// on the logits, without the repetition penalty (it needs the sequence;
+    /// a caller with one brings the logits to the host and samples there). A
+    /// backend with a device samples there (the twin's kernel, the same token
+    /// for the same `u`) and brings back one token id instead of the row.
+    fn sample_token(&mut self, params: &SampleParams, u: f32) -> Result<u32, Self::Error> {
+        Ok(djinn_kernels::sample_f32_with(&self.logits()?, params, &[], u) as u32)
     }
 
     /// A short name for reports (`cpu`, `cpu-adversarial`, `cuda (NVIDIA L4)`).

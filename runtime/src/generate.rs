@@ -12,12 +12,16 @@
 //! turns): only the rest is prefilled, from that position on, exactly as the
 //! later chunks of a long prompt are.
 //!
-//! Greedy decoding without a repetition penalty needs no logits on the host:
+//! Without a repetition penalty the choice needs no logits on the host:
 //! [`generate`] then asks the backend for the chosen token alone
-//! ([`crate::backend::Backend::greedy_token`]: on a GPU, an argmax on the
-//! device and four bytes back per step). Sampling, and
-//! [`generate_with_logits`] (for callers that inspect the logits), bring the
-//! `[vocab]` row back each step.
+//! ([`crate::backend::Backend::greedy_token`], or
+//! [`crate::backend::Backend::sample_token`] with the uniform drawn here
+//! from the seeded [`Rng`]: on a GPU, an argmax or the sampling kernel on the
+//! device and four bytes back per step). A repetition penalty (which needs
+//! the sequence, kept here), and [`generate_with_logits`] (for callers that
+//! inspect the logits), bring the `[vocab]` row back each step and choose
+//! with [`sample_f32`]. Both draw one uniform per sampled token, so a seed
+//! gives the same tokens either way.
 
 use std::time::Instant;
 
@@ -48,9 +52,10 @@ impl Sampling {
         Sampling { temperature: 0.0, top_p: 1.0, top_k: 0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
     }
 
-    /// Whether the choice is the plain argmax of the logits (no temperature, no penalty).
+    /// Whether the choice is the plain argmax of the logits (no temperature
+    /// (0, or not a number, as [`sample_f32`] takes it), no penalty).
     pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0 && self.repetition_penalty == 1.0
+        (self.temperature.is_nan() || self.temperature <= 0.0) && self.repetition_penalty == 1.0
     }
 
     fn params(&self) -> SampleParams {
@@ -152,7 +157,8 @@ pub struct Emitted<'a> {
     pub index: usize,
     pub token: u32,
     /// The logits the token was chosen from, where they came to the host:
-    /// always with [`generate_with_logits`], and with [`generate`] when it samples.
+    /// always with [`generate_with_logits`], and with [`generate`] when it
+    /// applies a repetition penalty.
     pub logits: Option<&'a [f32]>,
 }
 
@@ -249,15 +255,19 @@ fn run<B: Backend>(
     let params = opts.sampling.params();
     // The sequence so far, for the repetition penalty: the prompt, then each token chosen.
     let mut seen: Vec<u32> = prompt.to_vec();
-    let on_host = keep_logits || !opts.sampling.is_greedy();
+    let on_host = keep_logits || opts.sampling.repetition_penalty != 1.0;
     // The next token, once the pass that computes its logits has been issued;
     // `logits` keeps them where they come to the host.
     let mut choose = |backend: &mut B, phase, seen: &[u32], logits: &mut Vec<f32>| -> Result<u32, ReplayError> {
-        if !on_host {
+        if on_host {
+            *logits = replay.logits(backend, phase)?;
+            return Ok(sample_f32(logits, &params, seen, &mut rng) as u32);
+        }
+        if opts.sampling.is_greedy() {
             return replay.greedy_token(backend, phase);
         }
-        *logits = replay.logits(backend, phase)?;
-        Ok(sample_f32(logits, &params, seen, &mut rng) as u32)
+        // sample_f32's one draw per token with a temperature, made here.
+        replay.sample_token(backend, phase, &params, rng.uniform())
     };
     let pass = |tokens: &[u32], pos0: u64, phase| Pass { tokens: tokens.to_vec(), pos0, phase };
 

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use djinn_core::plan::{Lane, Op, PhaseName, Placement, Plan};
 use djinn_core::verify::{step_summary, verify, VerifyError};
+use djinn_kernels::SampleParams;
 use thiserror::Error;
 
 use crate::backend::{Backend, EventId, Pass};
@@ -169,6 +170,22 @@ impl Replay {
             phase,
             step: "end".into(),
             what: "choosing the greedy token".into(),
+            error: Box::new(e),
+        })
+    }
+
+    /// Waits for the pass's compute and returns the token sampled with `u` ([`Backend::sample_token`]).
+    pub fn sample_token<B: Backend>(
+        &self,
+        backend: &mut B,
+        phase: PhaseName,
+        params: &SampleParams,
+        u: f32,
+    ) -> Result<u32, ReplayError> {
+        backend.sample_token(params, u).map_err(|e| ReplayError::Backend {
+            phase,
+            step: "end".into(),
+            what: "sampling the next token".into(),
             error: Box::new(e),
         })
     }

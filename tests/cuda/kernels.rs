@@ -698,6 +698,113 @@ fn argmax_matches_its_twin() {
     }
 }
 
+/// Rows of logits for the sampling test, by name: plain normals (many
+/// tokens with mass), a peaked row (a few far above the rest, like a
+/// model's), one with NaN, -inf and ties (repeated values, the max among
+/// them), one rounded to halves (thousands of ties at every cut), and a flat one.
+fn sample_rows(rng: &mut Rng, n: usize) -> Vec<(&'static str, Vec<f32>)> {
+    let mut rows = vec![("normal", rng.normals(n, 3.0))];
+    let mut peaked = rng.normals(n, 1.5);
+    for _ in 0..n.min(6) {
+        let i = (rng.next_u64() % n as u64) as usize;
+        peaked[i] += 12.0 + rng.uniform() * 4.0;
+    }
+    rows.push(("peaked", peaked));
+    let mut special = rng.normals(n, 2.0);
+    for i in 0..n {
+        match rng.next_u64() % 64 {
+            0 => special[i] = f32::NAN,
+            1 => special[i] = f32::NEG_INFINITY,
+            2..=7 if i > 0 => special[i] = special[i - 1],
+            _ => {}
+        }
+    }
+    if n > 2 {
+        let top = special.iter().cloned().filter(|v| !v.is_nan()).fold(f32::NEG_INFINITY, f32::max);
+        special[n - 1] = top;
+        special[n / 3] = top;
+    }
+    rows.push(("nan-inf-ties", special));
+    rows.push(("halves", rng.normals(n, 2.0).into_iter().map(|v| (v * 2.0).round() / 2.0).collect()));
+    rows.push(("flat", vec![0.25; n]));
+    rows
+}
+
+/// `sample.cu` against its twin `sample_f32_with` on fresh random rows of
+/// several vocabulary sizes (odd ones, Qwen's 151936), under temperatures,
+/// top-k, top-p and min-p alone and together, the degenerate settings
+/// (top-k 1, top-p 0, min-p above 1, greedy), for many uniforms each. The
+/// kernel computes the twin's probabilities bit for bit and sums fixed-point
+/// masses exactly, so the tokens must be equal; a mismatch prints whether
+/// the twin at u ± 1e-6 gives the device's token (a boundary) or not (a cut).
+#[test]
+fn sample_matches_its_twin() {
+    use k::SampleParams;
+    let Some(mut d) = dev("sample_matches_its_twin") else { return };
+    let mut rng = seed(&[13]);
+    let t = |temperature: f32| SampleParams { temperature, ..SampleParams::GREEDY };
+    let settings = [
+        t(1.0),
+        SampleParams { top_p: 0.9, ..t(0.7) },
+        SampleParams { top_k: 50, ..t(1.0) },
+        SampleParams { top_k: 40, top_p: 0.95, min_p: 0.05, ..t(0.8) },
+        SampleParams { min_p: 0.1, ..t(1.5) },
+        SampleParams { top_k: 1000, top_p: 0.5, ..t(0.3) },
+        SampleParams { top_k: 3000, top_p: 0.999, ..t(4.0) },
+        SampleParams { top_k: 1, ..t(2.0) },
+        SampleParams { top_p: 1e-4, ..t(1.0) },
+        SampleParams { top_p: 0.0, ..t(1.0) },
+        SampleParams { min_p: 2.0, ..t(1.0) },
+        t(0.0),
+    ];
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let (mut compared, mut mismatches) = (0usize, Vec::new());
+    for n in [1usize, 2, 31, 1000, 4097, 32000, 100_003, 128_256, 151_936] {
+        let per = if n > 50_000 { 16 } else { 48 };
+        for (row, x) in sample_rows(&mut rng, n) {
+            d.reset();
+            let (bl, bo) = (d.put_f32(&x), d.alloc(1, Dtype::F32));
+            for p in &settings {
+                let mut us: Vec<f32> = (0..per).map(|_| rng.uniform()).collect();
+                us.extend([0.0, 0.5, 1.0 - f32::EPSILON / 2.0]);
+                let mut got = Vec::with_capacity(us.len());
+                for &u in &us {
+                    d.ops.sample(bo, bl, n as u64, p, u).unwrap();
+                    got.push(d.get_f32(bo)[0].to_bits() as usize);
+                }
+                let want: Vec<usize> = std::thread::scope(|s| {
+                    let jobs: Vec<_> = us
+                        .chunks(us.len().div_ceil(threads))
+                        .map(|c| s.spawn(|| c.iter().map(|&u| k::sample_f32_with(&x, p, &[], u)).collect::<Vec<_>>()))
+                        .collect();
+                    jobs.into_iter().flat_map(|j| j.join().unwrap()).collect()
+                });
+                for ((&u, &g), &w) in us.iter().zip(&got).zip(&want) {
+                    compared += 1;
+                    if g != w {
+                        let near = [u * (1.0 - 1e-6), u * (1.0 + 1e-6)]
+                            .iter()
+                            .any(|&v| k::sample_f32_with(&x, p, &[], v) == g);
+                        mismatches.push(format!(
+                            "n {n} {row} {p:?} u {u}: device {g}, twin {w} ({})",
+                            if near {
+                                "the twin gives it at u ± 1e-6: a boundary"
+                            } else {
+                                "not near u: a different cut"
+                            }
+                        ));
+                    }
+                }
+            }
+        }
+        println!("sample, n {n}: {compared} draws compared so far, {} mismatches", mismatches.len());
+    }
+    assert!(mismatches.is_empty(), "{} of {compared} draws differ; the first:\n{}", mismatches.len(), {
+        mismatches.truncate(10);
+        mismatches.join("\n")
+    });
+}
+
 /// The decode products (`gemv.cu`) through the fused ops, every epilogue:
 /// q/k/v in one launch, the plain product (model dtype and f32 out), the
 /// residual add and the SiLU gate; odd row counts, `k` not a multiple of the

@@ -426,3 +426,47 @@ fn cuda_continuing_from_the_kv_cache_matches_a_full_prefill() {
         println!("{model} {name}: {cached} cached, {} prefilled in {shrunk:?}", seq.len() - cached);
     }
 }
+
+/// Sampling on the device (`generate` without a repetition penalty: the
+/// sampling kernel, four bytes back per token) chooses the tokens that
+/// sampling on the host from the same backend's logits does
+/// (`generate_with_logits`: the twin), for the same seed, under several
+/// settings, on every fixture; and brings no logits back. The CPU backend's
+/// tokens are printed beside them (its logits differ from the GPU's in the
+/// last bits, so a draw at a boundary may go the other way).
+#[test]
+fn cuda_sampling_on_the_device_matches_sampling_on_the_host() {
+    const TEST: &str = "cuda_sampling_on_the_device_matches_sampling_on_the_host";
+    let refs = reference();
+    let settings = [
+        Sampling { temperature: 1.0, ..Sampling::greedy() },
+        Sampling { temperature: 0.8, top_p: 0.9, top_k: 40, min_p: 0.02, seed: 7, ..Sampling::greedy() },
+        Sampling { temperature: 1.3, top_p: 0.5, seed: 11, ..Sampling::greedy() },
+        Sampling { temperature: 0.7, top_k: 5, seed: 3, ..Sampling::greedy() },
+    ];
+    for model in FIXTURES {
+        let prompt = ids(&refs[model]["prompts"][0]["input_ids"]);
+        let plan = plan(model, Strategy::Djinn, None).unwrap();
+        let replay = Replay::new(&plan, ReplayOptions::default()).unwrap();
+        let weights = Weights::open(&fixture(model), &plan).unwrap();
+        let Some(mut gpu) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };
+        let mut cpu = CpuBackend::new(&plan, &weights).unwrap();
+        for sampling in settings {
+            let opts = GenerateOptions { max_new_tokens: NEW_TOKENS, sampling, stop_tokens: vec![] };
+            let device = generate(&replay, &mut gpu, &prompt, &opts, |e| {
+                assert!(e.logits.is_none(), "sampling without a penalty brings no logits to the host");
+                Ok(Flow::Continue)
+            })
+            .unwrap();
+            let host = generate_with_logits(&replay, &mut gpu, &prompt, &opts, |_| Ok(Flow::Continue)).unwrap();
+            assert_eq!(device.tokens, host.tokens, "{model} {sampling:?}: the kernel vs the twin on the GPU's logits");
+            let on_cpu = generate(&replay, &mut cpu, &prompt, &opts, |_| Ok(Flow::Continue)).unwrap();
+            let same = device.tokens.iter().zip(&on_cpu.tokens).take_while(|(a, b)| a == b).count();
+            println!(
+                "{model} T {}: {same} of {} tokens as on the CPU backend",
+                sampling.temperature,
+                device.tokens.len()
+            );
+        }
+    }
+}

@@ -20,6 +20,7 @@
 //! roundings) max 6.5e-3 and mean 1.2e-3, the closest to the bounds.
 
 use djinn_kernels::check::close;
+use djinn_runtime::generate::generate;
 use djinn_runtime::replay::ReplayOptions;
 use djinn_runtime::tokenizer::{TextStream, Tokenizer};
 
@@ -252,5 +253,37 @@ fn qwen2_sliding_windows_apply_to_the_layers_either_config_form_names() {
                 assert_eq!(run.tokens, r.greedy_ids, "{name} {what}");
             }
         }
+    }
+}
+
+/// Sampling through `generate` (the backend's `sample_token`, with the
+/// uniform drawn by the loop) chooses the tokens that sampling on the host
+/// (`generate_with_logits`: `sample_f32` on the row) does for the same seed:
+/// one draw per token either way. Without a penalty `generate` brings no
+/// logits back; with one it samples on the host and shows them.
+#[test]
+fn sampling_through_the_backend_matches_sampling_on_the_host() {
+    let name = GQA;
+    let plan = resident_plan(name);
+    let weights = Weights::open(&fixture(name), &plan).unwrap();
+    let replay = Replay::new(&plan, ReplayOptions::default()).unwrap();
+    let prompt = &reference(name)[0].input_ids;
+    let mut b = CpuBackend::new(&plan, &weights).unwrap();
+    let greedy = Sampling::greedy();
+    for (sampling, penalty) in [
+        (Sampling { temperature: 1.0, seed: 1, ..greedy }, false),
+        (Sampling { temperature: 0.8, top_p: 0.9, top_k: 20, min_p: 0.02, seed: 2, ..greedy }, false),
+        (Sampling { temperature: 1.5, top_p: 0.6, seed: 3, ..greedy }, false),
+        (Sampling { temperature: 0.9, repetition_penalty: 1.3, seed: 4, ..greedy }, true),
+    ] {
+        let opts = GenerateOptions { max_new_tokens: 12, sampling, stop_tokens: vec![] };
+        let via_backend = generate(&replay, &mut b, prompt, &opts, |e| {
+            assert_eq!(e.logits.is_some(), penalty, "{sampling:?}: logits on the host only under a penalty");
+            Ok(Flow::Continue)
+        })
+        .unwrap();
+        let on_host = generate_with_logits(&replay, &mut b, prompt, &opts, |_| Ok(Flow::Continue)).unwrap();
+        assert_eq!(via_backend.tokens, on_host.tokens, "{sampling:?}");
+        println!("{sampling:?}: {:?}", via_backend.tokens);
     }
 }

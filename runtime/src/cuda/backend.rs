@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 
 use djinn_core::plan::{Lane, Phase, PhaseName, Placement, Plan};
+use djinn_kernels::SampleParams;
 
 use super::budget::Memory;
 use super::context::{DeviceBuffer, Event, Gpu, Stream};
@@ -409,6 +410,20 @@ impl Backend for CudaBackend {
         let slot = act.tokens.slice(0, 1);
         self.timer.end_pass(self.ops.stream())?;
         self.ops.argmax(slot, act.logits, act.logits.elems)?;
+        let stream = self.ops.stream().raw;
+        // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).
+        unsafe { self.logits_host.copy_from_device(0, 4, self.ops.arena_ptr() + slot.offset, stream)? };
+        self.end_pass()?;
+        let b = &self.logits_host.as_slice()[..4];
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// The sampling kernel on the device (`sample.cu`, the twin's token),
+    /// into the same token slot as [`Self::greedy_token`], and four bytes back.
+    fn sample_token(&mut self, params: &SampleParams, u: f32) -> Result<u32, CudaError> {
+        let act = *self.forward.activations();
+        let slot = act.tokens.slice(0, 1);
+        self.ops.sample(slot, act.logits, act.logits.elems, params, u)?;
         let stream = self.ops.stream().raw;
         // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).
         unsafe { self.logits_host.copy_from_device(0, 4, self.ops.arena_ptr() + slot.offset, stream)? };

@@ -27,6 +27,7 @@ use cudarc::driver::{result, sys};
 use djinn_core::activations::{BUFFER_ALIGN, WORKSPACE_BYTES};
 use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
+use djinn_kernels::{SampleParams, SAMPLE_MAX_VOCAB};
 
 use super::blas::{Blas, Strided};
 use super::context::{DeviceBuffer, Gpu, Stream};
@@ -266,6 +267,35 @@ impl CudaOps {
         let l = self.operand(OP, "logits", logits, n, Some(Dtype::F32))?;
         let n = u32_of(OP, "n", n)?;
         self.launch(OP, Kernel::ArgmaxF32, 1, 1024, 0, &mut [Arg::Ptr(o), Arg::Ptr(l), Arg::U32(n)])
+    }
+
+    /// Device sampling from `n` f32 logits into the u32 at `out` (a 4-byte
+    /// slot): the token [`djinn_kernels::sample_f32_with`] chooses under `p`
+    /// for the uniform `u`, without the repetition penalty (`sample.cu`; the
+    /// caller applies a penalty on the host, where the sequence is).
+    pub fn sample(&mut self, out: Buf, logits: Buf, n: u64, p: &SampleParams, u: f32) -> Result<(), CudaError> {
+        const OP: &str = "sample";
+        if n > SAMPLE_MAX_VOCAB as u64 {
+            return Err(CudaError::BadOperands {
+                op: OP,
+                message: format!("{n} logits: sampling takes at most {SAMPLE_MAX_VOCAB} (its fixed-point masses)"),
+            });
+        }
+        let o = self.operand(OP, "out", out, 1, None)?;
+        let l = self.operand(OP, "logits", logits, n, Some(Dtype::F32))?;
+        let n = u32_of(OP, "n", n)?;
+        let top_k = u32::try_from(p.top_k).unwrap_or(u32::MAX);
+        let mut args = [
+            Arg::Ptr(o),
+            Arg::Ptr(l),
+            Arg::U32(n),
+            Arg::F32(p.temperature),
+            Arg::U32(top_k),
+            Arg::F32(p.top_p),
+            Arg::F32(p.min_p),
+            Arg::F32(u),
+        ];
+        self.launch(OP, Kernel::SampleF32, 1, 1024, 0, &mut args)
     }
 
     /// The causal softmax between attention's GEMMs (`attn_softmax.cu`; its
