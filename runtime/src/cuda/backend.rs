@@ -421,8 +421,13 @@ impl Backend for CudaBackend {
     /// The sampling kernel on the device (`sample.cu`, the twin's token),
     /// into the same token slot as [`Self::greedy_token`], and four bytes back.
     fn sample_token(&mut self, params: &SampleParams, u: f32) -> Result<u32, CudaError> {
+        if self.host.as_ref().is_some_and(HostLane::holds_logits) {
+            // The host's LM head computed them: the twin samples there.
+            return Ok(djinn_kernels::sample_f32_with(&self.logits()?, params, &[], u) as u32);
+        }
         let act = *self.forward.activations();
         let slot = act.tokens.slice(0, 1);
+        self.timer.end_pass(self.ops.stream())?;
         self.ops.sample(slot, act.logits, act.logits.elems, params, u)?;
         let stream = self.ops.stream().raw;
         // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).
