@@ -105,6 +105,20 @@ pub const SOURCES: &[Source] = &[
     source!("attn_prefill.cu", [AttnPrefillF16, AttnPrefillBf16]),
 ];
 
+impl Source {
+    /// The value of `#define NAME VALUE` in this file (its first such line):
+    /// for a launch shape on the host that must follow a kernel constant
+    /// (`gemv.cu`'s GEMV_WARPS), read from the text the kernel is compiled
+    /// from rather than written twice.
+    pub fn define(&self, name: &str) -> Option<u64> {
+        self.text.lines().find_map(|line| {
+            let mut words = line.trim().strip_prefix("#define ")?.split_whitespace();
+            (words.next()? == name).then_some(())?;
+            words.next()?.trim_end_matches('u').parse().ok()
+        })
+    }
+}
+
 impl Kernel {
     /// The source that exports this kernel.
     pub fn source(self) -> &'static Source {
@@ -115,6 +129,15 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sources_defines_are_read_from_its_text() {
+        let gemv = Kernel::GemvF16.source();
+        assert!(gemv.define("GEMV_WARPS").is_some_and(|w| (1..=24).contains(&w)));
+        assert_eq!(gemv.define("GEMV_ROWS"), Some(2));
+        assert_eq!(gemv.define("GEMV_RESIDUAL"), Some(2), "a trailing u is a C literal suffix");
+        assert_eq!(gemv.define("NO_SUCH_NAME"), None);
+    }
 
     /// The names of the `extern "C" __global__` functions defined in `text`.
     fn exported(text: &str) -> Vec<&str> {

@@ -19,14 +19,23 @@ use crate::ops::Buf;
 /// The most input rows a product runs with on the GEMV kernels (each lane
 /// keeps 8 sums per weight row); more go to cuBLAS.
 pub const GEMV_MAX_M: u64 = 8;
-/// Warps per block of `gemv.cu` (its GEMV_WARPS: 8, or a tuning override
-/// in `$DJINN_NVRTC_DEFINES`, which the kernels are compiled with too).
+/// Warps per block of `gemv.cu`: a tuning override in
+/// `$DJINN_NVRTC_DEFINES` (which the kernels are compiled with too), else
+/// the file's own GEMV_WARPS, read from its text: the launch's block size
+/// must be the one its `__launch_bounds__` were compiled for.
 fn gemv_warps() -> u64 {
     static WARPS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *WARPS.get_or_init(|| super::nvrtc::tuning_define("GEMV_WARPS").filter(|w| (1..=24).contains(w)).unwrap_or(8))
+    *WARPS.get_or_init(|| {
+        let source = Kernel::GemvF16.source();
+        super::nvrtc::tuning_define("GEMV_WARPS")
+            .or_else(|| source.define("GEMV_WARPS"))
+            .expect("gemv.cu defines GEMV_WARPS (a djinn-kernels test checks it)")
+    })
 }
 /// Weight rows per warp of `gemv_{dtype}` (its GEMV_ROWS); `gemv_silu_{dtype}` takes one.
-const GEMV_ROWS: u64 = 2;
+fn gemv_rows() -> u64 {
+    Kernel::GemvF16.source().define("GEMV_ROWS").expect("gemv.cu defines GEMV_ROWS (a djinn-kernels test checks it)")
+}
 /// `gemv.cu`'s epilogues.
 const GEMV_STORE: u32 = 0;
 const GEMV_F32: u32 = 1;
@@ -111,7 +120,7 @@ impl CudaOps {
             });
         }
         args.extend([Arg::Ptr(px), Arg::U32(u32_of(op, "m", m)?), Arg::U32(u32_of(op, "k", k)?), Arg::U32(mode)]);
-        let grid = u32_of(op, "row blocks", rows.div_ceil(gemv_warps() * GEMV_ROWS))?.max(1);
+        let grid = u32_of(op, "row blocks", rows.div_ceil(gemv_warps() * gemv_rows()))?.max(1);
         self.launch(op, name, grid, 32 * gemv_warps() as u32, 0, &mut args)?;
         Ok(true)
     }
