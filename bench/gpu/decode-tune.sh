@@ -7,13 +7,7 @@
 # decode); and the 22 GiB cap with and without step timing. Run from the repository root with the
 # binaries in $BIN. (Run once, 2026-12-02 20:19 UTC, bench/results/2026-12-02-h200-decode-tune/: the
 # prefetch made every product slower and was removed, so GEMV_PREFETCH no longer exists.)
-set -o pipefail
-B=${BIN:-.device/bin}
-[ -d "$B" ] || tar xzf .device/bin.tgz -C .device
-exec > >(tee -a $OUT/log.txt) 2>&1
-mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
-export DJINN_KERNEL_CACHE=/tmp/djinn-kernels PYTHONUNBUFFERED=1
-date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+. bench/gpu/lib.sh
 echo "== GPU tests"; date
 timeout ${TEST_S:-150} $B/djinn-test cuda:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1
 grep -E "^test |test result|panicked|mismatch|first" /tmp/gpu-tests.txt | head -80 > $OUT/gpu-tests.txt; grep -E "test result|panicked|FAILED" /tmp/gpu-tests.txt | head
@@ -30,30 +24,15 @@ P=profiles/h200-measured.toml
 for b in 30GiB 22GiB; do
   $B/djinn-compile --gpu $P --budget $b --model /tmp/llama2-13b --prompt-len 512 --max-seq-len 562 -o /tmp/plan-$b.toml 2>&1 | grep -E "predicted|host CPU" | head -3
 done
-run() { # tag plan env...
-  local tag=$1 plan=$2; shift 2
-  env "$@" timeout 100 $B/djinn-exec $plan --weights /tmp/llama2-13b --backend cuda --enforce-budget \
-    --prompt-ids /tmp/ids.txt --max-new-tokens 50 --ignore-eos --json /tmp/m-$tag.json $EXTRA > /tmp/exec-$tag.txt 2>&1 || tail -5 /tmp/exec-$tag.txt
-  python3 - "$tag" /tmp/m-$tag.json /tmp/exec-$tag.txt <<'PY'
-import json, sys, hashlib
-t, p, out = sys.argv[1:]
-try:
-    m = json.load(open(p))
-except Exception as e:
-    print(t, "no metrics:", e); sys.exit()
-h = hashlib.md5(open(out, 'rb').read()[:300]).hexdigest()[:8]
-print(t, h, json.dumps({k: round(v, 3) for k, v in m.items() if isinstance(v, (int, float)) and any(s in k for s in ("ttft", "decode_ms", "decode_device", "prefill_device"))}, sort_keys=True))
-PY
-}
 echo "== resident runs"; date
 for rep in 1 2; do
-  run res-default-$rep /tmp/plan-30GiB.toml X=1
-  run res-steptiming-$rep /tmp/plan-30GiB.toml DJINN_STEP_TIMING=1
-  run res-pf0-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_PREFETCH=0
-  run res-pf16k-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_PREFETCH=16384
+  run_exec res-default-$rep /tmp/plan-30GiB.toml X=1
+  run_exec res-steptiming-$rep /tmp/plan-30GiB.toml DJINN_STEP_TIMING=1
+  run_exec res-pf0-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_PREFETCH=0
+  run_exec res-pf16k-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_PREFETCH=16384
 done
 echo "== traced resident run"; date
-EXTRA="--trace /tmp/trace-res.json" run res-traced /tmp/plan-30GiB.toml X=1
+EXTRA="--trace /tmp/trace-res.json" run_exec res-traced /tmp/plan-30GiB.toml X=1
 python3 - /tmp/trace-res.json /tmp/plan-30GiB.toml <<'PY' | tee $OUT/trace-res.txt
 import json, sys, statistics
 ev = json.load(open(sys.argv[1]))["traceEvents"]
@@ -69,7 +48,7 @@ for i, p in enumerate(passes[:3]):
     for k, v in by.items(): print(f"   {k:10s} n={len(v):3d} sum {sum(v):9.1f} median {statistics.median(v):7.1f} max {max(v):7.1f}")
 PY
 echo "== 22 GiB runs"; date
-run cap-default /tmp/plan-22GiB.toml X=1
-run cap-steptiming /tmp/plan-22GiB.toml DJINN_STEP_TIMING=1
+run_exec cap-default /tmp/plan-22GiB.toml X=1
+run_exec cap-steptiming /tmp/plan-22GiB.toml DJINN_STEP_TIMING=1
 tar czf $OUT/metrics.tgz /tmp/m-*.json /tmp/plan-*.toml 2>/dev/null
 date

@@ -6,13 +6,7 @@
 # streams down blocks alone and host-computes some of them). Binaries in $BIN. (Run once,
 # 2026-12-02 20:35 UTC, bench/results/2026-12-02-h200-decode-tune2/: V loaded with K made no
 # difference to attention, 8.9 against 8.8 us, and was dropped; GEMV_WARPS 4 became the default.)
-set -o pipefail
-B=${BIN:-.device/bin}
-[ -d "$B" ] || tar xzf .device/bin.tgz -C .device
-exec > >(tee -a $OUT/log.txt) 2>&1
-mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
-export DJINN_KERNEL_CACHE=/tmp/djinn-kernels PYTHONUNBUFFERED=1
-date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+. bench/gpu/lib.sh
 echo "== GPU tests"; date
 timeout ${TEST_S:-150} $B/djinn-test cuda:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1
 grep -E "^test |test result|panicked|mismatch|first" /tmp/gpu-tests.txt | head -80 > $OUT/gpu-tests.txt; grep -E "test result|panicked|FAILED" /tmp/gpu-tests.txt | head
@@ -29,29 +23,14 @@ P=profiles/h200-measured.toml
 for b in 30GiB 22GiB; do
   $B/djinn-compile --gpu $P --budget $b --model /tmp/llama2-13b --prompt-len 512 --max-seq-len 562 -o /tmp/plan-$b.toml 2>&1 | grep -E "predicted|host CPU|streamed:" | head -3
 done
-run() { # tag plan env...
-  local tag=$1 plan=$2; shift 2
-  env "$@" timeout 100 $B/djinn-exec $plan --weights /tmp/llama2-13b --backend cuda --enforce-budget \
-    --prompt-ids /tmp/ids.txt --max-new-tokens 50 --ignore-eos --json /tmp/m-$tag.json > /tmp/exec-$tag.txt 2>&1 || tail -5 /tmp/exec-$tag.txt
-  python3 - "$tag" /tmp/m-$tag.json /tmp/exec-$tag.txt <<'PY'
-import json, sys, hashlib
-t, p, out = sys.argv[1:]
-try:
-    m = json.load(open(p))
-except Exception as e:
-    print(t, "no metrics:", e); sys.exit()
-h = hashlib.md5(open(out, 'rb').read()[:300]).hexdigest()[:8]
-print(t, h, json.dumps({k: round(v, 3) for k, v in m.items() if isinstance(v, (int, float)) and any(s in k for s in ("ttft", "decode_ms", "decode_device", "prefill_device"))}, sort_keys=True))
-PY
-}
 echo "== resident runs"; date
 for rep in 1 2; do
-  run res-w8-$rep /tmp/plan-30GiB.toml X=1
-  run res-w4-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_WARPS=4
-  run res-w2-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_WARPS=2
+  run_exec res-w8-$rep /tmp/plan-30GiB.toml X=1
+  run_exec res-w4-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_WARPS=4
+  run_exec res-w2-$rep /tmp/plan-30GiB.toml DJINN_NVRTC_DEFINES=-DGEMV_WARPS=2
 done
 echo "== 22 GiB runs"; date
-run cap-1 /tmp/plan-22GiB.toml X=1
-run cap-2 /tmp/plan-22GiB.toml X=1
+run_exec cap-1 /tmp/plan-22GiB.toml X=1
+run_exec cap-2 /tmp/plan-22GiB.toml X=1
 tar czf $OUT/metrics.tgz /tmp/m-*.json /tmp/plan-*.toml 2>/dev/null
 date

@@ -5,13 +5,7 @@
 # profiles/h200-measured.toml), resident decode greedy against sampled on the device
 # (temperature 0.8, top-p 0.9), then bench/run.py side by side at the 22 GiB cap (KV for 512 + 50
 # positions) and the budget sweep, predicted from the re-measured profile. Binaries in $BIN.
-set -o pipefail
-B=${BIN:-.device/bin}
-[ -d "$B" ] || tar xzf .device/bin.tgz -C .device
-exec > >(tee -a $OUT/log.txt) 2>&1
-mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
-export DJINN_KERNEL_CACHE=/tmp/djinn-kernels PYTHONUNBUFFERED=1
-date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+. bench/gpu/lib.sh
 echo "== GPU tests"; date
 timeout 200 $B/djinn-test cuda:: profile:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1
 grep -E "^test |test result" /tmp/gpu-tests.txt > $OUT/gpu-tests.txt; grep -E "test result|panicked|FAILED" /tmp/gpu-tests.txt | head

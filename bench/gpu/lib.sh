@@ -1,0 +1,30 @@
+#!/bin/bash
+# Shared by the GPU-machine scripts of bench/gpu/ that source it (from the repository root, with
+# $OUT set by the device tool): unpack the carried binaries into $B, log to $OUT/log.txt, name
+# the GPU; and run_exec, one djinn-exec run of a plan printing its timing metrics.
+set -o pipefail
+B=${BIN:-.device/bin}
+[ -d "$B" ] || tar xzf .device/bin.tgz -C .device
+exec > >(tee -a $OUT/log.txt) 2>&1
+mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
+export DJINN_KERNEL_CACHE=/tmp/djinn-kernels PYTHONUNBUFFERED=1
+date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+
+# run_exec TAG PLAN ENV...: djinn-exec on PLAN (the 512-token ids in /tmp/ids.txt, 50 greedy tokens,
+# the budget enforced; $EXTRA appended) under the environment assignments ENV, its metrics in
+# /tmp/m-TAG.json, printed with the hash of its output's start (the same text on every path).
+run_exec() {
+  local tag=$1 plan=$2; shift 2
+  env "$@" timeout 100 $B/djinn-exec $plan --weights /tmp/llama2-13b --backend cuda --enforce-budget \
+    --prompt-ids /tmp/ids.txt --max-new-tokens 50 --ignore-eos --json /tmp/m-$tag.json $EXTRA > /tmp/exec-$tag.txt 2>&1 || tail -5 /tmp/exec-$tag.txt
+  python3 - "$tag" /tmp/m-$tag.json /tmp/exec-$tag.txt <<'PY'
+import json, sys, hashlib
+t, p, out = sys.argv[1:]
+try:
+    m = json.load(open(p))
+except Exception as e:
+    print(t, "no metrics:", e); sys.exit()
+h = hashlib.md5(open(out, 'rb').read()[:300]).hexdigest()[:8]
+print(t, h, json.dumps({k: round(v, 3) for k, v in m.items() if isinstance(v, (int, float)) and any(s in k for s in ("ttft", "decode_ms", "decode_device", "prefill_device"))}, sort_keys=True))
+PY
+}
