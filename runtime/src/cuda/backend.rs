@@ -26,6 +26,7 @@ use super::timing::{step_timing_forced, Timer};
 use super::trace;
 use crate::backend::{Backend, EventId, Pass};
 use crate::forward::Forward;
+use crate::ops::Buf;
 use crate::weights::{progress_bar, Weights};
 
 /// Options of the CUDA backend.
@@ -192,6 +193,31 @@ impl CudaBackend {
         self.ops.synchronize()?;
         self.timer.logits_returned();
         Ok(())
+    }
+
+    /// The next token: `on_device` writes it from the device's logits into the
+    /// pass's first token slot (the next pass stages its own token there
+    /// anyway) and four bytes come back; where the host's LM head computed
+    /// the logits (a plan holding it in host memory), `twin` (the kernel's CPU
+    /// twin) chooses from them there.
+    fn choose_token(
+        &mut self,
+        on_device: impl FnOnce(&mut CudaOps, Buf, Buf) -> Result<(), CudaError>,
+        twin: impl FnOnce(&[f32]) -> usize,
+    ) -> Result<u32, CudaError> {
+        if self.host.as_ref().is_some_and(HostLane::holds_logits) {
+            return Ok(twin(&self.logits()?) as u32);
+        }
+        let act = *self.forward.activations();
+        let slot = act.tokens.slice(0, 1);
+        self.timer.end_pass(self.ops.stream())?;
+        on_device(&mut self.ops, slot, act.logits)?;
+        let stream = self.ops.stream().raw;
+        // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).
+        unsafe { self.logits_host.copy_from_device(0, 4, self.ops.arena_ptr() + slot.offset, stream)? };
+        self.end_pass()?;
+        let b = &self.logits_host.as_slice()[..4];
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -399,42 +425,17 @@ impl Backend for CudaBackend {
         Ok(self.logits_host.as_slice().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
-    /// The argmax on the device, into the pass's first token slot (the next
-    /// pass stages its own token there anyway), and four bytes back.
+    /// The argmax on the device (its twin [`djinn_kernels::argmax_f32`]) and four bytes back.
     fn greedy_token(&mut self) -> Result<u32, CudaError> {
-        if self.host.as_ref().is_some_and(HostLane::holds_logits) {
-            // The host's LM head computed them: its twin picks (djinn_kernels::argmax_f32, as argmax.cu).
-            return Ok(djinn_kernels::argmax_f32(&self.logits()?) as u32);
-        }
-        let act = *self.forward.activations();
-        let slot = act.tokens.slice(0, 1);
-        self.timer.end_pass(self.ops.stream())?;
-        self.ops.argmax(slot, act.logits, act.logits.elems)?;
-        let stream = self.ops.stream().raw;
-        // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).
-        unsafe { self.logits_host.copy_from_device(0, 4, self.ops.arena_ptr() + slot.offset, stream)? };
-        self.end_pass()?;
-        let b = &self.logits_host.as_slice()[..4];
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.choose_token(|ops, slot, logits| ops.argmax(slot, logits, logits.elems), djinn_kernels::argmax_f32)
     }
 
-    /// The sampling kernel on the device (`sample.cu`, the twin's token),
-    /// into the same token slot as [`Self::greedy_token`], and four bytes back.
+    /// The sampling kernel on the device (`sample.cu`, the twin's token) and four bytes back.
     fn sample_token(&mut self, params: &SampleParams, u: f32) -> Result<u32, CudaError> {
-        if self.host.as_ref().is_some_and(HostLane::holds_logits) {
-            // The host's LM head computed them: the twin samples there.
-            return Ok(djinn_kernels::sample_f32_with(&self.logits()?, params, &[], u) as u32);
-        }
-        let act = *self.forward.activations();
-        let slot = act.tokens.slice(0, 1);
-        self.timer.end_pass(self.ops.stream())?;
-        self.ops.sample(slot, act.logits, act.logits.elems, params, u)?;
-        let stream = self.ops.stream().raw;
-        // SAFETY: the token slot lies inside the arena (Forward::new checked the layout).
-        unsafe { self.logits_host.copy_from_device(0, 4, self.ops.arena_ptr() + slot.offset, stream)? };
-        self.end_pass()?;
-        let b = &self.logits_host.as_slice()[..4];
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.choose_token(
+            |ops, slot, logits| ops.sample(slot, logits, logits.elems, params, u),
+            |l| djinn_kernels::sample_f32_with(l, params, &[], u),
+        )
     }
 
     fn describe(&self) -> String {

@@ -83,7 +83,7 @@ pub struct HostLane {
     pinned_device: [u64; 3],
     /// Completes when the downloads of a host compute have landed.
     down: Event,
-    /// Which side holds the newest `x` and `gate`.
+    /// Which side holds the newest of each activation that may cross.
     handover: Handover,
     /// Tokens of the pass whose host-written activations are pending upload.
     tokens: u64,
