@@ -175,24 +175,33 @@ impl<'a> Roofline<'a> {
         self.gpu.h2d_gbps
     }
 
-    /// Bytes a µs the host lane streams weights at beside the copy lane: the
-    /// measured MLP's, when the profile has one for this model, else the
-    /// profile's GEMV rate during copies.
-    fn host_bytes_per_us(&self, cpu: &djinn_core::gpu::CpuLane) -> f64 {
-        let mlp = self.model.blocks.iter().find(|b| b.kind == BlockKind::Mlp || b.kind.is_mlp_part()).and_then(|b| {
-            let layer: u64 = self
-                .model
-                .blocks
-                .iter()
-                .filter(|o| o.layer == b.layer && (o.kind == BlockKind::Mlp || o.kind.is_mlp_part()))
-                .map(|o| o.bytes)
-                .sum();
-            cpu.block_times
-                .iter()
-                .find(|t| t.kind == BlockKind::Mlp && t.model == self.model.name && t.context == self.shape.prompt_len)
-                .map(|t| layer as f64 / t.us)
-        });
-        mlp.unwrap_or(cpu.gemv_f16_gbps_during_copy * 1e3)
+    /// The host lane's measured time for a block of `kind` of this model at
+    /// this prompt length (the profile's `[[cpu.block_times]]`), µs.
+    fn measured_host_us(
+        cpu: &djinn_core::gpu::CpuLane,
+        model: &ModelSpec,
+        shape: &RunShape,
+        kind: BlockKind,
+    ) -> Option<f64> {
+        cpu.block_times
+            .iter()
+            .find(|t| t.kind == kind && t.model == model.name && t.context == shape.prompt_len)
+            .map(|t| t.us)
+    }
+
+    /// Bytes a µs the host lane streamed weights at beside the copy lane in
+    /// the measured MLP: layer `layer`'s MLP bytes (its half, or its fine
+    /// parts) over the measured MLP time; `None` without a measurement.
+    fn host_mlp_rate(&self, cpu: &djinn_core::gpu::CpuLane, layer: Option<u64>) -> Option<f64> {
+        let us = Self::measured_host_us(cpu, self.model, &self.shape, BlockKind::Mlp)?;
+        let bytes: u64 = self
+            .model
+            .blocks
+            .iter()
+            .filter(|b| b.layer == layer && (b.kind == BlockKind::Mlp || b.kind.is_mlp_part()))
+            .map(|b| b.bytes)
+            .sum();
+        (bytes > 0).then(|| bytes as f64 / us)
     }
 
     pub fn copy_bytes_us(&self, bytes: u64) -> f64 {
@@ -345,7 +354,10 @@ impl CostModel for Roofline<'_> {
             }
             // The LM head's one row, in every pass, at the rate the host streamed a measured MLP.
             BlockKind::LmHead => {
-                let rate = self.host_bytes_per_us(cpu);
+                let first_mlp = self.model.blocks.iter().find(|b| b.kind == BlockKind::Mlp || b.kind.is_mlp_part());
+                let rate = self
+                    .host_mlp_rate(cpu, first_mlp.and_then(|b| b.layer))
+                    .unwrap_or(cpu.gemv_f16_gbps_during_copy * 1e3);
                 let down = self.model.arch.hidden_size * self.model.dtype.size();
                 return Some(block.bytes as f64 / rate + down as f64 / (self.h2d_gbps(down) * 1e3));
             }
@@ -353,26 +365,16 @@ impl CostModel for Roofline<'_> {
             _ if phase == PhaseKind::Prefill => return None,
             _ => {}
         }
-        let measured = |kind| {
-            cpu.block_times
-                .iter()
-                .find(|t| t.kind == kind && t.model == self.model.name && t.context == self.shape.prompt_len)
-                .map(|t| t.us)
-        };
         // A part of the fine table's MLP without a time of its own takes the measured MLP
         // half's in proportion to its bytes (the host streams the weights once).
-        let share = || {
-            let mlp = measured(BlockKind::Mlp)?;
-            let parts: u64 = self
-                .model
-                .blocks
-                .iter()
-                .filter(|b| b.layer == block.layer && b.kind.is_mlp_part())
-                .map(|b| b.bytes)
-                .sum();
-            (parts > 0).then(|| mlp * block.bytes as f64 / parts as f64)
-        };
-        let time = measured(block.kind).or_else(|| if block.kind.is_mlp_part() { share() } else { None });
+        let share = || Some(block.bytes as f64 / self.host_mlp_rate(cpu, block.layer)?);
+        let time = Self::measured_host_us(cpu, self.model, &self.shape, block.kind).or_else(|| {
+            if block.kind.is_mlp_part() {
+                share()
+            } else {
+                None
+            }
+        });
         Some(time.unwrap_or_else(|| block.bytes as f64 / (cpu.gemv_f16_gbps_during_copy * 1e3)))
     }
 
