@@ -21,9 +21,21 @@
 
 #define ATTN_THREADS 128
 #define ATTN_CHUNK 64
-// Cache rows each thread has in flight.
-#define ATTN_UNROLL 4
+// Cache rows of K and of V each thread holds in registers, loaded at once
+// (all of its rows of a chunk at head_dim <= 128); rows past them (head_dim
+// 256) are loaded after the scores of the held ones.
+#define ATTN_HELD 8
+// ATTN_EARLY=0 loads every row after the wait (for measuring).
+#ifndef ATTN_EARLY
+#define ATTN_EARLY 1
+#endif
 
+// Thread (grp, li) reads 16 bytes at column li * 8 of rows j = grp + t * rows
+// of the chunk. The rows before the newest (seq - 1) were written by kernels
+// that finished before the kernel before this one began (rope_kv_store, which
+// writes the newest row and q), so they are loaded before the launch wait
+// (ld_early; see grid_dependency in common.cuh) and their round trip overlaps
+// that kernel; the newest row and q are read after it.
 template <typename T>
 __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const T* v_cache, u32 seq, u32 num_heads,
                             u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
@@ -42,7 +54,22 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
     // Rows j < first of this chunk are outside the window.
     const u32 lo = window > 0 && seq > window ? seq - window : 0;
     const u32 first = lo > p0 ? lo - p0 : 0;
-    if (first >= len) {
+    const u32 newest = seq - 1 - p0;            // past len unless this is the last chunk
+    const size_t col = (size_t)kvh * head_dim + li * 8;
+    const u32x4 zero = {0u, 0u, 0u, 0u};
+    const T* kc = k_cache + (size_t)p0 * kv_dim + col;
+    const T* vc = v_cache + (size_t)p0 * kv_dim + col;
+    const bool live = first < len;
+    u32x4 kr[ATTN_HELD], vr[ATTN_HELD];
+#pragma unroll
+    for (int t = 0; t < ATTN_HELD; t++) {
+        const u32 j = grp + t * rows;
+        const bool early = ATTN_EARLY && live && j < len && j != newest;
+        kr[t] = early ? ld_early(kc + (size_t)j * kv_dim) : zero;
+        vr[t] = early ? ld_early(vc + (size_t)j * kv_dim) : zero;
+    }
+    grid_dependency();
+    if (!live) {
         float* out = partial + ((size_t)h * splits + split) * (2 + head_dim);
         for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) out[2 + i] = 0.0f;
         if (threadIdx.x == 0) {
@@ -51,35 +78,45 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
         }
         return;
     }
-    const u32x4 zero = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int i = 0; i < ATTN_HELD; i++) {
+        const u32 j = grp + i * rows;
+        if (j < len && (j == newest || !ATTN_EARLY)) {
+            kr[i] = ld_vec(kc + (size_t)j * kv_dim);
+            vr[i] = ld_vec(vc + (size_t)j * kv_dim);
+        }
+    }
     for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) qs[i] = to_f32(q[(size_t)h * head_dim + i]);
     __syncthreads();
     float qr[8];
 #pragma unroll
     for (int j = 0; j < 8; j++) qr[j] = qs[li * 8 + j];
-    const size_t col = (size_t)kvh * head_dim + li * 8;
 
-    // Scores of this chunk's rows into sc. The loop bounds are the same for
-    // every thread (the shuffles need whole warps); rows past len load zeros.
-    for (u32 base = 0; base < len; base += ATTN_UNROLL * rows) {
-        const u32 j0 = base + grp;
-        u32x4 kr[ATTN_UNROLL];
+    // Scores of this chunk's rows into sc: the held rows, then the rest.
+    // The loop bounds are the same for every thread (the shuffles need
+    // whole warps); rows past len hold zeros.
+    const u32 per = (ATTN_CHUNK + rows - 1) / rows;  // rows a thread covers
 #pragma unroll
-        for (int u = 0; u < ATTN_UNROLL; u++) {
-            const u32 j = j0 + u * rows;
-            kr[u] = j < len ? ld_vec(k_cache + (size_t)(p0 + j) * kv_dim + col) : zero;
-        }
+    for (int t = 0; t < ATTN_HELD; t++) {
+        if (t >= (int)per) break;
+        float kf[8];
+        unpack8<T>(kr[t], kf);
+        float d = 0.0f;
 #pragma unroll
-        for (int u = 0; u < ATTN_UNROLL; u++) {
-            float kf[8];
-            unpack8<T>(kr[u], kf);
-            float d = 0.0f;
+        for (int i = 0; i < 8; i++) d += qr[i] * kf[i];
+        for (u32 o = lanes / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        const u32 j = grp + t * rows;
+        if (li == 0 && j < len) sc[j] = j >= first ? d * scale : NEG_INF;
+    }
+    for (u32 t = ATTN_HELD; t < per; t++) {
+        const u32 j = grp + t * rows;
+        float kf[8];
+        unpack8<T>(j < len ? ld_vec(kc + (size_t)j * kv_dim) : zero, kf);
+        float d = 0.0f;
 #pragma unroll
-            for (int i = 0; i < 8; i++) d += qr[i] * kf[i];
-            for (u32 o = lanes / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-            const u32 j = j0 + u * rows;
-            if (li == 0 && j < len) sc[j] = j >= first ? d * scale : NEG_INF;
-        }
+        for (int i = 0; i < 8; i++) d += qr[i] * kf[i];
+        for (u32 o = lanes / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        if (li == 0 && j < len) sc[j] = j >= first ? d * scale : NEG_INF;
     }
     __syncthreads();
     float mx = NEG_INF;
@@ -95,24 +132,25 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
 
     // acc = sum_j e_j v_j: each thread 8 dims of every `rows`-th row.
     float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-    for (u32 base = 0; base < len; base += ATTN_UNROLL * rows) {
-        const u32 j0 = base + grp;
-        u32x4 vr[ATTN_UNROLL];
 #pragma unroll
-        for (int u = 0; u < ATTN_UNROLL; u++) {
-            const u32 j = j0 + u * rows;
-            vr[u] = j < len ? ld_vec(v_cache + (size_t)(p0 + j) * kv_dim + col) : zero;
+    for (int t = 0; t < ATTN_HELD; t++) {
+        const u32 j = grp + t * rows;
+        if (t < (int)per && j < len) {
+            float vf[8];
+            unpack8<T>(vr[t], vf);
+            const float e = sc[j];
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[i] += e * vf[i];
         }
+    }
+    for (u32 t = ATTN_HELD; t < per; t++) {
+        const u32 j = grp + t * rows;
+        if (j < len) {
+            float vf[8];
+            unpack8<T>(ld_vec(vc + (size_t)j * kv_dim), vf);
+            const float e = sc[j];
 #pragma unroll
-        for (int u = 0; u < ATTN_UNROLL; u++) {
-            const u32 j = j0 + u * rows;
-            if (j < len) {
-                float vf[8];
-                unpack8<T>(vr[u], vf);
-                const float e = sc[j];
-#pragma unroll
-                for (int i = 0; i < 8; i++) acc[i] += e * vf[i];
-            }
+            for (int i = 0; i < 8; i++) acc[i] += e * vf[i];
         }
     }
 #pragma unroll
@@ -147,12 +185,10 @@ __device__ void attn_combine(T* out, const float* partial, u32 splits, u32 head_
 
 extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc, u32 seq,
                                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
-    grid_dependency();
     attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale, window);
 }
 extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc, u32 seq,
                                             u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
-    grid_dependency();
     attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale, window);
 }
 extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 splits, u32 head_dim) {

@@ -101,6 +101,17 @@ __device__ __forceinline__ u32x4 ld_stream(const void* p) {
     return r;
 }
 
+// ld_stream for loads issued before grid_dependency (a product's first
+// weight runs): ptxas keeps non-coherent (.nc) loads behind
+// griddepcontrol.wait, so these take the coherent path, and volatile keeps
+// them in program order ahead of the wait.
+__device__ __forceinline__ u32x4 ld_early(const void* p) {
+    u32x4 r;
+    asm volatile("ld.global.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+
 __device__ __forceinline__ u32x4 ld_vec(const void* p) {
     u32x4 r;
     asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -135,11 +146,22 @@ __device__ __forceinline__ u32x4 pack8(const float* f) {
 // kernels so that the next one in the stream may start while this one runs,
 // its blocks waiting here, at their very first instruction, until every
 // earlier kernel of the stream has finished and its writes are visible; then
-// each lets the kernel after it do the same. Nothing is read or written
-// before the wait, so the order of kernels is the order of their effects,
-// exactly as without it; what is saved is the launch latency between them.
-// Every kernel calls this first; without the launch attribute both
-// instructions are no-ops.
+// each lets the kernel after it do the same. Nothing is written and
+// nothing a kernel writes is read before the wait, so the order of kernels
+// is the order of their effects, exactly as without it; what is saved is
+// the launch latency between them. When a kernel's blocks start, the
+// kernel before it has passed its own wait, so every kernel before that one
+// has finished: only the one just before may still be writing. Every kernel
+// calls this first, except two that first issue loads of what that kernel
+// cannot be writing, so that their round trip overlaps it (through
+// ld_early):
+//   gemv.cu, the weights' first runs: no kernel writes a weight (weights
+//     reach the device by copies: resident ones at load, streamed ones on
+//     the copy stream, whose event the compute stream waits on before the
+//     launch, a full dependency);
+//   attn_decode.cu, the cache rows before the newest: the kernel before it
+//     (rope_kv_store) writes the newest row and q, which are read after.
+// Without the launch attribute both instructions are no-ops.
 __device__ __forceinline__ void grid_dependency() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");

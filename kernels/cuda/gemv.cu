@@ -17,9 +17,9 @@
 //   gemv_silu: the same row of two matrices (gate, up) per warp, and
 //              out = silu(gate) * up, each product rounded to the model dtype
 //              first, like matmul then silu_mul.
-// Launch bounds of 24 warps per multiprocessor (3 blocks of 256 threads) hold the kernel
-// to 80 registers, so that every row block of a 5120-row product is resident
-// at once. The host checks k % 8 == 0 and 16-byte aligned w and x; other shapes go to
+// Launch bounds of 24 warps per multiprocessor (24 / GEMV_WARPS blocks) hold
+// the kernel to 80 registers, so that every row block of a 5120-row product
+// is resident at once. The host checks k % 8 == 0 and 16-byte aligned w and x; other shapes go to
 // cuBLAS. The CPU twins are djinn_kernels::gemv_{f16,bf16} and gemv_silu_*.
 
 // Warps a block (the host reads an override from DJINN_NVRTC_DEFINES too, to
@@ -27,24 +27,64 @@
 #ifndef GEMV_WARPS
 #define GEMV_WARPS 4
 #endif
+#ifndef GEMV_UNROLL
 #define GEMV_UNROLL 4
+#endif
 #define GEMV_STORE 0u
 #define GEMV_F32 1u
 #define GEMV_RESIDUAL 2u
 
-// acc[r][b] += w_r . x_b over k, this lane's share (w_r null: a row past the end).
+// Issues the loads of run c0 (GEMV_UNROLL 512-byte runs of each row) into
+// wv; EARLY: before the launch wait (ld_early).
+template <typename T, int R, bool EARLY>
+__device__ __forceinline__ void load_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w, u32 c0, u32 chunks) {
+    const u32 lane = threadIdx.x & 31;
+    const u32x4 zero = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int u = 0; u < GEMV_UNROLL; u++) {
+        const u32 c = c0 + u * 32 + lane;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const T* p = w[r] + (size_t)c * 8;
+            wv[r][u] = (c < chunks && w[r]) ? (EARLY ? ld_early(p) : ld_stream(p)) : zero;
+        }
+    }
+}
+
+// The weights' first runs are loaded, then the kernel waits for the one
+// before it (grid_dependency): weights are never written by a kernel, so
+// they may be read before the wait (see common.cuh), and their first round
+// trip to memory overlaps the tail of the kernel before (a norm, RoPE,
+// attention or the last wave of a product) instead of following it. x is
+// read only after the wait. GEMV_PRELOAD=0 waits first (for measuring).
+#ifndef GEMV_PRELOAD
+#define GEMV_PRELOAD 1
+#endif
 template <typename T, int R>
-__device__ __forceinline__ void dot_rows(float (&acc)[R][8], const T* const* w, const T* x, u32 m, u32 k) {
+__device__ __forceinline__ void first_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w, u32 chunks) {
+    if (!GEMV_PRELOAD) grid_dependency();
+    load_runs<T, R, GEMV_PRELOAD != 0>(wv, w, 0, chunks);
+    if (GEMV_PRELOAD) grid_dependency();
+}
+
+// acc[r][b] += w_r . x_b over k, this lane's share (w_r null: a row past the
+// end), wv holding the loads of the first runs (first_runs).
+template <typename T, int R, int M>
+__device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w,
+                                         const T* x, u32 m, u32 k) {
     const u32 lane = threadIdx.x & 31;
     const u32 chunks = k / 8;
-    const u32x4 zero = {0u, 0u, 0u, 0u};
     for (u32 c0 = 0; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
-        u32x4 wv[R][GEMV_UNROLL];
+        if (c0 > 0) load_runs<T, R, false>(wv, w, c0, chunks);
+        // One input row: its runs are loaded beside the weights', so that
+        // the products below wait for one round trip, not one per run.
+        u32x4 xv[M == 1 ? GEMV_UNROLL : 1];
+        if (M == 1) {
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) {
-            const u32 c = c0 + u * 32 + lane;
-#pragma unroll
-            for (int r = 0; r < R; r++) wv[r][u] = (c < chunks && w[r]) ? ld_stream(w[r] + (size_t)c * 8) : zero;
+            for (int u = 0; u < GEMV_UNROLL; u++) {
+                const u32 c = c0 + u * 32 + lane;
+                if (c < chunks) xv[u] = ld_vec(x + (size_t)c * 8);
+            }
         }
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
@@ -54,10 +94,10 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][8], const T* const* w, 
 #pragma unroll
             for (int r = 0; r < R; r++) unpack8<T>(wv[r][u], wf[r]);
 #pragma unroll
-            for (int b = 0; b < 8; b++) {
+            for (int b = 0; b < M; b++) {
                 if (b >= (int)m) break;
                 float xf[8];
-                unpack8<T>(ld_vec(x + (size_t)b * k + (size_t)c * 8), xf);
+                unpack8<T>(M == 1 ? xv[u] : ld_vec(x + (size_t)b * k + (size_t)c * 8), xf);
 #pragma unroll
                 for (int r = 0; r < R; r++) {
 #pragma unroll
@@ -69,78 +109,91 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][8], const T* const* w, 
 #pragma unroll
     for (int r = 0; r < R; r++) {
 #pragma unroll
-        for (int b = 0; b < 8; b++) acc[r][b] = warp_sum(acc[r][b]);
+        for (int b = 0; b < M; b++) acc[r][b] = warp_sum(acc[r][b]);
     }
 }
 
+// Weight rows per warp of gemv (the host reads an override too).
+#ifndef GEMV_ROWS
 #define GEMV_ROWS 2
+#endif
 
-template <typename T>
+// Which of the three segments global row g falls in (rows numbered through
+// the segments one after another), and its row there; 3 past the last.
+__device__ __forceinline__ u32 segment_of(u32 g, u32 n0, u32 n1, u32 n2, u32& row) {
+    if (g < n0) { row = g; return 0; }
+    if (g - n0 < n1) { row = g - n0; return 1; }
+    if (g - n0 - n1 < n2) { row = g - n0 - n1; return 2; }
+    return 3;
+}
+
+// M: the most input rows the body is compiled for (its accumulators are
+// registers): 1, the decode step, or GEMV_MAX_M.
+#define GEMV_MAX_M 8
+template <typename T, int M>
 __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u32 n1, void* out2, const T* w2, u32 n2,
                      const T* x, u32 m, u32 k, u32 epilogue) {
-    const u32 warp = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
+    const u32 g0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * GEMV_ROWS;
+    // Only the rows' addresses live through the loop (the outputs' are
+    // found again after it: fewer registers held across the loads).
     const T* w[GEMV_ROWS];
-    void* out[GEMV_ROWS];
-    u32 row[GEMV_ROWS], n[GEMV_ROWS];
 #pragma unroll
     for (int r = 0; r < GEMV_ROWS; r++) {
-        // Row numbers run through the segments one after another.
-        u32 g = warp * GEMV_ROWS + r;
-        w[r] = nullptr;
-        out[r] = nullptr;
-        row[r] = 0;
-        n[r] = 1;
-        if (g < n0) {
-            w[r] = w0; out[r] = out0; row[r] = g; n[r] = n0;
-        } else if (g - n0 < n1) {
-            w[r] = w1; out[r] = out1; row[r] = g - n0; n[r] = n1;
-        } else if (g - n0 - n1 < n2) {
-            w[r] = w2; out[r] = out2; row[r] = g - n0 - n1; n[r] = n2;
-        }
-        if (w[r]) w[r] += (size_t)row[r] * k;
+        u32 row = 0;
+        const u32 s = segment_of(g0 + r, n0, n1, n2, row);
+        const T* base = s == 0 ? w0 : s == 1 ? w1 : s == 2 ? w2 : nullptr;
+        w[r] = base ? base + (size_t)row * k : nullptr;
     }
-    float acc[GEMV_ROWS][8];
+    float acc[GEMV_ROWS][M];
 #pragma unroll
     for (int r = 0; r < GEMV_ROWS; r++) {
 #pragma unroll
-        for (int b = 0; b < 8; b++) acc[r][b] = 0.0f;
+        for (int b = 0; b < M; b++) acc[r][b] = 0.0f;
     }
-    dot_rows<T, GEMV_ROWS>(acc, w, x, m, k);
+    u32x4 wv[GEMV_ROWS][GEMV_UNROLL];
+    first_runs<T, GEMV_ROWS>(wv, w, k / 8);
+    dot_rows<T, GEMV_ROWS, M>(acc, wv, w, x, m, k);
     if ((threadIdx.x & 31) != 0) return;
 #pragma unroll
     for (int r = 0; r < GEMV_ROWS; r++) {
-        if (!w[r]) continue;
+        u32 row = 0;
+        const u32 s = segment_of(g0 + r, n0, n1, n2, row);
+        if (s == 3) continue;
+        void* out = s == 0 ? out0 : s == 1 ? out1 : out2;
+        const u32 n = s == 0 ? n0 : s == 1 ? n1 : n2;
 #pragma unroll
-        for (int b = 0; b < 8; b++) {
+        for (int b = 0; b < M; b++) {
             if (b >= (int)m) break;
             const float v = acc[r][b];
-            const size_t o = (size_t)b * n[r] + row[r];
+            const size_t o = (size_t)b * n + row;
             if (epilogue == GEMV_F32) {
-                ((float*)out[r])[o] = v;
+                ((float*)out)[o] = v;
             } else if (epilogue == GEMV_RESIDUAL) {
-                ((float*)out[r])[o] += to_f32(from_f32<T>(v));
+                ((float*)out)[o] += to_f32(from_f32<T>(v));
             } else {
-                ((T*)out[r])[o] = from_f32<T>(v);
+                ((T*)out)[o] = from_f32<T>(v);
             }
         }
     }
 }
 
-template <typename T>
+template <typename T, int M>
 __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x, u32 m, u32 k) {
     const u32 r = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     const bool in = r < n;
     const T* w[2] = {in ? gate + (size_t)r * k : nullptr, in ? up + (size_t)r * k : nullptr};
-    float acc[2][8];
+    float acc[2][M];
 #pragma unroll
     for (int i = 0; i < 2; i++) {
 #pragma unroll
-        for (int b = 0; b < 8; b++) acc[i][b] = 0.0f;
+        for (int b = 0; b < M; b++) acc[i][b] = 0.0f;
     }
-    dot_rows<T, 2>(acc, w, x, m, k);
+    u32x4 wv[2][GEMV_UNROLL];
+    first_runs<T, 2>(wv, w, k / 8);
+    dot_rows<T, 2, M>(acc, wv, w, x, m, k);
     if (!in || (threadIdx.x & 31) != 0) return;
 #pragma unroll
-    for (int b = 0; b < 8; b++) {
+    for (int b = 0; b < M; b++) {
         if (b >= (int)m) break;
         const float g = to_f32(from_f32<T>(acc[0][b]));
         const float u = to_f32(from_f32<T>(acc[1][b]));
@@ -151,22 +204,22 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_f16(
     void* out0, const f16_t* w0, u32 n0, void* out1, const f16_t* w1, u32 n1, void* out2, const f16_t* w2, u32 n2,
     const f16_t* x, u32 m, u32 k, u32 epilogue) {
-    grid_dependency();
-    gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    if (m == 1) gemv<f16_t, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    else gemv<f16_t, GEMV_MAX_M>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_bf16(
     void* out0, const bf16_t* w0, u32 n0, void* out1, const bf16_t* w1, u32 n1, void* out2, const bf16_t* w2, u32 n2,
     const bf16_t* x, u32 m, u32 k, u32 epilogue) {
-    grid_dependency();
-    gemv(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    if (m == 1) gemv<bf16_t, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    else gemv<bf16_t, GEMV_MAX_M>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_silu_f16(
     f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const f16_t* x, u32 m, u32 k) {
-    grid_dependency();
-    gemv_silu(out, gate, up, n, x, m, k);
+    if (m == 1) gemv_silu<f16_t, 1>(out, gate, up, n, x, m, k);
+    else gemv_silu<f16_t, GEMV_MAX_M>(out, gate, up, n, x, m, k);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_silu_bf16(
     bf16_t* out, const bf16_t* gate, const bf16_t* up, u32 n, const bf16_t* x, u32 m, u32 k) {
-    grid_dependency();
-    gemv_silu(out, gate, up, n, x, m, k);
+    if (m == 1) gemv_silu<bf16_t, 1>(out, gate, up, n, x, m, k);
+    else gemv_silu<bf16_t, GEMV_MAX_M>(out, gate, up, n, x, m, k);
 }

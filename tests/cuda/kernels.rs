@@ -606,6 +606,11 @@ fn kv_store_and_attention_match_their_twins() {
         (1, 300, 32, 8, 128, 512),
         (33, 0, 8, 2, 128, 64),
         (3, 5, 4, 2, 96, 16),
+        // Decode at head sizes whose threads hold all of a chunk's rows
+        // (8, 32) or half of them (256: the rest loaded after the wait).
+        (1, 70, 2, 1, 8, 80),
+        (1, 129, 8, 8, 32, 160),
+        (1, 200, 4, 2, 256, 256),
     ] {
         kv_attention_case::<f16>(&mut d, t, p, h, kv, hd, ms, None);
         kv_attention_case::<bf16>(&mut d, t, p, h, kv, hd, ms, None);

@@ -17,7 +17,7 @@ use super::ops::{kname, u32_of, Arg, CudaOps};
 use crate::ops::Buf;
 
 /// The most input rows a product runs with on the GEMV kernels (each lane
-/// keeps 8 sums per weight row); more go to cuBLAS.
+/// keeps 8 sums per weight row: `gemv.cu`'s GEMV_MAX_M, tested); more go to cuBLAS.
 pub const GEMV_MAX_M: u64 = 8;
 /// Warps per block of `gemv.cu`: a tuning override in
 /// `$DJINN_NVRTC_DEFINES` (which the kernels are compiled with too), else
@@ -32,9 +32,15 @@ fn gemv_warps() -> u64 {
             .expect("gemv.cu defines GEMV_WARPS (a djinn-kernels test checks it)")
     })
 }
-/// Weight rows per warp of `gemv_{dtype}` (its GEMV_ROWS); `gemv_silu_{dtype}` takes one.
+/// Weight rows per warp of `gemv_{dtype}` (its GEMV_ROWS, overridden like
+/// GEMV_WARPS); `gemv_silu_{dtype}` takes one.
 fn gemv_rows() -> u64 {
-    Kernel::GemvF16.source().define("GEMV_ROWS").expect("gemv.cu defines GEMV_ROWS (a djinn-kernels test checks it)")
+    static ROWS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *ROWS.get_or_init(|| {
+        super::nvrtc::tuning_define("GEMV_ROWS")
+            .or_else(|| Kernel::GemvF16.source().define("GEMV_ROWS"))
+            .expect("gemv.cu defines GEMV_ROWS (a djinn-kernels test checks it)")
+    })
 }
 /// `gemv.cu`'s epilogues.
 const GEMV_STORE: u32 = 0;
@@ -158,5 +164,19 @@ impl CudaOps {
         let grid = u32_of(OP, "row blocks", n.div_ceil(gemv_warps()))?.max(1);
         self.launch(OP, name, grid, 32 * gemv_warps() as u32, 0, &mut a)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_launch_constants_are_the_kernels() {
+        let gemv = Kernel::GemvF16.source();
+        assert_eq!(gemv.define("GEMV_MAX_M"), Some(GEMV_MAX_M));
+        assert_eq!(gemv.define("GEMV_STORE"), Some(GEMV_STORE as u64));
+        assert_eq!(gemv.define("GEMV_F32"), Some(GEMV_F32 as u64));
+        assert_eq!(gemv.define("GEMV_RESIDUAL"), Some(GEMV_RESIDUAL as u64));
     }
 }

@@ -19,7 +19,9 @@
 //! capability 9.0 and later; `DJINN_PDL=0` turns it off): each may be
 //! scheduled while the one before it drains, and waits on the device for
 //! it (`grid_dependency` in `common.cuh`), which saves most of the launch
-//! gap between the ~9 short kernels of a decode layer.
+//! gap between the ~9 short kernels of a decode layer; the decode products
+//! and decode attention issue their first loads of what no recent kernel
+//! wrote (weights; cache rows before the newest) ahead of that wait.
 
 use std::ffi::c_void;
 
@@ -431,7 +433,8 @@ impl CudaOps {
         }
         // Programmatic stream serialisation: this kernel may be scheduled
         // before the one ahead of it has finished; it waits for it on the
-        // device, at its first instruction (`grid_dependency` in common.cuh).
+        // device (`grid_dependency` in common.cuh: at the first instruction,
+        // or after loads of what the kernel ahead cannot be writing).
         // SAFETY: a plain C struct (an id and a union of integers) for which all-zero bytes are valid.
         let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
         attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
