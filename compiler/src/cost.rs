@@ -404,6 +404,7 @@ mod tests {
             usable_bytes: 1 << 34,
             hbm_gbps: 1000.0,
             fp16_tflops: 100.0,
+            attn_tflops: None,
             pcie_gen: 4,
             pcie_lanes: 16,
             h2d_gbps: 20.0,

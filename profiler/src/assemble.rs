@@ -76,6 +76,7 @@ pub fn assemble(m: &Measurements, p: &Provenance) -> GpuProfile {
         usable_bytes: m.device.usable_bytes,
         hbm_gbps: round_to(gbps(2 * dc.bytes, dc.time.median_us), 1),
         fp16_tflops: round_to(flops / g.time.median_us / 1e6, 1),
+        attn_tflops: None,
         pcie_gen: m.link.gen,
         pcie_lanes: m.link.lanes,
         h2d_gbps,
