@@ -9,12 +9,16 @@
 //! * `copy_us(bytes) = copy_latency_us + bytes / (h2d_gbps · 10³)`, with the
 //!   bandwidth interpolated from `h2d_curve` (linear in bytes, clamped at the
 //!   ends) when the profile has one.
-//! * `compute_us = max(bytes moved / hbm, flops / fp16 rate) + kernels · kernel_overhead_us`.
+//! * `compute_us = max(bytes moved / hbm, math) + kernels · kernel_overhead_us`,
+//!   where `math = matrix flops / fp16_tflops + attention flops / attn_tflops`
+//!   (all flops at `fp16_tflops` when the profile has no `attn_tflops`: the
+//!   flash attention kernel runs well below the GEMM rate at long contexts).
 //!   A layer (or its attention half) moves its weights (biases and q/k norms
 //!   included: they are in the image) plus the K and V rows it reads; its
-//!   flops are `2 · params · tokens` plus attention, `4 · tokens · context · q_dim`,
-//!   halved in prefill because attention is causal. A layer with a sliding
-//!   window shorter than the context reads only its window of rows, and each
+//!   matrix flops are `2 · params · tokens`, its attention flops
+//!   `4 · tokens · context · q_dim`, halved in prefill because attention is
+//!   causal. A layer with a sliding window shorter than the context reads
+//!   only its window of rows, and each
 //!   query attends to at most `window` positions (in prefill, on average
 //!   `window − window² / (2 · context)`). An MLP half moves its weights; `2 · params · tokens` flops. Prefill's final norm and
 //!   LM head only process the last position of each sequence (only its logits
@@ -228,9 +232,10 @@ impl<'a> Roofline<'a> {
             PhaseKind::Prefill => batch,
             PhaseKind::Decode => tokens as f64,
         };
-        let (bytes, flops, kernels) = match block.kind {
+        // Bytes moved, matrix-product flops, attention's flops (timed at their own rate), kernels.
+        let (bytes, flops, attn, kernels) = match block.kind {
             // Gather `tokens` rows, write them as the f32 residual stream.
-            BlockKind::Embedding => (tokens as f64 * h * (dsize + 4.0), 0.0, 1),
+            BlockKind::Embedding => (tokens as f64 * h * (dsize + 4.0), 0.0, 0.0, 1),
             BlockKind::Layer | BlockKind::Attention => {
                 // The positions the last query sees: the context, or the layer's window.
                 let span = block.layer.map_or(context, |l| arch.attention_span(l, context)) as f64;
@@ -245,26 +250,30 @@ impl<'a> Roofline<'a> {
                     BlockKind::Layer => (arch.layer_params(), LAYER_KERNELS),
                     _ => (arch.attention_params(), ATTENTION_KERNELS),
                 };
-                let flops = 2.0 * params as f64 * tokens as f64 + attn;
-                (block.bytes as f64 + kv_read, flops, kernels)
+                (block.bytes as f64 + kv_read, 2.0 * params as f64 * tokens as f64, attn, kernels)
             }
-            BlockKind::Mlp => (block.bytes as f64, 2.0 * arch.mlp_params() as f64 * tokens as f64, MLP_KERNELS),
+            BlockKind::Mlp => (block.bytes as f64, 2.0 * arch.mlp_params() as f64 * tokens as f64, 0.0, MLP_KERNELS),
             BlockKind::GateUp => {
                 let params = 2 * arch.hidden_size * arch.intermediate_size + arch.hidden_size;
-                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, GATE_UP_KERNELS)
+                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, 0.0, GATE_UP_KERNELS)
             }
             BlockKind::Down => {
                 let params = arch.hidden_size * arch.intermediate_size;
-                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, MLP_KERNELS - GATE_UP_KERNELS)
+                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, 0.0, MLP_KERNELS - GATE_UP_KERNELS)
             }
-            BlockKind::FinalNorm => (block.bytes as f64 + last_rows * h * (4.0 + dsize), 0.0, 1),
+            BlockKind::FinalNorm => (block.bytes as f64 + last_rows * h * (4.0 + dsize), 0.0, 0.0, 1),
             BlockKind::LmHead => {
                 let flops = 2.0 * arch.vocab_size as f64 * h * last_rows;
-                (block.bytes as f64, flops, 1)
+                (block.bytes as f64, flops, 0.0, 1)
             }
         };
         let memory_us = bytes / (self.gpu.hbm_gbps * 1e3);
-        let math_us = flops / (self.gpu.fp16_tflops * 1e6);
+        let math_us = match self.gpu.attn_tflops {
+            Some(attn_tflops) => flops / (self.gpu.fp16_tflops * 1e6) + attn / (attn_tflops * 1e6),
+            // One rate for all the flops: summed first, as before the profile could say otherwise,
+            // so that a profile without the field prices every block exactly as it did.
+            None => (flops + attn) / (self.gpu.fp16_tflops * 1e6),
+        };
         memory_us.max(math_us) + kernels as f64 * self.gpu.kernel_overhead_us
     }
 
@@ -546,6 +555,28 @@ mod tests {
         assert!((ta + tb - 90.0).abs() < 1e-9 && ta < tb, "{ta} + {tb}");
         let est = |x| r.estimate_us(x, PhaseKind::Prefill, 512, 512);
         assert!((ta / tb - est(a) / est(b)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn attn_tflops_times_long_prefill_attention_and_barely_a_decode_step() {
+        let mut g = gpu();
+        let m = model();
+        let layer = m.block("layer.0").unwrap();
+        let long = RunShape { prompt_len: 4096, max_seq_len: 8192, batch: 1 };
+        let cost = |g: &GpuProfile, phase| Roofline::new(g, &m, long).compute_us(layer, phase);
+        let (prefill, decode) = (cost(&g, PhaseKind::Prefill), cost(&g, PhaseKind::Decode));
+        // Prefill: 2·params·4096 matrix flops (16580 µs at 100 TFLOP/s) and causal
+        // 4·4096·2048·4096 attention flops: 1374 µs at 100 TFLOP/s, 5498 µs at 25.
+        let gemm = 2.0 * m.arch.layer_params() as f64 * 4096.0;
+        let attn = 4.0 * 4096.0 * 2048.0 * 4096.0;
+        assert!((prefill - ((gemm + attn) / 1e8 + 30.0)).abs() < 1e-6);
+        g.attn_tflops = Some(25.0);
+        assert!((cost(&g, PhaseKind::Prefill) - (gemm / 1e8 + attn / 2.5e7 + 30.0)).abs() < 1e-6);
+        // Decode stays memory bound: weights and 2·4096·4096·2 bytes of K and V (471 µs at
+        // 1000 GB/s) against 4 µs of matrix flops and 4·4096·4096 attention flops (2.7 µs at 25).
+        assert_eq!(cost(&g, PhaseKind::Decode), decode);
+        let kv = 2.0 * 4096.0 * 4096.0 * 2.0;
+        assert!((decode - ((layer.bytes as f64 + kv) / 1e6 + 30.0)).abs() < 1e-6);
     }
 
     #[test]
