@@ -55,7 +55,9 @@ pub struct GpuProfile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub h2d_curve: Vec<BandwidthPoint>,
     /// Measured compute time of blocks (optional); overrides the roofline
-    /// estimate for a matching model, block kind, phase and token count.
+    /// estimate for a matching model, block kind, phase and token count, and
+    /// in prefill prices other token counts scaled by the roofline
+    /// (`djinn_compiler::cost`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub block_times: Vec<BlockTime>,
     /// The host CPU as a compute lane (optional; used by a later placement).
