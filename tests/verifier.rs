@@ -116,6 +116,7 @@ fn two_layer_plan() -> Plan {
         usable_bytes: 1 << 30,
         hbm_gbps: 300.0,
         fp16_tflops: 60.0,
+        attn_tflops: None,
         pcie_gen: 4,
         pcie_lanes: 16,
         h2d_gbps: 25.0,

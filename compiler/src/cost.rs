@@ -9,12 +9,16 @@
 //! * `copy_us(bytes) = copy_latency_us + bytes / (h2d_gbps · 10³)`, with the
 //!   bandwidth interpolated from `h2d_curve` (linear in bytes, clamped at the
 //!   ends) when the profile has one.
-//! * `compute_us = max(bytes moved / hbm, flops / fp16 rate) + kernels · kernel_overhead_us`.
+//! * `compute_us = max(bytes moved / hbm, math) + kernels · kernel_overhead_us`,
+//!   where `math = matrix flops / fp16_tflops + attention flops / attn_tflops`
+//!   (all flops at `fp16_tflops` when the profile has no `attn_tflops`: the
+//!   flash attention kernel runs well below the GEMM rate at long contexts).
 //!   A layer (or its attention half) moves its weights (biases and q/k norms
 //!   included: they are in the image) plus the K and V rows it reads; its
-//!   flops are `2 · params · tokens` plus attention, `4 · tokens · context · q_dim`,
-//!   halved in prefill because attention is causal. A layer with a sliding
-//!   window shorter than the context reads only its window of rows, and each
+//!   matrix flops are `2 · params · tokens`, its attention flops
+//!   `4 · tokens · context · q_dim`, halved in prefill because attention is
+//!   causal. A layer with a sliding window shorter than the context reads
+//!   only its window of rows, and each
 //!   query attends to at most `window` positions (in prefill, on average
 //!   `window − window² / (2 · context)`). An MLP half moves its weights; `2 · params · tokens` flops. Prefill's final norm and
 //!   LM head only process the last position of each sequence (only its logits
@@ -22,12 +26,23 @@
 //! * Decode is costed at `context = prompt_len`: the first generated tokens,
 //!   where a plan's prediction is checked against a measurement.
 //! * A measured `block_times` entry matching (model name, block kind, phase,
-//!   tokens) replaces the estimate; a whole layer without one costs its
-//!   measured attention and MLP halves together (what `djinn-profile` times),
-//!   and a half without one its share of a measured layer (in proportion to
-//!   the halves' estimates), so both block tables are priced alike. The fine
-//!   table's `gate_up` and `down` parts without times of their own share
-//!   their MLP half's measured time (or its share of the layer's) the same way.
+//!   tokens) replaces the estimate. In prefill, an entry of the same model,
+//!   kind and phase at another pass size is scaled instead of dropped: the
+//!   nearest measured size `t0` (the larger of two as near) gives
+//!   `measured(t0) · estimate(tokens) / estimate(t0)`, each estimate the
+//!   roofline of its own pass (the measured one at batch 1 and
+//!   `context = t0`), so the kernels' measured efficiency carries over and
+//!   the roofline says how the work grows. Decode entries apply at their own
+//!   `tokens` only (the context they were measured over is not recorded);
+//!   `djinn-profile` times decode at `tokens = 1`. A whole layer without an
+//!   entry costs its attention and MLP halves' (exact or scaled) times
+//!   together (what `djinn-profile` times), and a half without one its share
+//!   of a measured (or scaled) layer, in proportion to the halves' estimates at
+//!   this pass size, so both block tables are priced alike. The fine table's
+//!   `gate_up` and `down` parts without times of their own share their MLP
+//!   half's time (or its share of the layer's) the same way. A kind the table
+//!   lacks (a whole-layer table's halves, a split table's whole layer) is
+//!   estimated with the bytes of the layer's tensors such a block would hold.
 //!
 //! * A host compute (the profile's `[cpu]` lane running a streamed block's
 //!   decode step from host memory) takes the lane's measured time for a block
@@ -55,8 +70,9 @@
 //! is kept at the measured figure.
 
 use djinn_core::gpu::{GpuProfile, PhaseKind};
-use djinn_core::model::{Block, BlockKind, ModelSpec};
+use djinn_core::model::{Block, BlockKind, ModelSpec, TensorRole, TENSOR_ALIGN};
 use djinn_core::plan::RunShape;
+use djinn_core::units::align_up;
 
 /// Host time between the end of one forward pass and the start of the next, µs
 /// (PyTorch's turnaround loop measured on the project's H100: 62–68 µs).
@@ -228,9 +244,10 @@ impl<'a> Roofline<'a> {
             PhaseKind::Prefill => batch,
             PhaseKind::Decode => tokens as f64,
         };
-        let (bytes, flops, kernels) = match block.kind {
+        // Bytes moved, matrix-product flops, attention's flops (timed at their own rate), kernels.
+        let (bytes, flops, attn, kernels) = match block.kind {
             // Gather `tokens` rows, write them as the f32 residual stream.
-            BlockKind::Embedding => (tokens as f64 * h * (dsize + 4.0), 0.0, 1),
+            BlockKind::Embedding => (tokens as f64 * h * (dsize + 4.0), 0.0, 0.0, 1),
             BlockKind::Layer | BlockKind::Attention => {
                 // The positions the last query sees: the context, or the layer's window.
                 let span = block.layer.map_or(context, |l| arch.attention_span(l, context)) as f64;
@@ -245,40 +262,39 @@ impl<'a> Roofline<'a> {
                     BlockKind::Layer => (arch.layer_params(), LAYER_KERNELS),
                     _ => (arch.attention_params(), ATTENTION_KERNELS),
                 };
-                let flops = 2.0 * params as f64 * tokens as f64 + attn;
-                (block.bytes as f64 + kv_read, flops, kernels)
+                (block.bytes as f64 + kv_read, 2.0 * params as f64 * tokens as f64, attn, kernels)
             }
-            BlockKind::Mlp => (block.bytes as f64, 2.0 * arch.mlp_params() as f64 * tokens as f64, MLP_KERNELS),
+            BlockKind::Mlp => (block.bytes as f64, 2.0 * arch.mlp_params() as f64 * tokens as f64, 0.0, MLP_KERNELS),
             BlockKind::GateUp => {
                 let params = 2 * arch.hidden_size * arch.intermediate_size + arch.hidden_size;
-                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, GATE_UP_KERNELS)
+                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, 0.0, GATE_UP_KERNELS)
             }
             BlockKind::Down => {
                 let params = arch.hidden_size * arch.intermediate_size;
-                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, MLP_KERNELS - GATE_UP_KERNELS)
+                (block.bytes as f64, 2.0 * params as f64 * tokens as f64, 0.0, MLP_KERNELS - GATE_UP_KERNELS)
             }
-            BlockKind::FinalNorm => (block.bytes as f64 + last_rows * h * (4.0 + dsize), 0.0, 1),
+            BlockKind::FinalNorm => (block.bytes as f64 + last_rows * h * (4.0 + dsize), 0.0, 0.0, 1),
             BlockKind::LmHead => {
                 let flops = 2.0 * arch.vocab_size as f64 * h * last_rows;
-                (block.bytes as f64, flops, 1)
+                (block.bytes as f64, flops, 0.0, 1)
             }
         };
         let memory_us = bytes / (self.gpu.hbm_gbps * 1e3);
-        let math_us = flops / (self.gpu.fp16_tflops * 1e6);
+        let math_us = match self.gpu.attn_tflops {
+            Some(attn_tflops) => flops / (self.gpu.fp16_tflops * 1e6) + attn / (attn_tflops * 1e6),
+            // One rate for all the flops: summed first, as before the profile could say otherwise,
+            // so that a profile without the field prices every block exactly as it did.
+            None => (flops + attn) / (self.gpu.fp16_tflops * 1e6),
+        };
         memory_us.max(math_us) + kernels as f64 * self.gpu.kernel_overhead_us
     }
 
     /// A measured time for this block, if the profile has one for this model
-    /// and pass size. A whole layer without one of its own costs its measured
+    /// and pass size (or, in prefill, one at another pass size to scale:
+    /// [`Self::entry_us`]). A whole layer without one of its own costs its measured
     /// halves together: it runs the attention half's kernels, then the MLP's.
     pub fn measured_us(&self, block: &Block, phase: PhaseKind, tokens: u64) -> Option<f64> {
-        let of = |kind: BlockKind| {
-            self.gpu
-                .block_times
-                .iter()
-                .find(|t| t.model == self.model.name && t.kind == kind && t.phase == phase && t.tokens == tokens)
-                .map(|t| t.us)
-        };
+        let of = |kind: BlockKind| self.entry_us(block, kind, phase, tokens);
         of(block.kind).or_else(|| match block.kind {
             BlockKind::Layer => Some(of(BlockKind::Attention)? + of(BlockKind::Mlp)?),
             // A half without a time of its own (a profile that timed whole layers) takes its
@@ -301,6 +317,62 @@ impl<'a> Roofline<'a> {
             }
             _ => None,
         })
+    }
+
+    /// The profile's time for a block of `kind` in `block`'s layer (the block
+    /// itself, or the part or whole of its layer that `kind` names) in a pass
+    /// of `tokens`: the entry of this model, kind, phase and pass size; else,
+    /// in prefill, the entry of the nearest measured size `t0` (the larger of
+    /// two as near) times `estimate(tokens) / estimate(t0)`, each the roofline
+    /// of that pass (prefill was measured at batch 1, context = its tokens).
+    /// The kernels' efficiency at the measured size carries over; how the
+    /// work grows with the prompt (attention's quadratically) comes from the
+    /// roofline. Decode entries apply at their own size only: the context
+    /// they were measured over is not recorded, so there is no estimate to
+    /// scale from.
+    fn entry_us(&self, block: &Block, kind: BlockKind, phase: PhaseKind, tokens: u64) -> Option<f64> {
+        let entries =
+            || self.gpu.block_times.iter().filter(|t| t.model == self.model.name && t.kind == kind && t.phase == phase);
+        if let Some(t) = entries().find(|t| t.tokens == tokens) {
+            return Some(t.us);
+        }
+        if phase != PhaseKind::Prefill {
+            return None;
+        }
+        let t0 = entries().min_by_key(|t| (t.tokens.abs_diff(tokens), std::cmp::Reverse(t.tokens)))?;
+        let stand_in;
+        let part = if kind == block.kind {
+            block
+        } else {
+            // Only the kind, layer and bytes enter an estimate.
+            let bytes = self.bytes_of(block, kind);
+            stand_in = Block { name: String::new(), kind, layer: block.layer, bytes, tensors: Vec::new() };
+            &stand_in
+        };
+        let now = self.estimate_us(part, phase, tokens, self.tokens_and_context(phase).1);
+        let measured = Roofline::new(self.gpu, self.model, RunShape { prompt_len: t0.tokens, batch: 1, ..self.shape });
+        let then = measured.estimate_us(part, phase, t0.tokens, t0.tokens);
+        (then > 0.0).then(|| t0.us * now / then)
+    }
+
+    /// The image bytes of a block of `kind` in `block`'s layer, which this
+    /// table does not have (the halves a whole-layer table lacks, or the whole
+    /// layer of a split one): the layer's tensors such a block would hold,
+    /// each at an aligned offset as a block image lays them out.
+    fn bytes_of(&self, block: &Block, kind: BlockKind) -> u64 {
+        let holds = |role: TensorRole| match kind {
+            BlockKind::Layer => true,
+            BlockKind::Attention | BlockKind::Mlp => role.half() == Some(kind),
+            _ => role.fine_part() == Some(kind),
+        };
+        self.model
+            .blocks
+            .iter()
+            .filter(|b| b.layer == block.layer)
+            .flat_map(|b| &b.tensors)
+            .filter(|t| holds(t.role))
+            .map(|t| align_up(t.bytes, TENSOR_ALIGN))
+            .sum()
     }
 
     /// `block`'s estimate and the summed estimates of the other blocks of its
@@ -404,6 +476,7 @@ mod tests {
             usable_bytes: 1 << 34,
             hbm_gbps: 1000.0,
             fp16_tflops: 100.0,
+            attn_tflops: None,
             pcie_gen: 4,
             pcie_lanes: 16,
             h2d_gbps: 20.0,
@@ -545,6 +618,71 @@ mod tests {
         assert!((ta + tb - 90.0).abs() < 1e-9 && ta < tb, "{ta} + {tb}");
         let est = |x| r.estimate_us(x, PhaseKind::Prefill, 512, 512);
         assert!((ta / tb - est(a) / est(b)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_measured_prefill_time_scales_to_another_prompt_length() {
+        let mut g = gpu();
+        let split = model().split_layers();
+        let (attn, mlp) = (split.block("layer.1.attn").unwrap(), split.block("layer.1.mlp").unwrap());
+        let entry = |kind, tokens, us| BlockTime { model: "m".into(), kind, phase: PhaseKind::Prefill, tokens, us };
+        g.block_times = vec![entry(BlockKind::Attention, 512, 1500.0), entry(BlockKind::Mlp, 512, 2000.0)];
+        let long = RunShape { prompt_len: 2048, max_seq_len: 4096, batch: 1 };
+        let r = Roofline::new(&g, &split, long);
+        let prefill = |r: &Roofline, b| r.compute_us(b, PhaseKind::Prefill);
+        // Both halves are compute bound at 512 and at 2048 tokens (100 TFLOP/s: 1e8 flops a µs).
+        // The MLP: 2·params·t flops and 6 launches of 2 µs; 1397 µs at 512, 5553 µs at 2048.
+        let p = split.arch.mlp_params() as f64;
+        let mlp_at = |t: f64| 2.0 * p * t / 1e8 + 12.0;
+        assert!((mlp_at(2048.0) / mlp_at(512.0) - 3.9742).abs() < 1e-4);
+        assert!((prefill(&r, mlp) - 2000.0 * mlp_at(2048.0) / mlp_at(512.0)).abs() < 1e-6);
+        // The attention half: causal 4·t·(t/2)·4096 flops on top, quadrupling with t; 9 launches.
+        let a = split.arch.attention_params() as f64;
+        let attn_at = |t: f64| (2.0 * a * t + 2.0 * t * t * 4096.0) / 1e8 + 18.0;
+        assert!((prefill(&r, attn) - 1500.0 * attn_at(2048.0) / attn_at(512.0)).abs() < 1e-6);
+        // A whole-layer table's layer costs the two scaled halves.
+        let whole = model();
+        let layer = whole.block("layer.1").unwrap();
+        let both = prefill(&r, attn) + prefill(&r, mlp);
+        assert!((prefill(&Roofline::new(&g, &whole, long), layer) - both).abs() < 1e-6);
+        // The nearest measured size is scaled (the larger of two as near): 1024 for 1536, 3072 for 2048.
+        g.block_times = vec![entry(BlockKind::Mlp, 1024, 3000.0), entry(BlockKind::Mlp, 3072, 8000.0)];
+        let at =
+            |prompt_len| Roofline::new(&g, &split, RunShape { prompt_len, ..long }).compute_us(mlp, PhaseKind::Prefill);
+        assert!((at(1536) - 3000.0 * mlp_at(1536.0) / mlp_at(1024.0)).abs() < 1e-6);
+        assert!((at(2048) - 8000.0 * mlp_at(2048.0) / mlp_at(3072.0)).abs() < 1e-6);
+        // A batch of 2 prompts of 512 is a pass of 1024 tokens, scaled from the one prompt measured.
+        g.block_times = vec![entry(BlockKind::Mlp, 512, 2000.0)];
+        let batch = Roofline::new(&g, &split, RunShape { batch: 2, ..SHAPE });
+        assert!((prefill(&batch, mlp) - 2000.0 * mlp_at(1024.0) / mlp_at(512.0)).abs() < 1e-6);
+        // Decode entries apply at their own tokens only, at any prompt length.
+        g.block_times =
+            vec![BlockTime { model: "m".into(), kind: BlockKind::Mlp, phase: PhaseKind::Decode, tokens: 1, us: 123.0 }];
+        assert_eq!(Roofline::new(&g, &split, long).compute_us(mlp, PhaseKind::Decode), 123.0);
+        let batch = Roofline::new(&g, &split, RunShape { batch: 2, ..SHAPE });
+        assert_eq!(batch.compute_us(mlp, PhaseKind::Decode), batch.estimate_us(mlp, PhaseKind::Decode, 2, 512));
+    }
+
+    #[test]
+    fn attn_tflops_times_long_prefill_attention_and_barely_a_decode_step() {
+        let mut g = gpu();
+        let m = model();
+        let layer = m.block("layer.0").unwrap();
+        let long = RunShape { prompt_len: 4096, max_seq_len: 8192, batch: 1 };
+        let cost = |g: &GpuProfile, phase| Roofline::new(g, &m, long).compute_us(layer, phase);
+        let (prefill, decode) = (cost(&g, PhaseKind::Prefill), cost(&g, PhaseKind::Decode));
+        // Prefill: 2·params·4096 matrix flops (16580 µs at 100 TFLOP/s) and causal
+        // 4·4096·2048·4096 attention flops: 1374 µs at 100 TFLOP/s, 5498 µs at 25.
+        let gemm = 2.0 * m.arch.layer_params() as f64 * 4096.0;
+        let attn = 4.0 * 4096.0 * 2048.0 * 4096.0;
+        assert!((prefill - ((gemm + attn) / 1e8 + 30.0)).abs() < 1e-6);
+        g.attn_tflops = Some(25.0);
+        assert!((cost(&g, PhaseKind::Prefill) - (gemm / 1e8 + attn / 2.5e7 + 30.0)).abs() < 1e-6);
+        // Decode stays memory bound: weights and 2·4096·4096·2 bytes of K and V (471 µs at
+        // 1000 GB/s) against 4 µs of matrix flops and 4·4096·4096 attention flops (2.7 µs at 25).
+        assert_eq!(cost(&g, PhaseKind::Decode), decode);
+        let kv = 2.0 * 4096.0 * 4096.0 * 2.0;
+        assert!((decode - ((layer.bytes as f64 + kv) / 1e6 + 30.0)).abs() < 1e-6);
     }
 
     #[test]

@@ -37,6 +37,12 @@ pub struct GpuProfile {
     pub hbm_gbps: f64,
     /// Achievable dense fp16/bf16 tensor-core rate with fp32 accumulation, TFLOP/s.
     pub fp16_tflops: f64,
+    /// Achievable rate of causal prefill attention (the flash kernel), TFLOP/s,
+    /// counting `2 · tokens² · q_dim` flops for a pass over `tokens` (optional;
+    /// without it the cost model times attention's flops at `fp16_tflops`).
+    /// Long-context attention runs well below the GEMM rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_tflops: Option<f64>,
     pub pcie_gen: u32,
     pub pcie_lanes: u32,
     /// Effective pinned host-to-device bandwidth for large copies, GB/s.
@@ -49,7 +55,9 @@ pub struct GpuProfile {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub h2d_curve: Vec<BandwidthPoint>,
     /// Measured compute time of blocks (optional); overrides the roofline
-    /// estimate for a matching model, block kind, phase and token count.
+    /// estimate for a matching model, block kind, phase and token count, and
+    /// in prefill prices other token counts scaled by the roofline
+    /// (`djinn_compiler::cost`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub block_times: Vec<BlockTime>,
     /// The host CPU as a compute lane (optional; used by a later placement).

@@ -457,6 +457,7 @@ pub(crate) mod tests {
                 usable_bytes: 1 << 30,
                 hbm_gbps: 100.0,
                 fp16_tflops: 10.0,
+                attn_tflops: None,
                 pcie_gen: 4,
                 pcie_lanes: 16,
                 h2d_gbps: 20.0,

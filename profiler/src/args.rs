@@ -11,7 +11,7 @@ use clap::Parser;
     about = "Measure this machine's GPU and write a profile for `djinn-compile --gpu FILE.toml`.",
     long_about = "Measures pinned host-to-device bandwidth over copy sizes, device memory bandwidth, \
                   the compute time of each block kind of --model (prefill of --prompt-len tokens and one \
-                  decode step) through Djinn's own kernels on random weights, a large GEMM, the kernel \
+                  decode step) through Djinn's own kernels on random weights, a large GEMM, a 4096-token prefill attention, the kernel \
                   launch cost, and the host CPU's f16 matrix-vector rate; writes them as a GPU profile. \
                   Progress and results go to stderr."
 )]

@@ -11,6 +11,10 @@
 //!   stream — "effective read bandwidth" as the H100 preset counts it.
 //! * `fp16_tflops`: `2mnk / time` of one large GEMM through our matmul (cuBLAS,
 //!   fp32 accumulation) in the model dtype.
+//! * `attn_tflops`: `2 · T² · heads · head_dim / time` of one causal prefill
+//!   attention over `T` positions by the flash kernel with the model's heads:
+//!   the cost model's prefill count, `4 · T · attended · q_dim` with
+//!   `attended = T / 2`. Absent where the kernel does not take those heads.
 //! * `kernel_overhead_us`: the device time per kernel of one-element kernels
 //!   run back to back: launch and tail, with nothing to compute (the host's
 //!   issue time per kernel is in the comments and the log).
@@ -76,6 +80,7 @@ pub fn assemble(m: &Measurements, p: &Provenance) -> GpuProfile {
         usable_bytes: m.device.usable_bytes,
         hbm_gbps: round_to(gbps(2 * dc.bytes, dc.time.median_us), 1),
         fp16_tflops: round_to(flops / g.time.median_us / 1e6, 1),
+        attn_tflops: m.attention.as_ref().map(|a| round_to(a.flops() / a.time.median_us / 1e6, 1)),
         pcie_gen: m.link.gen,
         pcie_lanes: m.link.lanes,
         h2d_gbps,
@@ -165,6 +170,22 @@ pub fn render(profile: &GpuProfile, m: &Measurements, p: &Provenance) -> String 
         "fp16_tflops: {}x{}x{} {} GEMM through djinn's matmul (cuBLAS, fp32 accumulation), {:.1} us.",
         g.m, g.n, g.k, g.dtype, g.time.median_us
     ));
+    c.push(match &m.attention {
+        Some(a) => format!(
+            "attn_tflops: causal prefill attention over {} tokens by the flash kernel (attn_prefill.cu), {} heads x {} \
+             ({} kv heads), {}, {:.1} us;",
+            a.tokens, a.num_heads, a.head_dim, a.num_kv_heads, a.dtype, a.time.median_us
+        ),
+        None => "attn_tflops: not measured: the flash prefill kernel does not take this model's heads on this device;"
+            .into(),
+    });
+    c.push(match &m.attention {
+        Some(a) => format!(
+            "  counted as 2 x {}^2 x {} x {} flops (4 x T x T/2 x q_dim, as the cost model counts causal prefill).",
+            a.tokens, a.num_heads, a.head_dim
+        ),
+        None => "  djinn-compile times attention's flops at fp16_tflops.".into(),
+    });
     c.push(format!(
         "kernel_overhead_us: {} one-element kernels ran back to back in {:.1} us of device time (the host took {:.1} us to",
         m.launches.kernels, m.launches.time.median_us, m.launches.host.median_us

@@ -4,6 +4,7 @@
 use djinn_compiler::cost::Roofline;
 use djinn_compiler::gpu_presets::parse_gpu_profile;
 use djinn_compiler::{compile_model, Options};
+use djinn_core::gpu::GpuProfile;
 use djinn_core::model::BlockKind;
 use djinn_core::model_presets::load_model;
 use djinn_core::phase::PhaseName;
@@ -52,6 +53,14 @@ pub(super) fn sample() -> Measurements {
         h2d: (22..=30).map(|s| copy(1 << s)).collect(),
         device_copy: DeviceCopy { bytes: 1 << 30, time: t(700.0) },
         gemm: Gemm { m: 8192, n: 8192, k: 8192, dtype: Dtype::F16, time: t(1500.0) },
+        attention: Some(crate::measurements::Attention {
+            tokens: 4096,
+            num_heads: 40,
+            num_kv_heads: 40,
+            head_dim: 128,
+            dtype: Dtype::F16,
+            time: t(814.0),
+        }),
         launches: Launches { kernels: 2000, time: t(5000.0), host: t(8000.0) },
         model: "llama2-13b".into(),
         prompt_len: 512,
@@ -113,6 +122,8 @@ fn figures_follow_from_the_measurements() {
     assert_eq!(p.hbm_gbps, round_to(2.0 * (1u64 << 30) as f64 / 700.0 / 1e3, 1));
     // 2·8192³ flops in 1.5 ms.
     assert_eq!(p.fp16_tflops, round_to(2.0 * 8192f64.powi(3) / 1500.0 / 1e6, 1));
+    // 2·4096²·40·128 = 171.8 Gflop of causal attention in 814 µs.
+    assert_eq!(p.attn_tflops, Some(211.1));
     assert_eq!(p.kernel_overhead_us, 2.5);
     assert!((p.copy_latency_us - 3.0).abs() < 0.01, "{}", p.copy_latency_us);
     assert_eq!(p.h2d_curve.len(), 9);
@@ -147,6 +158,13 @@ fn toml_round_trips_through_the_compilers_reader() {
     assert!(!text.contains("WARNING"), "{text}");
     assert!(text.contains("# kernel_overhead_us: 2000 one-element kernels ran back to back in 5000.0 us"), "{text}");
     assert!(text.contains("#     decode norm: device 3.5 us, host 6.5 us"), "{text}");
+    assert!(
+        text.contains(
+            "# attn_tflops: causal prefill attention over 4096 tokens by the flash kernel (attn_prefill.cu), \
+             40 heads x 128 (40 kv heads), f16, 814.0 us;\n#   counted as 2 x 4096^2 x 40 x 128 flops"
+        ),
+        "{text}"
+    );
     let back = parse_gpu_profile(&text, "profile.toml").unwrap();
     assert_eq!(back, p);
     let debug = render(&p, &m, &Provenance { debug_build: true, ..prov.clone() });
@@ -154,6 +172,35 @@ fn toml_round_trips_through_the_compilers_reader() {
     assert_eq!(parse_gpu_profile(&debug, "profile.toml").unwrap(), p);
     let behind = Measurements { device_ahead: false, ..m.clone() };
     assert!(render(&p, &behind, &prov).contains("# WARNING: the host fell behind"));
+    // Where the flash kernel did not run, the profile has no attn_tflops and says why.
+    let unmeasured = Measurements { attention: None, ..m.clone() };
+    let p = assemble(&unmeasured, &prov);
+    assert_eq!(p.attn_tflops, None);
+    let text = render(&p, &unmeasured, &prov);
+    assert!(text.contains("# attn_tflops: not measured: the flash prefill kernel does not take"), "{text}");
+    assert!(!text.contains("\nattn_tflops ="), "{text}");
+    assert_eq!(parse_gpu_profile(&text, "profile.toml").unwrap(), p);
+}
+
+/// The profiler's attention flops are the cost model's: two profiles that
+/// differ only in `attn_tflops` price a compute-bound prefill attention half
+/// over the measured length apart by exactly `flops · (1/a − 1/b)`.
+#[test]
+fn attention_flops_are_counted_as_the_cost_model_counts_them() {
+    let m = sample();
+    let a = m.attention.clone().unwrap();
+    let mut p = assemble(&m, &provenance(None));
+    p.block_times.clear();
+    let model = load_model("llama2-13b").unwrap().split_layers();
+    assert_eq!((model.arch.num_heads, model.arch.head_dim), (a.num_heads, a.head_dim));
+    let half = model.block("layer.0.attn").unwrap();
+    let shape = RunShape { prompt_len: a.tokens, max_seq_len: a.tokens, batch: 1 };
+    let at = |tflops: f64| {
+        let gpu = GpuProfile { attn_tflops: Some(tflops), ..p.clone() };
+        Roofline::new(&gpu, &model, shape).estimate_us(half, PhaseName::Prefill, a.tokens, a.tokens)
+    };
+    let flops = (at(100.0) - at(200.0)) / (1.0 / 100e6 - 1.0 / 200e6);
+    assert!((flops / a.flops() - 1.0).abs() < 1e-9, "cost model {flops}, profiler {}", a.flops());
 }
 
 #[test]

@@ -56,6 +56,7 @@ pub fn profiling_plan(one: &ModelSpec, prompt_len: u64, memory: u64, usable: u64
         usable_bytes: usable,
         hbm_gbps: 1000.0,
         fp16_tflops: 100.0,
+        attn_tflops: None,
         pcie_gen: 4,
         pcie_lanes: 16,
         h2d_gbps: 25.0,

@@ -1,8 +1,10 @@
 //! Compute measurements on the GPU: every block kind through the shared
-//! forward pass, one large GEMM, and the cost of a kernel launch.
+//! forward pass, one large GEMM, one long prefill attention, and the cost of
+//! a kernel launch.
 //!
 //! One [`CudaOps`] over one arena: the profiling plan's regions
-//! ([`crate::bench_plan`]) followed by scratch for GEMM operands. The weights
+//! ([`crate::bench_plan`]) followed by scratch for GEMM operands and for the
+//! attention's query, keys, values and output. The weights
 //! are random ([`crate::random`]); a block runs exactly as in djinn-exec —
 //! `Forward::compute_block` issuing our kernels and cuBLAS on the compute
 //! stream — bracketed by timing events.
@@ -35,10 +37,10 @@ use djinn_core::Dtype;
 use djinn_runtime::backend::Pass;
 use djinn_runtime::cuda::{CudaError, CudaOps, DeviceBuffer, Event, Gpu, Stream};
 use djinn_runtime::forward::Forward;
-use djinn_runtime::ops::{Buf, Ops};
+use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
 use crate::clock::Stopwatch;
-use crate::measurements::{BlockTiming, Gemm, Launches};
+use crate::measurements::{Attention, BlockTiming, Gemm, Launches};
 use crate::random;
 use crate::stats::Timing;
 
@@ -74,6 +76,10 @@ struct Scratch {
     /// Bytes of each GEMM operand.
     one: u64,
     size: u64,
+    /// Where the attention's operands start (after the GEMM's and the launch test's).
+    attn_base: u64,
+    /// Query rows of the attention its operands are sized for.
+    attn_tokens: u64,
 }
 
 /// A group of timed work, issued behind a blocker.
@@ -89,19 +95,38 @@ impl ComputeRig {
         3 * align_up(size * size * dtype.size(), BUFFER_ALIGN) + 2 * BUFFER_ALIGN
     }
 
+    /// Bytes of one attention operand of `tokens` rows of `width` values in `dtype`.
+    fn attn_operand_bytes(tokens: u64, width: u64, dtype: Dtype) -> u64 {
+        align_up(tokens * width * dtype.size(), BUFFER_ALIGN)
+    }
+
     /// Loads the kernels, allocates the plan's arena plus scratch for GEMMs
-    /// of `gemm_size` (at least the blocker's), and fills every block image
-    /// and the GEMM inputs with random values and the token ids with random tokens.
-    pub fn new(gpu: &Gpu, plan: Plan, offsets: Vec<u64>, gemm_size: u64) -> Result<ComputeRig, CudaError> {
+    /// of `gemm_size` (at least the blocker's) and for a prefill attention of
+    /// `attn_tokens` rows with the model's heads, and fills every block image,
+    /// the GEMM and attention inputs with random values and the token ids
+    /// with random tokens.
+    pub fn new(
+        gpu: &Gpu,
+        plan: Plan,
+        offsets: Vec<u64>,
+        gemm_size: u64,
+        attn_tokens: u64,
+    ) -> Result<ComputeRig, CudaError> {
         let forward = Forward::new(&plan).map_err(|e| CudaError::Plan(e.to_string()))?;
         let ws = plan
             .region_of_kind(RegionKind::Workspace)
             .ok_or_else(|| CudaError::Plan("the profiling plan has no workspace region".into()))?;
         let dtype = plan.model.dtype;
+        let (q_dim, kv_dim) = (plan.model.arch.q_dim(), plan.model.arch.kv_dim());
         let size = gemm_size.max(BLOCKER_SIZE);
         let base = align_up(plan.arena.bytes, 2 << 20);
-        let scratch = Scratch { base, one: align_up(size * size * dtype.size(), BUFFER_ALIGN), size };
-        let arena_bytes = base + Self::scratch_bytes(size, dtype);
+        let attn_base = base + Self::scratch_bytes(size, dtype);
+        // Query and output [tokens, q_dim], keys and values [tokens, kv_dim].
+        let attn_bytes = 2 * Self::attn_operand_bytes(attn_tokens, q_dim, dtype)
+            + 2 * Self::attn_operand_bytes(attn_tokens, kv_dim, dtype);
+        let scratch =
+            Scratch { base, one: align_up(size * size * dtype.size(), BUFFER_ALIGN), size, attn_base, attn_tokens };
+        let arena_bytes = attn_base + attn_bytes;
         let stream = Stream::new(gpu, false)?;
         let ops = CudaOps::new(gpu.clone(), stream, (ws.offset, ws.bytes), |gpu| {
             DeviceBuffer::alloc(gpu, arena_bytes, "the profiling arena")
@@ -114,6 +139,7 @@ impl ComputeRig {
         }
         rig.fill(base, 2 * scratch.one, dtype, 21)?;
         rig.ops.fill(base + 3 * scratch.one, 2 * BUFFER_ALIGN, 0)?;
+        rig.fill(attn_base, attn_bytes, dtype, 31)?;
         let act = *rig.forward.activations();
         let ids = random::token_ids(act.tokens.elems, rig.plan.model.arch.vocab_size, 11);
         rig.ops.upload(act.tokens.offset, &ids)?;
@@ -267,6 +293,63 @@ impl ComputeRig {
         }
         self.ops.synchronize()?;
         Ok(Gemm { m: size, n: size, k: size, dtype: self.plan.model.dtype, time: Timing::of(&sw.times_us()?) })
+    }
+
+    /// The attention's query, keys, values and output inside the scratch, `[tokens, width]` each.
+    fn attn_operands(&self) -> [Buf; 4] {
+        let (s, dtype, arch) = (self.scratch, self.plan.model.dtype, &self.plan.model.arch);
+        let mut at = s.attn_base;
+        [arch.q_dim(), arch.kv_dim(), arch.kv_dim(), arch.q_dim()].map(|width| {
+            let buf = Buf { offset: at, elems: s.attn_tokens * width, dtype };
+            at += Self::attn_operand_bytes(s.attn_tokens, width, dtype);
+            buf
+        })
+    }
+
+    /// Causal prefill attention over the scratch's `attn_tokens` positions
+    /// (the keys and values of all of them in the cache, no window) by the
+    /// flash kernel, with the model's heads; timed like [`Self::gemm`], long
+    /// enough to keep the device ahead of the host unaided. `None` where the
+    /// kernel does not take the shape (`CudaOps::try_attn_prefill`: a head
+    /// size it does not tile, a device before compute capability 8.0).
+    pub fn attention(&mut self, warm: usize, reps: usize) -> Result<Option<Attention>, CudaError> {
+        let arch = &self.plan.model.arch;
+        let rope = RopeTable::of(arch)
+            .ok_or_else(|| CudaError::Plan(format!("heads of {} dimensions have no RoPE table", arch.head_dim)))?;
+        let shape = AttnShape {
+            tokens: self.scratch.attn_tokens,
+            pos0: 0,
+            num_heads: arch.num_heads,
+            num_kv_heads: arch.num_kv_heads,
+            head_dim: arch.head_dim,
+            rope,
+            window: None,
+        };
+        let [q, k, v, out] = self.attn_operands();
+        // Every run is checked: the kernel either takes the shape each time or never.
+        for _ in 0..warm.max(1) {
+            if !self.ops.try_attn_prefill(out, q, k, v, shape)? {
+                return Ok(None);
+            }
+        }
+        let mut sw = Stopwatch::new(&self.gpu, reps)?;
+        for _ in 0..reps {
+            sw.start(self.ops.stream())?;
+            let ran = self.ops.try_attn_prefill(out, q, k, v, shape)?;
+            sw.stop(self.ops.stream())?;
+            if !ran {
+                return Ok(None);
+            }
+        }
+        self.ops.synchronize()?;
+        Ok(Some(Attention {
+            tokens: shape.tokens,
+            num_heads: shape.num_heads,
+            num_kv_heads: shape.num_kv_heads,
+            head_dim: shape.head_dim,
+            dtype: self.plan.model.dtype,
+            time: Timing::of(&sw.times_us()?),
+        }))
     }
 
     /// `batches` batches of `kernels` one-element residual adds, each issued

@@ -13,8 +13,8 @@
 //!    (when sysfs also gives the link's [`pcie`] generation and width);
 //! 3. [`blocks`]: each block kind of the model, prefill and decode, through
 //!    the shared forward pass on random weights ([`random`]) laid out by a
-//!    one-layer plan ([`bench_plan`]), as device time; a large GEMM; the
-//!    launch cost;
+//!    one-layer plan ([`bench_plan`]), as device time; a large GEMM; a long
+//!    causal prefill attention by the flash kernel; the launch cost;
 //! 4. [`assemble`]: the profile and its commented TOML; `--json` keeps every
 //!    raw timing ([`measurements`]).
 //!

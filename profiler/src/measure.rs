@@ -21,7 +21,7 @@ use crate::cpu::GemvBench;
 use crate::error::{During, ProfileError};
 use crate::host_layer::{self, HostLayerRig};
 use crate::measurements::{
-    BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, HostLayer, Launches, Measurements,
+    Attention, BlockTiming, CopyTiming, CpuGemv, Device, DeviceCopy, Gemm, HostLayer, Launches, Measurements,
 };
 use crate::pcie::{self, Link};
 
@@ -37,6 +37,10 @@ const GEMV_SHAPE: (u64, u64) = (16384, 8192);
 const LOOP_COPY: u64 = 256 << 20;
 /// The GEMM for `fp16_tflops`: `GEMM_SIZE`³.
 const GEMM_SIZE: u64 = 8192;
+/// Query rows (and cached positions) of the prefill attention for
+/// `attn_tflops`: a long context, where attention is a large share of a
+/// prefill and runs well below the GEMM rate.
+const ATTN_TOKENS: u64 = 4096;
 /// One-element kernels per timed batch, for `kernel_overhead_us`.
 const LAUNCH_BATCH: u64 = 1000;
 
@@ -76,7 +80,7 @@ pub fn measure(
     let link = sysfs.unwrap_or_else(|| pcie::infer(h2d.last().map_or(0.0, |c| gbps(c.bytes, c.time.median_us))));
     say(format!("PCIe gen {} x{} ({})", link.gen, link.lanes, link.how));
 
-    let (blocks, gemm, launches, device_ahead) = compute(gpu, plan, say)?;
+    let (blocks, gemm, attention, launches, device_ahead) = compute(gpu, plan, say)?;
     Ok(Measurements {
         device,
         link,
@@ -84,6 +88,7 @@ pub fn measure(
         h2d,
         device_copy,
         gemm,
+        attention,
         launches,
         model: model.name.clone(),
         prompt_len,
@@ -218,9 +223,10 @@ fn host_lane(
 }
 
 /// What [`compute`] measures.
-type Compute = (Vec<BlockTiming>, Gemm, Launches, bool);
+type Compute = (Vec<BlockTiming>, Gemm, Option<Attention>, Launches, bool);
 
-/// Every block kind of `plan`'s model through the forward pass, a GEMM, and kernel launches.
+/// Every block kind of `plan`'s model through the forward pass, a GEMM, a
+/// long prefill attention, and kernel launches.
 fn compute(gpu: &Gpu, plan: Plan, say: &mut dyn FnMut(String)) -> Result<Compute, ProfileError> {
     let offsets = bench_plan::resident_offsets(&plan)?;
     say(format!(
@@ -228,8 +234,23 @@ fn compute(gpu: &Gpu, plan: Plan, say: &mut dyn FnMut(String)) -> Result<Compute
         plan.model.name,
         plan.arena.bytes >> 20
     ));
-    let mut rig = ComputeRig::new(gpu, plan, offsets, GEMM_SIZE).during("setting up the forward pass")?;
+    let mut rig = ComputeRig::new(gpu, plan, offsets, GEMM_SIZE, ATTN_TOKENS).during("setting up the forward pass")?;
     let gemm = rig.gemm(GEMM_SIZE, 3, 10).during("timing a GEMM")?;
+    let attention = rig.attention(3, 10).during("timing a prefill attention")?;
+    say(match &attention {
+        Some(a) => format!(
+            "prefill attention over {} tokens ({} heads x {}, {} kv heads, flash kernel): {:.1} us, {:.0} TFLOP/s",
+            a.tokens,
+            a.num_heads,
+            a.head_dim,
+            a.num_kv_heads,
+            a.time.median_us,
+            a.flops() / a.time.median_us / 1e6
+        ),
+        None => {
+            "prefill attention: the flash kernel does not take this model's heads here; attn_tflops not measured".into()
+        }
+    });
     let blocks = rig.time_blocks(3, (2, 6), 5).during("timing the blocks")?;
     for b in &blocks {
         say(format!(
@@ -256,5 +277,5 @@ fn compute(gpu: &Gpu, plan: Plan, say: &mut dyn FnMut(String)) -> Result<Compute
     if !ahead {
         say("WARNING: the host fell behind the device; block times include host issue time".into());
     }
-    Ok((blocks, gemm, launches, ahead))
+    Ok((blocks, gemm, attention, launches, ahead))
 }

@@ -48,6 +48,28 @@ pub struct Gemm {
     pub time: Timing,
 }
 
+/// Causal prefill attention of `tokens` query rows over as many cached
+/// positions (no window), through the flash kernel (`attn_prefill.cu`) with
+/// the model's heads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attention {
+    pub tokens: u64,
+    pub num_heads: u64,
+    pub num_kv_heads: u64,
+    pub head_dim: u64,
+    pub dtype: Dtype,
+    pub time: Timing,
+}
+
+impl Attention {
+    /// The flops the cost model counts for this pass: `4 · tokens · attended · q_dim`
+    /// with causal prefill's `attended = span − span² / (2 · context)` at
+    /// `span = context = tokens`, i.e. `2 · tokens² · num_heads · head_dim`.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.tokens as f64).powi(2) * (self.num_heads * self.head_dim) as f64
+    }
+}
+
 /// Batches of `kernels` one-element kernels, run back to back by the device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Launches {
@@ -143,6 +165,9 @@ pub struct Measurements {
     pub h2d: Vec<CopyTiming>,
     pub device_copy: DeviceCopy,
     pub gemm: Gemm,
+    /// `None` where the flash kernel does not take the model's heads on this
+    /// device (a head size it does not tile, compute capability below 8.0).
+    pub attention: Option<Attention>,
     pub launches: Launches,
     /// The model the block times belong to, as djinn-compile names it.
     pub model: String,

@@ -46,6 +46,9 @@ pub(super) fn check(gpu: &GpuProfile) -> Result<(), String> {
     }
     in_range("hbm_gbps", gpu.hbm_gbps, GBPS, "GB/s")?;
     in_range("fp16_tflops", gpu.fp16_tflops, TFLOPS, "TFLOP/s")?;
+    if let Some(v) = gpu.attn_tflops {
+        in_range("attn_tflops", v, TFLOPS, "TFLOP/s")?;
+    }
     in_range("h2d_gbps", gpu.h2d_gbps, GBPS, "GB/s")?;
     in_range("copy_latency_us", gpu.copy_latency_us, OVERHEAD_US, "µs")?;
     in_range("kernel_overhead_us", gpu.kernel_overhead_us, OVERHEAD_US, "µs")?;
@@ -103,6 +106,7 @@ mod tests {
 
     fn profile() -> GpuProfile {
         let mut gpu = crate::plan::tests::tiny_plan().gpu;
+        gpu.attn_tflops = Some(4.0);
         gpu.h2d_curve =
             vec![BandwidthPoint { bytes: 1 << 20, gbps: 10.0 }, BandwidthPoint { bytes: 1 << 26, gbps: 20.0 }];
         gpu.block_times = vec![BlockTime {
@@ -148,7 +152,9 @@ mod tests {
 
     #[test]
     fn nan_zero_negative_and_infinite_rates_name_the_file_and_field() {
-        for field in ["hbm_gbps", "fp16_tflops", "h2d_gbps", "gemv_f16_gbps", "gemv_f16_gbps_during_copy"] {
+        for field in
+            ["hbm_gbps", "fp16_tflops", "attn_tflops", "h2d_gbps", "gemv_f16_gbps", "gemv_f16_gbps_during_copy"]
+        {
             for bad in ["nan", "0.0", "-3.0", "inf", "1e-300"] {
                 let msg = refused(&with(field, bad));
                 assert!(msg.starts_with("GPU profile my-gpu.toml is invalid: field `"), "{msg}");
@@ -157,6 +163,15 @@ mod tests {
         }
         let msg = refused(&with("h2d_gbps", "nan"));
         assert_eq!(msg, "GPU profile my-gpu.toml is invalid: field `h2d_gbps` is NaN; expected a number of GB/s from 0.001 to 1000000");
+    }
+
+    #[test]
+    fn attn_tflops_is_optional() {
+        let text = toml::to_string(&profile()).unwrap();
+        let old: String = text.lines().filter(|l| !l.starts_with("attn_tflops = ")).map(|l| format!("{l}\n")).collect();
+        assert_ne!(old, text);
+        let gpu = GpuProfile::from_toml_str(&old, "my-gpu.toml").unwrap();
+        assert_eq!(gpu, GpuProfile { attn_tflops: None, ..profile() }, "a profile from before the field loads");
     }
 
     #[test]
