@@ -622,3 +622,29 @@ fn a_tied_model_keeps_its_table_on_the_device_once() {
     let table = tied.model.arch.vocab_size * tied.model.arch.hidden_size * 2;
     assert!(twice.arena.bytes >= tied.arena.bytes + table, "{} vs {} + {table}", twice.arena.bytes, tied.arena.bytes);
 }
+
+#[test]
+fn warm_slots_take_the_first_copies_off_the_ttft_path_unless_turned_off() {
+    let with = |extra: &[&'static str]| -> (Plan, String) {
+        let mut args = H200_BENCH.to_vec();
+        args.extend_from_slice(extra);
+        let out = cli(&args).unwrap();
+        (Plan::from_toml_str(&out.plan_toml, "stdout").unwrap(), out.summary)
+    };
+    let (warm, summary) = with(&[]);
+    let (cold, cold_summary) = with(&["--warm-slots", "off"]);
+    let leading = warm.prefill.steps.iter().take_while(|s| s.warm).count();
+    assert_eq!(leading, warm.slot_count() as usize, "one warm copy per slot");
+    assert_eq!(warm.prefill.steps.iter().filter(|s| s.warm).count(), leading);
+    assert!(cold.prefill.steps.iter().chain(&cold.decode.steps).all(|s| !s.warm));
+    // The same residency and decode; only the first copies move off the TTFT path, by their copy time.
+    assert_eq!((&warm.placements, &warm.decode), (&cold.placements, &cold.decode));
+    let copies: f64 = cold.prefill.steps[..leading].iter().map(|s| s.end_us - s.start_us).sum();
+    let saved = (cold.prediction.ttft_ms - warm.prediction.ttft_ms) * 1e3;
+    assert!(saved > 0.5 * copies && saved <= copies + 1.0, "saved {saved} µs of {copies} µs of copies");
+    assert!(summary.contains("warm slots: 0.down, 2.down (270.00 MiB) copied at load and after each request"));
+    assert!(summary.contains("instead, with --warm-slots off: decode"), "{summary}");
+    assert!(!cold_summary.contains("warm slots:") && !cold_summary.contains("--warm-slots off"), "{cold_summary}");
+    let err = cli_err(&["--gpu", "l4", "--model", "llama2-7b", "--warm-slots", "maybe"]);
+    assert!(err.contains("--warm-slots") && err.contains("on") && err.contains("off"), "{err}");
+}

@@ -14,13 +14,15 @@
 //! * [`errors`]: every bad input gets a clear message naming what is wrong;
 //! * [`cli`]: `djinn-compile` then `djinn-exec`, through their library entry points;
 //! * [`interactive`]: `djinn-exec --interactive` over piped stdin: the history,
-//!   the KV cache carried across turns, `/reset`, overflow.
+//!   the KV cache carried across turns, `/reset`, overflow;
+//! * [`warm`]: warm copies between requests and in chunked prompts, bit-identical to residency.
 
 mod cli;
 mod errors;
 mod interactive;
 mod numerics;
 mod replay;
+mod warm;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

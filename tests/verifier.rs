@@ -32,6 +32,7 @@ fn steps(rows: &[Row]) -> Phase {
             wait: strings(wait),
             wait_prev: strings(wait_prev),
             record: (!record.is_empty()).then(|| record.to_string()),
+            warm: false,
             start_us: 10.0 * i as f64,
             end_us: 10.0 * i as f64 + 8.0,
         })
@@ -262,4 +263,27 @@ fn a_fine_block_of_the_wrong_kind_is_a_model_identity_error() {
     // A down block renamed as an MLP half's name no longer matches the table.
     let err = check(&edit(&text, "name = \"layer.3.down\"", 0, "name = \"layer.3.mlp\"")).unwrap_err();
     assert!(err.contains("rule model-identity broken"), "{err}");
+}
+
+#[test]
+fn a_hand_edited_warm_copy_out_of_the_leading_run_is_a_warm_error() {
+    let text = fine_golden();
+    assert_eq!(text.matches("warm = true").count(), 2, "the golden's two leading copies are warm");
+    // The first copy no longer warm: the second is a warm copy issued after a step that is not.
+    let err = check(&edit(&text, "warm = true\n", 0, "")).unwrap_err();
+    assert!(err.starts_with("the plan is not safe to run: 1 violation of the plan rules\n"), "{err}");
+    assert!(
+        err.contains(
+            "rule warm broken at prefill step 1 (copy layer.1.down into slot 1): is a warm copy after a step that \
+             is not warm"
+        ),
+        "{err}"
+    );
+    // A copy that waits on a compute, marked warm: issued ahead of the pass, it would overwrite its slot
+    // under that compute's reader.
+    let waiting = "block = \"layer.4.down\"\nslot = 1\nwait = [\"done:layer.1.down\"]\n";
+    assert_eq!(text.matches(waiting).count(), 2, "prefill's copy of layer.4.down, then decode's");
+    let err = check(&edit(&text, waiting, 0, &format!("{waiting}warm = true\n"))).unwrap_err();
+    assert!(err.contains("is a warm copy that waits on [\"done:layer.1.down\"]"), "{err}");
+    assert!(err.contains("second warm copy into slot 1 (step 1 is the first)"), "{err}");
 }

@@ -63,6 +63,11 @@ pub struct Args {
     /// (only MLP blocks run on the host).
     #[arg(long, value_enum, default_value_t = UnitsArg::Auto)]
     pub units: UnitsArg,
+    /// Whether prefill's first copies into the slots are warm: issued by the
+    /// executor at load and between requests, off the TTFT path (`off`: at the
+    /// start of every prefill, as the plan's list says).
+    #[arg(long, value_enum, default_value_t = WarmSlotsArg::On, value_name = "on|off")]
+    pub warm_slots: WarmSlotsArg,
     /// Device memory of the budget left outside the plan's arena for the
     /// executor's kernels and cuBLAS (bytes, or with a unit) [default: 128MiB].
     #[arg(long, value_parser = parse_budget, value_name = "BYTES")]
@@ -113,6 +118,12 @@ impl From<HostComputeArg> for HostCompute {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WarmSlotsArg {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UnitsArg {
     /// All three, simulated; the fastest plan wins (ties to the coarser table).
     Auto,
@@ -160,6 +171,7 @@ impl Args {
                 strategy: self.strategy.into(),
                 host_compute: self.host_compute.into(),
                 units: self.units.into(),
+                warm_slots: self.warm_slots == WarmSlotsArg::On,
                 runtime_reserve: self.runtime_reserve.unwrap_or(crate::RUNTIME_RESERVE_BYTES),
             },
         }

@@ -145,6 +145,7 @@ fn steps(
             wait,
             wait_prev,
             record: records.contains(&n).then(|| event(g, model, n)),
+            warm: node.warm,
             start_us: round_us(sol.timeline.start[timed] - origin),
             end_us: round_us(sol.timeline.end[timed] - origin),
         });

@@ -45,6 +45,8 @@ pub struct Node {
     /// Position in the pass's step list.
     pub pos: usize,
     pub work: Work,
+    /// A warm copy ([`Program::warm`]): done before its pass starts.
+    pub warm: bool,
 }
 
 impl Node {
@@ -133,7 +135,8 @@ pub fn unroll(program: &Program, iterations: usize) -> Result<RunGraph, CompileE
         let mut first_on_lane = [true, true];
         let mut nodes = Vec::with_capacity(list.len());
         for (pos, item) in list.iter().enumerate() {
-            let node = Node { pass, pos, work: item.work };
+            let warm = pass == RunPass::Prefill && pos < program.warm;
+            let node = Node { pass, pos, work: item.work, warm };
             let lane = lane_ix(node.lane());
             let n = graph.add_node(node);
             if let Some(last) = lane_last[lane] {
@@ -251,13 +254,14 @@ mod tests {
         };
         assert_eq!(
             src(g.decode[0][1]),
-            vec![Node { pass: RunPass::Prefill, pos: 8, work: Work::Copy { block: 1, slot: 0 } }]
+            vec![Node { pass: RunPass::Prefill, pos: 8, work: Work::Copy { block: 1, slot: 0 }, warm: false }]
         );
         assert_eq!(
             src(g.decode[1][1]),
-            vec![Node { pass: RunPass::Decode(0), pos: 6, work: Work::Copy { block: 1, slot: 0 } }]
+            vec![Node { pass: RunPass::Decode(0), pos: 6, work: Work::Copy { block: 1, slot: 0 }, warm: false }]
         );
-        let pinned = Node { pass: RunPass::Prefill, pos: 1, work: Work::Copy { block: 2, slot: 1 } };
+        // Prefill's leading copy: warm.
+        let pinned = Node { pass: RunPass::Prefill, pos: 1, work: Work::Copy { block: 2, slot: 1 }, warm: true };
         assert_eq!(src(g.decode[0][3]), vec![pinned]);
         assert_eq!(src(g.decode[1][3]), vec![pinned]);
     }

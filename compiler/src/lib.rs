@@ -78,6 +78,9 @@ pub struct Options {
     pub host_compute: HostCompute,
     /// Whole layers or their halves as the unit of residency and streaming.
     pub units: Units,
+    /// Whether prefill's leading copies are warm ([`schedule::Program::warm`];
+    /// `--warm-slots`, default on).
+    pub warm_slots: bool,
     /// Device memory of the budget kept outside the arena for the executor
     /// (`--runtime-reserve`; default [`RUNTIME_RESERVE_BYTES`]).
     pub runtime_reserve: u64,
@@ -94,6 +97,7 @@ impl Default for Options {
             strategy: Strategy::Djinn,
             host_compute: HostCompute::Auto,
             units: Units::Auto,
+            warm_slots: true,
             runtime_reserve: RUNTIME_RESERVE_BYTES,
         }
     }
@@ -280,7 +284,14 @@ fn choose(
             strategy: opts.strategy,
             host_compute: opts.host_compute,
         };
-        match solve::solve(&problem, &cost) {
+        let solved = solve::solve(&problem, &cost).and_then(|sol| {
+            if opts.warm_slots {
+                Ok(sol)
+            } else {
+                solve::without_warm(sol, &table, &cost)
+            }
+        });
+        match solved {
             Ok(sol) => {
                 let key = |s: &solve::Solution| {
                     ((s.metrics.decode_us * 10.0).round() as i64, (s.metrics.ttft_us * 10.0).round() as i64)
@@ -335,6 +346,9 @@ fn alternatives(
     let off = (opts.host_compute == HostCompute::Auto && (!chosen.host.is_empty() || !chosen.layout.held.is_empty()))
         .then_some((HostCompute::Off, "--host-compute off"));
     let mut variants = Vec::new();
+    if opts.warm_slots && chosen.program.warm > 0 {
+        variants.push((Options { warm_slots: false, ..opts.clone() }, "--warm-slots off".to_string()));
+    }
     for &u in &other_units {
         variants.push((Options { units: u, ..opts.clone() }, u.flag().to_string()));
     }

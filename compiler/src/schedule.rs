@@ -32,6 +32,11 @@
 //! compute and also waits for the compute just before `s_i`, so the two lanes
 //! never overlap; nothing crosses iterations.
 //!
+//! **Warm copies** ([`Program::warm`]): prefill's leading copies that depend
+//! on nothing (djinn's copies of `s_0 … s_{k-1}`; sync's first copy waits for
+//! the compute before it, so sync has none) are issued by the executor before
+//! the pass, at load and between requests: they are not on the TTFT path.
+//!
 //! A copy is always listed after every step it depends on within its pass, so
 //! the event it waits on is recorded earlier in the list: the executor can issue
 //! the list in order. Dependencies on the previous pass point at the step that
@@ -111,6 +116,15 @@ pub struct Item {
 pub struct Program {
     pub prefill: Vec<Item>,
     pub decode: Vec<Item>,
+    /// How many of prefill's leading items are warm copies (issued before the pass).
+    pub warm: usize,
+}
+
+impl Program {
+    /// Prefill's leading copies that depend on nothing: those that can be warm.
+    pub fn warmable(&self) -> usize {
+        self.prefill.iter().take_while(|it| it.work.is_copy() && it.deps.is_empty()).count()
+    }
 }
 
 fn here(pos: usize, kind: DepKind) -> Dep {
@@ -122,6 +136,7 @@ fn here(pos: usize, kind: DepKind) -> Dep {
 /// and are computed by the host CPU in every pass (djinn only), and `host`
 /// (ascending, a subset of `streamed`, djinn only) are computed by the host CPU in decode;
 /// `pinned` slots keep one copied layer through decode ([`decode_occupants`]).
+/// Every copy that can be warm is ([`Program::warmable`]).
 pub fn build(
     blocks: usize,
     streamed: &[usize],
@@ -149,6 +164,7 @@ pub fn build(
             }
         }
     }
+    program.warm = program.warmable();
     program
 }
 
@@ -272,7 +288,7 @@ fn djinn(blocks: usize, streamed: &[usize], host: &[usize], k: usize, pinned: us
         let on = DepOn::Prev { body: next_iter_pos[q], prefill: first_copy_pos[q] };
         body[at].deps.push(Dep { on, kind: DepKind::Data });
     }
-    Program { prefill: pre, decode: body }
+    Program { prefill: pre, decode: body, warm: 0 }
 }
 
 /// Decode's occupants of each slot, in model order, for the `copied` layers
@@ -365,7 +381,7 @@ fn sync(blocks: usize, streamed: &[usize], k: usize) -> Program {
     let (decode, _) = pass(&|j| {
         last_of_slot(j).map(|i| DepOn::Prev { body: Some(pre_pos[streamed[i]]), prefill: pre_pos[streamed[i]] })
     });
-    Program { prefill, decode }
+    Program { prefill, decode, warm: 0 }
 }
 
 #[cfg(test)]

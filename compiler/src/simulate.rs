@@ -12,6 +12,11 @@
 //! The nodes are already in issue order, a topological order, so one pass
 //! computes every start and end.
 //!
+//! A warm copy (prefill's leading copies, issued by the executor before the
+//! pass: at load and between requests) takes no time at the pass's start:
+//! the simulation prices the pass the user waits for, and the copies' cost is
+//! paid while the device is idle.
+//!
 //! Prefill runs first; then [`ITERATIONS`] decode iterations, enough for the
 //! pipeline to reach its steady state (the first iteration consumes prefill's
 //! prologue, which may have been issued earlier or later than a body's copies).
@@ -137,6 +142,7 @@ fn schedule_once(g: &RunGraph, model: &ModelSpec, cost: &dyn CostModel, host: &[
         };
         let block = &model.blocks[node.work.block()];
         let dur = match node.work {
+            Work::Copy { .. } if node.warm => 0.0,
             Work::Copy { .. } => stretched(t, cost.copy_us(block), host, slow),
             Work::Compute { .. } => cost.compute_us(block, phase),
             // The solver proposes host computes only when the cost model has a

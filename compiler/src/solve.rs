@@ -229,6 +229,16 @@ pub fn evaluate(
     Ok(Solution { strategy, spread, layout, host: host.to_vec(), pinned, program, graph, timeline, metrics })
 }
 
+/// `sol` with no warm copies (`--warm-slots off`): prefill issues every copy
+/// itself, so TTFT pays for the first ones; re-unrolled and re-simulated.
+pub fn without_warm(mut sol: Solution, model: &ModelSpec, cost: &dyn CostModel) -> Result<Solution, CompileError> {
+    sol.program.warm = 0;
+    sol.graph = unroll(&sol.program, ITERATIONS)?;
+    sol.timeline = simulate(&sol.graph, model, cost);
+    sol.metrics = metrics(&sol.graph, &sol.timeline, cost);
+    Ok(sol)
+}
+
 /// The pinned-slot counts worth simulating for `slots` slots (0 and all but one
 /// bracket the trade: fewer copies per token against a shallower prefetch).
 pub fn pinned_choices(slots: u64) -> Vec<usize> {

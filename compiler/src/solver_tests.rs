@@ -51,6 +51,12 @@ fn run(layers: u64, streamed: &[usize], slots: u64, strategy: Strategy, cost: &d
     evaluate(&m, layout_for(&m, &fixed, streamed, slots), &[], 0, Spread::Even, strategy, cost).unwrap()
 }
 
+/// [`run`] without warm copies (`--warm-slots off`): prefill pays for its first
+/// copies, as the hand-derived timelines below show; `warm_copies_*` shows the difference.
+fn run_cold(layers: u64, streamed: &[usize], slots: u64, strategy: Strategy, cost: &dyn CostModel) -> Solution {
+    crate::solve::without_warm(run(layers, streamed, slots, strategy, cost), &model(layers), cost).unwrap()
+}
+
 /// `(name, lane, start, end)` of the last simulated decode iteration, relative to its start.
 fn decode_times(sol: &Solution) -> Vec<String> {
     let last = sol.graph.decode.last().unwrap();
@@ -101,7 +107,7 @@ fn two_of_four_layers_through_two_slots_djinn_and_sync() {
     // Layers 1 and 3 (blocks 2 and 4) stream, block 2 → slot 0, block 4 → slot 1.
     // (The solver would make them resident instead, since 2 slots cost as much
     // as 2 layers; the schedule itself is still well defined.)
-    let djinn = run(4, &[2, 4], 2, Strategy::Djinn, &UnitCosts::ONE);
+    let djinn = run_cold(4, &[2, 4], 2, Strategy::Djinn, &UnitCosts::ONE);
     // Prefill: c2 [0,1], c4 [1,2] | C0 [0,1], C1 [1,2], C2 waits c2 → [2,3];
     // C3 [3,4]; C4 waits c4 → [4,5]; C5 [5,6]; C6 [6,7]. TTFT 7. Each slot has
     // one decode occupant, the one prefill leaves there: both slots are pinned,
@@ -140,7 +146,7 @@ const B_STREAMED: [usize; 3] = [1, 2, 4];
 
 #[test]
 fn djinn_three_of_four_layers_through_two_slots_unit_costs() {
-    let sol = run(4, &B_STREAMED, 2, Strategy::Djinn, &UnitCosts::ONE);
+    let sol = run_cold(4, &B_STREAMED, 2, Strategy::Djinn, &UnitCosts::ONE);
     // Decode rotates blocks 1 and 4 through slot 0 and keeps block 2 in slot 1
     // (pinned: its only decode occupant, and what prefill leaves there).
     // Prefill (copy lane | compute lane):
@@ -172,7 +178,7 @@ fn djinn_three_of_four_layers_through_two_slots_unit_costs() {
 #[test]
 fn djinn_hides_copies_twice_as_slow_as_computes() {
     let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0, contention: 1.0 };
-    let sol = run(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
+    let sol = run_cold(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
     // Prefill: c1 [0,2] c2 [2,4]; C0 [0,1]; C1 waits c1 → [2,3]; c4 waits C1 and
     // the lane → [4,6]; C2 waits c2 → [4,5]; C3 [5,6]; C4 waits c4 → [6,7];
     // c1' waits C4 → [7,9]; C5 [7,8]; C6 [8,9]. TTFT 9.
@@ -188,6 +194,38 @@ fn djinn_hides_copies_twice_as_slow_as_computes() {
     );
     assert_eq!(sol.metrics.decode_us, 7.0);
     assert!((sol.metrics.decode_copy_busy - 4.0 / 7.0).abs() < 1e-12);
+}
+
+#[test]
+fn warm_copies_take_the_first_copies_off_the_ttft_path() {
+    let cost = UnitCosts { copy: 2.0, compute: 1.0, turnaround: 0.0, host: None, handoff: 0.0, contention: 1.0 };
+    let sol = run(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
+    // As in `djinn_hides_copies_twice_as_slow_as_computes`, but c1 and c2 are
+    // warm, done before the pass: C0 [0,1]; C1 [1,2]; c4 waits C1 → [2,4]; C2
+    // [2,3]; C3 [3,4]; C4 waits c4 → [4,5]; c1' waits C4 → [5,7]; C5 [5,6]; C6
+    // [6,7]. TTFT 7 instead of 9; the copy lane busy 4 of 7; decode unchanged.
+    assert_eq!(sol.program.warm, 2);
+    assert_eq!(
+        prefill_times(&sol),
+        [
+            "c1[0,0]", "c2[0,0]", "C0[0,1]", "C1[1,2]", "c4[2,4]", "C2[2,3]", "C3[3,4]", "C4[4,5]", "c1[5,7]",
+            "C5[5,6]", "C6[6,7]"
+        ]
+    );
+    assert_eq!(sol.metrics.ttft_us, 7.0);
+    assert!((sol.metrics.prefill_copy_busy - 4.0 / 7.0).abs() < 1e-12);
+    let cold = run_cold(4, &B_STREAMED, 2, Strategy::Djinn, &cost);
+    assert_eq!((cold.program.warm, cold.metrics.ttft_us), (0, 9.0));
+    assert_eq!(sol.metrics.decode_us, cold.metrics.decode_us);
+    // The plan marks exactly the two leading copies warm, predicted at 0, and verifies.
+    let plan = plan_of(&sol, 4);
+    djinn_core::verify::verify(&plan).unwrap();
+    let warm: Vec<(&str, f64, f64)> =
+        plan.prefill.steps.iter().filter(|s| s.warm).map(|s| (s.block.as_str(), s.start_us, s.end_us)).collect();
+    assert_eq!(warm, [("layer.0", 0.0, 0.0), ("layer.1", 0.0, 0.0)]);
+    assert!(plan.prefill.steps[..2].iter().all(|s| s.warm) && plan.decode.steps.iter().all(|s| !s.warm));
+    // The sync baseline's first copy waits for the compute before it: nothing is warm.
+    assert_eq!(run(4, &B_STREAMED, 2, Strategy::Sync, &cost).program.warm, 0);
 }
 
 #[test]

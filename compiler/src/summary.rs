@@ -143,6 +143,17 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
         if let Some(slots) = decode_slots(plan) {
             line(format!("decode slots: {slots}"));
         }
+        let warm: Vec<&djinn_core::plan::Step> = plan.prefill.steps.iter().filter(|s| s.warm).collect();
+        if !warm.is_empty() {
+            let bytes: u64 = warm.iter().filter_map(|s| m.block(&s.block)).map(|b| b.bytes).sum();
+            let blocks: Vec<String> =
+                warm.iter().map(|s| m.block(&s.block).map_or_else(|| s.block.clone(), label)).collect();
+            line(format!(
+                "warm slots: {} ({}) copied at load and after each request, off the TTFT path",
+                blocks.join(", "),
+                fmt_bytes(bytes)
+            ));
+        }
         let host: Vec<String> = plan
             .decode
             .steps

@@ -20,6 +20,15 @@
 //!   current token's last blocks compute, is consumed. An event that only
 //!   prefill records (the copy that fills a *pinned* slot, whose block decode
 //!   never replaces) binds to prefill's record in every iteration.
+//! * `warm = true` (prefill's leading copies only) marks a *warm* copy: one
+//!   that fills a slot before the pass starts. The executor issues the warm
+//!   copies once the weights are loaded and again whenever a request ends
+//!   (both lanes idle, every earlier pass's result read), so the next prefill
+//!   finds their blocks in place and only waits on their records; a prefill
+//!   that follows another pass without that (the second chunk of a long
+//!   prompt) issues them in place, at its head. Either way the copies happen
+//!   in list order before every other step, so the pass is the same; only when
+//!   they run differs. Their predicted times are 0: off the TTFT path.
 //!
 //! The executor decides nothing; [`crate::verify`] proves a plan safe before it runs.
 
@@ -246,6 +255,9 @@ pub struct Step {
     pub wait_prev: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<String>,
+    /// A warm copy (see the module doc): issued ahead of the prefill pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub warm: bool,
     /// Predicted start and end, µs from the start of the phase (decode: of the iteration).
     pub start_us: f64,
     pub end_us: f64,
@@ -421,6 +433,7 @@ pub(crate) mod tests {
                 wait: vec![],
                 wait_prev: vec![],
                 record: None,
+                warm: false,
                 start_us: 0.0,
                 end_us: 1.0,
             });

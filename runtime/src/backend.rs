@@ -46,6 +46,24 @@ pub trait Backend {
     /// the block's KV-cache rows are kept coherent between device and host.
     fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), Self::Error>;
 
+    /// Whether the plan's warm copies were issued since this backend's last
+    /// pass ([`crate::replay::Replay::warm`]): the replay engine's note, kept
+    /// with the backend because it describes this backend's slots. The engine
+    /// sets it when it issues them and clears it at every pass.
+    fn slots_warm(&mut self) -> &mut bool;
+
+    /// Called before warm copies are issued outside a pass, so that a backend
+    /// that times its lanes can tell them from the next pass's steps.
+    fn begin_warm(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Waits until everything issued on both lanes has completed (at load: the
+    /// warm copies land before the first request, as they do between requests).
+    fn settle(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Mark the completion of everything issued so far on `lane` as `event`.
     fn record(&mut self, lane: Lane, event: EventId) -> Result<(), Self::Error>;
 

@@ -400,6 +400,8 @@ fn execute(
                     "copy_gbps": m.copy_gbps,
                     "prefill_copy_busy": m.prefill_copy_busy,
                     "decode_copy_busy": m.decode_copy_busy,
+                    "warm_copy_bytes": m.warm_copy_bytes,
+                    "warm_copy_ms": m.warm_copy_ms,
                     "arena_bytes": m.arena_bytes,
                     "ballast_bytes": m.ballast_bytes,
                     "pinned_bytes": m.pinned_bytes,
@@ -430,6 +432,8 @@ fn work<B: Backend>(
 where
     ExecError: From<B::Error>,
 {
+    // The warm copies land before the first request, as they do between requests.
+    ctx.replay.warm_at_load(backend).map_err(GenerateError::from)?;
     let (template, stdin) = match job {
         Job::Once(prompt) => {
             let io = Io { tokenizer: ctx.tokenizer, stdout, stops: ctx.stops };

@@ -227,7 +227,24 @@ pub fn generate_with_logits<B: Backend>(
     run(replay, backend, prompt, 0, opts, true, on_token)
 }
 
+/// [`run_request`], then the warm copies for the next request: every pass's
+/// result has been read, so the compute lane is idle and the copies run while
+/// the caller reports, waits for the next prompt or exits ([`Replay::warm`]).
 fn run<B: Backend>(
+    replay: &Replay,
+    backend: &mut B,
+    prompt: &[u32],
+    cached: usize,
+    opts: &GenerateOptions,
+    keep_logits: bool,
+    on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
+) -> Result<Generation, GenerateError> {
+    let gen = run_request(replay, backend, prompt, cached, opts, keep_logits, on_token)?;
+    replay.warm(backend)?;
+    Ok(gen)
+}
+
+fn run_request<B: Backend>(
     replay: &Replay,
     backend: &mut B,
     prompt: &[u32],

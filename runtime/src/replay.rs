@@ -13,6 +13,12 @@
 //! issued before the current iteration's record of `e` — so it binds to the
 //! previous iteration's record, or prefill's for the first iteration (see
 //! `djinn_core::plan`).
+//!
+//! Warm copies (prefill's leading `warm` steps) are issued by [`Replay::warm`]
+//! when the device is idle, and skipped by the next prefill pass; a prefill
+//! that finds the slots not warm (the backend's [`Backend::slots_warm`]) issues
+//! them at its head, where the plan lists them. Either way the copy lane runs
+//! them before every other step of the pass.
 
 use std::collections::HashMap;
 
@@ -74,11 +80,24 @@ struct Resolved {
     what: String,
 }
 
+/// A warm copy: a copy-lane step that waits on nothing (rule `warm`).
+#[derive(Debug, Clone, PartialEq)]
+struct WarmCopy {
+    block: usize,
+    dst: u64,
+    bytes: u64,
+    record: Option<EventId>,
+    what: String,
+}
+
 /// A verified plan, resolved for replay.
 #[derive(Debug, Clone)]
 pub struct Replay {
     plan: Plan,
     events: Vec<String>,
+    /// Prefill's warm copies (its leading steps marked `warm`).
+    warm: Vec<WarmCopy>,
+    /// Prefill's other steps.
     prefill: Vec<Resolved>,
     decode: Vec<Resolved>,
 }
@@ -94,9 +113,63 @@ impl Replay {
         let mut events = Vec::new();
         let mut ids = HashMap::new();
         let mut resolve = |phase| resolve_phase(plan, phase, &mut events, &mut ids);
-        let prefill = resolve(PhaseName::Prefill)?;
+        let mut prefill = resolve(PhaseName::Prefill)?;
         let decode = resolve(PhaseName::Decode)?;
-        Ok(Replay { plan: plan.clone(), events, prefill, decode })
+        // The verifier proved the warm steps a prefix of prefill, of copies that wait on nothing (rule `warm`).
+        let warm_count = plan.prefill.steps.iter().take_while(|s| s.warm).count();
+        let rest = prefill.split_off(warm_count);
+        let mut warm = Vec::with_capacity(warm_count);
+        for (i, r) in prefill.into_iter().enumerate() {
+            match r.action {
+                Action::Copy { block, dst, bytes } if r.waits.is_empty() => {
+                    warm.push(WarmCopy { block, dst, bytes, record: r.record, what: r.what })
+                }
+                _ => {
+                    return Err(ReplayError::Resolve {
+                        phase: PhaseName::Prefill,
+                        step: i,
+                        what: r.what,
+                        problem: "is marked warm but is not a copy that waits on nothing".into(),
+                    })
+                }
+            }
+        }
+        Ok(Replay { plan: plan.clone(), events, warm, prefill: rest, decode })
+    }
+
+    /// Issues the plan's warm copies now, unless they were issued since the
+    /// backend's last pass; returns the bytes copied. Only with the compute
+    /// lane idle: before the first pass, or once the last pass's token or
+    /// logits have been read (what [`crate::generate`] does at the end of a
+    /// request), since the copies overwrite slots without waiting on their
+    /// readers (rule `warm`).
+    pub fn warm<B: Backend>(&self, backend: &mut B) -> Result<u64, ReplayError> {
+        if self.warm.is_empty() || *backend.slots_warm() {
+            return Ok(0);
+        }
+        backend.begin_warm().map_err(|e| ReplayError::Backend {
+            phase: PhaseName::Prefill,
+            step: "warm".into(),
+            what: "starting the warm copies".into(),
+            error: Box::new(e),
+        })?;
+        let copied = issue_warm(backend, &self.warm)?;
+        *backend.slots_warm() = true;
+        Ok(copied)
+    }
+
+    /// [`Replay::warm`], then waits for the copies: what a front end does once
+    /// the backend is built, so that the first request finds its slots as
+    /// every later one does.
+    pub fn warm_at_load<B: Backend>(&self, backend: &mut B) -> Result<u64, ReplayError> {
+        let copied = self.warm(backend)?;
+        backend.settle().map_err(|e| ReplayError::Backend {
+            phase: PhaseName::Prefill,
+            step: "warm".into(),
+            what: "waiting for the warm copies".into(),
+            error: Box::new(e),
+        })?;
+        Ok(copied)
     }
 
     pub fn plan(&self) -> &Plan {
@@ -128,30 +201,16 @@ impl Replay {
             let what = what.to_string();
             move |e: B::Error| ReplayError::Backend { phase: pass.phase, step, what, error: Box::new(e) }
         };
+        let warm = std::mem::replace(backend.slots_warm(), false);
         backend.begin_pass(pass).map_err(fail("start".into(), "staging the pass's tokens"))?;
-        let steps = match pass.phase {
-            PhaseName::Prefill => &self.prefill,
-            PhaseName::Decode => &self.decode,
-        };
-        let mut copied = 0;
-        for (i, s) in steps.iter().enumerate() {
-            let err = || fail(i.to_string(), &s.what);
-            for &e in &s.waits {
-                backend.wait(s.lane, e).map_err(err())?;
+        match pass.phase {
+            PhaseName::Prefill => {
+                // Not warm (the first chunk after another pass): the warm copies go first, in place.
+                let head = if warm { 0 } else { issue_warm(backend, &self.warm)? };
+                Ok(head + issue(backend, pass.phase, &self.prefill, self.warm.len(), pass)?)
             }
-            match s.action {
-                Action::Copy { block, dst, bytes } => {
-                    backend.copy_block(block, dst).map_err(err())?;
-                    copied += bytes;
-                }
-                Action::Compute { block, weights } => backend.compute_block(block, weights, pass).map_err(err())?,
-                Action::HostCompute { block } => backend.host_compute_block(block, pass).map_err(err())?,
-            }
-            if let Some(e) = s.record {
-                backend.record(s.lane, e).map_err(err())?;
-            }
+            PhaseName::Decode => issue(backend, pass.phase, &self.decode, 0, pass),
         }
-        Ok(copied)
     }
 
     /// Waits for the pass's compute and returns the last position's logits.
@@ -189,6 +248,58 @@ impl Replay {
             error: Box::new(e),
         })
     }
+}
+
+/// Issues `steps`, positions `first..` of their phase's list (for errors), for `pass`;
+/// returns the bytes copied.
+fn issue<B: Backend>(
+    backend: &mut B,
+    phase: PhaseName,
+    steps: &[Resolved],
+    first: usize,
+    pass: &Pass,
+) -> Result<u64, ReplayError> {
+    let mut copied = 0;
+    for (i, s) in steps.iter().enumerate() {
+        let err = || {
+            let (step, what) = ((first + i).to_string(), s.what.clone());
+            move |e: B::Error| ReplayError::Backend { phase, step, what, error: Box::new(e) }
+        };
+        for &e in &s.waits {
+            backend.wait(s.lane, e).map_err(err())?;
+        }
+        match s.action {
+            Action::Copy { block, dst, bytes } => {
+                backend.copy_block(block, dst).map_err(err())?;
+                copied += bytes;
+            }
+            Action::Compute { block, weights } => backend.compute_block(block, weights, pass).map_err(err())?,
+            Action::HostCompute { block } => backend.host_compute_block(block, pass).map_err(err())?,
+        }
+        if let Some(e) = s.record {
+            backend.record(s.lane, e).map_err(err())?;
+        }
+    }
+    Ok(copied)
+}
+
+/// Issues the warm copies (prefill's positions `0..`); returns the bytes copied.
+fn issue_warm<B: Backend>(backend: &mut B, warm: &[WarmCopy]) -> Result<u64, ReplayError> {
+    let mut copied = 0;
+    for (i, w) in warm.iter().enumerate() {
+        let err = |e: B::Error| ReplayError::Backend {
+            phase: PhaseName::Prefill,
+            step: i.to_string(),
+            what: w.what.clone(),
+            error: Box::new(e),
+        };
+        backend.copy_block(w.block, w.dst).map_err(err)?;
+        copied += w.bytes;
+        if let Some(e) = w.record {
+            backend.record(Lane::Copy, e).map_err(err)?;
+        }
+    }
+    Ok(copied)
 }
 
 fn resolve_phase(

@@ -291,6 +291,11 @@ fn run_jobs<B: Backend>(
     queue: Receiver<Job>,
     ctx: Ctx,
 ) {
+    // The warm copies land before the first request; each request issues them for the next.
+    if let Err(e) = replay.warm_at_load(&mut backend) {
+        let _ = ready.send(Err(ServeError::Warm(e)));
+        return;
+    }
     if ready.send(Ok(backend.describe())).is_err() {
         return;
     }

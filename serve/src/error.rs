@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use djinn_runtime::cpu::CpuError;
 use djinn_runtime::cuda::CudaError;
+use djinn_runtime::replay::ReplayError;
 use djinn_runtime::session::SessionError;
 use djinn_runtime::tokenizer::TokenizerError;
 use serde_json::json;
@@ -34,6 +35,8 @@ pub enum ServeError {
     Cpu(CpuError),
     #[error("CUDA backend: {0}")]
     Cuda(CudaError),
+    #[error("copying the plan's warm slots at load: {0}")]
+    Warm(ReplayError),
     #[error("cannot start the engine thread: {0}")]
     Thread(std::io::Error),
     #[error("the engine thread ended before the model was ready")]

@@ -326,6 +326,13 @@ fn enforce_budget_and_trace_report_a_streamed_run() {
     let trace = std::env::temp_dir().join(format!("djinn-cuda-trace-{}.json", std::process::id()));
     let opts = CudaOptions { enforce_budget: true, trace: Some(trace.clone()), device: 0 };
     let Some(mut backend) = cuda(TEST, &plan, &weights, &opts) else { return };
+    // As djinn-exec does: the warm copies at load; the request's prefill skips them and its end issues them again.
+    let warm = plan.prefill.steps.iter().filter(|s| s.warm).count();
+    let warm_bytes: u64 =
+        plan.prefill.steps.iter().filter(|s| s.warm).map(|s| plan.block(&s.block).unwrap().bytes).sum();
+    assert!(warm == 2 && warm_bytes > 0, "a stream-all plan fills both slots warm");
+    let replay = Replay::new(&plan, ReplayOptions::default()).unwrap();
+    assert_eq!(replay.warm_at_load(&mut backend).unwrap(), warm_bytes);
     let prompt = ids(&reference()[model]["prompts"][0]["input_ids"]);
     let r = run(&plan, &mut backend, &prompt, 16);
     assert_eq!(r.tokens.len() as u64, NEW_TOKENS);
@@ -338,6 +345,7 @@ fn enforce_budget_and_trace_report_a_streamed_run() {
     assert!(m.decode_copy_busy > 0.0 && m.decode_copy_busy <= 1.0, "{m:?}");
     assert!(m.peak_device_bytes >= plan.arena.bytes && m.peak_device_bytes <= budget, "{m:?}");
     assert!(m.ballast_bytes > 0, "the GPU has more than 1 GiB free, so a ballast was taken: {m:?}");
+    assert_eq!(m.warm_copy_bytes, 2 * warm_bytes, "at load and at the request's end: {m:?}");
     let t: Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
     let _ = std::fs::remove_file(&trace);
     let spans = t["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").collect::<Vec<_>>();
@@ -347,7 +355,11 @@ fn enforce_budget_and_trace_report_a_streamed_run() {
         |lane: &str, phase: &djinn_core::Phase| phase.steps.iter().filter(|s| format!("{:?}", s.lane) == lane).count();
     let want = |lane| steps(lane, &plan.prefill) + (passes - 1) * steps(lane, &plan.decode);
     assert_eq!(count(1, 2), want("Compute"), "measured compute spans");
-    assert_eq!(count(1, 1), want("Copy"), "measured copy spans");
+    // Every copy step once, but the warm ones twice (at load and after the request), outside the passes.
+    assert_eq!(count(1, 1), want("Copy") + warm, "measured copy spans");
+    let warm_spans = spans.iter().filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("warm copy "))).count();
+    assert_eq!(warm_spans, 2 * warm, "warm copies in the trace");
+    assert_eq!(count(2, 1), want("Copy") - warm, "predicted copy spans: the warm ones are not in a pass");
     assert_eq!(count(2, 2), want("Compute"), "predicted compute spans");
     assert_eq!(count(1, 3), passes, "pass spans");
 }

@@ -33,7 +33,7 @@ pub(crate) fn done(block: &str) -> String {
 
 fn step(lane: Lane, op: Op, block: &str, slot: Option<u64>, wait: Vec<String>, wait_prev: Vec<String>) -> Step {
     let record = Some(if op == Op::Copy { ready(block) } else { done(block) });
-    Step { lane, op, block: block.into(), slot, wait, wait_prev, record, start_us: 0.0, end_us: 0.0 }
+    Step { lane, op, block: block.into(), slot, wait, wait_prev, record, warm: false, start_us: 0.0, end_us: 0.0 }
 }
 
 fn copy(block: &str, slot: u64, wait: Vec<String>) -> Step {

@@ -16,7 +16,8 @@
 //!   memory; every block is placed; every
 //!   step is well-formed; computes follow model order; waits name events that
 //!   are recorded where the plan's semantics say they are; a layer's gate/up
-//!   and down blocks run on the same side of the bus;
+//!   and down blocks run on the same side of the bus; warm copies (module `warm`)
+//!   lead prefill and wait on nothing, one per slot;
 //! * data races (module `races`, over the unrolled run of module `trace`: prefill, then
 //!   three decode iterations): every compute reading a slot sees the copy of its own
 //!   block, and no copy overwrites a slot before its previous reader is done.
@@ -27,6 +28,7 @@ mod memory;
 mod races;
 mod steps;
 mod trace;
+mod warm;
 
 #[cfg(test)]
 pub(crate) mod fixture;
@@ -38,6 +40,8 @@ mod tests_scale;
 mod tests_structure;
 #[cfg(test)]
 mod tests_trace;
+#[cfg(test)]
+mod tests_warm;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -63,6 +67,8 @@ pub enum Rule {
     Order,
     /// Every `wait` / `wait_prev` names an event recorded where its semantics require.
     Events,
+    /// Warm copies are prefill's leading copies, wait on nothing and fill distinct slots.
+    Warm,
     /// A compute reading a slot is ordered after the copy of its block into that slot.
     CopyBeforeCompute,
     /// A copy into a slot is ordered after the compute that last read the slot.
@@ -70,7 +76,7 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 9] = [
+    pub const ALL: [Rule; 10] = [
         Rule::Version,
         Rule::ModelIdentity,
         Rule::Arena,
@@ -78,6 +84,7 @@ impl Rule {
         Rule::StepShape,
         Rule::Order,
         Rule::Events,
+        Rule::Warm,
         Rule::CopyBeforeCompute,
         Rule::SlotReuse,
     ];
@@ -92,6 +99,7 @@ impl Rule {
             Rule::StepShape => "step-shape",
             Rule::Order => "order",
             Rule::Events => "events",
+            Rule::Warm => "warm",
             Rule::CopyBeforeCompute => "copy-before-compute",
             Rule::SlotReuse => "slot-reuse",
         }
@@ -102,7 +110,7 @@ impl Rule {
     }
 
     /// The names of all rules, in checking order.
-    pub fn names() -> [&'static str; 9] {
+    pub fn names() -> [&'static str; 10] {
         Rule::ALL.map(Rule::name)
     }
 }
@@ -251,6 +259,7 @@ pub fn violations(plan: &Plan) -> Vec<Violation> {
     steps::check_step_shape(plan, &index, &mut out);
     steps::check_order(plan, &mut out);
     steps::check_events(plan, &mut out);
+    warm::check_warm(plan, &mut out);
     let trace = trace::Trace::unroll(plan, &index, &mut out);
     races::check_copy_before_compute(&trace, &mut out);
     races::check_slot_reuse(&trace, &mut out);

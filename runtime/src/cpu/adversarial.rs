@@ -219,6 +219,10 @@ impl AdversarialCpu {
 impl Backend for AdversarialCpu {
     type Error = CpuError;
 
+    fn slots_warm(&mut self) -> &mut bool {
+        self.cpu.slots_warm()
+    }
+
     fn begin_pass(&mut self, pass: &Pass) -> Result<(), CpuError> {
         self.compute_q.push_back(Item::Stage(pass.clone()));
         Ok(())

@@ -71,6 +71,8 @@ pub struct CpuBackend {
     images: Vec<Option<Vec<u8>>>,
     /// Where the images of host-computed blocks sit in `arena`, past the plan's arena.
     host: HostImages,
+    /// [`Backend::slots_warm`].
+    slots_warm: bool,
 }
 
 impl CpuBackend {
@@ -121,7 +123,8 @@ impl CpuBackend {
         for (i, image) in copied.iter().zip(weights.pack_blocks(&copied)) {
             images[*i] = Some(image);
         }
-        Ok(CpuBackend { arena, forward, names: blocks.iter().map(|b| b.name.clone()).collect(), images, host })
+        let names = blocks.iter().map(|b| b.name.clone()).collect();
+        Ok(CpuBackend { arena, forward, names, images, host, slots_warm: false })
     }
 
     /// Bytes of block `block`'s image, as the copy lane moves them.
@@ -189,6 +192,10 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     type Error = CpuError;
+
+    fn slots_warm(&mut self) -> &mut bool {
+        &mut self.slots_warm
+    }
 
     fn begin_pass(&mut self, pass: &Pass) -> Result<(), CpuError> {
         self.stage(pass)

@@ -65,6 +65,8 @@ pub struct CudaBackend {
     /// The host side of the plan's `host_compute` steps, if it has any.
     host: Option<HostLane>,
     ops: CudaOps,
+    /// [`Backend::slots_warm`].
+    slots_warm: bool,
 }
 
 impl CudaBackend {
@@ -126,6 +128,7 @@ impl CudaBackend {
             trace: opts.trace.clone(),
             host,
             ops,
+            slots_warm: false,
         };
         backend.warm_up(plan)?;
         Ok(backend)
@@ -305,6 +308,22 @@ fn load_weights(
 
 impl Backend for CudaBackend {
     type Error = CudaError;
+
+    fn slots_warm(&mut self) -> &mut bool {
+        &mut self.slots_warm
+    }
+
+    fn begin_warm(&mut self) -> Result<(), CudaError> {
+        self.ops.gpu().bind()?;
+        self.timer.begin_warm();
+        Ok(())
+    }
+
+    fn settle(&mut self) -> Result<(), CudaError> {
+        self.ops.gpu().bind()?;
+        self.copy.synchronize()?;
+        self.ops.synchronize()
+    }
 
     fn begin_pass(&mut self, pass: &Pass) -> Result<(), CudaError> {
         self.ops.gpu().bind()?;

@@ -11,6 +11,8 @@
 //!   (its last compute step: the pass-end event).
 //! * `copy_gbps`: bytes moved by copy steps over the time the copy lane spent
 //!   in them; `*_copy_busy`: copy-lane time over device time, per phase.
+//! * `warm_copy_*`: the warm copies, issued at load and after each request
+//!   while the device is idle: in no pass, so in none of the figures above.
 
 use djinn_core::plan::{Lane, PhaseName};
 
@@ -28,6 +30,8 @@ pub struct CudaMetrics {
     pub copy_bytes: u64,
     pub copy_ms: f64,
     pub copy_gbps: f64,
+    pub warm_copy_bytes: u64,
+    pub warm_copy_ms: f64,
     pub prefill_copy_busy: f64,
     pub decode_copy_busy: f64,
     /// Device memory this process held at its peak (arena, kernels, cuBLAS), context and ballast excluded.
@@ -55,6 +59,12 @@ impl CudaMetrics {
         let mut pass_end: Vec<f64> = timer.passes.iter().map(|p| p.end_ms.unwrap_or(f64::NEG_INFINITY)).collect();
         let mut copy_busy = vec![0f64; n];
         for s in &timer.spans {
+            if s.warm {
+                // Issued while the device was idle: in no pass's time.
+                self.warm_copy_ms += s.end_ms - s.start_ms;
+                self.warm_copy_bytes += s.bytes;
+                continue;
+            }
             pass_end[s.pass] = pass_end[s.pass].max(s.end_ms);
             if s.lane == Lane::Copy {
                 copy_busy[s.pass] += s.end_ms - s.start_ms;
@@ -123,6 +133,14 @@ impl std::fmt::Display for CudaMetrics {
             self.prefill_copy_busy * 100.0,
             self.decode_copy_busy * 100.0
         )?;
+        if self.warm_copy_bytes > 0 {
+            writeln!(
+                f,
+                "warm copies       {:.3} GiB in {:.1} ms, while idle (at load and after each request)",
+                gib(self.warm_copy_bytes),
+                self.warm_copy_ms
+            )?;
+        }
         write!(
             f,
             "device memory     peak {:.3} GiB (arena {:.3} GiB, budget {:.3} GiB, ballast {:.3} GiB); pinned host {:.3} GiB",

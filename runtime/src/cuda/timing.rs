@@ -28,7 +28,10 @@ pub fn step_timing_forced() -> bool {
 /// One measured step.
 #[derive(Debug, Clone)]
 pub struct Span {
+    /// The pass it belongs to; for a warm copy (issued between passes), the next pass.
     pub pass: usize,
+    /// A warm copy ([`Timer::begin_warm`]): not part of its pass's time.
+    pub warm: bool,
     pub lane: Lane,
     /// Index into the plan's block table.
     pub block: usize,
@@ -55,7 +58,7 @@ pub struct PassTimes {
 enum What {
     PassStart(usize),
     PassEnd(usize),
-    Step { pass: usize, lane: Lane, block: usize, bytes: u64 },
+    Step { pass: usize, warm: bool, lane: Lane, block: usize, bytes: u64 },
 }
 
 struct Pending {
@@ -72,6 +75,8 @@ pub struct Timer {
     open: Option<(Lane, usize, u64, Event)>,
     /// Whether compute steps are bracketed (copy steps always are).
     compute_steps: bool,
+    /// Copies issued since [`Timer::begin_warm`] and before the next pass are warm.
+    warming: bool,
     pub spans: Vec<Span>,
     pub passes: Vec<PassTimes>,
 }
@@ -86,6 +91,7 @@ impl Timer {
             pending: Vec::new(),
             open: None,
             compute_steps,
+            warming: false,
             spans: Vec::new(),
             passes: Vec::new(),
         }
@@ -98,8 +104,15 @@ impl Timer {
         }
     }
 
+    /// The copies that follow, until the next pass, are warm copies: timed and
+    /// traced, but counted in no pass (they run while the device is idle).
+    pub fn begin_warm(&mut self) {
+        self.warming = true;
+    }
+
     /// Marks the start of a pass on the compute lane.
     pub fn begin_pass(&mut self, phase: PhaseName, tokens: usize, compute: &Stream) -> Result<(), CudaError> {
+        self.warming = false;
         let index = self.passes.len();
         self.passes.push(PassTimes {
             phase,
@@ -137,6 +150,12 @@ impl Timer {
         if lane == Lane::Compute && !self.compute_steps {
             return Ok(());
         }
+        if self.epoch.is_none() {
+            // Warm copies at load come before the first pass: the epoch is the first of them.
+            let e = Event::new(&self.gpu, true)?;
+            e.record(stream)?;
+            self.epoch = Some(e);
+        }
         let e = self.event()?;
         e.record(stream)?;
         self.open = Some((lane, block, bytes, e));
@@ -149,8 +168,10 @@ impl Timer {
         let Some((lane, block, bytes, start)) = self.open.take() else { return Ok(()) };
         let end = self.event()?;
         end.record(stream)?;
-        let pass = self.passes.len().saturating_sub(1);
-        self.pending.push(Pending { what: What::Step { pass, lane, block, bytes }, start, end: Some(end) });
+        let warm = self.warming && lane == Lane::Copy;
+        // A warm copy belongs to the pass that will read it: the next one.
+        let pass = if warm { self.passes.len() } else { self.passes.len().saturating_sub(1) };
+        self.pending.push(Pending { what: What::Step { pass, warm, lane, block, bytes }, start, end: Some(end) });
         Ok(())
     }
 
@@ -175,9 +196,9 @@ impl Timer {
             match p.what {
                 What::PassStart(i) => self.passes[i].start_ms = Some(start_ms),
                 What::PassEnd(i) => self.passes[i].end_ms = Some(start_ms),
-                What::Step { pass, lane, block, bytes } => {
+                What::Step { pass, warm, lane, block, bytes } => {
                     let end_ms = p.end.as_ref().expect("steps have an end event").ms_since(epoch)? as f64;
-                    self.spans.push(Span { pass, lane, block, bytes, start_ms, end_ms });
+                    self.spans.push(Span { pass, warm, lane, block, bytes, start_ms, end_ms });
                 }
             }
             self.pool.push(p.start);

@@ -45,11 +45,13 @@ pub fn to_json(timer: &Timer, blocks: &[String], prefill: &Phase, decode: &Phase
     ];
     for s in &timer.spans {
         let name = match s.lane {
+            Lane::Copy if s.warm => format!("warm copy {}", blocks[s.block]),
             Lane::Copy => format!("copy {}", blocks[s.block]),
             Lane::Compute => blocks[s.block].clone(),
         };
         let dur_ms = (s.end_ms - s.start_ms).max(0.0);
-        let mut args = json!({"pass": s.pass});
+        // A warm copy is issued while the device is idle, for the pass after it.
+        let mut args = if s.warm { json!({"warm_for_pass": s.pass}) } else { json!({"pass": s.pass}) };
         if s.bytes > 0 {
             args["bytes"] = json!(s.bytes);
             args["GB/s"] = json!(if dur_ms > 0.0 { s.bytes as f64 / (dur_ms * 1e-3) / 1e9 } else { 0.0 });
@@ -58,7 +60,7 @@ pub fn to_json(timer: &Timer, blocks: &[String], prefill: &Phase, decode: &Phase
                        "ts": s.start_ms * 1e3, "dur": dur_ms * 1e3, "args": args}));
     }
     let mut pass_end = vec![f64::NEG_INFINITY; timer.passes.len()];
-    for s in &timer.spans {
+    for s in timer.spans.iter().filter(|s| !s.warm) {
         pass_end[s.pass] = pass_end[s.pass].max(s.end_ms);
     }
     let mut decode_index = 0;
@@ -75,7 +77,8 @@ pub fn to_json(timer: &Timer, blocks: &[String], prefill: &Phase, decode: &Phase
             ev.push(json!({"ph": "X", "pid": MEASURED, "tid": 3, "name": name,
                            "ts": start * 1e3, "dur": (pass_end[i] - start).max(0.0) * 1e3}));
         }
-        for step in &phase.steps {
+        // Warm steps are predicted at 0: done before the pass (the measured lane shows when).
+        for step in phase.steps.iter().filter(|s| !s.warm) {
             let name = match step.op {
                 Op::Copy => format!("copy {}", step.block),
                 Op::Compute => step.block.clone(),
