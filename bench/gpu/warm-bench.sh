@@ -5,6 +5,8 @@
 #   resident run; a 4096-token prompt and a 4046-token prompt + 50 tokens at 22 GiB (KV for 4096
 #   positions); then bench/run.py's main table at 22 GiB.
 # PART=2: the budget sweep (9-30 GiB), merged with part 1's results.json ($MERGE).
+# PART=all: part 1 with the sweep in the same bench/run.py run (--sweep), and one traced warm run
+#   whose first prefill steps are printed.
 # Binaries in $BIN (or .device/bin.tgz); the profile is the committed profiles/h200-measured.toml.
 . bench/gpu/lib.sh
 P=profiles/h200-measured.toml
@@ -13,7 +15,7 @@ ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(ra
 ids 512 0 > /tmp/ids.txt; ids 4096 1 > /tmp/ids4096.txt; ids 4046 2 > /tmp/ids4046.txt
 # warm_of TAG: the warm copies a run's --json reports (under "device").
 warm_of() { python3 -c "import json; d=json.load(open('/tmp/m-$1.json'))['device']; print('$1 warm copies', d['warm_copy_bytes'], 'bytes in', round(d['warm_copy_ms'], 2), 'ms; copy lane', round(d['copy_gbps'], 1), 'GB/s')"; }
-if [ "${PART:-1}" = 1 ]; then
+if [ "${PART:-1}" != 2 ]; then
   echo "== GPU tests"; date
   timeout 200 $B/djinn-test cuda:: profile:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1
   grep -E "^test |test result" /tmp/gpu-tests.txt > $OUT/gpu-tests.txt; grep -E "test result|panicked|FAILED" /tmp/gpu-tests.txt | head
@@ -32,6 +34,7 @@ if [ "${PART:-1}" = 1 ]; then
     run_exec cold$i /tmp/plan-cold.toml; warm_of cold$i
   done
   EXTRA="--trace /tmp/trace-warm.json" run_exec traced /tmp/plan-warm.toml; warm_of traced
+  python3 -c "import json; t=json.load(open('/tmp/trace-warm.json')); ev=[e for e in t['traceEvents'] if e.get('ph')=='X' and e['pid']==1 and e['tid']==2]; print('prefill first compute steps (ms):', [(e['name'], round(e['dur']/1e3, 3)) for e in ev[:4]])"
   gzip -c /tmp/trace-warm.json > $OUT/trace-22GiB-warm.json.gz
   echo "== resident"; date
   run_exec resident /tmp/plan-res.toml
@@ -42,10 +45,10 @@ if [ "${PART:-1}" = 1 ]; then
   timeout 120 $B/djinn-exec /tmp/plan-4046.toml --weights /tmp/llama2-13b --backend cuda --enforce-budget \
     --prompt-ids /tmp/ids4046.txt --max-new-tokens 50 --ignore-eos --json /tmp/m-p4046.json > /tmp/exec-p4046.txt 2>&1 || tail -5 /tmp/exec-p4046.txt
   tail -12 /tmp/exec-p4046.txt
-  cp /tmp/m-*.json $OUT/ 2>/dev/null
+  cd /tmp && tar czf $OUT/runs.tgz m-*.json exec-*.txt && cd - > /dev/null
   echo "== bench"; date
   python3 bench/run.py --bin "$B" --model-dir /tmp/llama2-13b --cap 22GiB --prompt-len 512 --new-tokens 50 --max-seq-len 562 \
-    --out /tmp/bench --gpu $P --deadline ${DEADLINE:-300} 2>&1 | tail -20
+    --out /tmp/bench --gpu $P --deadline ${DEADLINE:-300} $([ "$PART" = all ] && echo --sweep) 2>&1 | tail -32
 else
   echo "== sweep"; date
   python3 bench/run.py --bin "$B" --model-dir /tmp/llama2-13b --cap 22GiB --prompt-len 512 --new-tokens 50 --max-seq-len 562 \

@@ -162,12 +162,14 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
             .map(|s| m.block(&s.block).map_or_else(|| s.block.clone(), label))
             .collect();
         if !host.is_empty() {
-            // The measured block when the profile has one for this model and context, else the GEMV rate.
+            // The measured block when the profile has one for this model, else the GEMV rate.
             let rate = plan.gpu.cpu.as_ref().map_or(String::new(), |c| {
+                // As the cost model picks it: the model's MLP at the nearest context (it reads no KV cache).
                 let measured = c
                     .block_times
                     .iter()
-                    .find(|t| t.kind == BlockKind::Mlp && t.model == m.name && t.context == plan.shape.prompt_len);
+                    .filter(|t| t.kind == BlockKind::Mlp && t.model == m.name)
+                    .min_by_key(|t| (t.context.abs_diff(plan.shape.prompt_len), std::cmp::Reverse(t.context)));
                 match measured {
                     Some(t) => format!(", {:.2} ms an MLP beside the copy lane (measured)", t.us / 1e3),
                     None => format!(", {:.1} GB/s", c.gemv_f16_gbps_during_copy),

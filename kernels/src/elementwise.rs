@@ -19,10 +19,19 @@ const PARALLEL_MIN_ELEMS: usize = 1 << 15;
 pub fn embed<W: Half>(x: &mut [f32], table: &[W], tokens: &[u32], hidden: usize) {
     assert!(x.len() >= tokens.len() * hidden, "embed: x too small for {} tokens", tokens.len());
     let vocab = table.len() / hidden;
-    for (row, &tok) in x.chunks_mut(hidden).zip(tokens) {
-        assert!((tok as usize) < vocab, "embed: token id {tok} outside the vocabulary of {vocab}");
-        W::to_f32_slice(&table[tok as usize * hidden..(tok as usize + 1) * hidden], row);
+    if let Some(&tok) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        panic!("embed: token id {tok} outside the vocabulary of {vocab}");
     }
+    // Rows are independent: a prefill's 512 rows are split over the team (the host lane's
+    // embedding is on the TTFT path), a decode row runs here.
+    let n = tokens.len() * hidden;
+    let team = Team::global().for_work(n, PARALLEL_MIN_ELEMS);
+    team.split_mut(&mut x[..n], hidden.max(1), |start, chunk| {
+        for (r, row) in chunk.chunks_mut(hidden.max(1)).enumerate() {
+            let tok = tokens[start / hidden.max(1) + r] as usize;
+            W::to_f32_slice(&table[tok * hidden..(tok + 1) * hidden], row);
+        }
+    });
 }
 
 /// `out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) * w` for `r < rows`.
