@@ -227,24 +227,7 @@ pub fn generate_with_logits<B: Backend>(
     run(replay, backend, prompt, 0, opts, true, on_token)
 }
 
-/// [`run_request`], then the warm copies for the next request: every pass's
-/// result has been read, so the compute lane is idle and the copies run while
-/// the caller reports, waits for the next prompt or exits ([`Replay::warm`]).
 fn run<B: Backend>(
-    replay: &Replay,
-    backend: &mut B,
-    prompt: &[u32],
-    cached: usize,
-    opts: &GenerateOptions,
-    keep_logits: bool,
-    on_token: impl FnMut(&Emitted) -> std::io::Result<Flow>,
-) -> Result<Generation, GenerateError> {
-    let gen = run_request(replay, backend, prompt, cached, opts, keep_logits, on_token)?;
-    replay.warm(backend)?;
-    Ok(gen)
-}
-
-fn run_request<B: Backend>(
     replay: &Replay,
     backend: &mut B,
     prompt: &[u32],
@@ -310,7 +293,7 @@ fn run_request<B: Backend>(
     if opts.max_new_tokens == 0 {
         replay.logits(backend, PhaseName::Prefill)?;
         gen.ttft_ms = ms(start);
-        return Ok(gen);
+        return finish(replay, backend, gen);
     }
     let mut token = choose(backend, PhaseName::Prefill, &seen, &mut logits)?;
     gen.ttft_ms = ms(start);
@@ -342,6 +325,14 @@ fn run_request<B: Backend>(
         gen.decode_ms.push(ms(t));
         gen.decode_copy_bytes.push(copied);
     }
+    finish(replay, backend, gen)
+}
+
+/// The end of a request: the warm copies for the next one. Every pass's result
+/// has been read, so the compute lane is idle and the copies run while the
+/// caller reports, waits for the next prompt or exits ([`Replay::warm`]).
+fn finish<B: Backend>(replay: &Replay, backend: &mut B, gen: Generation) -> Result<Generation, GenerateError> {
+    replay.warm(backend)?;
     Ok(gen)
 }
 
