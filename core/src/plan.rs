@@ -23,7 +23,8 @@
 //! * `warm = true` (prefill's leading copies only) marks a *warm* copy: one
 //!   that fills a slot before the pass starts. The executor issues the warm
 //!   copies once the weights are loaded and again whenever a request ends
-//!   (both lanes idle, every earlier pass's result read), so the next prefill
+//!   (every earlier pass's result read, so no compute still reads a slot; the
+//!   copy lane runs them after what it has queued), so the next prefill
 //!   finds their blocks in place and only waits on their records; a prefill
 //!   that follows another pass without that (the second chunk of a long
 //!   prompt) issues them in place, at its head. Either way the copies happen
@@ -234,9 +235,9 @@ pub enum Op {
     /// Compute-lane step, streamed blocks only, no slot: the host CPU runs the
     /// block from its image in host memory. The lane hands the residual
     /// stream to the host and resumes when the result is back, so the step
-    /// orders like any compute; the copy lane is free meanwhile. The block's
-    /// KV-cache rows follow it between device and host as needed (the
-    /// executor keeps them coherent; they are not plan steps).
+    /// orders like any compute; the copy lane is free meanwhile. Only blocks
+    /// that read no KV cache run on the host (MLP parts, a held embedding or
+    /// LM head): the cache lives on the device only.
     HostCompute,
 }
 
