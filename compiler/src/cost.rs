@@ -199,15 +199,9 @@ impl<'a> Roofline<'a> {
         shape: &RunShape,
         kind: BlockKind,
     ) -> Option<f64> {
-        // A host-computed block reads no KV cache, so its decode step does not depend on the
-        // context: a time measured at another prompt length prices it too (the nearest one,
-        // the longer of two as near). Matching the context exactly priced a 4046-token run's
-        // host MLPs at the GEMV rate, 2.4x too fast (BENCHMARKS.md section 1h).
-        cpu.block_times
-            .iter()
-            .filter(|t| t.kind == kind && t.model == model.name)
-            .min_by_key(|t| (t.context.abs_diff(shape.prompt_len), std::cmp::Reverse(t.context)))
-            .map(|t| t.us)
+        // At any context ([`CpuLane::block_time`]): matching it exactly priced a 4046-token
+        // run's host MLPs at the GEMV rate, 2.4x too fast (BENCHMARKS.md section 1h).
+        cpu.block_time(&model.name, kind, shape.prompt_len).map(|t| t.us)
     }
 
     /// Bytes a µs the host lane streamed weights at beside the copy lane in

@@ -143,15 +143,14 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
         if let Some(slots) = decode_slots(plan) {
             line(format!("decode slots: {slots}"));
         }
-        let warm: Vec<&djinn_core::plan::Step> = plan.prefill.steps.iter().filter(|s| s.warm).collect();
+        let warm = plan.warm_steps();
         if !warm.is_empty() {
-            let bytes: u64 = warm.iter().filter_map(|s| m.block(&s.block)).map(|b| b.bytes).sum();
             let blocks: Vec<String> =
                 warm.iter().map(|s| m.block(&s.block).map_or_else(|| s.block.clone(), label)).collect();
             line(format!(
                 "warm slots: {} ({}) copied at load and after each request, off the TTFT path",
                 blocks.join(", "),
-                fmt_bytes(bytes)
+                fmt_bytes(plan.warm_bytes())
             ));
         }
         let host: Vec<String> = plan
@@ -164,13 +163,8 @@ pub fn render(plan: &Plan, notes: &[String], alternatives: &[Alternative]) -> St
         if !host.is_empty() {
             // The measured block when the profile has one for this model, else the GEMV rate.
             let rate = plan.gpu.cpu.as_ref().map_or(String::new(), |c| {
-                // As the cost model picks it: the model's MLP at the nearest context (it reads no KV cache).
-                let measured = c
-                    .block_times
-                    .iter()
-                    .filter(|t| t.kind == BlockKind::Mlp && t.model == m.name)
-                    .min_by_key(|t| (t.context.abs_diff(plan.shape.prompt_len), std::cmp::Reverse(t.context)));
-                match measured {
+                // As the cost model picks it.
+                match c.block_time(&m.name, BlockKind::Mlp, plan.shape.prompt_len) {
                     Some(t) => format!(", {:.2} ms an MLP beside the copy lane (measured)", t.us / 1e3),
                     None => format!(", {:.1} GB/s", c.gemv_f16_gbps_during_copy),
                 }

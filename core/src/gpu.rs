@@ -112,6 +112,19 @@ pub struct CpuLane {
     pub block_times: Vec<HostBlockTime>,
 }
 
+impl CpuLane {
+    /// The measured host step of `model`'s blocks of `kind` for a run of
+    /// `prompt_len`: a host-computed block reads no KV cache, so its step does
+    /// not depend on the context and a time measured at another prompt length
+    /// applies too (the nearest one, the longer of two as near).
+    pub fn block_time(&self, model: &str, kind: BlockKind, prompt_len: u64) -> Option<&HostBlockTime> {
+        self.block_times
+            .iter()
+            .filter(|t| t.kind == kind && t.model == model)
+            .min_by_key(|t| (t.context.abs_diff(prompt_len), std::cmp::Reverse(t.context)))
+    }
+}
+
 /// One decode step of a model's block on the host lane, measured over
 /// distinct weights larger than the last-level cache.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -358,6 +358,18 @@ impl Plan {
         blocks.into_iter().collect()
     }
 
+    /// Prefill's warm copies: its leading steps marked `warm` (rule `warm`
+    /// proves no later step is).
+    pub fn warm_steps(&self) -> &[Step] {
+        let n = self.prefill.steps.iter().take_while(|s| s.warm).count();
+        &self.prefill.steps[..n]
+    }
+
+    /// Bytes the warm copies move.
+    pub fn warm_bytes(&self) -> u64 {
+        self.warm_steps().iter().filter_map(|s| self.block(&s.block)).map(|b| b.bytes).sum()
+    }
+
     pub fn slot_count(&self) -> u64 {
         self.arena.regions.iter().filter(|r| r.kind == RegionKind::Slot).count() as u64
     }

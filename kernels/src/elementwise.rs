@@ -24,11 +24,11 @@ pub fn embed<W: Half>(x: &mut [f32], table: &[W], tokens: &[u32], hidden: usize)
     }
     // Rows are independent: a prefill's 512 rows are split over the team (the host lane's
     // embedding is on the TTFT path), a decode row runs here.
-    let n = tokens.len() * hidden;
+    let (n, h) = (tokens.len() * hidden, hidden.max(1));
     let team = Team::global().for_work(n, PARALLEL_MIN_ELEMS);
-    team.split_mut(&mut x[..n], hidden.max(1), |start, chunk| {
-        for (r, row) in chunk.chunks_mut(hidden.max(1)).enumerate() {
-            let tok = tokens[start / hidden.max(1) + r] as usize;
+    team.split_mut(&mut x[..n], h, |start, chunk| {
+        for (r, row) in chunk.chunks_mut(h).enumerate() {
+            let tok = tokens[start / h + r] as usize;
             W::to_f32_slice(&table[tok * hidden..(tok + 1) * hidden], row);
         }
     });

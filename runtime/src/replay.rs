@@ -116,7 +116,7 @@ impl Replay {
         let mut prefill = resolve(PhaseName::Prefill)?;
         let decode = resolve(PhaseName::Decode)?;
         // The verifier proved the warm steps a prefix of prefill, of copies that wait on nothing (rule `warm`).
-        let warm_count = plan.prefill.steps.iter().take_while(|s| s.warm).count();
+        let warm_count = plan.warm_steps().len();
         let rest = prefill.split_off(warm_count);
         let mut warm = Vec::with_capacity(warm_count);
         for (i, r) in prefill.into_iter().enumerate() {

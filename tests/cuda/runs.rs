@@ -327,9 +327,7 @@ fn enforce_budget_and_trace_report_a_streamed_run() {
     let opts = CudaOptions { enforce_budget: true, trace: Some(trace.clone()), device: 0 };
     let Some(mut backend) = cuda(TEST, &plan, &weights, &opts) else { return };
     // As djinn-exec does: the warm copies at load; the request's prefill skips them and its end issues them again.
-    let warm = plan.prefill.steps.iter().filter(|s| s.warm).count();
-    let warm_bytes: u64 =
-        plan.prefill.steps.iter().filter(|s| s.warm).map(|s| plan.block(&s.block).unwrap().bytes).sum();
+    let (warm, warm_bytes) = (plan.warm_steps().len(), plan.warm_bytes());
     assert!(warm == 2 && warm_bytes > 0, "a stream-all plan fills both slots warm");
     let replay = Replay::new(&plan, ReplayOptions::default()).unwrap();
     assert_eq!(replay.warm_at_load(&mut backend).unwrap(), warm_bytes);

@@ -3,7 +3,7 @@
 //! in place by a prefill that finds the slots cold (the next chunk of a long
 //! prompt), and never a different bit from residency, in order or adversarial.
 
-use djinn_core::plan::{PhaseName, Plan, Strategy};
+use djinn_core::plan::{PhaseName, Strategy};
 use djinn_runtime::backend::{Backend, Pass};
 use djinn_runtime::cpu::{AdversarialCpu, CpuBackend};
 use djinn_runtime::generate::{generate_with_logits, Flow, GenerateOptions, Sampling};
@@ -11,11 +11,6 @@ use djinn_runtime::replay::{Replay, ReplayOptions};
 use djinn_runtime::weights::Weights;
 
 use super::*;
-
-/// Bytes of the plan's warm copies.
-fn warm_bytes(plan: &Plan) -> u64 {
-    plan.prefill.steps.iter().filter(|s| s.warm).map(|s| plan.block(&s.block).unwrap().bytes).sum()
-}
 
 /// Greedy logits of `n` tokens after `prompt` on `backend` (which may have served requests before).
 fn request<B: Backend>(replay: &Replay, backend: &mut B, prompt: &[u32], n: u64) -> Run {
@@ -45,8 +40,8 @@ fn prompts(name: &str) -> (Vec<u32>, Vec<u32>) {
 fn warm_copies_are_issued_once_between_requests_and_skipped_by_the_next_prefill() {
     for name in [MHA, GQA] {
         let plan = stream_all_plan(name);
-        let w = warm_bytes(&plan);
-        assert!(w > 0 && plan.prefill.steps.iter().take_while(|s| s.warm).count() == 2, "{name}: two warm slots");
+        let w = plan.warm_bytes();
+        assert!(w > 0 && plan.warm_steps().len() == 2, "{name}: two warm slots");
         let weights = Weights::open(&fixture(name), &plan).unwrap();
         let replay = Replay::new(&plan, ReplayOptions::default()).unwrap();
         let (long, _) = prompts(name);
@@ -79,7 +74,7 @@ fn requests_back_to_back_on_one_backend_are_bit_identical_to_residency_in_order_
         let want_a = run(&resident, name, &a, 6, Mode::InOrder, ReplayOptions::default());
         let want_b = run(&resident, name, &b, 6, Mode::InOrder, ReplayOptions::default());
         for plan in [stream_all_plan(name), stream_all_fine_plan(name)] {
-            assert!(warm_bytes(&plan) > 0, "{name}");
+            assert!(plan.warm_bytes() > 0, "{name}");
             let weights = Weights::open(&fixture(name), &plan).unwrap();
             let replay = Replay::new(&plan, ReplayOptions::default()).unwrap();
             // Each later request's prefill reads the warm copies the one before issued at its end.
@@ -109,7 +104,7 @@ fn a_prompt_in_chunks_issues_the_warm_copies_for_every_chunk_after_the_first() {
         assert_eq!(resident.slot_count(), 0);
         let want = run(&resident, name, &long, 4, Mode::InOrder, ReplayOptions::default());
         let streamed = plan_for(name, Strategy::StreamAll, None, chunk as u64, 256);
-        assert!(warm_bytes(&streamed) > 0, "{name}");
+        assert!(streamed.warm_bytes() > 0, "{name}");
         let weights = Weights::open(&fixture(name), &streamed).unwrap();
         let replay = Replay::new(&streamed, ReplayOptions::default()).unwrap();
         let mut adv = AdversarialCpu::new(&streamed, &weights).unwrap();
