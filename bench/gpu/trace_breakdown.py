@@ -22,7 +22,7 @@ def main():
     spans = [e for e in ev if e.get("pid") == 1 and e.get("ph") == "X" and e.get("tid") in (1, 2)]
     by_pass = {}
     for e in spans:
-        by_pass.setdefault(e["args"]["pass"], []).append(e)
+        by_pass.setdefault(e["args"].get("pass"), []).append(e)
     for i in sorted(first):
         comp = sorted((e for e in by_pass.get(i, []) if e["tid"] == 2), key=lambda e: e["ts"])
         for e in comp:

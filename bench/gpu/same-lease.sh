@@ -1,0 +1,33 @@
+#!/bin/bash
+# The closing call of the 2026-12-03 afternoon session: the host and the link are measured in the
+# same call as the runs they price (machines differ between leases: the committed profile, measured
+# in another lease, priced this lease's host lane 20% slow). GPU tests; djinn-profile of this lease
+# (-o $OUT/h200-measured.toml, committed as profiles/h200-measured.toml); a 4096-token prompt at
+# 22 GiB; then bench/run.py's main table at 22 GiB and the sweep, every plan compiled from that
+# profile. Binaries in $BIN (or .device/bin.tgz).
+. bench/gpu/lib.sh
+[ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
+ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($1-1)]))"; }
+ids 512 0 > /tmp/ids.txt; ids 4096 1 > /tmp/ids4096.txt
+echo "== GPU tests"; date
+timeout 200 $B/djinn-test cuda:: profile:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1
+grep -E "^test |test result" /tmp/gpu-tests.txt > $OUT/gpu-tests.txt; grep -E "test result|panicked|FAILED" /tmp/gpu-tests.txt | head
+grep -B2 -A30 "panicked" /tmp/gpu-tests.txt | head -150 >> $OUT/gpu-tests.txt
+echo "== djinn-profile"; date
+P=$OUT/h200-measured.toml
+timeout 240 $B/djinn-profile --model llama2-13b --prompt-len 512 --name h200-measured -o $P > $OUT/profile-log.txt 2>&1 || tail -5 $OUT/profile-log.txt
+grep -E "host|CPU|pinned" $OUT/profile-log.txt | head -8
+C="$B/djinn-compile --gpu $P --model /tmp/llama2-13b"
+$C --budget 22GiB --prompt-len 512 --max-seq-len 562 -o /tmp/plan-22.toml 2> $OUT/summary-22GiB.txt
+$C --budget 22GiB --prompt-len 4096 --max-seq-len 4096 -o /tmp/plan-4096.toml 2> $OUT/summary-22GiB-4096.txt
+grep -hE "^host CPU|^predicted|^streamed:" $OUT/summary-22GiB.txt $OUT/summary-22GiB-4096.txt
+echo "== a 4096-token prompt at 22 GiB"; date
+timeout 120 $B/djinn-exec /tmp/plan-4096.toml --weights /tmp/llama2-13b --backend cuda --enforce-budget \
+  --prompt-ids /tmp/ids4096.txt --max-new-tokens 1 --json $OUT/m-p4096.json > /tmp/exec-p4096.txt 2>&1 || tail -5 /tmp/exec-p4096.txt
+tail -6 /tmp/exec-p4096.txt
+echo "== bench"; date
+python3 bench/run.py --bin "$B" --model-dir /tmp/llama2-13b --cap 22GiB --prompt-len 512 --new-tokens 50 --max-seq-len 562 \
+  --out /tmp/bench --gpu $P --sweep --deadline ${DEADLINE:-370} 2>&1 | tail -30
+cp /tmp/bench/results.md /tmp/bench/results.json /tmp/bench/budget.svg $OUT/ 2>/dev/null
+(cd $OUT && tar czf extras.tgz gpu-tests.txt profile-log.txt summary-22GiB.txt summary-22GiB-4096.txt m-p4096.json && rm gpu-tests.txt profile-log.txt summary-22GiB*.txt m-p4096.json)
+date
