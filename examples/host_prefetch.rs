@@ -118,7 +118,10 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> Result<u64> {
-            args.next().with_context(|| format!("{name} needs a value"))?.parse().with_context(|| format!("{name}: an integer"))
+            args.next()
+                .with_context(|| format!("{name} needs a value"))?
+                .parse()
+                .with_context(|| format!("{name}: an integer"))
         };
         match a.as_str() {
             "--images" => images = num("--images")? as usize,
