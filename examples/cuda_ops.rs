@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! cargo run --release --example cuda_ops -- [--hidden 5120 --inter 13824 --heads 40 --kv-heads 40
-//!     --head-dim 128 --vocab 32000 --prompt-len 512 --pos 512 --reps 50]
+//!     --head-dim 128 --vocab 32000 --prompt-len 512 --pos 512 --reps 50 --random 0]
 //! ```
+//!
+//! `--random 1` fills the weights and the residual stream with random values
+//! (by default the weights are one constant and the residual stream zeros,
+//! so every product multiplies zero activations).
 //!
 //! First a 1 GiB device-to-device copy sets the ceiling (bytes read plus
 //! bytes written per second). Then each op runs `reps` times after one
@@ -36,6 +40,8 @@ struct Shape {
     prompt_len: u64,
     pos: u64,
     reps: u32,
+    /// Random weights and residual stream instead of one constant and zeros.
+    random: bool,
 }
 
 fn parse() -> Result<Shape> {
@@ -49,6 +55,7 @@ fn parse() -> Result<Shape> {
         prompt_len: 512,
         pos: 512,
         reps: 50,
+        random: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -64,10 +71,34 @@ fn parse() -> Result<Shape> {
             "--prompt-len" => s.prompt_len = v,
             "--pos" => s.pos = v,
             "--reps" => s.reps = v as u32,
+            "--random" => s.random = v != 0,
             _ => bail!("unknown flag {flag}"),
         }
     }
     Ok(s)
+}
+
+/// Fills the weights (`0..weights_end`) with f16 normals of scale 0.02 and
+/// the residual stream `x` with f32 normals: the operands a checkpoint and a
+/// prompt give the products (constant or zero operands make the tensor cores
+/// draw less power, and a power-limited device clocks higher on them).
+fn randomize(ops: &mut CudaOps, weights_end: u64, x: Buf) -> Result<()> {
+    const TILE: u64 = 64 << 20;
+    let mut rng = Rng::new(11);
+    let tile: Vec<u8> = rng
+        .normals((TILE / 2) as usize, 0.02)
+        .into_iter()
+        .flat_map(|v| djinn_kernels::f16::from_f32(v).to_le_bytes())
+        .collect();
+    let mut at = 0;
+    while at < weights_end {
+        let n = TILE.min(weights_end - at);
+        ops.upload(at, &tile[..n as usize])?;
+        at += n;
+    }
+    let xs: Vec<u8> = rng.normals(x.elems as usize, 1.0).into_iter().flat_map(f32::to_le_bytes).collect();
+    ops.upload(x.offset, &xs)?;
+    Ok(())
 }
 
 /// Bump allocator over the standalone arena.
@@ -150,6 +181,9 @@ fn main() -> Result<()> {
     // 0x2c2c is f16 ~0.07: small enough that nothing overflows through the ops.
     ops.fill(0, c.0, 0x2c)?;
     ops.fill(x.offset, x.bytes(), 0)?;
+    if s.random {
+        randomize(&mut ops, norm.offset, x)?;
+    }
     let us = time(&mut ops, 20, |o, _| Ok(o.copy_within(copy_dst.offset, copy_src.offset, COPY)?))?;
     let d2d = (2 * COPY) as f64 / us / 1e3;
     println!("device-to-device copy of {} MiB: {us:.1} us, {d2d:.0} GB/s (read + written)", COPY >> 20);

@@ -4,7 +4,8 @@
 # in another lease, priced this lease's host lane 20% slow). GPU tests; djinn-profile of this lease
 # (-o $OUT/h200-measured.toml, committed as profiles/h200-measured.toml); a 4096-token prompt at
 # 22 GiB; then bench/run.py's main table at 22 GiB and the sweep, every plan compiled from that
-# profile. Binaries in $BIN (or .device/bin.tgz).
+# profile; last, examples/cuda_ops' prefill rows with its constant weights and with random ones.
+# Binaries in $BIN (or .device/bin.tgz).
 . bench/gpu/lib.sh
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
 ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($1-1)]))"; }
@@ -28,6 +29,9 @@ tail -6 /tmp/exec-p4096.txt
 echo "== bench"; date
 python3 bench/run.py --bin "$B" --model-dir /tmp/llama2-13b --cap 22GiB --prompt-len 512 --new-tokens 50 --max-seq-len 562 \
   --out /tmp/bench --gpu $P --sweep --deadline ${DEADLINE:-370} 2>&1 | tail -30
+echo "== cuda_ops prefill: constant weights and zero activations against random ones"; date
+$B/cuda_ops --reps 30 > $OUT/cuda-ops.txt 2>&1; $B/cuda_ops --reps 30 --random 1 > $OUT/cuda-ops-random.txt 2>&1
+grep -h -A11 -- "-- prefill (" $OUT/cuda-ops.txt $OUT/cuda-ops-random.txt
 cp /tmp/bench/results.md /tmp/bench/results.json /tmp/bench/budget.svg $OUT/ 2>/dev/null
-(cd $OUT && tar czf extras.tgz gpu-tests.txt profile-log.txt summary-22GiB.txt summary-22GiB-4096.txt m-p4096.json && rm gpu-tests.txt profile-log.txt summary-22GiB*.txt m-p4096.json)
+(cd $OUT && tar czf extras.tgz cuda-ops.txt cuda-ops-random.txt gpu-tests.txt profile-log.txt summary-22GiB.txt summary-22GiB-4096.txt m-p4096.json && rm cuda-ops*.txt gpu-tests.txt profile-log.txt summary-22GiB*.txt m-p4096.json)
 date
