@@ -1,7 +1,7 @@
 #!/bin/bash
 # The closing call of the 2026-12-03 afternoon session: the host and the link are measured in the
 # same call as the runs they price (machines differ between leases: the committed profile, measured
-# in another lease, priced this lease's host lane 20% slow). GPU tests; djinn-profile of this lease
+# in another lease, priced the host lane of the lease at 07:44 11% slow). GPU tests; djinn-profile of this lease
 # (-o $OUT/h200-measured.toml, committed as profiles/h200-measured.toml); a 4096-token prompt at
 # 22 GiB; then bench/run.py's main table at 22 GiB and the sweep, every plan compiled from that
 # profile; last, examples/cuda_ops' prefill rows with its constant weights and with random ones.
