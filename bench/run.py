@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from djbench import djinn, prompt, report, svg, systems  # noqa: E402
 from djbench.results import FAILED, SKIPPED, Row, row_from_json  # noqa: E402
-from djbench.runner import DryRunner, SubprocessRunner  # noqa: E402
+from djbench.runner import DryRunner, SubprocessRunner, last_line  # noqa: E402
 
 MAIN_SYSTEMS = ["djinn", "sync", "stream-all", "hf-offload", "hf-gpu"]
 ALL_SYSTEMS = MAIN_SYSTEMS + ["sweep"]
@@ -65,7 +65,10 @@ def parse_args(argv=None):
     p.add_argument("--new-tokens", type=int, default=50)
     p.add_argument("--max-seq-len", type=int, default=None,
                    help="positions Djinn's KV cache holds; default: --prompt-len + --new-tokens (what djinn-compile sizes by default)")
-    p.add_argument("--gpu", default="auto", help="djinn-compile GPU preset or profile; auto: from the device name")
+    p.add_argument("--gpu", default="auto",
+                   help="djinn-compile GPU preset or profile; auto: the preset for the device's name; measure: run "
+                        "djinn-profile first and compile every plan from its profile (this machine as it is now: a shared "
+                        "host's memory speed differs between leases)")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory (results.md, results.json, budget.svg, logs/, plans/)")
     p.add_argument("--sweep", action="store_true", help="also run Djinn at every --sweep-budgets budget")
     p.add_argument("--sweep-budgets", type=parse_budgets, default=parse_budgets("9,13,17,22,26,30"), help="GiB, comma-separated")
@@ -197,6 +200,24 @@ class Harness:
         self.meta["notes"].append(f"checkpoint written by djinn-synth in {outcome.wall_s:.0f} s")
         return True
 
+    def measure_profile(self, ctx) -> str:
+        """`--gpu measure`: djinn-profile's profile of this machine (OUT/profile.toml), or `auto` with a
+        note when it cannot be measured."""
+        a = self.args
+        if a.cpu:
+            self.meta["notes"].append("--gpu measure needs a GPU (this is a --cpu run): plans from the device's preset")
+            return "auto"
+        path, log = os.path.join(a.out, "profile.toml"), os.path.join(a.out, "logs", "djinn-profile.log")
+        cmd = djinn.profile_cmd(a.bin, a.model_dir, a.prompt_len, path, os.path.join(a.out, "profile-log.json"))
+        self.echo("== djinn-profile: this machine, for every plan of the run")
+        outcome = self.runner.run(cmd, a.timeout, log)
+        if not outcome.dry_run and (outcome.rc != 0 or outcome.timed_out or not os.path.exists(path)):
+            why = "timed out" if outcome.timed_out else f"exit {outcome.rc}: {last_line(outcome.tail)}"
+            self.meta["notes"].append(f"djinn-profile failed ({why}; {log}): plans from the device's preset")
+            return "auto"
+        self.meta["profile"] = {"path": path, "command": cmd, "wall_s": outcome.wall_s}
+        return path
+
     def run(self) -> str:
         a = self.args
         os.makedirs(os.path.join(a.out, "logs"), exist_ok=True)
@@ -222,6 +243,8 @@ class Harness:
         if measured.get("h2d_gbps") or not self.h2d.get("h2d_gbps"):
             self.h2d = measured
         self.meta.update(h2d=self.h2d, h2d_gbps=self.h2d.get("h2d_gbps"), gpu_name=self.h2d.get("gpu_name"))
+        if ctx.gpu == "measure":
+            ctx.gpu = self.measure_profile(ctx)
         if ctx.gpu == "auto":
             ctx.gpu = djinn.gpu_preset_for(self.h2d.get("gpu_name", "")) or "h100-sxm"
             if not self.h2d.get("gpu_name"):

@@ -194,8 +194,9 @@ class SvgTest(unittest.TestCase):
 class FakeRunner:
     """Writes what each real command would, by the command's program; records every call."""
 
-    def __init__(self, refuse_budgets=(), hf_gpu="oom", timeout=(), crash=()):
+    def __init__(self, refuse_budgets=(), hf_gpu="oom", timeout=(), crash=(), profile_fails=False):
         self.calls, self.refuse, self.hf_gpu, self.timeout, self.crash = [], refuse_budgets, hf_gpu, timeout, crash
+        self.profile_fails = profile_fails
 
     @staticmethod
     def flag(cmd, name):
@@ -241,6 +242,12 @@ class FakeRunner:
                 json.dump({"status": "ok", "ttft_ms": 9000.0, "decode_step_ms": [700.0] * 49, "load_s": 60.0,
                            "peak_device_bytes": 20 * GIB, "peak_method": "torch", "device_map_modules": {"0": 30, "cpu": 12}}, f)
             return Outcome(0, False, 50.0, "")
+        if prog == "djinn-profile":
+            if self.profile_fails:
+                return Outcome(1, False, 3.0, "djinn-profile: error: no CUDA device")
+            with open(self.flag(cmd, "-o"), "w") as f:
+                f.write('name = "measured"\nh2d_gbps = 55.0\n')
+            return Outcome(0, False, 30.0, "")
         if prog == "h2d_worker.py":
             with open(self.flag(cmd, "--out"), "w") as f:
                 json.dump({"status": "ok", "h2d_gbps": 50.0, "gpu_name": "NVIDIA H100 80GB HBM3"}, f)
@@ -326,6 +333,32 @@ class OrchestrationTest(unittest.TestCase):
             self.assertIn("| hf-offload | ok |", md)
             with open(os.path.join(args2.out, "budget.svg")) as f:
                 self.assertIn("transformers + accelerate offload", f.read())
+
+    def test_gpu_measure_profiles_first_and_compiles_every_plan_from_it(self):
+        with tempfile.TemporaryDirectory() as d:
+            runner = FakeRunner()
+            h, args = self.harness(d, runner, ["--only", "djinn,sync", "--gpu", "measure"])
+            h.run()
+            progs = [os.path.basename(c[0]) for c in runner.calls]
+            self.assertLess(progs.index("djinn-profile"), progs.index("djinn-compile"))
+            profile = os.path.join(args.out, "profile.toml")
+            prof = runner.calls[progs.index("djinn-profile")]
+            self.assertEqual((prof[prof.index("--model") + 1], prof[prof.index("-o") + 1]), (args.model_dir, profile))
+            compiles = [c for c in runner.calls if c[0].endswith("djinn-compile")]
+            self.assertEqual({c[c.index("--gpu") + 1] for c in compiles}, {profile})
+            self.assertEqual(h.meta["gpu_preset"], profile)
+            self.assertEqual(h.meta["profile"]["path"], profile)
+
+    def test_gpu_measure_falls_back_to_the_preset_with_a_note(self):
+        with tempfile.TemporaryDirectory() as d:
+            runner = FakeRunner(profile_fails=True)
+            h, _ = self.harness(d, runner, ["--only", "djinn", "--gpu", "measure"])
+            h.run()
+            compiles = [c for c in runner.calls if c[0].endswith("djinn-compile")]
+            self.assertEqual({c[c.index("--gpu") + 1] for c in compiles}, {"h100-sxm"})
+            self.assertTrue(any("djinn-profile failed (exit 1: djinn-profile: error: no CUDA device" in n
+                                for n in h.meta["notes"]), h.meta["notes"])
+            self.assertNotIn("profile", h.meta)
 
     def test_a_deadline_skips_what_cannot_start_in_time(self):
         with tempfile.TemporaryDirectory() as d:

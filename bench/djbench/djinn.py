@@ -46,6 +46,19 @@ def compile_cmd(bin_dir, gpu, budget_bytes, model_dir, prompt_len, max_seq_len, 
     ]  # fmt: skip
 
 
+def profile_cmd(bin_dir, model_dir, prompt_len, profile_path, json_path):
+    """djinn-profile of this machine for the checkpoint's model (block times under the name
+    djinn-compile gives the same directory) at the benchmark's prompt length."""
+    return [
+        os.path.join(bin_dir, "djinn-profile"),
+        "--model", model_dir,
+        "--prompt-len", str(prompt_len),
+        "--name", "measured",
+        "-o", profile_path,
+        "--json", json_path,
+    ]  # fmt: skip
+
+
 def exec_cmd(bin_dir, plan_path, model_dir, prompt_ids_txt, new_tokens, metrics_path, backend="cuda"):
     """djinn-exec under the plan's budget (`--enforce-budget`: a ballast takes the rest of the device),
     on exactly the prompt's ids, for exactly `new_tokens` tokens (`--ignore-eos`, as transformers is run)."""
