@@ -27,6 +27,7 @@ use djinn_kernels::matmul::matmul_on;
 use djinn_kernels::team::part_aligned;
 use djinn_kernels::{f16, Team};
 use djinn_profiler::copy::CopyRig;
+use djinn_profiler::host_layer::read_lines;
 use djinn_runtime::cuda::Gpu;
 use djinn_runtime::host::{HostArena, HUGE_PAGE};
 
@@ -42,18 +43,11 @@ fn prefetch(team: &Team, w: &[f16], frac: f64) {
     team.run(&|wk, n| {
         let rows = part_aligned(N, 4, wk, n);
         let take = ((rows.len() as f64 * frac).ceil() as usize).min(rows.len());
-        let bytes: &[u8] = bytemuck_cast(&w[rows.start * K..(rows.start + take) * K]);
-        let mut acc = [0u64; 8];
-        for line in bytes.chunks_exact(64) {
-            for (a, c) in acc.iter_mut().zip(line.chunks_exact(8)) {
-                *a ^= u64::from_ne_bytes(c.try_into().expect("8 bytes"));
-            }
-        }
-        black_box(acc);
+        read_lines(as_bytes(&w[rows.start * K..(rows.start + take) * K]));
     });
 }
 
-fn bytemuck_cast(w: &[f16]) -> &[u8] {
+fn as_bytes(w: &[f16]) -> &[u8] {
     // SAFETY: f16 is two plain bytes; the slice is borrowed for as long as `w`.
     unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), std::mem::size_of_val(w)) }
 }
@@ -80,12 +74,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn image(&mut self) -> &[f16] {
+    /// The next image's offset in the arena (the images are used in turn).
+    fn next_image(&mut self) -> usize {
         let off = self.next * self.stride;
         self.next = (self.next + 1) % self.images;
-        let bytes = &self.arena[off..off + N * K * 2];
-        // SAFETY: the arena is huge-page aligned; f16 has alignment 2.
-        unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f16>(), N * K) }
+        off
     }
 
     /// (prefetch µs, product µs) medians over `reps` for fraction `frac`.
@@ -93,9 +86,10 @@ impl Rig {
         let team = Team::global();
         let (mut pre, mut prod) = (Vec::new(), Vec::new());
         for r in 0..reps + self.images {
-            let w: &[f16] = self.image();
-            // SAFETY: `w` borrows the arena, which `image` does not touch again before the next call.
-            let w: &[f16] = unsafe { std::slice::from_raw_parts(w.as_ptr(), w.len()) };
+            let off = self.next_image();
+            let bytes = &self.arena[off..off + N * K * 2];
+            // SAFETY: the arena is page aligned and `off` a multiple of a huge page; f16 has alignment 2.
+            let w: &[f16] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<f16>(), N * K) };
             let t = Instant::now();
             prefetch(team, w, frac);
             let tp = t.elapsed().as_secs_f64() * 1e6;
