@@ -7,7 +7,7 @@
 # Binaries in $BIN (or .device/bin.tgz).
 . bench/gpu/lib.sh
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
-python3 -c "import random; random.seed(0); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range(511)]))" > /tmp/ids.txt
+ids 512 0 > /tmp/ids.txt
 echo "== host matrix-vector, head read ahead"; date
 $B/host_prefetch --reps 12 --gap-us 700 --copies
 echo "== djinn-profile"; date

@@ -10,6 +10,9 @@ mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
 export DJINN_KERNEL_CACHE=/tmp/djinn-kernels PYTHONUNBUFFERED=1
 date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 
+# ids N SEED: N prompt token ids (BOS, then random ids of the 32000-token vocabulary), seeded.
+ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($1-1)]))"; }
+
 # run_exec TAG PLAN ENV...: djinn-exec on PLAN (the 512-token ids in /tmp/ids.txt, 50 greedy tokens,
 # the budget enforced; $EXTRA appended) under the environment assignments ENV, its metrics in
 # /tmp/m-TAG.json, printed with the hash of its output's start (the same text on every path).

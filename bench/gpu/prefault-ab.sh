@@ -7,7 +7,6 @@
 mkdir -p /tmp/old && tar xzf .device/old.tgz -C /tmp/old
 P=profiles/h200-measured.toml
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
-ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($1-1)]))"; }
 ids 512 0 > /tmp/ids.txt; ids 4096 1 > /tmp/ids4096.txt; ids 4046 2 > /tmp/ids4046.txt
 C="$B/djinn-compile --gpu $P --model /tmp/llama2-13b"
 $C --budget 22GiB --prompt-len 512 --max-seq-len 562 -o /tmp/plan-warm.toml 2>&1 | grep -E "^predicted"

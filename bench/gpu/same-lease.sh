@@ -8,7 +8,6 @@
 # Binaries in $BIN (or .device/bin.tgz).
 . bench/gpu/lib.sh
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
-ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($1-1)]))"; }
 ids 512 0 > /tmp/ids.txt; ids 4096 1 > /tmp/ids4096.txt
 echo "== GPU tests"; date
 timeout 200 $B/djinn-test cuda:: profile:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1

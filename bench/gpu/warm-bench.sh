@@ -11,7 +11,6 @@
 . bench/gpu/lib.sh
 P=profiles/h200-measured.toml
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
-ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($1-1)]))"; }
 ids 512 0 > /tmp/ids.txt; ids 4096 1 > /tmp/ids4096.txt; ids 4046 2 > /tmp/ids4046.txt
 # warm_of TAG: the warm copies a run's --json reports (under "device").
 warm_of() { python3 -c "import json; d=json.load(open('/tmp/m-$1.json'))['device']; print('$1 warm copies', d['warm_copy_bytes'], 'bytes in', round(d['warm_copy_ms'], 2), 'ms; copy lane', round(d['copy_gbps'], 1), 'GB/s')"; }
