@@ -5,9 +5,11 @@
 //!
 //! ```text
 //! cargo run --release --example cuda_ops -- [--hidden 5120 --inter 13824 --heads 40 --kv-heads 40
-//!     --head-dim 128 --vocab 32000 --prompt-len 512 --pos 512 --reps 50 --random 0]
+//!     --head-dim 128 --vocab 32000 --prompt-len 512 --pos 512 --reps 50 --random 0 --prefill 1 --lt 0]
 //! ```
 //!
+//! `--prefill 0` runs the decode shape alone; `--lt N` times up to N of
+//! cuBLASLt's algorithms for each prefill product beside cuBLAS's default.
 //! `--random 1` fills the weights and the residual stream with random values
 //! (by default the weights are one constant and the residual stream zeros,
 //! so every product multiplies zero activations).
@@ -16,8 +18,9 @@
 //! bytes written per second). Then each op runs `reps` times after one
 //! untimed run, timed with CUDA events around the batch; decode ops run
 //! fused (the GEMV kernels and their epilogues, split attention: what a plan
-//! runs) and unfused (cuBLAS and one kernel per op: `DJINN_FUSED=0`), side by
-//! side. The weights rotate among enough copies that the 60 MB L2 cannot
+//! runs) and unfused (cuBLAS and one kernel per op: `DJINN_FUSED=0`), side
+//! by side; prefill runs with the products of one input batched (what a plan
+//! runs) and one by one (`DJINN_BATCHED=0`). The weights rotate among enough copies that the 60 MB L2 cannot
 //! serve a repeat from cache. GB/s counts the bytes each op must read and
 //! write once; `% d2d` sets that beside the copy's figure. Last, prefill
 //! attention alone at `--prompt-len` and 4096 tokens: the flash kernel
@@ -42,6 +45,10 @@ struct Shape {
     reps: u32,
     /// Random weights and residual stream instead of one constant and zeros.
     random: bool,
+    /// Run the prefill shape, the token choice and prefill attention too (else decode only).
+    prefill: bool,
+    /// cuBLASLt algorithms to time for each prefill product (0: none).
+    lt: u64,
 }
 
 fn parse() -> Result<Shape> {
@@ -56,6 +63,8 @@ fn parse() -> Result<Shape> {
         pos: 512,
         reps: 50,
         random: false,
+        prefill: true,
+        lt: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -72,6 +81,8 @@ fn parse() -> Result<Shape> {
             "--pos" => s.pos = v,
             "--reps" => s.reps = v as u32,
             "--random" => s.random = v != 0,
+            "--prefill" => s.prefill = v != 0,
+            "--lt" => s.lt = v,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -109,6 +120,17 @@ impl Carve {
         self.0 = align_up(self.0 + b.bytes(), ALIGN);
         b
     }
+}
+
+/// How one pass over the layer's ops runs them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Decode on the GEMV kernels and their epilogues, split attention (what plans run).
+    Fused,
+    /// Decode on cuBLAS and one kernel per op (`DJINN_FUSED=0`).
+    Unfused,
+    /// Prefill, products of one input batched or not (`DJINN_BATCHED=0`).
+    Prefill { batched: bool },
 }
 
 /// One layer's weights (and the LM head), one copy of several.
@@ -191,7 +213,9 @@ fn main() -> Result<()> {
     println!();
     println!("{:<28} {:<30} {:>10} {:>9} {:>7}", "op", "shape", "us/call", "GB/s", "% d2d");
     let w = |i: usize| sets[i % copies];
-    for (phase, n, pos0) in [("decode", 1u64, s.pos), ("prefill", t, 0)] {
+    let phases: &[(&str, u64, u64)] =
+        if s.prefill { &[("decode", 1, s.pos), ("prefill", t, 0)] } else { &[("decode", 1, s.pos)] };
+    for &(phase, n, pos0) in phases {
         let shape = AttnShape {
             tokens: n,
             pos0,
@@ -203,11 +227,19 @@ fn main() -> Result<()> {
         };
         // Bytes a product must move: weights once, inputs and outputs once.
         let mm = |nn: u64, kk: u64| ((n * kk + nn * kk + n * nn) * 2) as f64;
-        // Prefill runs what a plan runs: cuBLAS products (the GEMV kernels take
-        // at most 8 rows), the fused RoPE + cache store, flash attention.
-        let paths: &[bool] = if n <= 8 { &[true, false] } else { &[true] };
-        for &fused in paths {
-            ops.set_fused(fused);
+        // Decode: what a plan runs (each one-row product on the kernel its shape
+        // takes), then each GEMV kernel wherever it takes the shape, then cuBLAS.
+        // Prefill: what a plan runs (cuBLAS products, those of one input and
+        // shape batched; the fused RoPE + cache store, flash attention), then
+        // with the products one by one.
+        let modes: &[Mode] = if n <= 8 {
+            &[Mode::Fused, Mode::Unfused]
+        } else {
+            &[Mode::Prefill { batched: true }, Mode::Prefill { batched: false }]
+        };
+        for &mode in modes {
+            ops.set_fused(mode != Mode::Unfused);
+            ops.set_batched(mode != Mode::Prefill { batched: false });
             let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
             let r = s.reps;
             let mut row = |op: &str, dims: String, us: f64, bytes: f64| rows.push((op.into(), dims, us, bytes));
@@ -248,12 +280,13 @@ fn main() -> Result<()> {
                 us,
                 ((h + s.vocab * h) * 2 + s.vocab * 4) as f64,
             );
-            let how = if n > 8 {
-                "cuBLAS products, fused RoPE + store, flash attention"
-            } else if fused {
-                "fused: GEMV kernels"
-            } else {
-                "unfused: cuBLAS"
+            let how = match mode {
+                Mode::Prefill { batched: true } => {
+                    "cuBLAS products (batched where they share x), fused RoPE + store, flash"
+                }
+                Mode::Prefill { batched: false } => "cuBLAS products one by one, fused RoPE + store, flash attention",
+                Mode::Fused => "fused: GEMV kernels",
+                Mode::Unfused => "unfused: cuBLAS",
             };
             println!("-- {phase} ({n} tokens at position {pos0}), {how}");
             let mut layer = 0.0;
@@ -288,9 +321,56 @@ fn main() -> Result<()> {
             ops.set_pdl(true);
         }
     }
+    ops.set_fused(true);
+    ops.set_batched(true);
+    if !s.prefill {
+        return Ok(());
+    }
+    if s.lt > 0 {
+        lt_sweep(&mut ops, &s, sets[0], xn, gate, [q, proj], s.lt as usize)?;
+    }
     token_choice(&mut ops, logits, token, s.vocab, s.reps)?;
     drop(ops);
     prefill_attention(&s)
+}
+
+/// Each prefill product's shape through `Blas::matmul` (cuBLAS's default
+/// choice, what plans run) and through each of up to `count` cuBLASLt
+/// algorithms, fastest first.
+fn lt_sweep(
+    ops: &mut CudaOps,
+    s: &Shape,
+    w: Weights,
+    xn: Buf,
+    gate: Buf,
+    [q, proj]: [Buf; 2],
+    count: usize,
+) -> Result<()> {
+    let (h, q_dim, inter, t) = (s.hidden, s.heads * s.head_dim, s.inter, s.prompt_len);
+    println!();
+    println!("-- prefill products ({t} rows): cuBLAS's default against cuBLASLt's candidates");
+    for (what, out, x, wt, n, k) in [
+        ("q (one of q/k/v)", q, xn, w.q, q_dim, h),
+        ("o_proj", proj, xn, w.o, h, q_dim),
+        ("gate (one of two)", gate, xn, w.gate, inter, h),
+        ("down", proj, gate, w.down, h, inter),
+    ] {
+        let base = time(ops, s.reps, |o, _| Ok(o.matmul(out, x, wt, t, n, k)?))?;
+        let tf = |us: f64| 2.0 * (t * n * k) as f64 / us / 1e6;
+        let mut c = ops.lt_candidates(out, x, wt, (t, n, k), count, s.reps)?;
+        c.sort_by(|a, b| a.us.total_cmp(&b.us));
+        let list: Vec<String> = c
+            .iter()
+            .take(6)
+            .map(|c| format!("#{} {:.1} us ({:.2} waves, {} KiB)", c.rank, c.us, c.waves, c.workspace >> 10))
+            .collect();
+        println!(
+            "{what:<18} {t}x{k} . {n}x{k}: default {base:.1} us ({:.0} TFLOP/s); best {}",
+            tf(base),
+            list.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Choosing the next token on the device from `vocab` random logits (normal,

@@ -17,7 +17,7 @@
 //   gemv_silu: the same row of two matrices (gate, up) per warp, and
 //              out = silu(gate) * up, each product rounded to the model dtype
 //              first, like matmul then silu_mul.
-// Launch bounds of 24 warps per multiprocessor (24 / GEMV_WARPS blocks) hold
+// Launch bounds of 24 warps per multiprocessor (GEMV_SM_WARPS / GEMV_WARPS blocks) hold
 // the kernel to 80 registers, so that every row block of a 5120-row product
 // is resident at once. The host checks k % 8 == 0 and 16-byte aligned w and x; other shapes go to
 // cuBLAS. The CPU twins are djinn_kernels::gemv_{f16,bf16} and gemv_silu_*.
@@ -29,6 +29,15 @@
 #endif
 #ifndef GEMV_UNROLL
 #define GEMV_UNROLL 4
+#endif
+// Warps a multiprocessor holds: the launch bounds' register budget (24 holds
+// the kernel to 80 registers). A tuning override, like the two above.
+#ifndef GEMV_SM_WARPS
+#define GEMV_SM_WARPS 24
+#endif
+// At m = 1, x's runs are loaded beside the weights' (1) or at their use, from L1 (0).
+#ifndef GEMV_X_EARLY
+#define GEMV_X_EARLY 1
 #endif
 #define GEMV_STORE 0u
 #define GEMV_F32 1u
@@ -78,8 +87,8 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV
         if (c0 > 0) load_runs<T, R, false>(wv, w, c0, chunks);
         // One input row: its runs are loaded beside the weights', so that
         // the products below wait for one round trip, not one per run.
-        u32x4 xv[M == 1 ? GEMV_UNROLL : 1];
-        if (M == 1) {
+        u32x4 xv[M == 1 && GEMV_X_EARLY ? GEMV_UNROLL : 1];
+        if (M == 1 && GEMV_X_EARLY) {
 #pragma unroll
             for (int u = 0; u < GEMV_UNROLL; u++) {
                 const u32 c = c0 + u * 32 + lane;
@@ -97,7 +106,7 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV
             for (int b = 0; b < M; b++) {
                 if (b >= (int)m) break;
                 float xf[8];
-                unpack8<T>(M == 1 ? xv[u] : ld_vec(x + (size_t)b * k + (size_t)c * 8), xf);
+                unpack8<T>(M == 1 && GEMV_X_EARLY ? xv[u] : ld_vec(x + (size_t)b * k + (size_t)c * 8), xf);
 #pragma unroll
                 for (int r = 0; r < R; r++) {
 #pragma unroll
@@ -201,24 +210,24 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_f16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_f16(
     void* out0, const f16_t* w0, u32 n0, void* out1, const f16_t* w1, u32 n1, void* out2, const f16_t* w2, u32 n2,
     const f16_t* x, u32 m, u32 k, u32 epilogue) {
     if (m == 1) gemv<f16_t, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
     else gemv<f16_t, GEMV_MAX_M>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
 }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_bf16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_bf16(
     void* out0, const bf16_t* w0, u32 n0, void* out1, const bf16_t* w1, u32 n1, void* out2, const bf16_t* w2, u32 n2,
     const bf16_t* x, u32 m, u32 k, u32 epilogue) {
     if (m == 1) gemv<bf16_t, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
     else gemv<bf16_t, GEMV_MAX_M>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
 }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_silu_f16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_silu_f16(
     f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const f16_t* x, u32 m, u32 k) {
     if (m == 1) gemv_silu<f16_t, 1>(out, gate, up, n, x, m, k);
     else gemv_silu<f16_t, GEMV_MAX_M>(out, gate, up, n, x, m, k);
 }
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, 24 / GEMV_WARPS) gemv_silu_bf16(
+extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_silu_bf16(
     bf16_t* out, const bf16_t* gate, const bf16_t* up, u32 n, const bf16_t* x, u32 m, u32 k) {
     if (m == 1) gemv_silu<bf16_t, 1>(out, gate, up, n, x, m, k);
     else gemv_silu<bf16_t, GEMV_MAX_M>(out, gate, up, n, x, m, k);

@@ -431,6 +431,59 @@ fn matmul_matches_its_twin() {
     }
 }
 
+/// Prefill products of one input as one batched GEMM (`batched.rs`): q/k/v
+/// and gate/up with equally spaced weights and outputs, against the twin's
+/// products one by one; then the same with unequal spacing (one by one on
+/// the device too), and with batching off.
+fn batched_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
+    d.reset();
+    let mut rng = seed(&[m as u64, n as u64, kk as u64, 3]);
+    let x: Vec<W> = halves(&mut rng, m * kk, 1.0);
+    let ws: Vec<Vec<W>> = (0..3).map(|_| halves(&mut rng, n * kk, 1.0 / (kk as f32).sqrt())).collect();
+    let bx = d.put(&x);
+    for (spaced, on) in [(true, true), (false, true), (true, false)] {
+        d.ops.set_batched(on);
+        let what = format!("batched {} m{m} n{n} k{kk} spaced {spaced} on {on}", W::DT);
+        let bw: Vec<Buf> = ws
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let b = d.put(w);
+                if !spaced {
+                    d.alloc(256 * (i as u64 + 1), W::DT); // a gap that differs between neighbours
+                }
+                b
+            })
+            .collect();
+        let outs: Vec<Buf> = (0..3).map(|_| d.alloc((m * n) as u64, W::DT)).collect();
+        let (o3, w3) = ([outs[0], outs[1], outs[2]], [bw[0], bw[1], bw[2]]);
+        let (mu, nu, ku) = (m as u64, n as u64, kk as u64);
+        assert_eq!(d.ops.runs_batched(&o3, bx, &w3, mu, nu, ku), spaced && on, "{what}: which path runs");
+        d.ops.qkv(o3, bx, w3, mu, [nu; 3], ku).unwrap();
+        let mut wants = Vec::new();
+        for i in 0..3 {
+            let mut want = vec![W::from_f32(0.0); m * n];
+            W::matmul(&mut want, &x, &ws[i], m, n, kk);
+            check(&format!("{what} qkv[{i}]"), &wide(&d.get::<W>(outs[i])), &wide(&want), 1e-4, W::ulp());
+            wants.push(want);
+        }
+        d.ops.gate_up_silu(outs[0], outs[1], bx, bw[0], bw[1], mu, nu, ku).unwrap();
+        let (mut g, u) = (wants[0].clone(), wants[1].clone());
+        W::silu_mul(&mut g, &u, m * n);
+        check(&format!("{what} gate_up_silu"), &wide(&d.get::<W>(outs[0])), &wide(&g), 1e-4, 2.0 * W::ulp());
+    }
+    d.ops.set_batched(true);
+}
+
+#[test]
+fn batched_prefill_products_match_their_twins() {
+    let Some(mut d) = dev("batched_prefill_products_match_their_twins") else { return };
+    for (m, n, kk) in [(9, 96, 64), (64, 384, 1024), (37, 1000, 520), (512, 640, 512)] {
+        batched_case::<f16>(&mut d, m, n, kk);
+        batched_case::<bf16>(&mut d, m, n, kk);
+    }
+}
+
 /// RoPE's table for a test: unscaled `theta`, or (`scaled`) llama3's scaling
 /// as Llama 3.1 has it (factor 8, band 1..4 of 8192 positions), through core's `inv_freq`.
 fn rope_table(hd: usize, theta: f32, scaled: bool) -> RopeTable {
@@ -879,6 +932,9 @@ fn gemv_matches_its_twin() {
         (4, 4096, 4096),
         (1, 50, 33), // k % 8 != 0: cuBLAS
         (9, 64, 64), // more rows than the kernel takes: cuBLAS
+        (1, 333, 768),
+        (1, 2048, 11008),
+        (1, 3, 28672),
     ] {
         gemv_case::<f16>(&mut d, m, n, kk);
         gemv_case::<bf16>(&mut d, m, n, kk);

@@ -9,11 +9,12 @@
 //!
 //! Modules, bottom up: `context` (library presence checks, device, RAII
 //! streams / events / memory), `nvrtc` (compile + disk cache), `pinned`,
-//! `blas`, `ops` (with `decode`, its decode kernels, and `prefill`, its flash prefill attention), `budget`, `placement`, `timing`, `metrics`, `trace`,
+//! `blas`, `ops` (with `gemv`, its decode products, `batched`, its batched prefill products, `decode`, its other decode kernels, and `prefill`, its flash prefill attention), `lt` (cuBLASLt's candidate algorithms, timed, for the benchmarks), `budget`, `placement`, `timing`, `metrics`, `trace`,
 //! `host_lane` (the host side of `host_compute`), and `backend`, which ties
 //! them to the replay engine.
 
 mod backend;
+mod batched;
 mod blas;
 mod budget;
 mod context;
@@ -21,6 +22,7 @@ mod decode;
 mod error;
 mod gemv;
 mod host_lane;
+mod lt;
 mod metrics;
 mod nvrtc;
 mod ops;
@@ -34,6 +36,7 @@ pub use backend::{CudaBackend, CudaOptions};
 pub use context::{check_libraries, Gpu};
 pub use error::CudaError;
 pub use gemv::GEMV_MAX_M;
+pub use lt::LtCandidate;
 pub use metrics::CudaMetrics;
 pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels};
 pub use ops::CudaOps;

@@ -121,7 +121,7 @@ pub(super) fn grid_for(n: u64) -> u32 {
 
 pub struct CudaOps {
     kernels: Kernels,
-    blas: Blas,
+    pub(super) blas: Blas,
     pub(super) arena: DeviceBuffer,
     stream: Stream,
     gpu: Gpu,
@@ -132,6 +132,10 @@ pub struct CudaOps {
     pdl: bool,
     /// Prefill attention by the flash kernel (`prefill.rs`); off with `DJINN_FLASH=0`.
     flash: bool,
+    /// Prefill products of one input and shape as one batched GEMM (`batched.rs`); off with `DJINN_BATCHED=0`.
+    pub(super) batched: bool,
+    /// cuBLAS's workspace: device address and bytes.
+    workspace: (u64, u64),
 }
 
 impl CudaOps {
@@ -157,12 +161,26 @@ impl CudaOps {
                 arena.bytes
             )));
         }
-        blas.set_workspace(arena.ptr + workspace.0, workspace.1)?;
+        let workspace_ptr = arena.ptr + workspace.0;
+        blas.set_workspace(workspace_ptr, workspace.1)?;
         let check_each_op = std::env::var_os("DJINN_CUDA_CHECK").is_some_and(|v| v == "1");
         let fused = std::env::var_os("DJINN_FUSED").is_none_or(|v| v != "0");
         let pdl = gpu.cc.0 >= 9 && std::env::var_os("DJINN_PDL").is_none_or(|v| v != "0");
         let flash = std::env::var_os("DJINN_FLASH").is_none_or(|v| v != "0");
-        Ok(CudaOps { kernels, blas, arena, stream, gpu, check_each_op, fused, pdl, flash })
+        let batched = std::env::var_os("DJINN_BATCHED").is_none_or(|v| v != "0");
+        Ok(CudaOps {
+            kernels,
+            blas,
+            arena,
+            stream,
+            gpu,
+            check_each_op,
+            fused,
+            pdl,
+            flash,
+            batched,
+            workspace: (workspace_ptr, workspace.1),
+        })
     }
 
     /// Ops on device 0 over a fresh arena of `bytes` (plus a cuBLAS workspace
@@ -386,6 +404,17 @@ impl CudaOps {
         }
         self.range(op, operand, b.offset, elems * b.dtype.size())?;
         Ok(self.arena.ptr + b.offset)
+    }
+
+    /// Prefill products of one input and shape as one batched GEMM, or one by
+    /// one (for tests and benchmarks; `DJINN_BATCHED=0` turns it off at start).
+    pub fn set_batched(&mut self, on: bool) {
+        self.batched = on;
+    }
+
+    /// cuBLAS's workspace region: device address and bytes.
+    pub(super) fn workspace(&self) -> (u64, u64) {
+        self.workspace
     }
 
     pub(super) fn launch(
@@ -720,6 +749,9 @@ impl Ops for CudaOps {
         if self.try_gemv("qkv", &segments, x, m, k, Epilogue::Store)? {
             return Ok(());
         }
+        if n[0] == n[1] && n[1] == n[2] && self.try_batched("qkv", &out, x, &w, m, n[0], k)? {
+            return Ok(());
+        }
         unfused::qkv(self, out, x, w, m, n, k)
     }
 
@@ -736,6 +768,9 @@ impl Ops for CudaOps {
     ) -> Result<(), CudaError> {
         if self.try_gemv_silu(gate, x, w_gate, w_up, m, n, k)? {
             return Ok(());
+        }
+        if self.try_batched("gate_up_silu", &[gate, up], x, &[w_gate, w_up], m, n, k)? {
+            return self.silu_mul(gate, up, m * n);
         }
         unfused::gate_up_silu(self, gate, up, x, w_gate, w_up, m, n, k)
     }
