@@ -49,6 +49,7 @@ impl CudaOps {
     /// strided-batched GEMM, or `Ok(false)`, having done nothing, where the
     /// weights or the outputs are not equally spaced (or batching is off:
     /// `DJINN_BATCHED=0`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn try_batched(
         &mut self,
         op: &'static str,

@@ -9,7 +9,10 @@
 //! Products run by shape: up to [`GEMV_MAX_M`] input rows (decode) on the
 //! GEMV kernels of `gemv.cu`, which stream the weights once and finish in
 //! an epilogue (the fused [`Ops`] methods: q/k/v in one launch, gate/up with
-//! SiLU, the residual add); more rows (prefill) on cuBLAS. Decode attention
+//! SiLU, the residual add); more rows (prefill) on cuBLAS, the products
+//! that share their input and shape (q/k/v, gate/up) as one batched GEMM
+//! where they are equally spaced (`batched.rs`; `DJINN_BATCHED=0` turns it
+//! off). Decode attention
 //! is split along the sequence (`attn_decode.cu`), prefill attention is one
 //! flash kernel (`prefill.rs`; two cuBLAS GEMMs around a softmax for other
 //! head sizes, or with `DJINN_FLASH=0`). `DJINN_FUSED=0` turns the decode kernels
