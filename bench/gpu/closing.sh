@@ -8,14 +8,9 @@
 # variants with more of each warp's rows in flight. Binaries in $BIN (or .device/bin.tgz).
 . bench/gpu/lib.sh
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
-echo "== GPU tests"; date
-timeout 200 $B/djinn-test cuda:: profile:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1
-grep -E "^test |test result" /tmp/gpu-tests.txt > $OUT/gpu-tests.txt; grep -E "test result|panicked|FAILED" /tmp/gpu-tests.txt | head
-grep -B2 -A30 "panicked" /tmp/gpu-tests.txt | head -150 >> $OUT/gpu-tests.txt
-echo "== djinn-profile"; date
+gpu_tests
 P=$OUT/h200-measured.toml
-timeout 240 $B/djinn-profile --model llama2-13b --prompt-len 512 --name h200-measured -o $P > $OUT/profile-log.txt 2>&1 || tail -5 $OUT/profile-log.txt
-grep -E "host|CPU|pinned|decode layer|prefill layer" $OUT/profile-log.txt | head -10
+profile_lease $P
 $B/djinn-compile --gpu $P --model /tmp/llama2-13b --budget 22GiB --prompt-len 512 --max-seq-len 562 -o /tmp/plan-22.toml 2> $OUT/summary-22GiB.txt
 grep -hE "^host CPU|^predicted|^streamed:" $OUT/summary-22GiB.txt
 echo "== bench"; date

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Shared by the GPU-machine scripts of bench/gpu/ that source it (from the repository root, with
 # $OUT set by the device tool): unpack the carried binaries into $B, log to $OUT/log.txt, name
-# the GPU; and run_exec, one djinn-exec run of a plan printing its timing metrics.
+# the GPU; then ids (prompt token ids), run_exec (one djinn-exec run of a plan printing its timing
+# metrics), gpu_tests and profile_lease.
 set -o pipefail
 B=${BIN:-.device/bin}
 [ -d "$B" ] || tar xzf .device/bin.tgz -C .device
@@ -30,4 +31,21 @@ except Exception as e:
 h = hashlib.md5(open(out, 'rb').read()[:300]).hexdigest()[:8]
 print(t, h, json.dumps({k: round(v, 3) for k, v in m.items() if isinstance(v, (int, float)) and any(s in k for s in ("ttft", "decode_ms", "decode_device", "prefill_device"))}, sort_keys=True))
 PY
+}
+
+# gpu_tests: every GPU test (cuda:: and profile::) on one thread, its lines and any failure's
+# output in $OUT/gpu-tests.txt.
+gpu_tests() {
+  echo "== GPU tests"; date
+  timeout 200 $B/djinn-test cuda:: profile:: --test-threads=1 > /tmp/gpu-tests.txt 2>&1
+  grep -E "^test |test result" /tmp/gpu-tests.txt > $OUT/gpu-tests.txt; grep -E "test result|panicked|FAILED" /tmp/gpu-tests.txt | head
+  grep -B2 -A30 "panicked" /tmp/gpu-tests.txt | head -150 >> $OUT/gpu-tests.txt
+}
+
+# profile_lease P: djinn-profile of this machine as it is now (llama2-13b's blocks, 512-token
+# prompt) to P, its log in $OUT/profile-log.txt.
+profile_lease() {
+  echo "== djinn-profile"; date
+  timeout 240 $B/djinn-profile --model llama2-13b --prompt-len 512 --name h200-measured -o $1 > $OUT/profile-log.txt 2>&1 || tail -5 $OUT/profile-log.txt
+  grep -E "host|CPU|pinned|decode layer|prefill layer" $OUT/profile-log.txt | head -10
 }
