@@ -76,6 +76,51 @@ __device__ __forceinline__ void first_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T*
     if (GEMV_PRELOAD) grid_dependency();
 }
 
+// One input row, the loads rolling: each of the GEMV_UNROLL slots of wv (and
+// of x's runs) is loaded again, with the run GEMV_UNROLL ahead, as soon as
+// its products are done, so that every warp keeps its loads in flight all
+// the time instead of waiting for all of them and then issuing none while it
+// multiplies. acc[r][0] += w_r . x over k, this lane's share, as dot_rows.
+// GEMV_ROLL=0 takes dot_rows for one row too (for measuring).
+#ifndef GEMV_ROLL
+#define GEMV_ROLL 1
+#endif
+template <typename T, int R, int M>
+__device__ __forceinline__ void dot_row_rolling(float (&acc)[R][M], u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w,
+                                                const T* x, u32 k) {
+    const u32 lane = threadIdx.x & 31;
+    const u32 chunks = k / 8;
+    const u32x4 zero = {0u, 0u, 0u, 0u};
+    u32x4 xv[GEMV_UNROLL];
+#pragma unroll
+    for (int u = 0; u < GEMV_UNROLL; u++) {
+        const u32 c = u * 32 + lane;
+        xv[u] = c < chunks ? ld_vec(x + (size_t)c * 8) : zero;
+    }
+    for (u32 c0 = 0; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) {
+            const u32 c = c0 + u * 32 + lane;
+            // Rows past the end and chunks past k hold zeros: they add nothing.
+            float xf[8];
+            unpack8<T>(xv[u], xf);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float wf[8];
+                unpack8<T>(wv[r][u], wf);
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[r][0] += wf[i] * xf[i];
+            }
+            const u32 next = c + 32 * GEMV_UNROLL;
+#pragma unroll
+            for (int r = 0; r < R; r++) wv[r][u] = (next < chunks && w[r]) ? ld_stream(w[r] + (size_t)next * 8) : zero;
+            xv[u] = next < chunks ? ld_vec(x + (size_t)next * 8) : zero;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r][0] = warp_sum(acc[r][0]);
+}
+
 // acc[r][b] += w_r . x_b over k, this lane's share (w_r null: a row past the
 // end), wv holding the loads of the first runs (first_runs).
 template <typename T, int R, int M>
@@ -161,7 +206,8 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
     }
     u32x4 wv[GEMV_ROWS][GEMV_UNROLL];
     first_runs<T, GEMV_ROWS>(wv, w, k / 8);
-    dot_rows<T, GEMV_ROWS, M>(acc, wv, w, x, m, k);
+    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, GEMV_ROWS, M>(acc, wv, w, x, k);
+    else dot_rows<T, GEMV_ROWS, M>(acc, wv, w, x, m, k);
     if ((threadIdx.x & 31) != 0) return;
 #pragma unroll
     for (int r = 0; r < GEMV_ROWS; r++) {
@@ -199,7 +245,8 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
     }
     u32x4 wv[2][GEMV_UNROLL];
     first_runs<T, 2>(wv, w, k / 8);
-    dot_rows<T, 2, M>(acc, wv, w, x, m, k);
+    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, 2, M>(acc, wv, w, x, k);
+    else dot_rows<T, 2, M>(acc, wv, w, x, m, k);
     if (!in || (threadIdx.x & 31) != 0) return;
 #pragma unroll
     for (int b = 0; b < M; b++) {
