@@ -38,11 +38,102 @@ fn data_type(d: Dtype) -> lsys::cudaDataType {
     }
 }
 
+/// cuBLASLt's objects for one shape, destroyed together (after the stream is idle).
+struct LtShape {
+    handle: lsys::cublasLtHandle_t,
+    desc: lsys::cublasLtMatmulDesc_t,
+    pref: lsys::cublasLtMatmulPreference_t,
+    /// A (the weights), B (x) and C = D (out), column-major.
+    layouts: Vec<lsys::cublasLtMatrixLayout_t>,
+}
+
+impl LtShape {
+    /// Row-major `out[m, n] = x[m, k] · w[n, k]ᵀ` of `dtype`, in cuBLAS's column-major terms (as
+    /// `Blas::matmul`): outᵀ (n × m) = op_T(w stored k × n) · xᵀ (k × m); at most `workspace` bytes.
+    fn new((m, n, k): (u64, u64, u64), dtype: Dtype, workspace: u64) -> Result<LtShape, CudaError> {
+        let t = data_type(dtype);
+        let handle = lt::create_handle().map_err(lt_err("creating a handle".into()))?;
+        let mut s = LtShape { handle, desc: std::ptr::null_mut(), pref: std::ptr::null_mut(), layouts: Vec::new() };
+        s.desc = lt::create_matmul_desc(lsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, lsys::cudaDataType::CUDA_R_32F)
+            .map_err(lt_err("creating the matmul descriptor".into()))?;
+        s.pref = lt::create_matmul_pref().map_err(lt_err("creating the preference".into()))?;
+        for (rows, cols, ld) in [(k, n, k), (k, m, k), (n, m, n)] {
+            s.layouts
+                .push(lt::create_matrix_layout(t, rows, cols, ld as i64).map_err(lt_err("creating a layout".into()))?);
+        }
+        let transa = cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T;
+        let ws = workspace as usize;
+        // SAFETY: live descriptors; the attribute values outlive the calls.
+        unsafe {
+            lt::set_matmul_desc_attribute(
+                s.desc,
+                lsys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
+                &transa as *const _ as *const c_void,
+                std::mem::size_of_val(&transa),
+            )
+            .map_err(lt_err("setting TRANSA".into()))?;
+            lt::set_matmul_pref_attribute(
+                s.pref,
+                lsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                &ws as *const usize as *const c_void,
+                std::mem::size_of::<usize>(),
+            )
+            .map_err(lt_err("setting the workspace limit".into()))?;
+        }
+        Ok(s)
+    }
+
+    /// Up to `count` algorithms, in the heuristic's order.
+    fn algorithms(&self, count: usize) -> Result<Vec<lsys::cublasLtMatmulHeuristicResult_t>, CudaError> {
+        let [a, b, c] = [self.layouts[0], self.layouts[1], self.layouts[2]];
+        // SAFETY: an all-zero heuristic result is a valid value of the C struct.
+        let mut found: Vec<lsys::cublasLtMatmulHeuristicResult_t> = vec![unsafe { std::mem::zeroed() }; count];
+        let mut returned = 0i32;
+        // SAFETY: live descriptors; `found` holds `count` results.
+        unsafe {
+            lsys::cublasLtMatmulAlgoGetHeuristic(
+                self.handle,
+                self.desc,
+                a,
+                b,
+                c,
+                c,
+                self.pref,
+                count as i32,
+                found.as_mut_ptr(),
+                &mut returned,
+            )
+        }
+        .result()
+        .map_err(lt_err("asking the heuristic".into()))?;
+        found.truncate(returned.max(0) as usize);
+        Ok(found)
+    }
+}
+
+impl Drop for LtShape {
+    fn drop(&mut self) {
+        // SAFETY: each was created once in `new` (null where creation stopped early); the owner
+        // synchronises the stream before dropping, so no GEMM still uses them.
+        unsafe {
+            for &l in &self.layouts {
+                let _ = lt::destroy_matrix_layout(l);
+            }
+            if !self.pref.is_null() {
+                let _ = lt::destroy_matmul_pref(self.pref);
+            }
+            if !self.desc.is_null() {
+                let _ = lt::destroy_matmul_desc(self.desc);
+            }
+            let _ = lt::destroy_handle(self.handle);
+        }
+    }
+}
+
 impl CudaOps {
     /// Times each of up to `count` algorithms cuBLASLt's heuristic offers for
     /// `out = x · wᵀ` (`reps` runs after one untimed run, CUDA events), with
     /// the cuBLAS workspace region as its workspace.
-    #[allow(clippy::too_many_arguments)]
     pub fn lt_candidates(
         &mut self,
         out: Buf,
@@ -57,61 +148,12 @@ impl CudaOps {
         let px = self.operand(OP, "x", x, m * k, None)?;
         let pw = self.operand(OP, "w", w, n * k, Some(x.dtype))?;
         let (ws_ptr, ws_bytes) = self.workspace();
-        let t = data_type(x.dtype);
-        let handle = lt::create_handle().map_err(lt_err("creating a handle".into()))?;
-        let desc =
-            lt::create_matmul_desc(lsys::cublasComputeType_t::CUBLAS_COMPUTE_32F, lsys::cudaDataType::CUDA_R_32F)
-                .map_err(lt_err("creating the matmul descriptor".into()))?;
-        let transa = cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T;
-        // Column-major, as `Blas::matmul`: outᵀ (n × m) = op_T(w stored k × n) · xᵀ (k × m).
-        let layouts = [(k, n, k), (k, m, k), (n, m, n)]
-            .map(|(rows, cols, ld)| lt::create_matrix_layout(t, rows, cols, ld as i64));
-        let pref = lt::create_matmul_pref().map_err(lt_err("creating the preference".into()))?;
-        let result = (|| {
-            let [a, b, c] = layouts.map(|l| l.map_err(lt_err("creating a layout".into())));
-            let (a, b, c) = (a?, b?, c?);
-            // SAFETY: live descriptors; the attribute values outlive the calls.
-            unsafe {
-                lt::set_matmul_desc_attribute(
-                    desc,
-                    lsys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
-                    &transa as *const _ as *const c_void,
-                    std::mem::size_of_val(&transa),
-                )
-                .map_err(lt_err("setting TRANSA".into()))?;
-                let ws = ws_bytes as usize;
-                lt::set_matmul_pref_attribute(
-                    pref,
-                    lsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                    &ws as *const usize as *const c_void,
-                    std::mem::size_of::<usize>(),
-                )
-                .map_err(lt_err("setting the workspace limit".into()))?;
-            }
-            // SAFETY: an all-zero heuristic result is a valid value of the C struct.
-            let mut found: Vec<lsys::cublasLtMatmulHeuristicResult_t> = vec![unsafe { std::mem::zeroed() }; count];
-            let mut returned = 0i32;
-            // SAFETY: `found` holds `count` results.
-            unsafe {
-                lsys::cublasLtMatmulAlgoGetHeuristic(
-                    handle,
-                    desc,
-                    a,
-                    b,
-                    c,
-                    c,
-                    pref,
-                    count as i32,
-                    found.as_mut_ptr(),
-                    &mut returned,
-                )
-            }
-            .result()
-            .map_err(lt_err(format!("heuristic for m={m} n={n} k={k}")))?;
-            found.truncate(returned.max(0) as usize);
-            let (alpha, beta) = (1.0f32, 0.0f32);
+        let shape = LtShape::new((m, n, k), x.dtype, ws_bytes)?;
+        let [a, b, c] = [shape.layouts[0], shape.layouts[1], shape.layouts[2]];
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let timed = (|| {
             let mut out = Vec::new();
-            for (rank, h) in found.iter().enumerate() {
+            for (rank, h) in shape.algorithms(count)?.iter().enumerate() {
                 if h.state != lsys::cublasStatus_t::CUBLAS_STATUS_SUCCESS || h.workspaceSize as u64 > ws_bytes {
                     continue;
                 }
@@ -119,8 +161,8 @@ impl CudaOps {
                     // SAFETY: operands bounds-checked above; the workspace is the arena's cuBLAS region.
                     unsafe {
                         lt::matmul(
-                            handle,
-                            desc,
+                            shape.handle,
+                            shape.desc,
                             &alpha as *const f32 as *const c_void,
                             &beta as *const f32 as *const c_void,
                             pw as *const c_void,
@@ -137,7 +179,7 @@ impl CudaOps {
                             ops.stream().raw as lsys::cudaStream_t,
                         )
                     }
-                    .map_err(lt_err(format!("running algorithm {rank}")))
+                    .map_err(lt_err(format!("running algorithm {rank} for m={m} n={n} k={k}")))
                 };
                 run(self)?;
                 let (start, end) = (Event::new(self.gpu(), true)?, Event::new(self.gpu(), true)?);
@@ -150,21 +192,12 @@ impl CudaOps {
                 let us = end.ms_since(&start)? as f64 * 1e3 / reps.max(1) as f64;
                 out.push(LtCandidate { rank, us, workspace: h.workspaceSize, waves: h.wavesCount });
             }
-            // SAFETY: created above, destroyed once.
-            unsafe {
-                let _ = lt::destroy_matrix_layout(a);
-                let _ = lt::destroy_matrix_layout(b);
-                let _ = lt::destroy_matrix_layout(c);
-            }
             Ok(out)
         })();
-        // SAFETY: created above, destroyed once, after the stream is idle (`synchronize` above, or an error).
-        unsafe {
-            let _ = self.synchronize();
-            let _ = lt::destroy_matmul_pref(pref);
-            let _ = lt::destroy_matmul_desc(desc);
-            let _ = lt::destroy_handle(handle);
-        }
-        result
+        // Nothing may still use the descriptors when `shape` drops.
+        let idle = self.synchronize();
+        let out = timed?;
+        idle?;
+        Ok(out)
     }
 }
