@@ -20,8 +20,8 @@
 //! fused (the GEMV kernels and their epilogues, split attention: what a plan
 //! runs) and unfused (cuBLAS and one kernel per op: `DJINN_FUSED=0`), side
 //! by side; prefill runs with the products of one input batched (what a plan
-//! runs) and one by one (`DJINN_BATCHED=0`). The weights rotate among enough copies that the 60 MB L2 cannot
-//! serve a repeat from cache. GB/s counts the bytes each op must read and
+//! runs) and one by one (`DJINN_BATCHED=0`). The weights rotate among enough
+//! copies that the 60 MB L2 cannot serve a repeat from cache. GB/s counts the bytes each op must read and
 //! write once; `% d2d` sets that beside the copy's figure. Last, prefill
 //! attention alone at `--prompt-len` and 4096 tokens: the flash kernel
 //! against the cuBLAS path it replaced, with TFLOP/s.
@@ -227,9 +227,7 @@ fn main() -> Result<()> {
         };
         // Bytes a product must move: weights once, inputs and outputs once.
         let mm = |nn: u64, kk: u64| ((n * kk + nn * kk + n * nn) * 2) as f64;
-        // Decode: what a plan runs (each one-row product on the kernel its shape
-        // takes), then each GEMV kernel wherever it takes the shape, then cuBLAS.
-        // Prefill: what a plan runs (cuBLAS products, those of one input and
+        // Decode: what a plan runs (the GEMV kernels), then cuBLAS. Prefill: what a plan runs (cuBLAS products, those of one input and
         // shape batched; the fused RoPE + cache store, flash attention), then
         // with the products one by one.
         let modes: &[Mode] = if n <= 8 {

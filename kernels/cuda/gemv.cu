@@ -4,8 +4,10 @@
 // At m = 1 a product is bound by streaming w from memory once, so the kernel
 // is built around the loads: each warp owns GEMV_ROWS weight rows and reads
 // them in 512-byte runs (32 lanes x 16 bytes), GEMV_UNROLL runs of each row
-// in flight before the first is used, through the non-coherent path without
-// allocating in L1; x (a few KB, shared by every warp) comes through L1.
+// in flight before the first is used and each reloaded with the run
+// GEMV_UNROLL ahead as soon as it is used (dot_row_rolling), through the
+// non-coherent path without allocating in L1; x (a few KB, shared by every
+// warp) comes through L1.
 // Each lane accumulates its columns in f32 and a warp shuffle finishes each
 // dot product; one lane per output applies the epilogue:
 //   gemv:      rows numbered across up to three (w, out, n) segments that share
