@@ -5,7 +5,8 @@
 # compiled from that profile; examples/cuda_ops with random operands (each decode op's GB/s beside a
 # device copy in the same run, prefill batched and one by one, cuBLASLt's candidates for each
 # prefill product); last, while time is left, gemv's decode products under DJINN_NVRTC_DEFINES
-# variants with more of each warp's rows in flight. Binaries in $BIN (or .device/bin.tgz).
+# variants with more of each warp's rows in flight. Binaries in $BIN (or .device/bin.tgz). (GEMV_X_EARLY,
+# which the variants set, was removed after this call: the one-row products now take rolling loads.)
 . bench/gpu/lib.sh
 [ -e /tmp/llama2-13b/config.json ] || $B/djinn-synth --model llama2-13b -o /tmp/llama2-13b 2>&1 | tail -1
 gpu_tests

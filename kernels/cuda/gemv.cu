@@ -37,10 +37,6 @@
 #ifndef GEMV_SM_WARPS
 #define GEMV_SM_WARPS 24
 #endif
-// At m = 1, x's runs are loaded beside the weights' (1) or at their use, from L1 (0).
-#ifndef GEMV_X_EARLY
-#define GEMV_X_EARLY 1
-#endif
 #define GEMV_STORE 0u
 #define GEMV_F32 1u
 #define GEMV_RESIDUAL 2u
@@ -134,8 +130,8 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV
         if (c0 > 0) load_runs<T, R, false>(wv, w, c0, chunks);
         // One input row: its runs are loaded beside the weights', so that
         // the products below wait for one round trip, not one per run.
-        u32x4 xv[M == 1 && GEMV_X_EARLY ? GEMV_UNROLL : 1];
-        if (M == 1 && GEMV_X_EARLY) {
+        u32x4 xv[M == 1 ? GEMV_UNROLL : 1];
+        if (M == 1) {
 #pragma unroll
             for (int u = 0; u < GEMV_UNROLL; u++) {
                 const u32 c = c0 + u * 32 + lane;
@@ -153,7 +149,7 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV
             for (int b = 0; b < M; b++) {
                 if (b >= (int)m) break;
                 float xf[8];
-                unpack8<T>(M == 1 && GEMV_X_EARLY ? xv[u] : ld_vec(x + (size_t)b * k + (size_t)c * 8), xf);
+                unpack8<T>(M == 1 ? xv[u] : ld_vec(x + (size_t)b * k + (size_t)c * 8), xf);
 #pragma unroll
                 for (int r = 0; r < R; r++) {
 #pragma unroll

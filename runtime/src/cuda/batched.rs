@@ -62,22 +62,22 @@ impl CudaOps {
     ) -> Result<bool, CudaError> {
         let Some((sw, so)) = self.batch_strides(outs, x, ws, m, n, k) else { return Ok(false) };
         let px = self.operand(op, "x", x, m * k, None)?;
-        let mut first = (0, 0);
-        for (i, (&o, &w)) in outs.iter().zip(ws).enumerate() {
-            let (po, pw) = (self.operand(op, "out", o, m * n, None)?, self.operand(op, "w", w, n * k, None)?);
-            if i == 0 {
-                first = (po, pw);
-            }
+        // Every matrix of the batch is checked; the GEMM is given the first of each.
+        let mut first = None;
+        for (&o, &w) in outs.iter().zip(ws) {
+            let pair = (self.operand(op, "out", o, m * n, None)?, self.operand(op, "w", w, n * k, None)?);
+            first.get_or_insert(pair);
         }
+        let (po, pw) = first.expect("a batch has at least two products (batch_strides)");
         let int = |v: u64| v as i64;
         // Column-major, as `Blas::matmul`: outᵀ (n × m, ld n) = wᵀ (op T of k × n, ld k) · xᵀ (k × m, ld k).
         self.blas.gemm_strided_batched(
             true,
             (int(n), int(m), int(k)),
             1.0,
-            Strided { ptr: first.1, dtype: x.dtype, ld: int(k), stride: int(sw) },
+            Strided { ptr: pw, dtype: x.dtype, ld: int(k), stride: int(sw) },
             Strided { ptr: px, dtype: x.dtype, ld: int(k), stride: 0 },
-            Strided { ptr: first.0, dtype: x.dtype, ld: int(n), stride: int(so) },
+            Strided { ptr: po, dtype: x.dtype, ld: int(n), stride: int(so) },
             outs.len() as i64,
         )?;
         self.after(op)?;

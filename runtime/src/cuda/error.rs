@@ -24,6 +24,9 @@ pub enum CudaError {
     #[error("cuBLAS call failed while {what}: {source}")]
     Cublas { what: String, source: CublasError },
 
+    #[error("cuBLASLt call failed while {what}: {source}")]
+    CublasLt { what: String, source: cudarc::cublaslt::result::CublasError },
+
     #[error("NVRTC could not compile kernels/cuda/{file} for {arch}: {message}")]
     Compile { file: &'static str, arch: String, message: String },
 

@@ -26,8 +26,8 @@ pub struct LtCandidate {
     pub waves: f32,
 }
 
-fn lt_err(what: String) -> impl FnOnce(cudarc::cublaslt::result::CublasError) -> CudaError {
-    move |e| CudaError::Plan(format!("cuBLASLt: {what}: {e:?}"))
+fn lt_err(what: String) -> impl FnOnce(lt::CublasError) -> CudaError {
+    move |source| CudaError::CublasLt { what, source }
 }
 
 fn data_type(d: Dtype) -> lsys::cudaDataType {
