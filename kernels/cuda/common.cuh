@@ -119,6 +119,32 @@ __device__ __forceinline__ u32x4 ld_vec(const void* p) {
     return r;
 }
 
+// Four f32 (the residual stream) as one 16-byte access, and four 16-bit
+// values as one 8-byte access; the pointers must be aligned to the size
+// (each kernel checks its operands and otherwise takes a scalar path).
+// Coherent loads: the kernels that use them write the same buffers.
+struct alignas(16) f32x4 { float v[4]; };
+struct alignas(8) u32x2 { u32 x, y; };
+
+template <typename T>
+__device__ __forceinline__ void unpack4(const u32x2& v, float* f) {
+    T a, b, c, d;
+    a.bits = (u16)(v.x & 0xffffu);
+    b.bits = (u16)(v.x >> 16);
+    c.bits = (u16)(v.y & 0xffffu);
+    d.bits = (u16)(v.y >> 16);
+    f[0] = to_f32(a);
+    f[1] = to_f32(b);
+    f[2] = to_f32(c);
+    f[3] = to_f32(d);
+}
+
+template <typename T>
+__device__ __forceinline__ u32x2 pack4(const float* f) {
+    return {(u32)from_f32<T>(f[0]).bits | ((u32)from_f32<T>(f[1]).bits << 16),
+            (u32)from_f32<T>(f[2]).bits | ((u32)from_f32<T>(f[3]).bits << 16)};
+}
+
 // The 8 values of a 16-byte vector of T, as f32 (element 0 in the low half of x).
 template <typename T>
 __device__ __forceinline__ void unpack8(const u32x4& v, float* f) {

@@ -387,7 +387,8 @@ fn rmsnorm_case<W: Twin>(d: &mut Dev, rows: usize, dim: usize) {
 #[test]
 fn rmsnorm_matches_its_twin() {
     let Some(mut d) = dev("rmsnorm_matches_its_twin") else { return };
-    for (r, dim) in [(1, 64), (7, 96), (5, 4096), (3, 5120), (2, 33)] {
+    // Rows of whole quads take the vector path (up to 8192 quads), the others one value a thread.
+    for (r, dim) in [(1, 64), (7, 96), (5, 4096), (3, 5120), (512, 5120), (2, 33), (3, 12), (1, 6), (2, 40_000)] {
         rmsnorm_case::<f16>(&mut d, r, dim);
         rmsnorm_case::<bf16>(&mut d, r, dim);
     }
@@ -689,27 +690,31 @@ fn sliding_window_attention_matches_its_twin() {
     }
 }
 
-fn elementwise_case<W: Twin>(d: &mut Dev, n: usize) {
+/// `n` values from element `off` of their buffers: an odd `off` misaligns
+/// them for the kernels' 16-byte path, which must then take the scalar one.
+fn elementwise_case<W: Twin>(d: &mut Dev, n: usize, off: usize) {
     d.reset();
-    let mut rng = seed(&[n as u64]);
-    let mut g: Vec<W> = halves(&mut rng, n, 4.0);
-    let u: Vec<W> = halves(&mut rng, n, 1.0);
-    let mut x = rng.normals(n, 2.0);
-    let (bg, bu, bx) = (d.put(&g), d.put(&u), d.put_f32(&x));
-    d.ops.silu_mul(bg, bu, n as u64).unwrap();
-    d.ops.add(bx, bu, n as u64).unwrap();
-    W::silu_mul(&mut g, &u, n);
-    W::add(&mut x, &u, n);
-    check(&format!("silu_mul {} n{n}", W::DT), &wide(&d.get::<W>(bg)), &wide(&g), 1e-6, W::ulp());
-    check(&format!("add {} n{n}", W::DT), &d.get_f32(bx), &x, 0.0, 0.0);
+    let mut rng = seed(&[n as u64, off as u64]);
+    let mut g: Vec<W> = halves(&mut rng, off + n, 4.0);
+    let u: Vec<W> = halves(&mut rng, off + n, 1.0);
+    let mut x = rng.normals(off + n, 2.0);
+    let (o, nn) = (off as u64, n as u64);
+    let (bg, bu, bx) = (d.put(&g).slice(o, nn), d.put(&u).slice(o, nn), d.put_f32(&x).slice(o, nn));
+    d.ops.silu_mul(bg, bu, nn).unwrap();
+    d.ops.add(bx, bu, nn).unwrap();
+    W::silu_mul(&mut g[off..], &u[off..], n);
+    W::add(&mut x[off..], &u[off..], n);
+    let what = |op| format!("{op} {} n{n} from element {off}", W::DT);
+    check(&what("silu_mul"), &wide(&d.get::<W>(bg)), &wide(&g[off..]), 1e-6, W::ulp());
+    check(&what("add"), &d.get_f32(bx), &x[off..], 0.0, 0.0);
 }
 
 #[test]
 fn silu_mul_and_add_match_their_twins() {
     let Some(mut d) = dev("silu_mul_and_add_match_their_twins") else { return };
-    for n in [1, 1000, 100_003, 2_000_000] {
-        elementwise_case::<f16>(&mut d, n);
-        elementwise_case::<bf16>(&mut d, n);
+    for (n, off) in [(1, 0), (1000, 0), (100_003, 0), (2_000_000, 0), (4096, 1), (100_003, 3), (7, 8)] {
+        elementwise_case::<f16>(&mut d, n, off);
+        elementwise_case::<bf16>(&mut d, n, off);
     }
 }
 

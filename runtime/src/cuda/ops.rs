@@ -118,6 +118,29 @@ pub(super) fn rope_arg(op: &'static str, s: &AttnShape) -> Result<Arg, CudaError
     Ok(Arg::Bytes(s.rope.as_bytes()))
 }
 
+/// Threads of an `rmsnorm.cu` block for rows of `dim`: where the row is
+/// whole quads, enough warps that each thread holds at most the kernel's
+/// RMS_HELD of them (its vector path; 160 threads at 5120), read from its
+/// text; otherwise one value a thread.
+fn rmsnorm_threads(dim: u64) -> u32 {
+    let held = Kernel::RmsnormF16.source().define("RMS_HELD").expect("rmsnorm.cu defines RMS_HELD (tested)");
+    let quads = dim / 4;
+    if dim.is_multiple_of(4) && quads <= held * 1024 {
+        return quads.div_ceil(held).next_multiple_of(32).clamp(32, 1024) as u32;
+    }
+    if dim >= 4096 {
+        1024
+    } else {
+        THREADS
+    }
+}
+
+/// Blocks of THREADS for the elementwise kernels that take eight values a
+/// thread (`add.cu`, `silu_mul.cu`; their grid-stride loops cover any n with any grid).
+fn grid_for_vec8(n: u64) -> u32 {
+    grid_for(n.div_ceil(8))
+}
+
 pub(super) fn grid_for(n: u64) -> u32 {
     n.div_ceil(THREADS as u64).clamp(1, 1 << 20) as u32
 }
@@ -536,7 +559,7 @@ impl Ops for CudaOps {
         let po = self.operand(OP, "out", out, rows * dim, Some(w.dtype))?;
         let px = self.operand(OP, "x", x, rows * dim, Some(Dtype::F32))?;
         let pw = self.operand(OP, "w", w, dim, None)?;
-        let threads = if dim >= 4096 { 1024 } else { THREADS };
+        let threads = rmsnorm_threads(dim);
         let (r, d) = (u32_of(OP, "rows", rows)?, u32_of(OP, "dim", dim)?);
         let mut a = [Arg::Ptr(po), Arg::Ptr(px), Arg::Ptr(pw), Arg::U32(r), Arg::U32(d), Arg::F32(eps as f32)];
         self.launch(OP, name, r.max(1), threads, 0, &mut a)
@@ -708,7 +731,7 @@ impl Ops for CudaOps {
         let pg = self.operand(OP, "gate", gate, n, None)?;
         let pu = self.operand(OP, "up", up, n, Some(gate.dtype))?;
         let mut a = [Arg::Ptr(pg), Arg::Ptr(pu), Arg::U32(u32_of(OP, "n", n)?)];
-        self.launch(OP, name, grid_for(n), THREADS, 0, &mut a)
+        self.launch(OP, name, grid_for_vec8(n), THREADS, 0, &mut a)
     }
 
     fn add_bias(&mut self, out: Buf, bias: Buf, rows: u64, n: u64) -> Result<(), CudaError> {
@@ -744,7 +767,7 @@ impl Ops for CudaOps {
         let px = self.operand(OP, "x", x, n, Some(Dtype::F32))?;
         let py = self.operand(OP, "y", y, n, None)?;
         let mut a = [Arg::Ptr(px), Arg::Ptr(py), Arg::U32(u32_of(OP, "n", n)?)];
-        self.launch(OP, name, grid_for(n), THREADS, 0, &mut a)
+        self.launch(OP, name, grid_for_vec8(n), THREADS, 0, &mut a)
     }
 
     fn qkv(&mut self, out: [Buf; 3], x: Buf, w: [Buf; 3], m: u64, n: [u64; 3], k: u64) -> Result<(), CudaError> {
