@@ -2,7 +2,8 @@
 // (b < m <= 8), weights [n, k] row-major in the model dtype, f32 accumulation.
 //
 // At m = 1 a product is bound by streaming w from memory once, so the kernel
-// is built around the loads: each warp owns GEMV_ROWS weight rows and reads
+// is built around the loads: each warp owns one or two weight rows (the
+// host's choice by shape, `rows_per_warp`; two for m > 1) and reads
 // them in 512-byte runs (32 lanes x 16 bytes), GEMV_UNROLL runs of each row
 // in flight before the first is used and each reloaded with the run
 // GEMV_UNROLL ahead as soon as it is used (dot_row_rolling), through the
@@ -20,8 +21,13 @@
 //              out = silu(gate) * up, each product rounded to the model dtype
 //              first, like matmul then silu_mul.
 // Launch bounds of 24 warps per multiprocessor (GEMV_SM_WARPS / GEMV_WARPS blocks) hold
-// the kernel to 80 registers, so that every row block of a 5120-row product
-// is resident at once. The host checks k % 8 == 0 and 16-byte aligned w and x; other shapes go to
+// the kernel to 80 registers. Products with fewer rows than the device holds
+// warps at two rows a warp (on the H200, 5120: Llama-2-13B's o_proj and
+// down_proj) run in one partial wave, and the host chooses how they are
+// spread (`gemv_layout` in gemv.rs): long rows one a warp, so that there are
+// more warps than the device holds and multiprocessors that finish early
+// take the rest; short ones two a warp with `ahead` bytes prefetched into
+// L2. The host checks k % 8 == 0 and 16-byte aligned w and x; other shapes go to
 // cuBLAS. The CPU twins are djinn_kernels::gemv_{f16,bf16} and gemv_silu_*.
 
 // Warps a block (the host reads an override from DJINN_NVRTC_DEFINES too, to
@@ -58,6 +64,29 @@ __device__ __forceinline__ void load_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T* 
     }
 }
 
+// L2 prefetch ahead of the loads, for products with too few rows to keep
+// the memory busy on the registers' loads alone (the host's choice, by
+// shape: `ahead` bytes of each row, 0 for none): lane 0 keeps the `ahead`
+// bytes past the warp's loads of each row on their way into L2, with one
+// bulk prefetch (cp.async.bulk.prefetch, sm_90) per round of loads, and the
+// loads then find them there. What is read and summed is unchanged.
+#define GEMV_RUN_BYTES (32 * GEMV_UNROLL * 16)  // of a row, one round of a warp's loads
+
+// L2, fetch bytes [from, from + len) of each row, clipped to the row (from,
+// len and the row's bytes are multiples of 16). Weights are never written,
+// so this may run before the launch wait.
+template <typename T, int R>
+__device__ __forceinline__ void prefetch_rows(const T* const* w, u32 from, u32 len, u32 row_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if ((threadIdx.x & 31) != 0 || from >= row_bytes) return;
+    len = min(len, row_bytes - from);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        if (w[r]) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((const char*)w[r] + from), "r"(len));
+    }
+#endif
+}
+
 // The weights' first runs are loaded, then the kernel waits for the one
 // before it (grid_dependency): weights are never written by a kernel, so
 // they may be read before the wait (see common.cuh), and their first round
@@ -67,10 +96,12 @@ __device__ __forceinline__ void load_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T* 
 #ifndef GEMV_PRELOAD
 #define GEMV_PRELOAD 1
 #endif
+// With a prefetch, the first `ahead` bytes past the first round are asked for too.
 template <typename T, int R>
-__device__ __forceinline__ void first_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w, u32 chunks) {
+__device__ __forceinline__ void first_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w, u32 chunks, u32 ahead) {
     if (!GEMV_PRELOAD) grid_dependency();
     load_runs<T, R, GEMV_PRELOAD != 0>(wv, w, 0, chunks);
+    if (ahead) prefetch_rows<T, R>(w, GEMV_RUN_BYTES, ahead, chunks * 16);
     if (GEMV_PRELOAD) grid_dependency();
 }
 
@@ -85,7 +116,7 @@ __device__ __forceinline__ void first_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T*
 #endif
 template <typename T, int R, int M>
 __device__ __forceinline__ void dot_row_rolling(float (&acc)[R][M], u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w,
-                                                const T* x, u32 k) {
+                                                const T* x, u32 k, u32 ahead) {
     const u32 lane = threadIdx.x & 31;
     const u32 chunks = k / 8;
     const u32x4 zero = {0u, 0u, 0u, 0u};
@@ -96,6 +127,8 @@ __device__ __forceinline__ void dot_row_rolling(float (&acc)[R][M], u32x4 (&wv)[
         xv[u] = c < chunks ? ld_vec(x + (size_t)c * 8) : zero;
     }
     for (u32 c0 = 0; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
+        // This round loads the next run of each row; the prefetch stays `ahead` bytes past it.
+        if (ahead) prefetch_rows<T, R>(w, c0 * 16 + GEMV_RUN_BYTES + ahead, GEMV_RUN_BYTES, chunks * 16);
 #pragma unroll
         for (int u = 0; u < GEMV_UNROLL; u++) {
             const u32 c = c0 + u * 32 + lane;
@@ -165,11 +198,6 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV
     }
 }
 
-// Weight rows per warp of gemv (the host reads an override too).
-#ifndef GEMV_ROWS
-#define GEMV_ROWS 2
-#endif
-
 // Which of the three segments global row g falls in (rows numbered through
 // the segments one after another), and its row there; 3 past the last.
 __device__ __forceinline__ u32 segment_of(u32 g, u32 n0, u32 n1, u32 n2, u32& row) {
@@ -180,35 +208,35 @@ __device__ __forceinline__ u32 segment_of(u32 g, u32 n0, u32 n1, u32 n2, u32& ro
 }
 
 // M: the most input rows the body is compiled for (its accumulators are
-// registers): 1, the decode step, or GEMV_MAX_M.
+// registers): 1, the decode step, or GEMV_MAX_M. R: weight rows per warp.
 #define GEMV_MAX_M 8
-template <typename T, int M>
+template <typename T, int M, int R>
 __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u32 n1, void* out2, const T* w2, u32 n2,
-                     const T* x, u32 m, u32 k, u32 epilogue) {
-    const u32 g0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * GEMV_ROWS;
+                     const T* x, u32 m, u32 k, u32 epilogue, u32 ahead) {
+    const u32 g0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * R;
     // Only the rows' addresses live through the loop (the outputs' are
     // found again after it: fewer registers held across the loads).
-    const T* w[GEMV_ROWS];
+    const T* w[R];
 #pragma unroll
-    for (int r = 0; r < GEMV_ROWS; r++) {
+    for (int r = 0; r < R; r++) {
         u32 row = 0;
         const u32 s = segment_of(g0 + r, n0, n1, n2, row);
         const T* base = s == 0 ? w0 : s == 1 ? w1 : s == 2 ? w2 : nullptr;
         w[r] = base ? base + (size_t)row * k : nullptr;
     }
-    float acc[GEMV_ROWS][M];
+    float acc[R][M];
 #pragma unroll
-    for (int r = 0; r < GEMV_ROWS; r++) {
+    for (int r = 0; r < R; r++) {
 #pragma unroll
         for (int b = 0; b < M; b++) acc[r][b] = 0.0f;
     }
-    u32x4 wv[GEMV_ROWS][GEMV_UNROLL];
-    first_runs<T, GEMV_ROWS>(wv, w, k / 8);
-    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, GEMV_ROWS, M>(acc, wv, w, x, k);
-    else dot_rows<T, GEMV_ROWS, M>(acc, wv, w, x, m, k);
+    u32x4 wv[R][GEMV_UNROLL];
+    first_runs<T, R>(wv, w, k / 8, ahead);
+    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, R, M>(acc, wv, w, x, k, ahead);
+    else dot_rows<T, R, M>(acc, wv, w, x, m, k);
     if ((threadIdx.x & 31) != 0) return;
 #pragma unroll
-    for (int r = 0; r < GEMV_ROWS; r++) {
+    for (int r = 0; r < R; r++) {
         u32 row = 0;
         const u32 s = segment_of(g0 + r, n0, n1, n2, row);
         if (s == 3) continue;
@@ -242,8 +270,8 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
         for (int b = 0; b < M; b++) acc[i][b] = 0.0f;
     }
     u32x4 wv[2][GEMV_UNROLL];
-    first_runs<T, 2>(wv, w, k / 8);
-    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, 2, M>(acc, wv, w, x, k);
+    first_runs<T, 2>(wv, w, k / 8, 0);
+    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, 2, M>(acc, wv, w, x, k, 0);
     else dot_rows<T, 2, M>(acc, wv, w, x, m, k);
     if (!in || (threadIdx.x & 31) != 0) return;
 #pragma unroll
@@ -255,17 +283,22 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
     }
 }
 
+// rows_per_warp (1 or 2) and ahead (bytes, a multiple of 16) as the host's
+// gemv_layout chose them; several input rows take two rows a warp and no
+// prefetch whatever is passed (their body is compiled for that alone).
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_f16(
     void* out0, const f16_t* w0, u32 n0, void* out1, const f16_t* w1, u32 n1, void* out2, const f16_t* w2, u32 n2,
-    const f16_t* x, u32 m, u32 k, u32 epilogue) {
-    if (m == 1) gemv<f16_t, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
-    else gemv<f16_t, GEMV_MAX_M>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    const f16_t* x, u32 m, u32 k, u32 epilogue, u32 rows_per_warp, u32 ahead) {
+    if (m == 1 && rows_per_warp == 1) gemv<f16_t, 1, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else if (m == 1) gemv<f16_t, 1, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else gemv<f16_t, GEMV_MAX_M, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, 0);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_bf16(
     void* out0, const bf16_t* w0, u32 n0, void* out1, const bf16_t* w1, u32 n1, void* out2, const bf16_t* w2, u32 n2,
-    const bf16_t* x, u32 m, u32 k, u32 epilogue) {
-    if (m == 1) gemv<bf16_t, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
-    else gemv<bf16_t, GEMV_MAX_M>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue);
+    const bf16_t* x, u32 m, u32 k, u32 epilogue, u32 rows_per_warp, u32 ahead) {
+    if (m == 1 && rows_per_warp == 1) gemv<bf16_t, 1, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else if (m == 1) gemv<bf16_t, 1, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else gemv<bf16_t, GEMV_MAX_M, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, 0);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_silu_f16(
     f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const f16_t* x, u32 m, u32 k) {

@@ -134,9 +134,9 @@ mod tests {
     fn a_sources_defines_are_read_from_its_text() {
         let gemv = Kernel::GemvF16.source();
         assert!(gemv.define("GEMV_WARPS").is_some_and(|w| (1..=24).contains(&w)));
-        assert_eq!(gemv.define("GEMV_ROWS"), Some(2));
         assert_eq!(gemv.define("GEMV_RESIDUAL"), Some(2), "a trailing u is a C literal suffix");
         assert_eq!(gemv.define("NO_SUCH_NAME"), None);
+        assert!(Kernel::RmsnormF16.source().define("RMS_HELD").is_some_and(|h| (1..=16).contains(&h)));
     }
 
     /// The names of the `extern "C" __global__` functions defined in `text`.

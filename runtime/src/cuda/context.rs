@@ -157,6 +157,8 @@ pub struct Gpu {
     /// Compute capability (major, minor).
     pub cc: (i32, i32),
     pub total_bytes: u64,
+    /// Streaming multiprocessors.
+    pub sms: u32,
     /// Bytes in use on the device (by anyone) right after our context was made.
     pub used_at_open: u64,
 }
@@ -189,8 +191,9 @@ impl Gpu {
             attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?,
             attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
         );
+        let sms = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32;
         let (free, total) = mem_info()?;
-        Ok(Gpu { ctx, name, cc, total_bytes: total, used_at_open: total - free })
+        Ok(Gpu { ctx, name, cc, total_bytes: total, sms, used_at_open: total - free })
     }
 
     pub fn bind(&self) -> Result<(), CudaError> {
