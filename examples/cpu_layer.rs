@@ -76,6 +76,7 @@ fn main() -> Result<()> {
         head_dim,
         rope: RopeTable::unscaled(head_dim, 1e4),
         window: None,
+        header: None,
     };
     let mut total = 0.0;
     let mut time = |name: &str, bytes: u64, f: &mut dyn FnMut(&mut CpuOps) -> Result<()>| -> Result<()> {

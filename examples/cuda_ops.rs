@@ -194,6 +194,7 @@ fn main() -> Result<()> {
     let up = c.buf(t * inter, d);
     let logits = c.buf(s.vocab, Dtype::F32);
     let token = c.buf(1, Dtype::F32);
+    let header = c.buf(djinn_core::activations::PASS_WORDS, Dtype::F32);
     let k_cache = c.buf(seq * kv_dim, d);
     let v_cache = c.buf(seq * kv_dim, d);
     let scores = c.buf(s.heads * t * seq, Dtype::F32);
@@ -224,7 +225,10 @@ fn main() -> Result<()> {
             head_dim: s.head_dim,
             rope: RopeTable::unscaled(s.head_dim, 1e4),
             window: None,
+            // As the forward pass runs them: the position read from the pass header.
+            header: Some(header),
         };
+        ops.write_pass(header, pos0, n)?;
         // Bytes a product must move: weights once, inputs and outputs once.
         let mm = |nn: u64, kk: u64| ((n * kk + nn * kk + n * nn) * 2) as f64;
         // Decode: what a plan runs (the GEMV kernels), then cuBLAS. Prefill: what a plan runs (cuBLAS products, those of one input and
@@ -438,6 +442,7 @@ fn prefill_attention(s: &Shape) -> Result<()> {
             head_dim: s.head_dim,
             rope: RopeTable::unscaled(s.head_dim, 1e4),
             window: None,
+            header: None,
         };
         ops.set_flash(true);
         let flash = time(&mut ops, s.reps, |o, _| Ok(o.attention(out_flash, q, kc, vc, scores, shape)?))?;

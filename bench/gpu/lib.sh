@@ -16,7 +16,8 @@ ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(ra
 
 # run_exec TAG PLAN ENV...: djinn-exec on PLAN (the 512-token ids in /tmp/ids.txt, 50 greedy tokens,
 # the budget enforced; $EXTRA appended) under the environment assignments ENV, its metrics in
-# /tmp/m-TAG.json, printed with the hash of its output's start (the same text on every path).
+# /tmp/m-TAG.json, printed with the hash of its output's start (the same text on every path) and how
+# its decode step ran (one CUDA graph, or op by op and why).
 run_exec() {
   local tag=$1 plan=$2; shift 2
   env "$@" timeout 100 $B/djinn-exec $plan --weights /tmp/llama2-13b --backend cuda --enforce-budget \
@@ -29,7 +30,8 @@ try:
 except Exception as e:
     print(t, "no metrics:", e); sys.exit()
 h = hashlib.md5(open(out, 'rb').read()[:300]).hexdigest()[:8]
-print(t, h, json.dumps({k: round(v, 3) for k, v in m.items() if isinstance(v, (int, float)) and any(s in k for s in ("ttft", "decode_ms", "decode_device", "prefill_device"))}, sort_keys=True))
+g = (m.get("device") or {}).get("decode_graph", "")
+print(t, h, json.dumps({k: round(v, 3) for k, v in m.items() if isinstance(v, (int, float)) and any(s in k for s in ("ttft", "decode_ms", "decode_device", "prefill_device"))}, sort_keys=True), g)
 PY
 }
 

@@ -94,6 +94,12 @@ impl Buffer {
     }
 }
 
+/// 4-byte words of the pass header, the `pass` buffer: `[pos0, tokens, 0,
+/// 0]` as u32, staged by the executor with the pass's token ids. The GPU's
+/// decode kernels read the position there rather than from their launch
+/// arguments, so that one captured decode step replays at every position.
+pub const PASS_WORDS: u64 = 4;
+
 /// The activation buffers of one forward pass of up to `tokens` tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivationLayout {
@@ -107,7 +113,8 @@ impl ActivationLayout {
     pub fn new(arch: &Architecture, dtype: Dtype, shape: &RunShape) -> ActivationLayout {
         let t = (shape.prompt_len * shape.batch).max(shape.batch);
         let score_elems = score_elems(arch, shape, t);
-        let specs: [(&'static str, Dtype, u64); 12] = [
+        let specs: [(&'static str, Dtype, u64); 13] = [
+            ("pass", Dtype::F32, PASS_WORDS),                      // the pass header: see PASS_WORDS
             ("tokens", Dtype::F32, t),                             // [t] u32 token ids (4-byte slots)
             ("x", Dtype::F32, t * arch.hidden_size),               // [t, hidden] residual stream
             ("xn", dtype, t * arch.hidden_size),                   // [t, hidden] normed input to a GEMM

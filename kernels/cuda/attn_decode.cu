@@ -18,9 +18,20 @@
 // 16-byte vectors by as many adjacent threads; the host checks head_dim is
 // 8, 16, 32, 64, 128 or 256. CPU twins: djinn_kernels::attn_decode_* and
 // attn_combine_*.
+//
+// pass: the pass header ([pos0, tokens] u32, the `pass` activation buffer)
+// or null. Where given, seq = pos0 + tokens is read there (the host checks
+// it holds the values it launches for) and the grid has a split for every
+// chunk of the whole cache (gridDim.y, the partials' stride): the splits
+// past seq return at once and attn_combine reads only the live ones, so
+// that a captured decode step replays at any position. Without it, seq is
+// the argument and every split is live.
 
 #define ATTN_THREADS 128
 #define ATTN_CHUNK 64
+
+// The splits holding rows 0..seq.
+__device__ __forceinline__ u32 live_splits(u32 seq) { return (seq + ATTN_CHUNK - 1) / ATTN_CHUNK; }
 // Cache rows of K and of V each thread holds in registers, loaded at once
 // (all of its rows of a chunk at head_dim <= 128); rows past them (head_dim
 // 256) are loaded after the scores of the held ones.
@@ -37,13 +48,15 @@
 // (ld_early; see grid_dependency in common.cuh) and their round trip overlaps
 // that kernel; the newest row and q are read after it.
 template <typename T>
-__device__ void attn_decode(float* partial, const T* q, const T* k_cache, const T* v_cache, u32 seq, u32 num_heads,
-                            u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
+__device__ void attn_decode(float* partial, const T* q, const T* k_cache, const T* v_cache, u32 seq, const u32* pass,
+                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
     __shared__ float qs[256];
     __shared__ float sc[ATTN_CHUNK];
     __shared__ float red[32];
     __shared__ float accs[1024];
+    if (pass) seq = pass[0] + pass[1];  // copied in before the pass's first kernel
     const u32 h = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+    if (split >= live_splits(seq)) return;
     const u32 kvh = h / (num_heads / num_kv_heads);
     const u32 kv_dim = num_kv_heads * head_dim;
     const u32 lanes = head_dim / 8;             // threads per cache row
@@ -169,9 +182,10 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
 }
 
 template <typename T>
-__device__ void attn_combine(T* out, const float* partial, u32 splits, u32 head_dim) {
+__device__ void attn_combine(T* out, const float* partial, u32 grid_splits, const u32* pass, u32 head_dim) {
     const u32 h = blockIdx.x, stride = 2 + head_dim;
-    const float* p = partial + (size_t)h * splits * stride;
+    const float* p = partial + (size_t)h * grid_splits * stride;
+    const u32 splits = pass ? live_splits(pass[0] + pass[1]) : grid_splits;
     float m = NEG_INF;
     for (u32 s = 0; s < splits; s++) m = fmaxf(m, p[s * stride]);
     float l = 0.0f;
@@ -183,19 +197,23 @@ __device__ void attn_combine(T* out, const float* partial, u32 splits, u32 head_
     }
 }
 
-extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc, u32 seq,
-                                           u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
-    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale, window);
+extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc,
+                                           u32 seq, const u32* pass, u32 num_heads, u32 num_kv_heads, u32 head_dim,
+                                           float scale, u32 window) {
+    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window);
 }
-extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc, u32 seq,
-                                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
-    attn_decode(partial, q, kc, vc, seq, num_heads, num_kv_heads, head_dim, scale, window);
+extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc,
+                                            u32 seq, const u32* pass, u32 num_heads, u32 num_kv_heads, u32 head_dim,
+                                            float scale, u32 window) {
+    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window);
 }
-extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 splits, u32 head_dim) {
+extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 grid_splits, const u32* pass,
+                                            u32 head_dim) {
     grid_dependency();
-    attn_combine(out, partial, splits, head_dim);
+    attn_combine(out, partial, grid_splits, pass, head_dim);
 }
-extern "C" __global__ void attn_combine_bf16(bf16_t* out, const float* partial, u32 splits, u32 head_dim) {
+extern "C" __global__ void attn_combine_bf16(bf16_t* out, const float* partial, u32 grid_splits, const u32* pass,
+                                            u32 head_dim) {
     grid_dependency();
-    attn_combine(out, partial, splits, head_dim);
+    attn_combine(out, partial, grid_splits, pass, head_dim);
 }

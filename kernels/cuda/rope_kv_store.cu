@@ -16,6 +16,11 @@
 // and one head a thread puts every load in flight at once instead of a chain
 // of eight (on the H200 at Llama-2-13B's shape, 3.0-3.5 us against 7.6 at eight).
 
+// pass: the pass header ([pos0, tokens] u32, the `pass` activation buffer)
+// or null; where given, pos0 is read there (the host checks it holds the
+// same value at launch), so that a captured decode step replays at any
+// position.
+
 // The most heads one thread rotates.
 #define ROPE_HEADS 8
 
@@ -37,7 +42,9 @@ __device__ __forceinline__ void rotate8(const u32x4& a, const u32x4& b, const fl
 
 template <typename T>
 __device__ void rope_kv_store(T* q, const T* k, const T* v, T* k_cache, T* v_cache, u32 tokens, u32 pos0,
-                              u32 num_heads, u32 num_kv_heads, u32 head_dim, u32 hpt, const rope_freqs_t& freqs) {
+                              const u32* pass, u32 num_heads, u32 num_kv_heads, u32 head_dim, u32 hpt,
+                              const rope_freqs_t& freqs) {
+    if (pass) pos0 = pass[0];
     // The table in shared memory: lanes read different entries, which from
     // the kernel's parameter space would be serialised.
     __shared__ float fs[ROPE_MAX_PAIRS];
@@ -117,14 +124,14 @@ __device__ void rope_kv_store(T* q, const T* k, const T* v, T* k_cache, T* v_cac
 }
 
 extern "C" __global__ void rope_kv_store_f16(f16_t* q, const f16_t* k, const f16_t* v, f16_t* kc, f16_t* vc, u32 tokens,
-                                             u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim,
-                                             u32 hpt, const rope_freqs_t freqs) {
+                                             u32 pos0, const u32* pass, u32 num_heads, u32 num_kv_heads,
+                                             u32 head_dim, u32 hpt, const rope_freqs_t freqs) {
     grid_dependency();
-    rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, hpt, freqs);
+    rope_kv_store(q, k, v, kc, vc, tokens, pos0, pass, num_heads, num_kv_heads, head_dim, hpt, freqs);
 }
 extern "C" __global__ void rope_kv_store_bf16(bf16_t* q, const bf16_t* k, const bf16_t* v, bf16_t* kc, bf16_t* vc,
-                                              u32 tokens, u32 pos0, u32 num_heads, u32 num_kv_heads, u32 head_dim,
-                                              u32 hpt, const rope_freqs_t freqs) {
+                                              u32 tokens, u32 pos0, const u32* pass, u32 num_heads,
+                                              u32 num_kv_heads, u32 head_dim, u32 hpt, const rope_freqs_t freqs) {
     grid_dependency();
-    rope_kv_store(q, k, v, kc, vc, tokens, pos0, num_heads, num_kv_heads, head_dim, hpt, freqs);
+    rope_kv_store(q, k, v, kc, vc, tokens, pos0, pass, num_heads, num_kv_heads, head_dim, hpt, freqs);
 }

@@ -227,8 +227,10 @@ impl ComputeRig {
             PhaseName::Prefill => PhaseName::Prefill,
             PhaseName::Decode => PhaseName::Decode,
         };
-        // Only the count and position matter: the ids were uploaded once.
+        // Only the count and position matter: the ids were uploaded once; the
+        // position goes into the pass header, as a backend stages it.
         let pass = Pass { tokens: vec![0; n as usize], pos0, phase: name };
+        self.ops.write_pass(self.forward.activations().pass, pos0, n)?;
         let offsets = self.offsets.clone();
         for _ in 0..warm {
             for (i, &offset) in offsets.iter().enumerate() {
@@ -324,6 +326,7 @@ impl ComputeRig {
             head_dim: arch.head_dim,
             rope,
             window: None,
+            header: None,
         };
         let [q, k, v, out] = self.attn_operands();
         // Every run is checked: the kernel either takes the shape each time or never.

@@ -386,8 +386,12 @@ fn execute(
             work(&ctx, &mut AdversarialCpu::new(&plan, &weights)?, job, stdout, stderr)?
         }
         (BackendArg::Cuda, _) => {
-            let cuda_opts =
-                CudaOptions { enforce_budget: args.enforce_budget, trace: args.trace.clone(), device: args.device };
+            let cuda_opts = CudaOptions {
+                enforce_budget: args.enforce_budget,
+                trace: args.trace.clone(),
+                device: args.device,
+                ..CudaOptions::default()
+            };
             let mut b = CudaBackend::new(&plan, &weights, &cuda_opts)?;
             let mut outcome = work(&ctx, &mut b, job, stdout, stderr)?;
             // Also what writes --trace (over the whole conversation, with --interactive).
@@ -405,6 +409,8 @@ fn execute(
                     "arena_bytes": m.arena_bytes,
                     "ballast_bytes": m.ballast_bytes,
                     "pinned_bytes": m.pinned_bytes,
+                    "decode_graph": m.decode_graph,
+                    "decode_graph_replays": m.decode_graph_replays,
                 }));
             }
             outcome

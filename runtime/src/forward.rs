@@ -90,6 +90,8 @@ const RUNS: &[ArchFeature] = &[
 /// plan's `prompt_len`, the most tokens one pass feeds).
 #[derive(Debug, Clone, Copy)]
 pub struct Activations {
+    /// The pass header, `[pos0, tokens, 0, 0]` u32 (`djinn_core::activations::PASS_WORDS`).
+    pub pass: Buf,
     /// `[t]` u32 token ids of the pass (f32-typed 4-byte slots).
     pub tokens: Buf,
     /// `[t, hidden]` f32: the residual stream.
@@ -124,6 +126,7 @@ impl Activations {
             Buf { offset: base + buf.offset, elems: buf.elems, dtype: buf.dtype }
         };
         Activations {
+            pass: b("pass"),
             tokens: b("tokens"),
             x: b("x"),
             xn: b("xn"),
@@ -257,6 +260,7 @@ impl Forward {
             head_dim: arch.head_dim,
             rope: self.rope,
             window: arch.window_of(layer),
+            header: Some(a.pass),
         };
         let (k_cache, v_cache) = self.kv_planes(layer);
         ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;

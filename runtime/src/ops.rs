@@ -114,6 +114,13 @@ pub struct AttnShape {
     /// `j` with `p - window < j <= p` (`window` positions, itself included,
     /// as transformers masks them); `None`: every row `j <= p`.
     pub window: Option<u64>,
+    /// The pass header (the `pass` activation buffer:
+    /// `djinn_core::activations::PASS_WORDS` u32, `[pos0, tokens, ..]`), where
+    /// the backend staged this pass's position: the CUDA decode kernels read
+    /// it there, so that a captured decode step replays at any position (the
+    /// CPU ops take `pos0` from here). `None` (a chunk of a pass, a kernel
+    /// test): every kernel takes the position from here.
+    pub header: Option<Buf>,
 }
 
 /// The operations of a Llama forward pass. Each call is issued on the

@@ -57,7 +57,7 @@ where
     let metrics = Arc::new(Metrics::new());
     let opts = EngineOptions {
         backend: args.backend,
-        cuda: CudaOptions { enforce_budget: args.enforce_budget, trace: None, device: args.device },
+        cuda: CudaOptions { enforce_budget: args.enforce_budget, device: args.device, ..CudaOptions::default() },
         queue: args.queue,
         stall_timeout: Duration::from_secs_f64(args.stall_timeout),
         model_id: args.model_id.clone(),

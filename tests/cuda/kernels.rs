@@ -520,6 +520,7 @@ fn rope_case<W: Twin>(d: &mut Dev, t: usize, p: usize, h: usize, kv: usize, hd: 
         head_dim: hd as u64,
         rope: rope_table(hd, theta, scaled),
         window: None,
+        header: None,
     };
     d.ops.rope(bq, bk, shape).unwrap();
     W::rope(&mut q, &mut kk, t, p, h, kv, hd, &shape.rope.inv_freq);
@@ -617,6 +618,7 @@ fn kv_attention_case<W: Twin>(
         head_dim: hd as u64,
         rope: RopeTable::unscaled(hd as u64, 1e4),
         window: window.map(|w| w as u64),
+        header: None,
     };
     d.ops.kv_store(bkc, bvc, bkn, bvn, shape).unwrap();
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
@@ -946,6 +948,90 @@ fn gemv_matches_its_twin() {
     }
 }
 
+/// RoPE + store and decode attention given the pass header (the forward
+/// pass's shapes: the position read on the device, attention's grid over
+/// the whole cache, the splits past the position returning at once) give
+/// exactly what they give with the position as arguments, and the attention
+/// its twin's output; a header noted for another position is refused.
+fn header_case<W: Twin>(
+    d: &mut Dev,
+    seq: usize,
+    cache_rows: usize,
+    h: usize,
+    kv: usize,
+    hd: usize,
+    window: Option<u64>,
+) {
+    d.reset();
+    let mut rng = seed(&[seq as u64, cache_rows as u64, h as u64, hd as u64]);
+    let kv_dim = kv * hd;
+    let q: Vec<W> = halves(&mut rng, h * hd, 1.0);
+    let (kk, v): (Vec<W>, Vec<W>) = (halves(&mut rng, kv_dim, 1.0), halves(&mut rng, kv_dim, 1.0));
+    let kc: Vec<W> = halves(&mut rng, cache_rows * kv_dim, 1.0);
+    let vc: Vec<W> = halves(&mut rng, cache_rows * kv_dim, 1.0);
+    let header = d.alloc(djinn_core::activations::PASS_WORDS, Dtype::F32);
+    let scores = d.alloc((h * cache_rows.div_ceil(k::ATTN_CHUNK) * k::attn_partial_len(hd)) as u64, Dtype::F32);
+    let shape = AttnShape {
+        tokens: 1,
+        pos0: seq as u64 - 1,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope: RopeTable::unscaled(hd as u64, 1e4),
+        window,
+        header: None,
+    };
+    let tag = format!("{} seq {seq} of {cache_rows} h{h}/{kv}x{hd} window {window:?}", W::DT);
+    let mut outputs = Vec::new();
+    for with_header in [false, true] {
+        let (bq, bk, bv, bkc, bvc) = (d.put(&q), d.put(&kk), d.put(&v), d.put(&kc), d.put(&vc));
+        let bo = d.alloc((h * hd) as u64, W::DT);
+        let s = AttnShape { header: with_header.then_some(header), ..shape };
+        if with_header {
+            d.ops.write_pass(header, shape.pos0, 1).unwrap();
+        }
+        d.ops.rope_kv_store(bq, bk, bv, bkc, bvc, s).unwrap();
+        d.ops.attention(bo, bq, bkc, bvc, scores, s).unwrap();
+        outputs.push((d.get::<W>(bq), d.get::<W>(bkc), d.get::<W>(bvc), d.get::<W>(bo)));
+    }
+    let ((q0, kc0, vc0, o0), (q1, kc1, vc1, o1)) = (&outputs[0], &outputs[1]);
+    assert!(q0 == q1 && kc0 == kc1 && vc0 == vc1, "{tag}: rope_kv_store differs with the pass header");
+    assert!(o0 == o1, "{tag}: attention differs with the pass header");
+    // The twin over the rotated cache the kernels left, at seq rows.
+    let splits = seq.div_ceil(k::ATTN_CHUNK);
+    let mut part = vec![0f32; h * splits * k::attn_partial_len(hd)];
+    let scale = (hd as f64).powf(-0.5) as f32;
+    W::attn_decode(&mut part, q1, kc1, vc1, seq, h, kv, hd, scale, window.unwrap_or(0) as usize);
+    let mut want = vec![W::from_f32(0.0); h * hd];
+    W::attn_combine(&mut want, &part, h, splits, hd);
+    check(&format!("attention with the pass header {tag}"), &wide(o1), &wide(&want), 1e-3, 2.0 * W::ulp());
+
+    // Noted for another position: refused, naming what it holds.
+    d.ops.write_pass(header, shape.pos0 + 1, 1).unwrap();
+    let (bq, bkc, bvc) = (d.put(&q), d.put(&kc), d.put(&vc));
+    let bo = d.alloc((h * hd) as u64, W::DT);
+    let err = d.ops.attention(bo, bq, bkc, bvc, scores, AttnShape { header: Some(header), ..shape }).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("staged for 1 tokens at position {}", shape.pos0 + 1)), "{tag}: {msg}");
+}
+
+#[test]
+fn decode_kernels_read_the_position_from_the_pass_header() {
+    let Some(mut d) = dev("decode_kernels_read_the_position_from_the_pass_header") else { return };
+    // One live split of many, a partial last split, the cache exactly full, many dead splits, a window.
+    for (seq, rows, h, kv, hd, w) in [
+        (1, 200, 4, 4, 16, None),
+        (37, 300, 6, 2, 16, None),
+        (301, 301, 8, 8, 64, None),
+        (513, 4096, 40, 40, 128, None),
+        (700, 1100, 4, 1, 128, Some(64)),
+        (100, 130, 4, 2, 256, None),
+    ] {
+        header_case::<f16>(&mut d, seq, rows, h, kv, hd, w);
+        header_case::<bf16>(&mut d, seq, rows, h, kv, hd, w);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn rope_kv_store_case<W: Twin>(
     d: &mut Dev,
@@ -974,6 +1060,7 @@ fn rope_kv_store_case<W: Twin>(
         head_dim: hd as u64,
         rope: rope_table(hd, theta, scaled),
         window: None,
+        header: None,
     };
     d.ops.rope_kv_store(bq, bk, bv, bkc, bvc, shape).unwrap();
     W::rope_kv_store(&mut q, &kk, &v, &mut kc, &mut vc, t, p, h, kv, hd, &shape.rope.inv_freq);
@@ -1026,6 +1113,7 @@ fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: u
         head_dim: hd as u64,
         rope: RopeTable::unscaled(hd as u64, 1e4),
         window: window.map(|w| w as u64),
+        header: None,
     };
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
     let mut part = vec![0f32; plen];
@@ -1142,6 +1230,7 @@ fn attn_prefill_case<W: Twin>(d: &mut Dev, t: usize, p0: usize, h: usize, kv: us
         head_dim: hd as u64,
         rope: RopeTable::unscaled(hd as u64, 1e4),
         window,
+        header: None,
     };
     assert!(d.ops.try_attn_prefill(bo, bq, bkc, bvc, shape).unwrap(), "attn_prefill takes head_dim {hd}");
     let mut want = vec![W::from_f32(f32::NAN); t * h * hd];
@@ -1195,6 +1284,7 @@ fn prefill_attention_needs_no_scores_scratch() {
         head_dim: hd as u64,
         rope: RopeTable::unscaled(hd as u64, 1e4),
         window: None,
+        header: None,
     };
     d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
     let mut want = vec![f16::from_f32(f32::NAN); t * h * hd];
@@ -1227,6 +1317,7 @@ fn prefill_on_cublas_runs_in_row_chunks_that_fit_the_scratch() {
         head_dim: hd as u64,
         rope: RopeTable::unscaled(hd as u64, 1e4),
         window: None,
+        header: None,
     };
     d.ops.set_flash(false);
     let r = d.ops.attention(bo, bq, bkc, bvc, bs, shape);

@@ -295,6 +295,56 @@ fn cuda_fine_table_plans_match_the_references_and_the_resident_plan() {
     }
 }
 
+/// The decode step captured once as a CUDA graph and replayed (`graph.rs`)
+/// computes what the same ops enqueued one by one compute, bit for bit:
+/// every fixture's resident plan, each prompt on one backend (the later ones
+/// replay, at other positions, the graph captured on the first), greedy with
+/// the logits brought back, greedy on the device, and sampling on the device.
+#[test]
+fn cuda_decode_graph_replays_what_the_ops_compute_one_by_one() {
+    const TEST: &str = "cuda_decode_graph_replays_what_the_ops_compute_one_by_one";
+    let refs = reference();
+    for model in FIXTURES {
+        let plan = plan(model, Strategy::Djinn, None).unwrap();
+        let weights = Weights::open(&fixture(model), &plan).unwrap();
+        let Some(mut graph) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };
+        let mut direct =
+            cuda(TEST, &plan, &weights, &CudaOptions { graph_off: true, ..CudaOptions::default() }).unwrap();
+        let sampling = Sampling { temperature: 0.8, top_p: 0.9, seed: 7, ..Sampling::greedy() };
+        let mut generations = 0;
+        for p in refs[model]["prompts"].as_array().unwrap() {
+            let (prompt, step) = (ids(&p["input_ids"]), p["decode_check_step"].as_u64().unwrap() as usize);
+            let tag = format!("{model} {:?}", p["prompt"].as_str().unwrap());
+            let (g, d) = (run(&plan, &mut graph, &prompt, step), run(&plan, &mut direct, &prompt, step));
+            assert_eq!(g.tokens, d.tokens, "{tag}: the graph's tokens");
+            assert!(g.first == d.first && g.step == d.step, "{tag}: the graph's logits differ from op by op");
+            assert_eq!(greedy_tokens(&plan, &mut graph, &prompt), g.tokens, "{tag}: the graph's device greedy");
+            let (gs, ds) = (
+                sampled_tokens(&plan, &mut graph, &prompt, sampling),
+                sampled_tokens(&plan, &mut direct, &prompt, sampling),
+            );
+            assert_eq!(gs, ds, "{tag}: the graph's sampled tokens");
+            generations += 3;
+        }
+        let (mg, md) = (graph.metrics().unwrap(), direct.metrics().unwrap());
+        println!("{model}: {} ({} replays); {}", mg.decode_graph, mg.decode_graph_replays, md.decode_graph);
+        assert!(mg.decode_graph.starts_with("one CUDA graph of"), "{model}: {}", mg.decode_graph);
+        // Each generation's decode passes (one per token after the first), all but the captured one replayed.
+        assert_eq!(mg.decode_graph_replays, generations * (NEW_TOKENS - 1) - 1, "{model}");
+        assert!(md.decode_graph.starts_with("enqueued op by op"), "{model}: {}", md.decode_graph);
+        assert_eq!(md.decode_graph_replays, 0);
+    }
+}
+
+/// Tokens sampled on the device under `sampling` (no logits to the host).
+fn sampled_tokens<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32], sampling: Sampling) -> Vec<u32> {
+    let replay = Replay::new(plan, ReplayOptions::default()).unwrap();
+    let opts = GenerateOptions { max_new_tokens: NEW_TOKENS, sampling, stop_tokens: vec![] };
+    let g = generate(&replay, backend, prompt, &opts, |_| Ok(Flow::Continue))
+        .unwrap_or_else(|e| panic!("sampled generation failed: {e}"));
+    g.tokens
+}
+
 #[test]
 fn cuda_and_cpu_backends_agree_on_the_same_plan() {
     const TEST: &str = "cuda_and_cpu_backends_agree_on_the_same_plan";
@@ -324,7 +374,7 @@ fn enforce_budget_and_trace_report_a_streamed_run() {
     let plan = plan(model, Strategy::StreamAll, Some(budget)).unwrap();
     let weights = Weights::open(&fixture(model), &plan).unwrap();
     let trace = std::env::temp_dir().join(format!("djinn-cuda-trace-{}.json", std::process::id()));
-    let opts = CudaOptions { enforce_budget: true, trace: Some(trace.clone()), device: 0 };
+    let opts = CudaOptions { enforce_budget: true, trace: Some(trace.clone()), ..CudaOptions::default() };
     let Some(mut backend) = cuda(TEST, &plan, &weights, &opts) else { return };
     // As djinn-exec does: the warm copies at load; the request's prefill skips them and its end issues them again.
     let (warm, warm_bytes) = (plan.warm_steps().len(), plan.warm_bytes());

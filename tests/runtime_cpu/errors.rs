@@ -324,6 +324,7 @@ fn a_head_wider_than_the_rope_table_is_refused_naming_head_dim() {
         head_dim: 512,
         rope: RopeTable::unscaled(512, 1e4),
         window: None,
+        header: None,
     };
     let err = catch_unwind(AssertUnwindSafe(|| ops.rope(q, k, shape))).expect("no panic").unwrap_err();
     assert!(err.to_string().contains("head_dim 512"), "{err}");

@@ -7,19 +7,22 @@
 //! Replay: copies go on the copy stream (highest priority), computes run the
 //! shared forward pass on the compute stream, and the plan's records and
 //! waits are CUDA events — the only ordering between the lanes. The host
-//! waits only in `logits()`, on the compute stream.
+//! waits only in `logits()`, on the compute stream. A fully resident plan's
+//! decode step is captured once as a CUDA graph and replayed (`graph.rs`).
 
 use std::path::PathBuf;
 
+use djinn_core::activations::PASS_WORDS;
 use djinn_core::plan::{Lane, Phase, PhaseName, Placement, Plan};
 use djinn_kernels::SampleParams;
 
 use super::budget::Memory;
 use super::context::{DeviceBuffer, Event, Gpu, Stream};
 use super::error::CudaError;
+use super::graph::{DecodeGraph, Mode};
 use super::host_lane::HostLane;
 use super::metrics::CudaMetrics;
-use super::ops::CudaOps;
+use super::ops::{pass_words, CudaOps};
 use super::pinned::PinnedBuffer;
 use super::placement::Placements;
 use super::timing::{step_timing_forced, Timer};
@@ -38,6 +41,9 @@ pub struct CudaOptions {
     pub trace: Option<PathBuf>,
     /// CUDA device ordinal.
     pub device: usize,
+    /// Enqueue decode passes op by op, never as the captured decode graph
+    /// (`graph.rs`; `DJINN_GRAPH=0` does the same): to compare the two.
+    pub graph_off: bool,
 }
 
 pub struct CudaBackend {
@@ -48,10 +54,15 @@ pub struct CudaBackend {
     events: Vec<Option<Event>>,
     /// Per block: the pinned image of a streamed block.
     images: Vec<Option<PinnedBuffer>>,
-    /// `[prompt_len]` u32 token ids staged for the next pass.
+    /// The next pass's inputs as they are copied in: the pass header
+    /// (`PASS_WORDS` u32), then `[prompt_len]` u32 token ids.
     tokens_host: PinnedBuffer,
-    /// Recorded after the token upload: the pinned buffer is free again once it completes.
+    /// Recorded after the inputs' upload: the pinned buffer is free again once it completes.
     tokens_done: Event,
+    /// The decode step as a CUDA graph, or why not (`graph.rs`).
+    graph: DecodeGraph,
+    /// How the current pass's work is enqueued.
+    mode: Mode,
     /// `[vocab]` f32 logits read back.
     logits_host: PinnedBuffer,
     timer: Timer,
@@ -97,7 +108,7 @@ impl CudaBackend {
         let host = HostLane::new(&gpu, plan, &forward, weights)?;
         let (images, pinned_bytes) = load_weights(plan, weights, &places, host.as_ref(), &mut ops, &copy)?;
         let act = *forward.activations();
-        let tokens_host = PinnedBuffer::new(&gpu, (act.tokens.elems * 4) as usize, "the token ids")?;
+        let tokens_host = PinnedBuffer::new(&gpu, ((PASS_WORDS + act.tokens.elems) * 4) as usize, "the pass's inputs")?;
         let logits_host = PinnedBuffer::new(&gpu, (act.logits.elems * 4) as usize, "the logits")?;
         let tokens_done = Event::new(&gpu, false)?;
         memory.sample()?;
@@ -109,6 +120,19 @@ impl CudaBackend {
             pinned_bytes,
             ..CudaMetrics::default()
         };
+        let step_timing = opts.trace.is_some() || step_timing_forced();
+        let why_not = if opts.graph_off {
+            Some("graphs off (CudaOptions::graph_off)")
+        } else if host.is_some() {
+            Some("the plan computes blocks on the host")
+        } else if step_timing {
+            Some("compute steps are timed by events (a trace, or DJINN_STEP_TIMING=1)")
+        } else if ops.checks_each_op() {
+            Some("every op is checked as it is enqueued (DJINN_CUDA_CHECK=1)")
+        } else {
+            None
+        };
+        let graph = DecodeGraph::new(plan, why_not);
         let mut backend = CudaBackend {
             forward,
             places,
@@ -117,8 +141,10 @@ impl CudaBackend {
             images,
             tokens_host,
             tokens_done,
+            graph,
+            mode: Mode::Direct,
             logits_host,
-            timer: Timer::new(&gpu, opts.trace.is_some() || step_timing_forced()),
+            timer: Timer::new(&gpu, step_timing),
             memory,
             prefill: plan.prefill.clone(),
             decode: plan.decode.clone(),
@@ -156,9 +182,11 @@ impl CudaBackend {
             Pass { tokens: vec![0; prompt as usize], pos0: 0, phase: PhaseName::Prefill },
             Pass { tokens: vec![0], pos0: decode_pos, phase: PhaseName::Decode },
         ];
+        let header = self.forward.activations().pass;
         for kind in [BlockKind::Layer, BlockKind::Attention, BlockKind::Mlp, BlockKind::GateUp, BlockKind::Down] {
             if let Some((layer, offset)) = image(kind) {
                 for pass in &passes {
+                    self.ops.write_pass(header, pass.pos0, pass.tokens.len() as u64)?;
                     self.forward.compute_block(&mut self.ops, layer, offset, pass)?;
                 }
             }
@@ -174,12 +202,19 @@ impl CudaBackend {
     /// May be called more than once (each call covers the run so far).
     pub fn metrics(&mut self) -> Result<CudaMetrics, CudaError> {
         self.ops.gpu().bind()?;
+        self.graph.drop_dangling(self.ops.stream());
         self.copy.synchronize()?;
         self.ops.synchronize()?;
         self.timer.harvest()?;
         self.memory.sample()?;
         let mut m = self.base_metrics.clone();
         m.timings(&self.timer);
+        m.decode_graph_replays = self.graph.replays;
+        m.decode_graph = match self.graph.off_reason() {
+            Some(why) => format!("enqueued op by op: {why}"),
+            None if self.graph.nodes() > 0 => format!("one CUDA graph of {} nodes", self.graph.nodes()),
+            None => "one CUDA graph, not captured yet".into(),
+        };
         m.peak_device_bytes = self.memory.peak_bytes;
         if let Some(path) = &self.trace {
             trace::write(path, &trace::to_json(&self.timer, &self.places.names, &self.prefill, &self.decode))?;
@@ -211,6 +246,7 @@ impl CudaBackend {
         if self.host.as_ref().is_some_and(HostLane::holds_logits) {
             return Ok(twin(&self.logits()?) as u32);
         }
+        self.end_graph_pass()?;
         let act = *self.forward.activations();
         let slot = act.tokens.slice(0, 1);
         self.timer.end_pass(self.ops.stream())?;
@@ -225,6 +261,48 @@ impl CudaBackend {
 
     pub fn gpu(&self) -> &Gpu {
         self.ops.gpu()
+    }
+
+    /// The end of a pass's work: a captured or replayed decode pass's graph is launched.
+    fn end_graph_pass(&mut self) -> Result<(), CudaError> {
+        let mode = std::mem::replace(&mut self.mode, Mode::Direct);
+        if mode == Mode::Direct {
+            return Ok(());
+        }
+        let baked = self.ops.take_positions_baked();
+        let result = self.graph.end_decode(self.ops.stream(), baked);
+        if let Err(e) = &result {
+            self.graph.abort(self.ops.stream(), &e.to_string());
+        }
+        result
+    }
+
+    /// Enqueues the copies of the pass header and `n` token ids from the
+    /// pinned buffer into their activation buffers; outside a capture, marks
+    /// when the buffer is free again.
+    fn stage_inputs(&mut self, n: u64) -> Result<(), CudaError> {
+        let act = *self.forward.activations();
+        let (header_bytes, arena, compute) = ((PASS_WORDS * 4) as usize, self.ops.arena_ptr(), self.ops.stream());
+        // SAFETY: both buffers lie inside the arena (Forward::new checked the layout).
+        unsafe {
+            self.tokens_host.copy_to_device(0, header_bytes, arena + act.pass.offset, compute.raw)?;
+            self.tokens_host.copy_to_device(header_bytes, (n * 4) as usize, arena + act.tokens.offset, compute.raw)?;
+        }
+        if self.mode == Mode::Direct {
+            self.tokens_done.record(compute)?;
+        }
+        Ok(())
+    }
+
+    /// `result`, after discarding a capture it failed inside of.
+    fn in_capture<T>(&mut self, result: Result<T, CudaError>) -> Result<T, CudaError> {
+        if let Err(e) = &result {
+            if self.mode == Mode::Capture {
+                self.graph.abort(self.ops.stream(), &e.to_string());
+                self.mode = Mode::Direct;
+            }
+        }
+        result
     }
 
     fn stream(&self, lane: Lane) -> &Stream {
@@ -321,6 +399,7 @@ impl Backend for CudaBackend {
 
     fn settle(&mut self) -> Result<(), CudaError> {
         self.ops.gpu().bind()?;
+        self.graph.drop_dangling(self.ops.stream());
         self.copy.synchronize()?;
         self.ops.synchronize()
     }
@@ -346,27 +425,35 @@ impl Backend for CudaBackend {
         if let Some(&bad) = pass.tokens.iter().find(|&&t| t as u64 >= self.vocab) {
             return Err(CudaError::Pass(format!("token id {bad} outside the vocabulary of {}", self.vocab)));
         }
+        // Before anything is enqueued: a pass abandoned mid-capture leaves the stream capturing.
+        self.graph.drop_dangling(self.ops.stream());
         // The previous upload has normally long finished (logits() waited for
         // the compute lane); this only guards the pinned buffer's reuse.
         self.tokens_done.synchronize()?;
-        for (chunk, t) in self.tokens_host.as_mut_slice().chunks_exact_mut(4).zip(&pass.tokens) {
+        let header = pass_words("the pass", pass.pos0, n)?;
+        let inputs = header.iter().chain(&pass.tokens);
+        for (chunk, t) in self.tokens_host.as_mut_slice().chunks_exact_mut(4).zip(inputs) {
             chunk.copy_from_slice(&t.to_le_bytes());
         }
-        let compute = self.ops.stream();
-        self.timer.begin_pass(pass.phase, pass.tokens.len(), compute)?;
-        // SAFETY: `act.tokens` lies inside the arena (Forward::new checked the layout).
-        unsafe {
-            self.tokens_host.copy_to_device(
-                0,
-                (n * 4) as usize,
-                self.ops.arena_ptr() + act.tokens.offset,
-                compute.raw,
-            )?
+        self.timer.begin_pass(pass.phase, pass.tokens.len(), self.ops.stream())?;
+        self.mode = match pass.phase {
+            PhaseName::Decode => self.graph.begin_decode(self.ops.stream())?,
+            PhaseName::Prefill => Mode::Direct,
         };
-        self.tokens_done.record(compute)
+        if self.mode == Mode::Capture {
+            self.ops.take_positions_baked();
+        }
+        // A replay's copies are the graph's first nodes, reading the same pinned bytes.
+        if self.mode != Mode::Replay {
+            let staged = self.stage_inputs(n);
+            self.in_capture(staged)?;
+        }
+        self.ops.note_pass(act.pass, pass.pos0, n);
+        Ok(())
     }
 
     fn copy_block(&mut self, block: usize, dst_offset: u64) -> Result<(), CudaError> {
+        self.graph.allows_other("a copy step")?;
         self.places.check_copy(block, dst_offset)?;
         let bytes = self.places.bytes[block];
         let dst = self.ops.arena_ptr() + dst_offset;
@@ -392,15 +479,20 @@ impl Backend for CudaBackend {
 
     fn compute_block(&mut self, block: usize, weights_offset: u64, pass: &Pass) -> Result<(), CudaError> {
         self.places.check_compute(block, weights_offset)?;
+        if !self.graph.step(block, weights_offset)? {
+            return Ok(()); // in the replayed graph
+        }
         self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
         if let Some(host) = &mut self.host {
             host.before_device_compute(&self.forward, block, &mut self.ops)?;
         }
-        self.forward.compute_block(&mut self.ops, block, weights_offset, pass)?;
+        let done = self.forward.compute_block(&mut self.ops, block, weights_offset, pass);
+        self.in_capture(done)?;
         self.timer.end_step(self.ops.stream())
     }
 
     fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), CudaError> {
+        self.graph.allows_other("a host_compute step")?;
         let Some(host) = &mut self.host else {
             return Err(CudaError::HostCompute {
                 block: self.places.names[block].clone(),
@@ -413,6 +505,7 @@ impl Backend for CudaBackend {
     }
 
     fn record(&mut self, lane: Lane, event: EventId) -> Result<(), CudaError> {
+        self.graph.allows_other("an event record")?;
         let e = self.event(event)?.raw;
         // SAFETY: `e` is owned by `self.events`; the stream by `self`.
         unsafe { cudarc::driver::result::event::record(e, self.stream(lane).raw) }.map_err(|source| CudaError::Driver {
@@ -422,12 +515,14 @@ impl Backend for CudaBackend {
     }
 
     fn wait(&mut self, lane: Lane, event: EventId) -> Result<(), CudaError> {
+        self.graph.allows_other("an event wait")?;
         self.event(event)?;
         let e = self.events[event.0].as_ref().expect("created above");
         self.stream(lane).wait(e)
     }
 
     fn logits(&mut self) -> Result<Vec<f32>, CudaError> {
+        self.end_graph_pass()?;
         if let Some(l) = self.host.as_ref().and_then(|h| h.logits(&self.forward)) {
             // The host's LM head ran last; the device holds nothing newer.
             self.timer.end_pass(self.ops.stream())?;
@@ -470,6 +565,7 @@ impl Drop for CudaBackend {
     fn drop(&mut self) {
         // In-flight copies read the pinned buffers freed below.
         let _ = self.ops.gpu().bind();
+        self.graph.drop_dangling(self.ops.stream());
         let _ = self.copy.synchronize();
         let _ = self.ops.synchronize();
     }

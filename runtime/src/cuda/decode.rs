@@ -10,7 +10,14 @@
 //! `DJINN_FUSED=0`), so that the [`crate::ops::Ops`] methods in `ops.rs` fall
 //! back to cuBLAS and the unfused kernels. Operands are checked like every
 //! other op's: inside the arena, of the right dtype and size.
+//!
+//! Given a shape with a pass header (`AttnShape::header`, the forward pass's
+//! shapes), both kernels read the position there, and attention's grid
+//! covers the whole cache, so that what they enqueue does not depend on the
+//! position: a decode step captured as a CUDA graph (`graph.rs`) replays
+//! at every position.
 
+use djinn_core::activations::PASS_WORDS;
 use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
 use djinn_kernels::{attn_partial_len, ATTN_CHUNK};
@@ -32,6 +39,37 @@ const ATTN_THREADS: u32 = 128;
 const ATTN_HEAD_DIMS: [u64; 6] = [8, 16, 32, 64, 128, 256];
 
 impl CudaOps {
+    /// The device address of `s`'s pass header for a kernel that reads the
+    /// position there, after checking the header was noted to hold `s`'s
+    /// `pos0` and `tokens` ([`CudaOps::note_pass`]); 0 (the kernels take
+    /// their arguments) for a shape without one, which is noted as a launch
+    /// baking its position ([`CudaOps::take_positions_baked`]).
+    fn header_ptr(&mut self, op: &'static str, s: &AttnShape) -> Result<u64, CudaError> {
+        let Some(header) = s.header else {
+            self.positions_baked = true;
+            return Ok(0);
+        };
+        match self.pass {
+            Some((h, pos0, tokens)) if h == header && (pos0, tokens) == (s.pos0, s.tokens) => {}
+            noted => {
+                return Err(CudaError::BadOperands {
+                    op,
+                    message: format!(
+                        "the pass header at arena byte {} was staged for {}, not for {} tokens at position {}",
+                        header.offset,
+                        match noted {
+                            Some((h, p, t)) if h == header => format!("{t} tokens at position {p}"),
+                            _ => "no pass".into(),
+                        },
+                        s.tokens,
+                        s.pos0
+                    ),
+                })
+            }
+        }
+        self.operand(op, "header", header, PASS_WORDS, Some(Dtype::F32))
+    }
+
     /// RoPE on `q`, rotated `k` and `v` into the cache (`rope_kv_store_{dtype}`).
     pub(super) fn try_rope_kv_store(
         &mut self,
@@ -61,6 +99,7 @@ impl CudaOps {
         let heads = s.num_heads + s.num_kv_heads;
         let hpt = if s.tokens * heads * pairs < ROPE_SPREAD_THREADS { 1 } else { ROPE_HEADS };
         let total = s.tokens * heads.div_ceil(hpt) * pairs;
+        let header = self.header_ptr(OP, &s)?;
         let mut a = [
             Arg::Ptr(pq),
             Arg::Ptr(pk),
@@ -69,6 +108,7 @@ impl CudaOps {
             Arg::Ptr(pvc),
             Arg::U32(u32_of(OP, "tokens", s.tokens)?),
             Arg::U32(u32_of(OP, "pos0", s.pos0)?),
+            Arg::Ptr(header),
             Arg::U32(u32_of(OP, "num_heads", s.num_heads)?),
             Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
             Arg::U32(u32_of(OP, "head_dim", s.head_dim)?),
@@ -93,7 +133,10 @@ impl CudaOps {
     ) -> Result<bool, CudaError> {
         const OP: &str = "attention";
         let (d, seq) = (s.head_dim, s.pos0 + s.tokens);
-        let splits = seq.div_ceil(ATTN_CHUNK as u64);
+        // With a pass header, a split for every chunk of the cache (those
+        // past seq return at once): the grid does not depend on the position.
+        let rows = if s.header.is_some() { k_cache.elems / (s.num_kv_heads * d).max(1) } else { seq };
+        let splits = rows.max(seq).div_ceil(ATTN_CHUNK as u64);
         let partial_elems = s.num_heads * splits * attn_partial_len(d as usize) as u64;
         if !self.fused || s.tokens != 1 || !ATTN_HEAD_DIMS.contains(&d) || partial_elems > scores.elems {
             return Ok(false);
@@ -107,12 +150,14 @@ impl CudaOps {
         let pvc = self.operand(OP, "v_cache", v_cache, seq * kv_dim, Some(q.dtype))?;
         let pp = self.operand(OP, "scores", scores, partial_elems, Some(Dtype::F32))?;
         let (heads, splits32) = (u32_of(OP, "num_heads", s.num_heads)?, u32_of(OP, "splits", splits)?);
+        let header = self.header_ptr(OP, &s)?;
         let mut a = [
             Arg::Ptr(pp),
             Arg::Ptr(pq),
             Arg::Ptr(pkc),
             Arg::Ptr(pvc),
             Arg::U32(u32_of(OP, "seq", seq)?),
+            Arg::Ptr(header),
             Arg::U32(heads),
             Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
             Arg::U32(d as u32),
@@ -120,7 +165,7 @@ impl CudaOps {
             Arg::U32(window_arg(OP, s.window)?),
         ];
         self.launch_2d(OP, decode, (heads, splits32), ATTN_THREADS, &mut a)?;
-        let mut c = [Arg::Ptr(po), Arg::Ptr(pp), Arg::U32(splits32), Arg::U32(d as u32)];
+        let mut c = [Arg::Ptr(po), Arg::Ptr(pp), Arg::U32(splits32), Arg::Ptr(header), Arg::U32(d as u32)];
         self.launch(OP, combine, heads, (d as u32).max(32), 0, &mut c)?;
         Ok(true)
     }

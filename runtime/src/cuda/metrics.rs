@@ -42,6 +42,10 @@ pub struct CudaMetrics {
     pub ballast_bytes: u64,
     /// Pinned host memory holding streamed blocks.
     pub pinned_bytes: u64,
+    /// Decode passes launched as the captured decode graph (`graph.rs`).
+    pub decode_graph_replays: u64,
+    /// How the decode step ran: `graph of N nodes` or why not one (`graph.rs`).
+    pub decode_graph: String,
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -133,6 +137,7 @@ impl std::fmt::Display for CudaMetrics {
             self.prefill_copy_busy * 100.0,
             self.decode_copy_busy * 100.0
         )?;
+        writeln!(f, "decode step       {} ({} passes replayed)", self.decode_graph, self.decode_graph_replays)?;
         if self.warm_copy_bytes > 0 {
             writeln!(
                 f,

@@ -29,7 +29,7 @@
 use std::ffi::c_void;
 
 use cudarc::driver::{result, sys};
-use djinn_core::activations::{BUFFER_ALIGN, WORKSPACE_BYTES};
+use djinn_core::activations::{BUFFER_ALIGN, PASS_WORDS, WORKSPACE_BYTES};
 use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
 use djinn_kernels::{SampleParams, SAMPLE_MAX_VOCAB};
@@ -141,6 +141,14 @@ fn grid_for_vec8(n: u64) -> u32 {
     grid_for(n.div_ceil(8))
 }
 
+/// The pass header's words for a pass of `tokens` at `pos0` (`[pos0, tokens, 0, 0]`).
+pub(crate) fn pass_words(what: &'static str, pos0: u64, tokens: u64) -> Result<[u32; PASS_WORDS as usize], CudaError> {
+    let mut w = [0u32; PASS_WORDS as usize];
+    w[0] = u32_of(what, "pos0", pos0)?;
+    w[1] = u32_of(what, "tokens", tokens)?;
+    Ok(w)
+}
+
 pub(super) fn grid_for(n: u64) -> u32 {
     n.div_ceil(THREADS as u64).clamp(1, 1 << 20) as u32
 }
@@ -162,6 +170,14 @@ pub struct CudaOps {
     pub(super) batched: bool,
     /// cuBLAS's workspace: device address and bytes.
     workspace: (u64, u64),
+    /// The pass header as last noted ([`CudaOps::note_pass`]): where it is,
+    /// and the `(pos0, tokens)` it holds once the copies enqueued so far have run.
+    pub(super) pass: Option<(Buf, u64, u64)>,
+    /// Whether an op has been enqueued with a sequence position among its
+    /// launch arguments (rather than read from the pass header) since
+    /// [`CudaOps::take_positions_baked`]: a graph capturing it replays right
+    /// at that position only.
+    pub(super) positions_baked: bool,
 }
 
 impl CudaOps {
@@ -206,6 +222,8 @@ impl CudaOps {
             flash,
             batched,
             workspace: (workspace_ptr, workspace.1),
+            pass: None,
+            positions_baked: false,
         })
     }
 
@@ -285,6 +303,37 @@ impl CudaOps {
 
     /// Turns the decode kernels on or off (as `DJINN_FUSED=0` does at start),
     /// for benchmarks that time both paths in one run.
+    /// Notes that the pass header `header` (`PASS_WORDS` f32-typed words in
+    /// the arena) holds `(pos0, tokens)` once the copies enqueued on this
+    /// stream so far have run: the backend stages it with the token ids. The
+    /// decode kernels of a shape naming this header read the position there
+    /// (checked against this note when they are enqueued).
+    pub fn note_pass(&mut self, header: Buf, pos0: u64, tokens: u64) {
+        self.pass = Some((header, pos0, tokens));
+    }
+
+    /// Writes the pass header now (a synchronous upload) and notes it: for
+    /// tests and benchmarks that drive the ops without a backend.
+    pub fn write_pass(&mut self, header: Buf, pos0: u64, tokens: u64) -> Result<(), CudaError> {
+        let words = pass_words("pass header", pos0, tokens)?;
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.operand("pass header", "header", header, PASS_WORDS, Some(Dtype::F32))?;
+        self.upload(header.offset, &bytes)?;
+        self.note_pass(header, pos0, tokens);
+        Ok(())
+    }
+
+    /// Whether an op was enqueued with a position among its launch arguments
+    /// since the last call ([`CudaOps::positions_baked`]); clears the note.
+    pub(super) fn take_positions_baked(&mut self) -> bool {
+        std::mem::take(&mut self.positions_baked)
+    }
+
+    /// Whether every op is waited for and checked as it is enqueued (`DJINN_CUDA_CHECK=1`).
+    pub(super) fn checks_each_op(&self) -> bool {
+        self.check_each_op
+    }
+
     pub fn set_fused(&mut self, on: bool) {
         self.fused = on;
     }
@@ -649,6 +698,8 @@ impl Ops for CudaOps {
         {
             return Ok(());
         }
+        // Every other path takes the position as launch arguments.
+        self.positions_baked = true;
         if self.flash && s.tokens > 1 && self.try_attn_prefill(out, q, k_cache, v_cache, s)? {
             return Ok(());
         }
@@ -829,6 +880,7 @@ impl Ops for CudaOps {
         if self.try_rope_kv_store(q, k, v, k_cache, v_cache, shape)? {
             return Ok(());
         }
+        self.positions_baked = true;
         unfused::rope_kv_store(self, q, k, v, k_cache, v_cache, shape)
     }
 }

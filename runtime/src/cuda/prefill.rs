@@ -108,7 +108,7 @@ impl CudaOps {
         let mut r0 = 0;
         while r0 < s.tokens {
             let n = rows.min(s.tokens - r0);
-            let chunk = AttnShape { tokens: n, pos0: s.pos0 + r0, ..s };
+            let chunk = AttnShape { tokens: n, pos0: s.pos0 + r0, header: None, ..s };
             let (o, qq) = (slice(out, r0 * q_dim, n * q_dim)?, slice(q, r0 * q_dim, n * q_dim)?);
             crate::ops::Ops::attention(self, o, qq, k_cache, v_cache, scores, chunk)?;
             r0 += n;
