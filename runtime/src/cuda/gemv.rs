@@ -13,6 +13,7 @@ use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
 
 use super::error::CudaError;
+use super::nvrtc::kernel_constant;
 use super::ops::{kname, u32_of, Arg, CudaOps};
 use crate::ops::Buf;
 
@@ -26,9 +27,7 @@ pub const GEMV_MAX_M: u64 = 8;
 fn gemv_warps() -> u64 {
     static WARPS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *WARPS.get_or_init(|| {
-        let source = Kernel::GemvF16.source();
-        super::nvrtc::tuning_define("GEMV_WARPS")
-            .or_else(|| source.define("GEMV_WARPS"))
+        kernel_constant(Kernel::GemvF16, "GEMV_WARPS")
             .expect("gemv.cu defines GEMV_WARPS (a djinn-kernels test checks it)")
     })
 }
@@ -37,8 +36,7 @@ fn gemv_warps() -> u64 {
 fn gemv_sm_warps() -> u64 {
     static WARPS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *WARPS.get_or_init(|| {
-        super::nvrtc::tuning_define("GEMV_SM_WARPS")
-            .or_else(|| Kernel::GemvF16.source().define("GEMV_SM_WARPS"))
+        kernel_constant(Kernel::GemvF16, "GEMV_SM_WARPS")
             .expect("gemv.cu defines GEMV_SM_WARPS (a djinn-kernels test checks it)")
     })
 }

@@ -38,9 +38,16 @@ fn tuning_defines() -> Vec<String> {
 
 /// The value of `-DNAME=VALUE` in `$DJINN_NVRTC_DEFINES`, for a launch
 /// shape that must follow a tuned kernel constant.
-pub fn tuning_define(name: &str) -> Option<u64> {
+fn tuning_define(name: &str) -> Option<u64> {
     let prefix = format!("-D{name}=");
     tuning_defines().iter().find_map(|o| o.strip_prefix(&prefix)?.parse().ok())
+}
+
+/// A compile-time constant of `kernel`'s source as the kernel is compiled:
+/// its `$DJINN_NVRTC_DEFINES` override, else the value its text defines,
+/// for a launch shape on the host that must follow it.
+pub fn kernel_constant(kernel: djinn_kernels::cuda::Kernel, name: &str) -> Option<u64> {
+    tuning_define(name).or_else(|| kernel.source().define(name))
 }
 
 /// Where compiled kernels are kept: `$DJINN_KERNEL_CACHE`, else

@@ -38,7 +38,7 @@ use super::blas::{Blas, Strided};
 use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
 use super::gemv::Epilogue;
-use super::nvrtc::Kernels;
+use super::nvrtc::{kernel_constant, Kernels};
 use crate::ops::{unfused, AttnShape, Buf, Ops, MAX_ROPE_PAIRS};
 
 /// One kernel argument, passed by value.
@@ -120,10 +120,12 @@ pub(super) fn rope_arg(op: &'static str, s: &AttnShape) -> Result<Arg, CudaError
 
 /// Threads of an `rmsnorm.cu` block for rows of `dim`: where the row is
 /// whole quads, enough warps that each thread holds at most the kernel's
-/// RMS_HELD of them (its vector path; 160 threads at 5120), read from its
-/// text; otherwise one value a thread.
+/// RMS_HELD of them (its vector path; 160 threads at 5120), read once from
+/// its text or its override; otherwise one value a thread.
 fn rmsnorm_threads(dim: u64) -> u32 {
-    let held = Kernel::RmsnormF16.source().define("RMS_HELD").expect("rmsnorm.cu defines RMS_HELD (tested)");
+    static HELD: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let held = *HELD
+        .get_or_init(|| kernel_constant(Kernel::RmsnormF16, "RMS_HELD").expect("rmsnorm.cu defines RMS_HELD (tested)"));
     let quads = dim / 4;
     if dim.is_multiple_of(4) && quads <= held * 1024 {
         return quads.div_ceil(held).next_multiple_of(32).clamp(32, 1024) as u32;
@@ -301,8 +303,6 @@ impl CudaOps {
         .ctx(|| format!("copying {bytes} bytes within the arena"))
     }
 
-    /// Turns the decode kernels on or off (as `DJINN_FUSED=0` does at start),
-    /// for benchmarks that time both paths in one run.
     /// Notes that the pass header `header` (`PASS_WORDS` f32-typed words in
     /// the arena) holds `(pos0, tokens)` once the copies enqueued on this
     /// stream so far have run: the backend stages it with the token ids. The
@@ -334,6 +334,8 @@ impl CudaOps {
         self.check_each_op
     }
 
+    /// Turns the decode kernels on or off (as `DJINN_FUSED=0` does at start),
+    /// for benchmarks that time both paths in one run.
     pub fn set_fused(&mut self, on: bool) {
         self.fused = on;
     }
