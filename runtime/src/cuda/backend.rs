@@ -59,10 +59,8 @@ pub struct CudaBackend {
     tokens_host: PinnedBuffer,
     /// Recorded after the inputs' upload: the pinned buffer is free again once it completes.
     tokens_done: Event,
-    /// The decode step as a CUDA graph, or why not (`graph.rs`).
+    /// The decode step as a CUDA graph, or why not (`graph.rs`); how the current pass's work is enqueued.
     graph: DecodeGraph,
-    /// How the current pass's work is enqueued.
-    mode: Mode,
     /// `[vocab]` f32 logits read back.
     logits_host: PinnedBuffer,
     timer: Timer,
@@ -142,7 +140,6 @@ impl CudaBackend {
             tokens_host,
             tokens_done,
             graph,
-            mode: Mode::Direct,
             logits_host,
             timer: Timer::new(&gpu, step_timing),
             memory,
@@ -265,8 +262,7 @@ impl CudaBackend {
 
     /// The end of a pass's work: a captured or replayed decode pass's graph is launched.
     fn end_graph_pass(&mut self) -> Result<(), CudaError> {
-        let mode = std::mem::replace(&mut self.mode, Mode::Direct);
-        if mode == Mode::Direct {
+        if self.graph.mode() == Mode::Direct {
             return Ok(());
         }
         let baked = self.ops.take_positions_baked();
@@ -288,7 +284,7 @@ impl CudaBackend {
             self.tokens_host.copy_to_device(0, header_bytes, arena + act.pass.offset, compute.raw)?;
             self.tokens_host.copy_to_device(header_bytes, (n * 4) as usize, arena + act.tokens.offset, compute.raw)?;
         }
-        if self.mode == Mode::Direct {
+        if self.graph.mode() == Mode::Direct {
             self.tokens_done.record(compute)?;
         }
         Ok(())
@@ -297,9 +293,8 @@ impl CudaBackend {
     /// `result`, after discarding a capture it failed inside of.
     fn in_capture<T>(&mut self, result: Result<T, CudaError>) -> Result<T, CudaError> {
         if let Err(e) = &result {
-            if self.mode == Mode::Capture {
+            if self.graph.mode() == Mode::Capture {
                 self.graph.abort(self.ops.stream(), &e.to_string());
-                self.mode = Mode::Direct;
             }
         }
         result
@@ -436,15 +431,15 @@ impl Backend for CudaBackend {
             chunk.copy_from_slice(&t.to_le_bytes());
         }
         self.timer.begin_pass(pass.phase, pass.tokens.len(), self.ops.stream())?;
-        self.mode = match pass.phase {
+        let mode = match pass.phase {
             PhaseName::Decode => self.graph.begin_decode(self.ops.stream())?,
             PhaseName::Prefill => Mode::Direct,
         };
-        if self.mode == Mode::Capture {
+        if mode == Mode::Capture {
             self.ops.take_positions_baked();
         }
         // A replay's copies are the graph's first nodes, reading the same pinned bytes.
-        if self.mode != Mode::Replay {
+        if mode != Mode::Replay {
             let staged = self.stage_inputs(n);
             self.in_capture(staged)?;
         }

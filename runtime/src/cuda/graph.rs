@@ -160,6 +160,16 @@ impl DecodeGraph {
         }
     }
 
+    /// How the work being enqueued now goes: into the capture, nowhere (a
+    /// replayed pass), or to the stream (any other time).
+    pub(super) fn mode(&self) -> Mode {
+        match self.state {
+            State::Capturing(_) => Mode::Capture,
+            State::Ready { at: Some(_), .. } => Mode::Replay,
+            _ => Mode::Direct,
+        }
+    }
+
     /// A compute step of the current decode pass: whether to enqueue its
     /// work (capturing), or, replaying, a check that it is the graph's next step.
     pub(super) fn step(&mut self, block: usize, weights: u64) -> Result<bool, CudaError> {
@@ -190,18 +200,17 @@ impl DecodeGraph {
     /// Whether a copy, host compute or event may be enqueued now: not inside
     /// a captured or replayed pass (such a plan's graph is never armed).
     pub(super) fn allows_other(&self, what: &str) -> Result<(), CudaError> {
-        match &self.state {
-            State::Capturing(_) | State::Ready { at: Some(_), .. } => {
-                Err(CudaError::Pass(format!("{what} inside a decode pass replayed as a CUDA graph")))
-            }
-            _ => Ok(()),
+        match self.mode() {
+            Mode::Direct => Ok(()),
+            _ => Err(CudaError::Pass(format!("{what} inside a decode pass replayed as a CUDA graph"))),
         }
     }
 
     /// Ends the current decode pass's work on `stream`: ends and instantiates
     /// the capture and launches it, or launches the graph after checking the
-    /// pass issued all its steps. `positions_baked`: whether a captured op took
-    /// its position as a launch argument (then this capture is its pass's only).
+    /// pass issued all its steps; outside such a pass, nothing.
+    /// `positions_baked`: whether a captured op took its position as a launch
+    /// argument (then this capture is its pass's only).
     pub(super) fn end_decode(&mut self, stream: &Stream, positions_baked: bool) -> Result<(), CudaError> {
         match std::mem::replace(&mut self.state, State::Armed) {
             State::Capturing(steps) => {
@@ -217,8 +226,7 @@ impl DecodeGraph {
                 }
                 Ok(())
             }
-            State::Ready { exec, steps, at } => {
-                let issued = at.unwrap_or(0);
+            State::Ready { exec, steps, at: Some(issued) } => {
                 let result = if issued == steps.len() {
                     self.replays += 1;
                     exec.launch(stream)
