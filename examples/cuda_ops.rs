@@ -5,14 +5,11 @@
 //!
 //! ```text
 //! cargo run --release --example cuda_ops -- [--hidden 5120 --inter 13824 --heads 40 --kv-heads 40
-//!     --head-dim 128 --vocab 32000 --prompt-len 512 --pos 512 --reps 50 --random 0 --prefill 1 --lt 0
-//!     --prefetch-sweep 0]
+//!     --head-dim 128 --vocab 32000 --prompt-len 512 --pos 512 --reps 50 --random 0 --prefill 1 --lt 0]
 //! ```
 //!
 //! `--prefill 0` runs the decode shape alone; `--lt N` times up to N of
-//! cuBLASLt's algorithms for each prefill product beside cuBLAS's default;
-//! `--prefetch-sweep 1` times the decode layer with 0 to 52 MiB of o_proj
-//! brought into L2 during attention ([`Ops::prefetch`]) beside the default.
+//! cuBLASLt's algorithms for each prefill product beside cuBLAS's default.
 //! `--random 1` fills the weights and the residual stream with random values
 //! (by default the weights are one constant and the residual stream zeros,
 //! so every product multiplies zero activations).
@@ -52,8 +49,6 @@ struct Shape {
     prefill: bool,
     /// cuBLASLt algorithms to time for each prefill product (0: none).
     lt: u64,
-    /// MiB limits of o_proj's L2 prefetch during decode attention to time the decode layer at, beside the default.
-    prefetch_mib: Vec<u64>,
 }
 
 fn parse() -> Result<Shape> {
@@ -70,7 +65,6 @@ fn parse() -> Result<Shape> {
         random: false,
         prefill: true,
         lt: 0,
-        prefetch_mib: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
@@ -89,7 +83,6 @@ fn parse() -> Result<Shape> {
             "--random" => s.random = v != 0,
             "--prefill" => s.prefill = v != 0,
             "--lt" => s.lt = v,
-            "--prefetch-sweep" => s.prefetch_mib = if v != 0 { vec![0, 8, 16, 24, 32, 40, 52] } else { Vec::new() },
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -309,24 +302,14 @@ fn main() -> Result<()> {
                 };
             }
             println!("{:<60} {layer:>9.1}", "one layer (sum of its ops)");
-            // The layer's ops back to back, as a plan issues them (the
-            // forward pass's order and prefetch hint): launch gaps included.
-            // Decode also with less or none of o_proj prefetched into L2
-            // during attention (the limit, MiB), beside the default's.
-            let default_limit = ops.prefetch_limit();
-            let mut variants: Vec<(bool, Option<u64>)> = vec![(true, None), (false, None)];
-            if n <= 8 && mode == Mode::Fused {
-                variants.extend(s.prefetch_mib.iter().map(|&mib| (true, Some(mib << 20))));
-            }
-            for (pdl, limit) in variants {
+            // The layer's ops back to back, as a plan issues them: launch gaps included.
+            for pdl in [true, false] {
                 ops.set_pdl(pdl);
-                ops.set_prefetch_limit(limit.unwrap_or(default_limit));
                 let us = time(&mut ops, r, |o, i| {
                     let w = w(i);
                     o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
                     o.qkv([q, k, v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
                     o.rope_kv_store(q, k, v, k_cache, v_cache, shape)?;
-                    o.prefetch(w.o)?;
                     o.attention(attn, q, k_cache, v_cache, scores, shape)?;
                     o.matmul_residual(x, proj, attn, w.o, n, h, q_dim)?;
                     o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
@@ -334,15 +317,10 @@ fn main() -> Result<()> {
                     Ok(o.matmul_residual(x, proj, gate, w.down, n, h, inter)?)
                 })?;
                 let bytes = (layer_bytes - s.vocab * h * 2) as f64;
-                let what = match (pdl, limit) {
-                    (false, _) => "one layer, back to back, no PDL".to_string(),
-                    (true, None) => format!("one layer, back to back (o_proj: {} MiB into L2)", default_limit >> 20),
-                    (true, Some(b)) => format!("one layer, back to back, o_proj: {} MiB into L2", b >> 20),
-                };
+                let what = format!("one layer, back to back{}", if pdl { "" } else { ", no PDL" });
                 println!("{what:<60} {us:>9.1} {:>9.0} {:>6.0}%", bytes / us / 1e3, 100.0 * bytes / us / 1e3 / d2d);
             }
             ops.set_pdl(true);
-            ops.set_prefetch_limit(default_limit);
         }
     }
     ops.set_fused(true);

@@ -26,21 +26,8 @@
 // past seq return at once and attn_combine reads only the live ones, so
 // that a captured decode step replays at any position. Without it, seq is
 // the argument and every split is live.
-//
-// prefetch, prefetch_bytes: the first bytes of the weights of the product
-// that follows (o_proj; the host's choice, null for none), brought into L2
-// by the grid (prefetch_share in common.cuh) as soon as it starts, before
-// the launch wait: this kernel and attn_combine read a few MB and leave the
-// memory idle for several microseconds, which the product then does not
-// spend reading those bytes from HBM.
 
 #define ATTN_THREADS 128
-// The most of the next product's weights one launch is asked to bring into
-// L2, KiB: the host reads this define (or its DJINN_NVRTC_DEFINES override)
-// to clip what it passes. About what the memory streams while this kernel
-// and attn_combine run, and well inside the L2, so that the lines are still
-// there when the product reads them.
-#define ATTN_PREFETCH_KB 32768
 #define ATTN_CHUNK 64
 
 // The splits holding rows 0..seq.
@@ -62,14 +49,12 @@ __device__ __forceinline__ u32 live_splits(u32 seq) { return (seq + ATTN_CHUNK -
 // that kernel; the newest row and q are read after it.
 template <typename T>
 __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const T* v_cache, u32 seq, const u32* pass,
-                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window,
-                            const char* prefetch, u32 prefetch_bytes) {
+                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
     __shared__ float qs[256];
     __shared__ float sc[ATTN_CHUNK];
     __shared__ float red[32];
     __shared__ float accs[1024];
     if (pass) seq = pass[0] + pass[1];  // copied in before the pass's first kernel
-    prefetch_share(prefetch, prefetch_bytes);
     const u32 h = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
     if (split >= live_splits(seq)) return;
     const u32 kvh = h / (num_heads / num_kv_heads);
@@ -214,15 +199,13 @@ __device__ void attn_combine(T* out, const float* partial, u32 grid_splits, cons
 
 extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc,
                                            u32 seq, const u32* pass, u32 num_heads, u32 num_kv_heads, u32 head_dim,
-                                           float scale, u32 window, const char* prefetch,
-                                           u32 prefetch_bytes) {
-    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window, prefetch, prefetch_bytes);
+                                           float scale, u32 window) {
+    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window);
 }
 extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc,
                                             u32 seq, const u32* pass, u32 num_heads, u32 num_kv_heads, u32 head_dim,
-                                            float scale, u32 window, const char* prefetch,
-                                            u32 prefetch_bytes) {
-    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window, prefetch, prefetch_bytes);
+                                            float scale, u32 window) {
+    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window);
 }
 extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 grid_splits, const u32* pass,
                                             u32 head_dim) {

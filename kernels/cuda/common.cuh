@@ -168,32 +168,6 @@ __device__ __forceinline__ u32x4 pack8(const float* f) {
     return {w[0], w[1], w[2], w[3]};
 }
 
-// L2 prefetch of len bytes at p (16-byte aligned, len a multiple of 16;
-// sm_90's bulk prefetch, fire and forget): a hint, changing no value read.
-__device__ __forceinline__ void l2_prefetch(const void* p, u32 len) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(len));
-#endif
-}
-
-// Bytes [0, bytes) at p brought into L2, shared out over the grid's blocks
-// in PREFETCH_CHUNK pieces (each block's threads take every gridDim-th
-// piece from its index): for a kernel that leaves the memory idle (decode
-// attention reads a few MB), so that the weights of the product after it
-// arrive while it runs. Weights only: no kernel writes one, so this may be
-// issued before the launch wait. p null: nothing.
-#define PREFETCH_CHUNK 16384u
-__device__ __forceinline__ void prefetch_share(const char* p, u32 bytes) {
-    if (!p) return;
-    const u32 blocks = gridDim.x * gridDim.y * gridDim.z;
-    const u32 b = (blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-    const u32 pieces = (bytes + PREFETCH_CHUNK - 1) / PREFETCH_CHUNK;
-    for (u32 c = b + blocks * threadIdx.x; c < pieces; c += blocks * blockDim.x) {
-        const u32 off = c * PREFETCH_CHUNK;
-        l2_prefetch(p + off, min(PREFETCH_CHUNK, bytes - off));
-    }
-}
-
 // Programmatic dependent launch (sm_90 and later): the runtime launches
 // kernels so that the next one in the stream may start while this one runs,
 // its blocks waiting here, at their very first instruction, until every

@@ -77,12 +77,14 @@ __device__ __forceinline__ void load_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T* 
 // so this may run before the launch wait.
 template <typename T, int R>
 __device__ __forceinline__ void prefetch_rows(const T* const* w, u32 from, u32 len, u32 row_bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     if ((threadIdx.x & 31) != 0 || from >= row_bytes) return;
     len = min(len, row_bytes - from);
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        if (w[r]) l2_prefetch((const char*)w[r] + from, len);
+        if (w[r]) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((const char*)w[r] + from), "r"(len));
     }
+#endif
 }
 
 // The weights' first runs are loaded, then the kernel waits for the one

@@ -16,8 +16,7 @@
 //! q, k = head_rmsnorm(q, k)             # [qk_norm] per head           (Ops::head_rmsnorm)
 //! q, k = rope(q, k)                     # rotate by position, the model's frequency table
 //! cache[pos0..pos0+n] = k, v            # append to the KV cache      (Ops::rope_kv_store)
-//! attn = softmax(q·Kᵀ/√d) · V           # causal (windowed: [sliding_window]), grouped-query;
-//!                                       #   Wo named to Ops::prefetch first (a hint: into L2)
+//! attn = softmax(q·Kᵀ/√d) · V           # causal (windowed: [sliding_window]), grouped-query
 //! x += attn·Woᵀ (+ bo)                  # residual add                (Ops::matmul_residual;
 //!                                       #   [o_bias]: matmul, add_bias, add)
 //! xn = rmsnorm(x) · mlp_norm
@@ -277,7 +276,6 @@ impl Forward {
             ops.head_rmsnorm(a.k, nk, n * arch.num_kv_heads, d, arch.rms_norm_eps)?;
         }
         ops.rope_kv_store(a.q, a.k, a.v, k_cache, v_cache, shape)?;
-        ops.prefetch(w.o)?;
         ops.attention(a.attn, a.q, k_cache, v_cache, a.scores, shape)?;
         match w.o_bias {
             // The bias goes between the product and the residual add, so the fused op cannot be used.

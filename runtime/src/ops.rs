@@ -180,16 +180,6 @@ pub trait Ops {
     /// after it (transformers' Qwen3RMSNorm; each query or key head a row).
     fn head_rmsnorm(&mut self, x: Buf, w: Buf, rows: u64, dim: u64, eps: f64) -> Result<(), Self::Error>;
 
-    /// A hint that the next [`Ops::attention`] is followed by a product
-    /// reading the weight `w`: a backend may start bringing `w` closer to
-    /// the processor while attention runs. It changes no value. The CUDA
-    /// decode attention kernel, which reads a few MB and leaves the memory
-    /// idle, brings the first of it into L2; the CPU ignores it.
-    fn prefetch(&mut self, w: Buf) -> Result<(), Self::Error> {
-        let _ = w;
-        Ok(())
-    }
-
     /// `out[i] = x · w[i]ᵀ` for the three (q, k, v) products of one input:
     /// `out[i]` is `[m, n[i]]`, `w[i]` is `[n[i], k]`.
     fn qkv(&mut self, out: [Buf; 3], x: Buf, w: [Buf; 3], m: u64, n: [u64; 3], k: u64) -> Result<(), Self::Error> {

@@ -1127,25 +1127,7 @@ fn attn_decode_case<W: Twin>(d: &mut Dev, seq: usize, h: usize, kv: usize, hd: u
     let tag = format!("{} seq{seq} h{h}/{kv}x{hd} ({splits} splits) window {window:?}", W::DT);
     let got_part = finite(d.get_f32(Buf { elems: plen as u64, ..bs }));
     check(&format!("attn_decode partials {tag}"), &got_part, &part, 1e-3, 1e-4);
-    let got_out = d.get::<W>(bo);
-    check(&format!("attn_combine {tag}"), &wide(&got_out), &wide(&out), 1e-3, 2.0 * W::ulp());
-    // Again with the next product's weight named for prefetch (Ops::prefetch),
-    // of a size the bulk prefetch cannot take whole and past the limit: the
-    // same bits, and the weight as it was.
-    let wsize = (1 << 20) + 2 * 8192 + 3;
-    let w: Vec<W> = halves(&mut rng, wsize, 1.0);
-    let bw = d.put(&w);
-    d.ops.set_prefetch_limit(1 << 20);
-    d.ops.prefetch(bw).unwrap();
-    d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
-    d.ops.set_prefetch_limit(1 << 30);
-    d.ops.prefetch(bw).unwrap();
-    d.ops.attention(bo, bq, bkc, bvc, bs, shape).unwrap();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let again = finite(d.get_f32(Buf { elems: plen as u64, ..bs }));
-    assert_eq!(bits(&again), bits(&got_part), "partials with a prefetch, {tag}");
-    assert_eq!(bits(&wide(&d.get::<W>(bo))), bits(&wide(&got_out)), "output with a prefetch, {tag}");
-    assert_eq!(bits(&wide(&d.get::<W>(bw))), bits(&wide(&w)), "the prefetched weight, {tag}");
+    check(&format!("attn_combine {tag}"), &wide(&d.get::<W>(bo)), &wide(&out), 1e-3, 2.0 * W::ulp());
 }
 
 #[test]
@@ -1175,10 +1157,6 @@ fn attn_decode_and_combine_match_their_twins() {
         attn_decode_case::<f16>(&mut d, seq, h, kv, hd, Some(w));
         attn_decode_case::<bf16>(&mut d, seq, h, kv, hd, Some(w));
     }
-    // A prefetch naming memory outside the arena is refused when it is named.
-    let past = Buf { offset: d.ops.arena_bytes(), elems: 8, dtype: Dtype::F16 };
-    let e = d.ops.prefetch(past).unwrap_err().to_string();
-    assert!(e.contains("prefetch"), "{e}");
 }
 
 fn add_bias_case<W: Twin>(d: &mut Dev, rows: usize, n: usize) {

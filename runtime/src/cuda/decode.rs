@@ -121,9 +121,7 @@ impl CudaOps {
 
     /// Decode attention (one query row) split along the cache
     /// (`attn_decode_{dtype}`, then `attn_combine_{dtype}`), its partials in
-    /// the `scores` scratch; the first [`CudaOps::prefetch_limit`] bytes of
-    /// `prefetch` (the next product's weight) brought into L2 meanwhile.
-    #[allow(clippy::too_many_arguments)]
+    /// the `scores` scratch.
     pub(super) fn try_attn_decode(
         &mut self,
         out: Buf,
@@ -132,7 +130,6 @@ impl CudaOps {
         v_cache: Buf,
         scores: Buf,
         s: AttnShape,
-        prefetch: Option<Buf>,
     ) -> Result<bool, CudaError> {
         const OP: &str = "attention";
         let (d, seq) = (s.head_dim, s.pos0 + s.tokens);
@@ -154,19 +151,6 @@ impl CudaOps {
         let pp = self.operand(OP, "scores", scores, partial_elems, Some(Dtype::F32))?;
         let (heads, splits32) = (u32_of(OP, "num_heads", s.num_heads)?, u32_of(OP, "splits", splits)?);
         let header = self.header_ptr(OP, &s)?;
-        // Whole 16-byte units (the bulk prefetch's), from an aligned start.
-        let (pf, pf_bytes) = match prefetch {
-            Some(w) if self.prefetch_limit >= 16 => {
-                let p = self.operand(OP, "prefetch", w, w.elems, None)?;
-                let bytes = w.bytes().min(self.prefetch_limit).min(u32::MAX as u64) & !15;
-                if p.is_multiple_of(16) && bytes > 0 {
-                    (p, bytes as u32)
-                } else {
-                    (0, 0)
-                }
-            }
-            _ => (0, 0),
-        };
         let mut a = [
             Arg::Ptr(pp),
             Arg::Ptr(pq),
@@ -179,8 +163,6 @@ impl CudaOps {
             Arg::U32(d as u32),
             Arg::F32((d as f64).powf(-0.5) as f32),
             Arg::U32(window_arg(OP, s.window)?),
-            Arg::Ptr(pf),
-            Arg::U32(pf_bytes),
         ];
         self.launch_2d(OP, decode, (heads, splits32), ATTN_THREADS, &mut a)?;
         let mut c = [Arg::Ptr(po), Arg::Ptr(pp), Arg::U32(splits32), Arg::Ptr(header), Arg::U32(d as u32)];

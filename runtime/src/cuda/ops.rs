@@ -24,9 +24,7 @@
 //! it (`grid_dependency` in `common.cuh`), which saves most of the launch
 //! gap between the ~9 short kernels of a decode layer; the decode products
 //! and decode attention issue their first loads of what no recent kernel
-//! wrote (weights; cache rows before the newest) ahead of that wait. Decode
-//! attention, which leaves the memory idle, also brings the first of the
-//! next product's weights (o_proj, named by [`Ops::prefetch`]) into L2.
+//! wrote (weights; cache rows before the newest) ahead of that wait.
 
 use std::ffi::c_void;
 
@@ -139,15 +137,6 @@ fn rmsnorm_threads(dim: u64) -> u32 {
     }
 }
 
-/// `ATTN_PREFETCH_KB` of `attn_decode.cu` (or its override) in bytes, read once.
-fn attn_prefetch_limit() -> u64 {
-    static KB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    1024 * *KB.get_or_init(|| {
-        kernel_constant(Kernel::AttnDecodeF16, "ATTN_PREFETCH_KB")
-            .expect("attn_decode.cu defines ATTN_PREFETCH_KB (tested)")
-    })
-}
-
 /// Blocks of THREADS for the elementwise kernels that take eight values a
 /// thread (`add.cu`, `silu_mul.cu`; their grid-stride loops cover any n with any grid).
 fn grid_for_vec8(n: u64) -> u32 {
@@ -191,13 +180,6 @@ pub struct CudaOps {
     /// [`CudaOps::take_positions_baked`]: a graph capturing it replays right
     /// at that position only.
     pub(super) positions_baked: bool,
-    /// The weight the next attention op is followed by ([`Ops::prefetch`]),
-    /// taken by that op, whose decode kernel brings its first
-    /// [`CudaOps::prefetch_limit`] bytes into L2.
-    pub(super) prefetch: Option<Buf>,
-    /// The most bytes of it asked for: `ATTN_PREFETCH_KB` of `attn_decode.cu`
-    /// (or its override), or what [`CudaOps::set_prefetch_limit`] set.
-    pub(super) prefetch_limit: u64,
 }
 
 impl CudaOps {
@@ -244,8 +226,6 @@ impl CudaOps {
             workspace: (workspace_ptr, workspace.1),
             pass: None,
             positions_baked: false,
-            prefetch: None,
-            prefetch_limit: attn_prefetch_limit(),
         })
     }
 
@@ -358,18 +338,6 @@ impl CudaOps {
     /// for benchmarks that time both paths in one run.
     pub fn set_fused(&mut self, on: bool) {
         self.fused = on;
-    }
-
-    /// The most bytes of the weight named by [`Ops::prefetch`] that decode
-    /// attention brings into L2 (0: none), for benchmarks that measure the
-    /// choice; `ATTN_PREFETCH_KB` of `attn_decode.cu` at start.
-    pub fn set_prefetch_limit(&mut self, bytes: u64) {
-        self.prefetch_limit = bytes;
-    }
-
-    /// The limit [`CudaOps::set_prefetch_limit`] sets.
-    pub fn prefetch_limit(&self) -> u64 {
-        self.prefetch_limit
     }
 
     /// Turns programmatic dependent launch on or off (as `DJINN_PDL=0` does at
@@ -713,13 +681,6 @@ impl Ops for CudaOps {
         self.launch(OP, name, grid_for(s.tokens * kv_dim), THREADS, 0, &mut a)
     }
 
-    /// Checked against the arena now; the next attention op takes it.
-    fn prefetch(&mut self, w: Buf) -> Result<(), CudaError> {
-        self.operand("prefetch", "w", w, w.elems, None)?;
-        self.prefetch = Some(w);
-        Ok(())
-    }
-
     fn attention(
         &mut self,
         out: Buf,
@@ -730,14 +691,12 @@ impl Ops for CudaOps {
         s: AttnShape,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention";
-        // Taken here whichever path runs: only the decode kernel issues it.
-        let prefetch = self.prefetch.take();
         if q.dtype == Dtype::F32 {
             return Err(not_half(OP));
         }
         if s.num_kv_heads > 0
             && s.num_heads.is_multiple_of(s.num_kv_heads)
-            && self.try_attn_decode(out, q, k_cache, v_cache, scores, s, prefetch)?
+            && self.try_attn_decode(out, q, k_cache, v_cache, scores, s)?
         {
             return Ok(());
         }
