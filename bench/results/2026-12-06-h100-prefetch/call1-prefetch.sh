@@ -1,7 +1,8 @@
 #!/bin/bash
-# Issue 11, 2026-12-06, call 1 (ran on an H100 80GB HBM3 lease, the only kind that came; binaries of
-# the commit that added the prefetch, reverted in the next commit as measured slower): every GPU test (the decode graph after review commit 291816f, decode
-# attention with a prefetch), examples/cuda_ops' decode layer with 0..52 MiB of o_proj brought into
+# Issue 11, 2026-12-06, call 1 (ran on an H100 80GB HBM3 lease, the only kind that came; binaries
+# of commit 2c739d1, which added the prefetch, reverted in the next commit as measured slower):
+# every GPU test (the decode graph after review commit 291816f, decode attention with a
+# prefetch), examples/cuda_ops' decode layer with 0..52 MiB of o_proj brought into
 # L2 during decode attention, then Llama-2-13B fully resident with the default (ATTN_PREFETCH_KB of
 # attn_decode.cu), none and other limits, alternating; plans from profiles/h200-measured.toml on an
 # H200, else from a profile of the lease (PROFILE).
