@@ -14,13 +14,14 @@ date; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 # ids N SEED: N prompt token ids (BOS, then random ids of the 32000-token vocabulary), seeded.
 ids() { python3 -c "import random; random.seed($2); print(' '.join(['1']+[str(random.randrange(3,32000)) for _ in range($1-1)]))"; }
 
-# run_exec TAG PLAN ENV...: djinn-exec on PLAN (the 512-token ids in /tmp/ids.txt, 50 greedy tokens,
-# the budget enforced; $EXTRA appended) under the environment assignments ENV, its metrics in
+# run_exec TAG PLAN ENV...: djinn-exec ($EXEC, else $B/djinn-exec) on PLAN (the 512-token ids in
+# /tmp/ids.txt, 50 greedy tokens, the budget enforced; $EXTRA appended) under the environment
+# assignments ENV, its metrics in
 # /tmp/m-TAG.json, printed with the hash of its output's start (the same text on every path) and how
 # its decode step ran (one CUDA graph, or op by op and why).
 run_exec() {
   local tag=$1 plan=$2; shift 2
-  env "$@" timeout 100 $B/djinn-exec $plan --weights /tmp/llama2-13b --backend cuda --enforce-budget \
+  env "$@" timeout 100 ${EXEC:-$B/djinn-exec} $plan --weights /tmp/llama2-13b --backend cuda --enforce-budget \
     --prompt-ids /tmp/ids.txt --max-new-tokens 50 --ignore-eos --json /tmp/m-$tag.json $EXTRA > /tmp/exec-$tag.txt 2>&1 || tail -5 /tmp/exec-$tag.txt
   python3 - "$tag" /tmp/m-$tag.json /tmp/exec-$tag.txt <<'PY'
 import json, sys, hashlib

@@ -95,10 +95,20 @@ impl Buffer {
 }
 
 /// 4-byte words of the pass header, the `pass` buffer: `[pos0, tokens, 0,
-/// 0]` as u32, staged by the executor with the pass's token ids. The GPU's
-/// decode kernels read the position there rather than from their launch
-/// arguments, so that one captured decode step replays at every position.
-pub const PASS_WORDS: u64 = 4;
+/// 0]` as u32, then [`PASS_COUNTERS`] zeros, staged by the executor with
+/// the pass's token ids. The GPU's decode kernels read the position there
+/// rather than from their launch arguments, so that one captured decode step
+/// replays at every position; decode attention counts its finished splits
+/// of each head in the zeros (the last one merges the head's partials and
+/// sets its counter back to zero). 256 bytes: one aligned buffer, as 4 words were.
+pub const PASS_WORDS: u64 = 64;
+
+/// Words of the pass header from which decode attention's per-head counters start.
+pub const PASS_COUNTERS_AT: u64 = 4;
+
+/// Per-head counters the pass header holds: decode attention of models with
+/// more heads merges its partials in a launch of its own.
+pub const PASS_COUNTERS: u64 = PASS_WORDS - PASS_COUNTERS_AT;
 
 /// The activation buffers of one forward pass of up to `tokens` tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,9 @@
 //   score_p = scale * q_h . k_p,  m = max score_p,  l = sum e^(score_p - m),
 //   acc = sum e^(score_p - m) v_p            (all f32).
 // attn_combine: out[h, :] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s,
-// M = max m_s, rounded once to the model dtype.
+// M = max m_s, rounded once to the model dtype; given out and the pass
+// header, attn_decode runs it itself, in the last split block of each head
+// (see attn_decode below).
 // With a sliding window (window > 0) the query, at position seq - 1, sees
 // rows p > seq - 1 - window only: a block whose chunk lies wholly before
 // them writes (-inf, 0, 0...) without reading the cache (attn_combine gives
@@ -18,6 +20,18 @@
 // 16-byte vectors by as many adjacent threads; the host checks head_dim is
 // 8, 16, 32, 64, 128 or 256. CPU twins: djinn_kernels::attn_decode_* and
 // attn_combine_*.
+//
+// attn_decode_rope: RoPE and the cache store of the newest row folded in,
+// so that the kernel follows the q/k/v product directly (one launch and one
+// launch wait a layer fewer than rope_kv_store then attn_decode). q, k and v
+// are the product's, unrotated: each block rotates its head's query in
+// shared memory (rounded to the model dtype, as rope_kv_store stores it),
+// the blocks of the last live split rotate their kv head's newest key and
+// read its value there instead of from the cache, and of those the block
+// of the first query head of each group writes both into cache row seq - 1
+// (one writer a kv head). Nothing reads that row from the cache before the
+// next pass. Same bits as rope_kv_store then attn_decode (common.cuh's
+// rope_pair, the same angles); CPU twin djinn_kernels::attn_decode_rope_*.
 //
 // pass: the pass header ([pos0, tokens] u32, the `pass` activation buffer)
 // or null. Where given, seq = pos0 + tokens is read there (the host checks
@@ -41,23 +55,34 @@ __device__ __forceinline__ u32 live_splits(u32 seq) { return (seq + ATTN_CHUNK -
 #define ATTN_EARLY 1
 #endif
 
+// The newest row's sources for attn_decode_rope (ROPE): this pass's
+// unrotated k and v rows ([num_kv_heads * head_dim]) and the frequency table.
+template <typename T>
+struct newest_t {
+    const T* k;
+    const T* v;
+    const rope_freqs_t* freqs;
+};
+
 // Thread (grp, li) reads 16 bytes at column li * 8 of rows j = grp + t * rows
 // of the chunk. The rows before the newest (seq - 1) were written by kernels
 // that finished before the kernel before this one began (rope_kv_store, which
-// writes the newest row and q), so they are loaded before the launch wait
-// (ld_early; see grid_dependency in common.cuh) and their round trip overlaps
-// that kernel; the newest row and q are read after it.
-template <typename T>
-__device__ void attn_decode(float* partial, const T* q, const T* k_cache, const T* v_cache, u32 seq, const u32* pass,
-                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
+// writes the newest row and q; or, with ROPE, this kernel in an earlier
+// pass), so they are loaded before the launch wait (ld_early; see
+// grid_dependency in common.cuh) and their round trip overlaps that kernel;
+// the newest row and q are read after it.
+template <typename T, bool ROPE>
+__device__ void attn_split(float* partial, const T* q, T* k_cache, T* v_cache, u32 seq, u32 num_heads,
+                           u32 num_kv_heads, u32 head_dim, float scale, u32 window, newest_t<T> nw) {
     __shared__ float qs[256];
     __shared__ float sc[ATTN_CHUNK];
     __shared__ float red[32];
     __shared__ float accs[1024];
-    if (pass) seq = pass[0] + pass[1];  // copied in before the pass's first kernel
+    // ROPE: the newest key (rotated) and value of this block's kv head.
+    __shared__ __align__(16) T kn[ROPE ? 256 : 8], vn[ROPE ? 256 : 8];
     const u32 h = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
-    if (split >= live_splits(seq)) return;
-    const u32 kvh = h / (num_heads / num_kv_heads);
+    const u32 group = num_heads / num_kv_heads;
+    const u32 kvh = h / group;
     const u32 kv_dim = num_kv_heads * head_dim;
     const u32 lanes = head_dim / 8;             // threads per cache row
     const u32 rows = ATTN_THREADS / lanes;      // rows per round
@@ -91,16 +116,53 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
         }
         return;
     }
+    if (ROPE) {
+        // Pair i of the query (and, in the last split, of the newest key)
+        // turned by the newest position, rounded as rope_kv_store stores it.
+        const u32 half = head_dim / 2;
+        const bool last = newest < len;
+        const T* qh = q + (size_t)h * head_dim;
+        const T* kh = nw.k + (size_t)kvh * head_dim;
+        T* krow = k_cache + (size_t)(seq - 1) * kv_dim + (size_t)kvh * head_dim;
+        T* vrow = v_cache + (size_t)(seq - 1) * kv_dim + (size_t)kvh * head_dim;
+        const bool writer = last && h % group == 0;
+        for (u32 i = threadIdx.x; i < half; i += blockDim.x) {
+            float sn, cs, y1, y2;
+            sincosf((float)(seq - 1) * nw.freqs->f[i], &sn, &cs);
+            rope_pair(to_f32(qh[i]), to_f32(qh[i + half]), sn, cs, y1, y2);
+            qs[i] = to_f32(from_f32<T>(y1));
+            qs[i + half] = to_f32(from_f32<T>(y2));
+            if (last) {
+                rope_pair(to_f32(kh[i]), to_f32(kh[i + half]), sn, cs, y1, y2);
+                kn[i] = from_f32<T>(y1);
+                kn[i + half] = from_f32<T>(y2);
+                if (writer) {
+                    krow[i] = kn[i];
+                    krow[i + half] = kn[i + half];
+                }
+            }
+        }
+        if (last) {
+            for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) {
+                vn[i] = nw.v[(size_t)kvh * head_dim + i];
+                if (writer) vrow[i] = vn[i];
+            }
+        }
+    } else {
+        for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) qs[i] = to_f32(q[(size_t)h * head_dim + i]);
+    }
+    __syncthreads();
+    // Row j of the chunk, this thread's 16 bytes (the newest from shared memory with ROPE).
+    auto k_row = [&](u32 j) { return ROPE && j == newest ? *(const u32x4*)(kn + li * 8) : ld_vec(kc + (size_t)j * kv_dim); };
+    auto v_row = [&](u32 j) { return ROPE && j == newest ? *(const u32x4*)(vn + li * 8) : ld_vec(vc + (size_t)j * kv_dim); };
 #pragma unroll
     for (int i = 0; i < ATTN_HELD; i++) {
         const u32 j = grp + i * rows;
         if (j < len && (j == newest || !ATTN_EARLY)) {
-            kr[i] = ld_vec(kc + (size_t)j * kv_dim);
-            vr[i] = ld_vec(vc + (size_t)j * kv_dim);
+            kr[i] = k_row(j);
+            vr[i] = v_row(j);
         }
     }
-    for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) qs[i] = to_f32(q[(size_t)h * head_dim + i]);
-    __syncthreads();
     float qr[8];
 #pragma unroll
     for (int j = 0; j < 8; j++) qr[j] = qs[li * 8 + j];
@@ -124,7 +186,7 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
     for (u32 t = ATTN_HELD; t < per; t++) {
         const u32 j = grp + t * rows;
         float kf[8];
-        unpack8<T>(j < len ? ld_vec(kc + (size_t)j * kv_dim) : zero, kf);
+        unpack8<T>(j < len ? k_row(j) : zero, kf);
         float d = 0.0f;
 #pragma unroll
         for (int i = 0; i < 8; i++) d += qr[i] * kf[i];
@@ -160,7 +222,7 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
         const u32 j = grp + t * rows;
         if (j < len) {
             float vf[8];
-            unpack8<T>(ld_vec(vc + (size_t)j * kv_dim), vf);
+            unpack8<T>(v_row(j), vf);
             const float e = sc[j];
 #pragma unroll
             for (int i = 0; i < 8; i++) acc[i] += e * vf[i];
@@ -181,31 +243,91 @@ __device__ void attn_decode(float* partial, const T* q, const T* k_cache, const 
     }
 }
 
+// A partial, read from L2 (ld.cg): in attn_decode's own combine the other
+// blocks' partials were written by other multiprocessors during the kernel.
+__device__ __forceinline__ float ld_partial(const float* p) {
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
+// out[h, :] from head h's first `splits` partials (of grid_splits a head).
 template <typename T>
-__device__ void attn_combine(T* out, const float* partial, u32 grid_splits, const u32* pass, u32 head_dim) {
-    const u32 h = blockIdx.x, stride = 2 + head_dim;
+__device__ void combine_head(T* out, const float* partial, u32 h, u32 grid_splits, u32 splits, u32 head_dim) {
+    const u32 stride = 2 + head_dim;
     const float* p = partial + (size_t)h * grid_splits * stride;
-    const u32 splits = pass ? live_splits(pass[0] + pass[1]) : grid_splits;
     float m = NEG_INF;
-    for (u32 s = 0; s < splits; s++) m = fmaxf(m, p[s * stride]);
+    for (u32 s = 0; s < splits; s++) m = fmaxf(m, ld_partial(p + s * stride));
     float l = 0.0f;
-    for (u32 s = 0; s < splits; s++) l += expf(p[s * stride] - m) * p[s * stride + 1];
+    for (u32 s = 0; s < splits; s++) l += expf(ld_partial(p + s * stride) - m) * ld_partial(p + s * stride + 1);
     for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) {
         float a = 0.0f;
-        for (u32 s = 0; s < splits; s++) a += expf(p[s * stride] - m) * p[s * stride + 2 + i];
+        for (u32 s = 0; s < splits; s++) a += expf(ld_partial(p + s * stride) - m) * ld_partial(p + s * stride + 2 + i);
         out[(size_t)h * head_dim + i] = from_f32<T>(a / l);
     }
 }
 
-extern "C" __global__ void attn_decode_f16(float* partial, const f16_t* q, const f16_t* kc, const f16_t* vc,
-                                           u32 seq, const u32* pass, u32 num_heads, u32 num_kv_heads, u32 head_dim,
-                                           float scale, u32 window) {
-    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window);
+template <typename T>
+__device__ void attn_combine(T* out, const float* partial, u32 grid_splits, const u32* pass, u32 head_dim) {
+    const u32 splits = pass ? live_splits(pass[0] + pass[1]) : grid_splits;
+    combine_head(out, partial, blockIdx.x, grid_splits, splits, head_dim);
 }
-extern "C" __global__ void attn_decode_bf16(float* partial, const bf16_t* q, const bf16_t* kc, const bf16_t* vc,
-                                            u32 seq, const u32* pass, u32 num_heads, u32 num_kv_heads, u32 head_dim,
-                                            float scale, u32 window) {
-    attn_decode(partial, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window);
+
+// With out (the host passes it with a pass header, for at most
+// ATTN_COUNTERS heads), attn_combine is folded in: each live split block of
+// head h, its partial written, takes a ticket from the head's counter in the
+// pass header (words PASS_HEAD_WORDS.., staged zero with every pass); the
+// last of them combines the head, exactly as attn_combine does, and sets
+// the counter back to zero for the next layer's launch. One launch and one
+// launch wait a layer fewer.
+#define PASS_HEAD_WORDS 4
+#define ATTN_COUNTERS 60
+template <typename T, bool ROPE>
+__device__ void attn_decode(float* partial, T* out, const T* q, T* k_cache, T* v_cache, u32 seq, const u32* pass,
+                            u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale, u32 window,
+                            newest_t<T> nw) {
+    if (pass) seq = pass[0] + pass[1];  // copied in before the pass's first kernel
+    const u32 live = live_splits(seq);
+    if (blockIdx.y >= live) return;
+    attn_split<T, ROPE>(partial, q, k_cache, v_cache, seq, num_heads, num_kv_heads, head_dim, scale, window, nw);
+    if (!out || !pass) return;
+    __shared__ u32 ticket;
+    u32* done = (u32*)pass + PASS_HEAD_WORDS + blockIdx.x;
+    __threadfence();  // this thread's share of the partial, visible device-wide before the ticket
+    __syncthreads();
+    if (threadIdx.x == 0) ticket = atomicAdd(done, 1u);
+    __syncthreads();
+    if (ticket != live - 1) return;
+    __threadfence();
+    combine_head(out, partial, blockIdx.x, gridDim.y, live, head_dim);
+    if (threadIdx.x == 0) *done = 0u;
+}
+
+extern "C" __global__ void attn_decode_f16(float* partial, f16_t* out, const f16_t* q, const f16_t* kc,
+                                           const f16_t* vc, u32 seq, const u32* pass, u32 num_heads, u32 num_kv_heads,
+                                           u32 head_dim, float scale, u32 window) {
+    attn_decode<f16_t, false>(partial, out, q, (f16_t*)kc, (f16_t*)vc, seq, pass, num_heads, num_kv_heads, head_dim,
+                              scale, window, {nullptr, nullptr, nullptr});
+}
+extern "C" __global__ void attn_decode_bf16(float* partial, bf16_t* out, const bf16_t* q, const bf16_t* kc,
+                                            const bf16_t* vc, u32 seq, const u32* pass, u32 num_heads,
+                                            u32 num_kv_heads, u32 head_dim, float scale, u32 window) {
+    attn_decode<bf16_t, false>(partial, out, q, (bf16_t*)kc, (bf16_t*)vc, seq, pass, num_heads, num_kv_heads,
+                               head_dim, scale, window, {nullptr, nullptr, nullptr});
+}
+extern "C" __global__ void attn_decode_rope_f16(float* partial, f16_t* out, const f16_t* q, const f16_t* k,
+                                                const f16_t* v, f16_t* kc, f16_t* vc, u32 seq, const u32* pass,
+                                                u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale,
+                                                u32 window, const rope_freqs_t freqs) {
+    attn_decode<f16_t, true>(partial, out, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window,
+                             {k, v, &freqs});
+}
+extern "C" __global__ void attn_decode_rope_bf16(float* partial, bf16_t* out, const bf16_t* q, const bf16_t* k,
+                                                 const bf16_t* v, bf16_t* kc, bf16_t* vc, u32 seq, const u32* pass,
+                                                 u32 num_heads, u32 num_kv_heads, u32 head_dim, float scale,
+                                                 u32 window, const rope_freqs_t freqs) {
+    attn_decode<bf16_t, true>(partial, out, q, kc, vc, seq, pass, num_heads, num_kv_heads, head_dim, scale, window,
+                              {k, v, &freqs});
 }
 extern "C" __global__ void attn_combine_f16(f16_t* out, const float* partial, u32 grid_splits, const u32* pass,
                                             u32 head_dim) {

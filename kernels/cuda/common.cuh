@@ -20,6 +20,15 @@ typedef unsigned int u32;
 #define ROPE_MAX_PAIRS 128
 struct rope_freqs_t { float f[ROPE_MAX_PAIRS]; };
 
+// One RoPE pair (x1, x2) turned by the angle whose sine is s and cosine c,
+// each product and the sum rounded on its own (no contraction into an FMA),
+// as the CPU twins compute it: every kernel that rotates (rope.cu,
+// rope_kv_store.cu, attn_decode.cu's fused form) gives the same bits.
+__device__ __forceinline__ void rope_pair(float x1, float x2, float s, float c, float& y1, float& y2) {
+    y1 = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, s));
+    y2 = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+}
+
 struct f16_t { u16 bits; };
 struct bf16_t { u16 bits; };
 

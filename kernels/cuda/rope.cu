@@ -22,9 +22,10 @@ __device__ void rope(T* q, T* k, u32 tokens, u32 pos0, u32 num_heads, u32 num_kv
         float a = (float)(pos0 + t) * freqs.f[i];
         float s, c;
         sincosf(a, &s, &c);
-        float x1 = to_f32(row[i]), x2 = to_f32(row[i + half]);
-        row[i] = from_f32<T>(x1 * c - x2 * s);
-        row[i + half] = from_f32<T>(x2 * c + x1 * s);
+        float y1, y2;
+        rope_pair(to_f32(row[i]), to_f32(row[i + half]), s, c, y1, y2);
+        row[i] = from_f32<T>(y1);
+        row[i + half] = from_f32<T>(y2);
     }
 }
 

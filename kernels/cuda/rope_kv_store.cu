@@ -32,10 +32,7 @@ __device__ __forceinline__ void rotate8(const u32x4& a, const u32x4& b, const fl
     unpack8<T>(a, x1);
     unpack8<T>(b, x2);
 #pragma unroll
-    for (int u = 0; u < 8; u++) {
-        y1[u] = x1[u] * c[u] - x2[u] * s[u];
-        y2[u] = x2[u] * c[u] + x1[u] * s[u];
-    }
+    for (int u = 0; u < 8; u++) rope_pair(x1[u], x2[u], s[u], c[u], y1[u], y2[u]);
     ra = pack8<T>(y1);
     rb = pack8<T>(y2);
 }
@@ -106,16 +103,18 @@ __device__ void rope_kv_store(T* q, const T* k, const T* v, T* k_cache, T* v_cac
             if (j >= hpt || h >= heads) break;
             if (h < num_heads) {
                 T* row = q + ((size_t)t * num_heads + h) * head_dim;
-                const float x1 = to_f32(row[i]), x2 = to_f32(row[i + half]);
-                row[i] = from_f32<T>(x1 * c - x2 * s);
-                row[i + half] = from_f32<T>(x2 * c + x1 * s);
+                float y1, y2;
+                rope_pair(to_f32(row[i]), to_f32(row[i + half]), s, c, y1, y2);
+                row[i] = from_f32<T>(y1);
+                row[i + half] = from_f32<T>(y2);
             } else {
                 const u32 g = h - num_heads;
                 const size_t src = (size_t)t * kv_dim + (size_t)g * head_dim;
                 const size_t dst = (size_t)(pos0 + t) * kv_dim + (size_t)g * head_dim;
-                const float x1 = to_f32(k[src + i]), x2 = to_f32(k[src + i + half]);
-                k_cache[dst + i] = from_f32<T>(x1 * c - x2 * s);
-                k_cache[dst + i + half] = from_f32<T>(x2 * c + x1 * s);
+                float y1, y2;
+                rope_pair(to_f32(k[src + i]), to_f32(k[src + i + half]), s, c, y1, y2);
+                k_cache[dst + i] = from_f32<T>(y1);
+                k_cache[dst + i + half] = from_f32<T>(y2);
                 v_cache[dst + i] = v[src + i];
                 v_cache[dst + i + half] = v[src + i + half];
             }

@@ -66,10 +66,16 @@ kernels! {
     GemvBf16 = "gemv_bf16",
     GemvSiluF16 = "gemv_silu_f16",
     GemvSiluBf16 = "gemv_silu_bf16",
+    RmsnormGemvF16 = "rmsnorm_gemv_f16",
+    RmsnormGemvBf16 = "rmsnorm_gemv_bf16",
+    RmsnormGemvSiluF16 = "rmsnorm_gemv_silu_f16",
+    RmsnormGemvSiluBf16 = "rmsnorm_gemv_silu_bf16",
     RopeKvStoreF16 = "rope_kv_store_f16",
     RopeKvStoreBf16 = "rope_kv_store_bf16",
     AttnDecodeF16 = "attn_decode_f16",
     AttnDecodeBf16 = "attn_decode_bf16",
+    AttnDecodeRopeF16 = "attn_decode_rope_f16",
+    AttnDecodeRopeBf16 = "attn_decode_rope_bf16",
     AttnCombineF16 = "attn_combine_f16",
     AttnCombineBf16 = "attn_combine_bf16",
     AddBiasF16 = "add_bias_f16",
@@ -97,9 +103,24 @@ pub const SOURCES: &[Source] = &[
     source!("argmax.cu", [ArgmaxF32]),
     source!("sample.cu", [SampleF32]),
     source!("copy.cu", [CopyF32]),
-    source!("gemv.cu", [GemvF16, GemvBf16, GemvSiluF16, GemvSiluBf16]),
+    source!(
+        "gemv.cu",
+        [
+            GemvF16,
+            GemvBf16,
+            GemvSiluF16,
+            GemvSiluBf16,
+            RmsnormGemvF16,
+            RmsnormGemvBf16,
+            RmsnormGemvSiluF16,
+            RmsnormGemvSiluBf16
+        ]
+    ),
     source!("rope_kv_store.cu", [RopeKvStoreF16, RopeKvStoreBf16]),
-    source!("attn_decode.cu", [AttnDecodeF16, AttnDecodeBf16, AttnCombineF16, AttnCombineBf16]),
+    source!(
+        "attn_decode.cu",
+        [AttnDecodeF16, AttnDecodeBf16, AttnDecodeRopeF16, AttnDecodeRopeBf16, AttnCombineF16, AttnCombineBf16]
+    ),
     source!("add_bias.cu", [AddBiasF16, AddBiasBf16]),
     source!("head_rmsnorm.cu", [HeadRmsnormF16, HeadRmsnormBf16]),
     source!("attn_prefill.cu", [AttnPrefillF16, AttnPrefillBf16]),

@@ -12,7 +12,7 @@
 //! matmul runs with autocast off, in f32), so positions far into the sequence
 //! round the same way.
 
-use crate::attention::kv_store;
+use crate::attention::{attn_decode, kv_store};
 use crate::elem::Half;
 
 /// `inv_freq[i] = 1 / theta^(2i / head_dim)` in f32, `i < head_dim / 2`.
@@ -88,6 +88,34 @@ pub fn rope_kv_store<W: Half>(
     let mut rotated = k[..tokens * kv_dim].to_vec();
     rope(q, &mut rotated, tokens, pos0, num_heads, num_kv_heads, head_dim, inv_freq);
     kv_store(k_cache, v_cache, &rotated, v, tokens, pos0, kv_dim);
+}
+
+/// Decode attention with RoPE and the newest row's store folded in
+/// (`attn_decode.cu`'s `attn_decode_rope`): exactly [`rope_kv_store`] of the
+/// one token at position `seq - 1` (the unrotated `q`, `k`, `v` of this
+/// pass; cache row `seq - 1` gets the rotated key and the value), then
+/// [`attn_decode`] of the rotated query over rows `0..seq`. `q` is not
+/// changed (the kernel turns it in shared memory), nor are `k` and `v`.
+#[allow(clippy::too_many_arguments)]
+pub fn attn_decode_rope<W: Half>(
+    partial: &mut [f32],
+    q: &[W],
+    k: &[W],
+    v: &[W],
+    k_cache: &mut [W],
+    v_cache: &mut [W],
+    seq: usize,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    scale: f32,
+    window: usize,
+    inv_freq: &[f32],
+) {
+    assert!(seq > 0, "attn_decode_rope: an empty cache has no newest row");
+    let mut rotated = q[..num_heads * head_dim].to_vec();
+    rope_kv_store(&mut rotated, k, v, k_cache, v_cache, 1, seq - 1, num_heads, num_kv_heads, head_dim, inv_freq);
+    attn_decode(partial, &rotated, k_cache, v_cache, seq, num_heads, num_kv_heads, head_dim, scale, window);
 }
 
 #[cfg(test)]

@@ -11,16 +11,17 @@
 //!
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
-//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections                  (Ops::qkv)
+//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections         (both: Ops::norm_qkv)
 //! q, k, v += bq, bk, bv                 # [qkv_bias]                   (Ops::add_bias)
 //! q, k = head_rmsnorm(q, k)             # [qk_norm] per head           (Ops::head_rmsnorm)
 //! q, k = rope(q, k)                     # rotate by position, the model's frequency table
-//! cache[pos0..pos0+n] = k, v            # append to the KV cache      (Ops::rope_kv_store)
+//! cache[pos0..pos0+n] = k, v            # append to the KV cache
 //! attn = softmax(q·Kᵀ/√d) · V           # causal (windowed: [sliding_window]), grouped-query
+//!                                       #   (the three: Ops::rope_attention)
 //! x += attn·Woᵀ (+ bo)                  # residual add                (Ops::matmul_residual;
 //!                                       #   [o_bias]: matmul, add_bias, add)
 //! xn = rmsnorm(x) · mlp_norm
-//! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #                             (Ops::gate_up_silu)
+//! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #                  (both: Ops::norm_gate_up_silu)
 //! x += g·Wdownᵀ                         #                             (Ops::matmul_residual)
 //! ```
 //!
@@ -48,7 +49,7 @@ use djinn_core::plan::{Plan, RegionKind};
 use thiserror::Error;
 
 use crate::backend::Pass;
-use crate::ops::{AttnShape, Buf, Ops, RopeTable, MAX_ROPE_PAIRS};
+use crate::ops::{AttnShape, Buf, Normed, Ops, RopeTable, MAX_ROPE_PAIRS};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ForwardError {
@@ -90,7 +91,7 @@ const RUNS: &[ArchFeature] = &[
 /// plan's `prompt_len`, the most tokens one pass feeds).
 #[derive(Debug, Clone, Copy)]
 pub struct Activations {
-    /// The pass header, `[pos0, tokens, 0, 0]` u32 (`djinn_core::activations::PASS_WORDS`).
+    /// The pass header, `[pos0, tokens, 0, 0, counters…]` u32 (`djinn_core::activations::PASS_WORDS`).
     pub pass: Buf,
     /// `[t]` u32 token ids of the pass (f32-typed 4-byte slots).
     pub tokens: Buf,
@@ -263,8 +264,8 @@ impl Forward {
             header: Some(a.pass),
         };
         let (k_cache, v_cache) = self.kv_planes(layer);
-        ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
-        ops.qkv([a.q, a.k, a.v], a.xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+        let xn = Normed { x: a.x, w: w.norm, eps: arch.rms_norm_eps, xn: a.xn };
+        ops.norm_qkv([a.q, a.k, a.v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
         if let Some([bq, bk, bv]) = w.qkv_bias {
             ops.add_bias(a.q, bq, n, q_dim)?;
             ops.add_bias(a.k, bk, n, kv_dim)?;
@@ -275,8 +276,7 @@ impl Forward {
             ops.head_rmsnorm(a.q, nq, n * arch.num_heads, d, arch.rms_norm_eps)?;
             ops.head_rmsnorm(a.k, nk, n * arch.num_kv_heads, d, arch.rms_norm_eps)?;
         }
-        ops.rope_kv_store(a.q, a.k, a.v, k_cache, v_cache, shape)?;
-        ops.attention(a.attn, a.q, k_cache, v_cache, a.scores, shape)?;
+        ops.rope_attention(a.attn, a.q, a.k, a.v, k_cache, v_cache, a.scores, shape)?;
         match w.o_bias {
             // The bias goes between the product and the residual add, so the fused op cannot be used.
             Some(bo) => {
@@ -301,8 +301,8 @@ impl Forward {
         let (a, arch) = (&self.act, &self.arch);
         let (h, inter) = (arch.hidden_size, arch.intermediate_size);
         let w = |role| self.weight(b, role, weights);
-        ops.rmsnorm(a.xn, a.x, w(TensorRole::MlpNorm), n, h, arch.rms_norm_eps)?;
-        ops.gate_up_silu(a.gate, a.up, a.xn, w(TensorRole::Gate), w(TensorRole::Up), n, inter, h)
+        let xn = Normed { x: a.x, w: w(TensorRole::MlpNorm), eps: arch.rms_norm_eps, xn: a.xn };
+        ops.norm_gate_up_silu(a.gate, a.up, xn, w(TensorRole::Gate), w(TensorRole::Up), n, inter, h)
     }
 
     /// The second part of a layer's MLP (all of a `down` block): `x += gate·Wdownᵀ`.

@@ -6,8 +6,8 @@ use djinn_core::activations::FLASH_HEAD_DIMS;
 use djinn_core::Dtype;
 use djinn_kernels::check::close_f32;
 use djinn_kernels::{self as k, bf16, f16, Half, Rng};
-use djinn_runtime::cuda::CudaOps;
-use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
+use djinn_runtime::cuda::{CudaOps, NORM_SHARED_MAX};
+use djinn_runtime::ops::{AttnShape, Buf, Normed, Ops, RopeTable};
 
 use super::gpu_ops;
 
@@ -96,13 +96,34 @@ trait Twin: Half {
         d: usize,
         win: usize,
     );
+    #[allow(clippy::too_many_arguments)]
+    fn rmsnorm_gemv(o: k::GemvOut<'_, Self>, w: &[Self], x: &[f32], nw: &[Self], eps: f32, n: usize, k: usize);
+    #[allow(clippy::too_many_arguments)]
+    fn rmsnorm_gemv_silu(o: &mut [Self], g: &[Self], u: &[Self], x: &[f32], nw: &[Self], eps: f32, n: usize, k: usize);
+    #[allow(clippy::too_many_arguments)]
+    fn attn_decode_rope(
+        part: &mut [f32],
+        q: &[Self],
+        k: &[Self],
+        v: &[Self],
+        kc: &mut [Self],
+        vc: &mut [Self],
+        seq: usize,
+        h: usize,
+        kv: usize,
+        d: usize,
+        scale: f32,
+        window: usize,
+        freqs: &[f32],
+    );
     /// Relative size of one rounding step of the type.
     fn ulp() -> f64;
 }
 
 macro_rules! twin {
     ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident,
-     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident, $ab:ident, $hn:ident, $ap:ident) => {
+     $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident, $ab:ident, $hn:ident, $ap:ident,
+     $ngemv:ident, $nsilu:ident, $adr:ident) => {
         impl Twin for $t {
             const DT: Dtype = $dt;
             fn bits(self) -> u16 {
@@ -220,6 +241,46 @@ macro_rules! twin {
             ) {
                 k::$ap(o, q, kc, vc, t, p, h, kv, d, win)
             }
+            fn rmsnorm_gemv(
+                o: k::GemvOut<'_, Self>,
+                w: &[Self],
+                x: &[f32],
+                nw: &[Self],
+                eps: f32,
+                n: usize,
+                kk: usize,
+            ) {
+                k::$ngemv(o, w, x, nw, eps, n, kk)
+            }
+            fn rmsnorm_gemv_silu(
+                o: &mut [Self],
+                g: &[Self],
+                u: &[Self],
+                x: &[f32],
+                nw: &[Self],
+                eps: f32,
+                n: usize,
+                kk: usize,
+            ) {
+                k::$nsilu(o, g, u, x, nw, eps, n, kk)
+            }
+            fn attn_decode_rope(
+                part: &mut [f32],
+                q: &[Self],
+                kk: &[Self],
+                v: &[Self],
+                kc: &mut [Self],
+                vc: &mut [Self],
+                seq: usize,
+                h: usize,
+                kv: usize,
+                d: usize,
+                scale: f32,
+                window: usize,
+                freqs: &[f32],
+            ) {
+                k::$adr(part, q, kk, v, kc, vc, seq, h, kv, d, scale, window, freqs)
+            }
             fn ulp() -> f64 {
                 $ulp
             }
@@ -248,7 +309,10 @@ twin!(
     attn_combine_f16,
     add_bias_f16,
     head_rmsnorm_f16,
-    attn_prefill_f16
+    attn_prefill_f16,
+    rmsnorm_gemv_f16,
+    rmsnorm_gemv_silu_f16,
+    attn_decode_rope_f16
 );
 twin!(
     bf16,
@@ -271,7 +335,10 @@ twin!(
     attn_combine_bf16,
     add_bias_bf16,
     head_rmsnorm_bf16,
-    attn_prefill_bf16
+    attn_prefill_bf16,
+    rmsnorm_gemv_bf16,
+    rmsnorm_gemv_silu_bf16,
+    attn_decode_rope_bf16
 );
 
 /// A bump allocator over the standalone arena; every allocation is poisoned.
@@ -919,6 +986,55 @@ fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
     let mut want = vec![W::from_f32(0.0); m * n];
     W::gemv_silu(&mut want, &ws[1], &ws[2], &x, m, n, kk);
     check(&format!("gemv_silu {tag}"), &wide(&d.get::<W>(bg)), &wide(&want), atol, 2.0 * W::ulp());
+
+    // The same products of the residual rows normalised first (Ops::norm_qkv,
+    // Ops::norm_gate_up_silu): one row on the normalising kernels, which
+    // leave the xn scratch as it was (poisoned: proof that they ran); more
+    // rows, or a k they do not take, through the norm's own launch.
+    let resid = rng.normals(m * kk, 3.0);
+    let norm: Vec<W> = (0..kk).map(|_| W::from_f32(0.5 + rng.uniform())).collect();
+    let (bres, bnorm, bxn) = (d.put_f32(&resid), d.put(&norm), d.alloc((m * kk) as u64, W::DT));
+    let eps = 1e-5;
+    let normed = Normed { x: bres, w: bnorm, eps, xn: bxn };
+    let mut xn = vec![W::from_f32(0.0); m * kk];
+    W::rmsnorm(&mut xn, &resid, &norm, m, kk, eps as f32);
+    let outs: Vec<Buf> = ns.iter().map(|&r| d.alloc((m * r) as u64, W::DT)).collect();
+    d.ops
+        .norm_qkv([outs[0], outs[1], outs[2]], normed, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
+        .unwrap();
+    let in_kernel = m == 1 && fused && 6 * kk as u64 <= NORM_SHARED_MAX;
+    let xn_left = d.get::<W>(bxn);
+    if in_kernel {
+        assert!(xn_left.iter().all(|v| v.bits() == 0xFFFF), "{tag}: norm_qkv wrote xn, so its norm was not folded in");
+    } else {
+        check(&format!("norm_qkv's xn {tag}"), &wide(&xn_left), &wide(&xn), 1e-6, W::ulp());
+    }
+    for i in 0..3 {
+        let mut want = vec![W::from_f32(0.0); m * ns[i]];
+        if m == 1 {
+            W::rmsnorm_gemv(k::GemvOut::Store(&mut want), &ws[i][..ns[i] * kk], &resid, &norm, eps as f32, ns[i], kk);
+        } else {
+            W::gemv(k::GemvOut::Store(&mut want), &ws[i][..ns[i] * kk], &xn, m, ns[i], kk);
+        }
+        check(&format!("norm_qkv[{i}] {tag}"), &wide(&d.get::<W>(outs[i])), &wide(&want), atol, 2.0 * W::ulp());
+    }
+    let (bg, bu) = (d.alloc((m * n) as u64, W::DT), d.alloc((m * n) as u64, W::DT));
+    let bxn = d.alloc((m * kk) as u64, W::DT);
+    let normed = Normed { xn: bxn, ..normed };
+    d.ops.norm_gate_up_silu(bg, bu, normed, bw[1], bw[2], m as u64, n as u64, kk as u64).unwrap();
+    let mut want = vec![W::from_f32(0.0); m * n];
+    if m == 1 {
+        W::rmsnorm_gemv_silu(&mut want, &ws[1], &ws[2], &resid, &norm, eps as f32, n, kk);
+    } else {
+        W::gemv_silu(&mut want, &ws[1], &ws[2], &xn, m, n, kk);
+    }
+    check(&format!("norm_gate_up_silu {tag}"), &wide(&d.get::<W>(bg)), &wide(&want), atol, 2.0 * W::ulp());
+    let xn_left = d.get::<W>(bxn);
+    assert_eq!(
+        in_kernel,
+        xn_left.iter().all(|v| v.bits() == 0xFFFF),
+        "{tag}: norm_gate_up_silu's norm folded in ({in_kernel} expected)"
+    );
 }
 
 #[test]
@@ -942,6 +1058,8 @@ fn gemv_matches_its_twin() {
         (1, 333, 768),
         (1, 2048, 11008),
         (1, 3, 28672),
+        (1, 300, 8000), // the longest rows the normalising kernels take
+        (1, 100, 8192), // Llama-2-70B's hidden size: normalised by the norm's own launch
     ] {
         gemv_case::<f16>(&mut d, m, n, kk);
         gemv_case::<bf16>(&mut d, m, n, kk);
@@ -1087,6 +1205,121 @@ fn rope_kv_store_matches_its_twin() {
     ] {
         rope_kv_store_case::<f16>(&mut d, t, p, h, kv, hd, th, scaled);
         rope_kv_store_case::<bf16>(&mut d, t, p, h, kv, hd, th, scaled);
+    }
+}
+
+/// Decode attention with RoPE and the newest row's store folded in
+/// (`Ops::rope_attention` of one token: `attn_decode_rope`), with and
+/// without the pass header: bit for bit what `rope_kv_store` then
+/// `attention` give on the device (output and both cache planes), its q
+/// left unrotated (the kernel turns it in shared memory: proof that the
+/// folded kernel ran), and the output and the cache against the twin.
+#[allow(clippy::too_many_arguments)]
+fn attn_decode_rope_case<W: Twin>(
+    d: &mut Dev,
+    seq: usize,
+    cache_rows: usize,
+    h: usize,
+    kv: usize,
+    hd: usize,
+    window: Option<u64>,
+    scaled: bool,
+) {
+    let mut rng = seed(&[seq as u64, cache_rows as u64, h as u64, kv as u64, hd as u64, 7]);
+    let kv_dim = kv * hd;
+    let q: Vec<W> = halves(&mut rng, h * hd, 1.0);
+    let (kk, v): (Vec<W>, Vec<W>) = (halves(&mut rng, kv_dim, 1.0), halves(&mut rng, kv_dim, 1.0));
+    let kc: Vec<W> = halves(&mut rng, cache_rows * kv_dim, 1.0);
+    let vc: Vec<W> = halves(&mut rng, cache_rows * kv_dim, 1.0);
+    let splits = cache_rows.div_ceil(k::ATTN_CHUNK);
+    let shape = AttnShape {
+        tokens: 1,
+        pos0: seq as u64 - 1,
+        num_heads: h as u64,
+        num_kv_heads: kv as u64,
+        head_dim: hd as u64,
+        rope: rope_table(hd, 5e5, scaled),
+        window,
+        header: None,
+    };
+    for with_header in [false, true] {
+        d.reset();
+        let header = d.alloc(djinn_core::activations::PASS_WORDS, Dtype::F32);
+        let s = AttnShape { header: with_header.then_some(header), ..shape };
+        if with_header {
+            d.ops.write_pass(header, shape.pos0, 1).unwrap();
+        }
+        let tag = format!("{} seq {seq} of {cache_rows} h{h}/{kv}x{hd} window {window:?} header {with_header}", W::DT);
+        let mut runs = Vec::new();
+        for fold in [true, false] {
+            let (bq, bk, bv, bkc, bvc) = (d.put(&q), d.put(&kk), d.put(&v), d.put(&kc), d.put(&vc));
+            let scores = d.alloc((h * splits * k::attn_partial_len(hd)) as u64, Dtype::F32);
+            let bo = d.alloc((h * hd) as u64, W::DT);
+            if fold {
+                d.ops.rope_attention(bo, bq, bk, bv, bkc, bvc, scores, s).unwrap();
+                assert!(
+                    d.get::<W>(bq) == q,
+                    "{tag}: rope_attention rotated q in memory (the folded kernel did not run)"
+                );
+            } else {
+                d.ops.rope_kv_store(bq, bk, bv, bkc, bvc, s).unwrap();
+                d.ops.attention(bo, bq, bkc, bvc, scores, s).unwrap();
+            }
+            runs.push((d.get::<W>(bo), d.get::<W>(bkc), d.get::<W>(bvc)));
+        }
+        let ((o0, kc0, vc0), (o1, kc1, vc1)) = (&runs[0], &runs[1]);
+        assert!(kc0 == kc1 && vc0 == vc1, "{tag}: the folded store differs from rope_kv_store's");
+        assert!(o0 == o1, "{tag}: the folded attention differs from rope_kv_store then attention");
+
+        let (mut kc2, mut vc2) = (kc.clone(), vc.clone());
+        let live = seq.div_ceil(k::ATTN_CHUNK);
+        let mut part = vec![0f32; h * live * k::attn_partial_len(hd)];
+        let scale = (hd as f64).powf(-0.5) as f32;
+        let win = window.unwrap_or(0) as usize;
+        W::attn_decode_rope(
+            &mut part,
+            &q,
+            &kk,
+            &v,
+            &mut kc2,
+            &mut vc2,
+            seq,
+            h,
+            kv,
+            hd,
+            scale,
+            win,
+            &shape.rope.inv_freq,
+        );
+        let mut want = vec![W::from_f32(0.0); h * hd];
+        W::attn_combine(&mut want, &part, h, live, hd);
+        let atol = if W::DT == Dtype::F16 { 2e-3 } else { 1e-2 };
+        check(&format!("attn_decode_rope out {tag}"), &wide(o0), &wide(&want), atol, 2.0 * W::ulp());
+        check(&format!("attn_decode_rope k_cache {tag}"), &wide(kc0), &wide(&kc2), atol, 2.0 * W::ulp());
+        check(&format!("attn_decode_rope v_cache {tag}"), &wide(vc0), &wide(&vc2), 0.0, 0.0);
+    }
+}
+
+#[test]
+fn attn_decode_rope_matches_rope_kv_store_then_attention_and_its_twin() {
+    let Some(mut d) = dev("attn_decode_rope_matches_rope_kv_store_then_attention_and_its_twin") else { return };
+    // The newest row alone in its split, at a split's end, in the only split;
+    // GQA (one writer a kv head), MQA, rows past those a thread holds (256),
+    // a window, a scaled table, the 13B shape at the benchmark's position.
+    for (seq, rows, h, kv, hd, w, scaled) in [
+        (1, 70, 4, 4, 16, None, false),
+        (37, 40, 6, 2, 16, None, true),
+        (64, 64, 8, 8, 64, None, false),
+        (65, 200, 8, 2, 64, None, false),
+        (300, 301, 32, 8, 128, None, true),
+        (513, 562, 40, 40, 128, None, false),
+        (100, 130, 4, 2, 256, None, false),
+        (129, 300, 4, 1, 8, None, false),
+        (700, 1100, 4, 1, 128, Some(64), false),
+        (4001, 4096, 40, 8, 128, Some(4096), false),
+    ] {
+        attn_decode_rope_case::<f16>(&mut d, seq, rows, h, kv, hd, w, scaled);
+        attn_decode_rope_case::<bf16>(&mut d, seq, rows, h, kv, hd, w, scaled);
     }
 }
 

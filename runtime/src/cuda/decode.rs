@@ -1,7 +1,11 @@
 //! The decode kernels behind [`CudaOps`] besides the products (`gemv.rs`):
 //! RoPE fused with the cache store (`rope_kv_store.cu`), and split
 //! attention over the cache (`attn_decode.cu`), which honours a sliding
-//! window by skipping the splits wholly before it and masking the rest.
+//! window by skipping the splits wholly before it and masking the rest, and
+//! which a decode step runs with RoPE and the newest row's store folded in
+//! (`attn_decode_rope`: one launch and one launch wait a layer fewer) and,
+//! given the pass header, merges each head's split partials in its last
+//! split block (one more launch fewer: the counters are the header's).
 //!
 //! Each `try_*` method launches its kernel and returns `Ok(true)` when the
 //! shape is one the kernel takes, and `Ok(false)` — having done nothing —
@@ -17,7 +21,7 @@
 //! position: a decode step captured as a CUDA graph (`graph.rs`) replays
 //! at every position.
 
-use djinn_core::activations::PASS_WORDS;
+use djinn_core::activations::{PASS_COUNTERS, PASS_WORDS};
 use djinn_core::Dtype;
 use djinn_kernels::cuda::Kernel;
 use djinn_kernels::{attn_partial_len, ATTN_CHUNK};
@@ -120,18 +124,23 @@ impl CudaOps {
     }
 
     /// Decode attention (one query row) split along the cache
-    /// (`attn_decode_{dtype}`, then `attn_combine_{dtype}`), its partials in
-    /// the `scores` scratch.
+    /// (`attn_decode_{dtype}`, then `attn_combine_{dtype}` unless the pass
+    /// header's counters let the kernel merge the heads itself), its partials in
+    /// the `scores` scratch. With `newest` (this pass's unrotated `k` and
+    /// `v`), RoPE and the store of the newest cache row are folded in
+    /// (`attn_decode_rope_{dtype}`: `q` is taken unrotated too).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn try_attn_decode(
         &mut self,
         out: Buf,
         q: Buf,
+        newest: Option<(Buf, Buf)>,
         k_cache: Buf,
         v_cache: Buf,
         scores: Buf,
         s: AttnShape,
     ) -> Result<bool, CudaError> {
-        const OP: &str = "attention";
+        let op: &'static str = if newest.is_some() { "rope_attention" } else { "attention" };
         let (d, seq) = (s.head_dim, s.pos0 + s.tokens);
         // With a pass header, a split for every chunk of the cache (those
         // past seq return at once): the grid does not depend on the position.
@@ -141,32 +150,66 @@ impl CudaOps {
         if !self.fused || s.tokens != 1 || !ATTN_HEAD_DIMS.contains(&d) || partial_elems > scores.elems {
             return Ok(false);
         }
-        let decode = kname(q.dtype, Kernel::AttnDecodeF16, Kernel::AttnDecodeBf16, OP)?;
-        let combine = kname(q.dtype, Kernel::AttnCombineF16, Kernel::AttnCombineBf16, OP)?;
+        let combine = kname(q.dtype, Kernel::AttnCombineF16, Kernel::AttnCombineBf16, op)?;
         let kv_dim = s.num_kv_heads * d;
-        let po = self.operand(OP, "out", out, s.num_heads * d, Some(q.dtype))?;
-        let pq = self.operand(OP, "q", q, s.num_heads * d, None)?;
-        let pkc = self.operand(OP, "k_cache", k_cache, seq * kv_dim, Some(q.dtype))?;
-        let pvc = self.operand(OP, "v_cache", v_cache, seq * kv_dim, Some(q.dtype))?;
-        let pp = self.operand(OP, "scores", scores, partial_elems, Some(Dtype::F32))?;
-        let (heads, splits32) = (u32_of(OP, "num_heads", s.num_heads)?, u32_of(OP, "splits", splits)?);
-        let header = self.header_ptr(OP, &s)?;
-        let mut a = [
-            Arg::Ptr(pp),
-            Arg::Ptr(pq),
+        let po = self.operand(op, "out", out, s.num_heads * d, Some(q.dtype))?;
+        let pq = self.operand(op, "q", q, s.num_heads * d, None)?;
+        let pkc = self.operand(op, "k_cache", k_cache, seq * kv_dim, Some(q.dtype))?;
+        let pvc = self.operand(op, "v_cache", v_cache, seq * kv_dim, Some(q.dtype))?;
+        let pp = self.operand(op, "scores", scores, partial_elems, Some(Dtype::F32))?;
+        let (heads, splits32) = (u32_of(op, "num_heads", s.num_heads)?, u32_of(op, "splits", splits)?);
+        let header = self.header_ptr(op, &s)?;
+        // With the pass header's counters, the kernel merges each head's
+        // partials itself (its last split); otherwise attn_combine does.
+        let merged = header != 0 && s.num_heads <= PASS_COUNTERS;
+        let mut a = vec![Arg::Ptr(pp), Arg::Ptr(if merged { po } else { 0 }), Arg::Ptr(pq)];
+        let mut table = None;
+        let decode = match newest {
+            None => kname(q.dtype, Kernel::AttnDecodeF16, Kernel::AttnDecodeBf16, op)?,
+            Some((k, v)) => {
+                table = Some(rope_arg(op, &s)?);
+                kv_rows(op, k_cache, v_cache, s)?;
+                let pk = self.operand(op, "k", k, kv_dim, Some(q.dtype))?;
+                let pv = self.operand(op, "v", v, kv_dim, Some(q.dtype))?;
+                a.extend([Arg::Ptr(pk), Arg::Ptr(pv)]);
+                kname(q.dtype, Kernel::AttnDecodeRopeF16, Kernel::AttnDecodeRopeBf16, op)?
+            }
+        };
+        a.extend([
             Arg::Ptr(pkc),
             Arg::Ptr(pvc),
-            Arg::U32(u32_of(OP, "seq", seq)?),
+            Arg::U32(u32_of(op, "seq", seq)?),
             Arg::Ptr(header),
             Arg::U32(heads),
-            Arg::U32(u32_of(OP, "num_kv_heads", s.num_kv_heads)?),
+            Arg::U32(u32_of(op, "num_kv_heads", s.num_kv_heads)?),
             Arg::U32(d as u32),
             Arg::F32((d as f64).powf(-0.5) as f32),
-            Arg::U32(window_arg(OP, s.window)?),
-        ];
-        self.launch_2d(OP, decode, (heads, splits32), ATTN_THREADS, &mut a)?;
-        let mut c = [Arg::Ptr(po), Arg::Ptr(pp), Arg::U32(splits32), Arg::Ptr(header), Arg::U32(d as u32)];
-        self.launch(OP, combine, heads, (d as u32).max(32), 0, &mut c)?;
+            Arg::U32(window_arg(op, s.window)?),
+        ]);
+        // The table goes last, after the arguments both kernels take.
+        a.extend(table);
+        self.launch_2d(op, decode, (heads, splits32), ATTN_THREADS, &mut a)?;
+        if !merged {
+            let mut c = [Arg::Ptr(po), Arg::Ptr(pp), Arg::U32(splits32), Arg::Ptr(header), Arg::U32(d as u32)];
+            self.launch(op, combine, heads, (d as u32).max(32), 0, &mut c)?;
+        }
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use djinn_core::activations::PASS_COUNTERS_AT;
+
+    use super::*;
+
+    #[test]
+    fn the_pass_header_counters_are_the_kernels() {
+        let attn = Kernel::AttnDecodeF16.source();
+        assert_eq!(attn.define("PASS_HEAD_WORDS"), Some(PASS_COUNTERS_AT));
+        assert_eq!(attn.define("ATTN_COUNTERS"), Some(PASS_COUNTERS));
+        assert_eq!(PASS_COUNTERS_AT + PASS_COUNTERS, PASS_WORDS);
+        assert_eq!(attn.define("ATTN_CHUNK"), Some(ATTN_CHUNK as u64));
+        assert_eq!(attn.define("ATTN_THREADS"), Some(ATTN_THREADS as u64));
     }
 }
