@@ -31,7 +31,7 @@ use djinn_core::units::{align_up, ALIGN};
 use djinn_core::Dtype;
 use djinn_kernels::{Rng, SampleParams};
 use djinn_runtime::cuda::{CudaOps, Event};
-use djinn_runtime::ops::{AttnShape, Buf, Normed, Ops, RopeTable};
+use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
 struct Shape {
     hidden: u64,
@@ -266,14 +266,7 @@ fn main() -> Result<()> {
                 us,
                 ((pos0 + n) * kv_dim * 4 + n * q_dim * 4) as f64,
             );
-            // The folded forms a plan's forward pass runs (Ops::norm_qkv,
-            // Ops::rope_attention, Ops::norm_gate_up_silu): one launch fewer each.
-            let normed = |wn| Normed { x, w: wn, eps: 1e-5, xn };
-            let us = time(&mut ops, r, |o, i| {
-                let w = w(i);
-                Ok(o.norm_qkv([q, k, v], normed(norm), [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?)
-            })?;
-            row("rmsnorm + qkv", format!("{n}x{h} . ({q_dim}+2x{kv_dim})x{h}"), us, mm(q_dim + 2 * kv_dim, h));
+            // The folded form a plan's forward pass runs (Ops::rope_attention): one launch fewer.
             let us = time(&mut ops, r, |o, _| Ok(o.rope_attention(attn, q, k, v, k_cache, v_cache, scores, shape)?))?;
             row(
                 "rope + attention",
@@ -288,11 +281,6 @@ fn main() -> Result<()> {
                 Ok(o.gate_up_silu(gate, up, xn, w.gate, w.up, n, inter, h)?)
             })?;
             row("gate_up_silu", format!("{n}x{h} . 2x{inter}x{h}"), us, mm(2 * inter, h));
-            let us = time(&mut ops, r, |o, i| {
-                let w = w(i);
-                Ok(o.norm_gate_up_silu(gate, up, normed(norm), w.gate, w.up, n, inter, h)?)
-            })?;
-            row("rmsnorm + gate_up_silu", format!("{n}x{h} . 2x{inter}x{h}"), us, mm(2 * inter, h));
             let us = time(&mut ops, r, |o, i| Ok(o.matmul_residual(x, proj, gate, w(i).down, n, h, inter)?))?;
             row("down + residual", format!("{n}x{inter} . {h}x{inter}"), us, mm(h, inter));
             let us = time(&mut ops, r, |o, i| Ok(o.matmul(logits, xn, w(i).head, 1, s.vocab, h)?))?;
@@ -315,47 +303,38 @@ fn main() -> Result<()> {
             for (op, dims, us, bytes) in &rows {
                 let gbps = bytes / us / 1e3;
                 println!("{op:<28} {dims:<30} {us:>10.1} {gbps:>9.0} {:>6.0}%", 100.0 * gbps / d2d);
-                // The layer as the forward pass runs it: the folded forms.
+                // The layer as the forward pass runs it: RoPE folded into attention.
                 layer += match op.as_str() {
-                    "rmsnorm + qkv"
-                    | "rope + attention"
-                    | "o_proj + residual"
-                    | "rmsnorm + gate_up_silu"
-                    | "down + residual" => *us,
-                    _ => 0.0,
+                    "rmsnorm" => 2.0 * us,
+                    "lm_head (f32 out)" | "rope_kv_store" | "attention" => 0.0,
+                    _ => *us,
                 };
             }
             println!("{:<60} {layer:>9.1}", "one layer (sum of its ops)");
             // The layer's ops back to back, as a plan issues them: launch
-            // gaps included; then with the norms, RoPE and the store in
-            // launches of their own (the ops before they were folded), and
-            // without programmatic launches.
-            for (folded, pdl) in [(true, true), (false, true), (true, false)] {
+            // gaps included; then with RoPE and the store in a launch of
+            // their own (before they were folded), and without programmatic launches.
+            for (fold_rope, pdl) in [(true, true), (false, true), (true, false)] {
                 ops.set_pdl(pdl);
                 let us = time(&mut ops, r, |o, i| {
                     let w = w(i);
-                    if folded {
-                        o.norm_qkv([q, k, v], normed(norm), [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+                    o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
+                    o.qkv([q, k, v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+                    if fold_rope {
                         o.rope_attention(attn, q, k, v, k_cache, v_cache, scores, shape)?;
                     } else {
-                        o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
-                        o.qkv([q, k, v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
                         o.rope_kv_store(q, k, v, k_cache, v_cache, shape)?;
                         o.attention(attn, q, k_cache, v_cache, scores, shape)?;
                     }
                     o.matmul_residual(x, proj, attn, w.o, n, h, q_dim)?;
-                    if folded {
-                        o.norm_gate_up_silu(gate, up, normed(norm), w.gate, w.up, n, inter, h)?;
-                    } else {
-                        o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
-                        o.gate_up_silu(gate, up, xn, w.gate, w.up, n, inter, h)?;
-                    }
+                    o.rmsnorm(xn, x, norm, n, h, 1e-5)?;
+                    o.gate_up_silu(gate, up, xn, w.gate, w.up, n, inter, h)?;
                     Ok(o.matmul_residual(x, proj, gate, w.down, n, h, inter)?)
                 })?;
                 let bytes = (layer_bytes - s.vocab * h * 2) as f64;
                 let what = format!(
                     "one layer, back to back{}{}",
-                    if folded { "" } else { ", norms and RoPE apart" },
+                    if fold_rope { "" } else { ", RoPE apart" },
                     if pdl { "" } else { ", no PDL" }
                 );
                 println!("{what:<60} {us:>9.1} {:>9.0} {:>6.0}%", bytes / us / 1e3, 100.0 * bytes / us / 1e3 / d2d);

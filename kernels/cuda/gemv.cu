@@ -20,12 +20,6 @@
 //   gemv_silu: the same row of two matrices (gate, up) per warp, and
 //              out = silu(gate) * up, each product rounded to the model dtype
 //              first, like matmul then silu_mul.
-//   rmsnorm_gemv, rmsnorm_gemv_silu: gemv and gemv_silu of one input row
-//              given as the f32 residual stream and the norm's weight: each
-//              block normalises the row into its shared memory first (the
-//              rmsnorm kernel's arithmetic, norm_row below), so that the norm
-//              costs no launch of its own and no launch wait between it and
-//              the product. CPU twins djinn_kernels::rmsnorm_gemv_*.
 // Launch bounds of 24 warps per multiprocessor (GEMV_SM_WARPS / GEMV_WARPS blocks) hold
 // the kernel to 80 registers. Products with fewer rows than the device holds
 // warps at two rows a warp (on the H200, 5120: Llama-2-13B's o_proj and
@@ -111,68 +105,6 @@ __device__ __forceinline__ void first_runs(u32x4 (&wv)[R][GEMV_UNROLL], const T*
     if (GEMV_PRELOAD) grid_dependency();
 }
 
-// x's 16 bytes at p: from global memory through L1, or (SX) from shared
-// memory, where norm_row left the normalised row.
-template <bool SX>
-__device__ __forceinline__ u32x4 ld_x(const void* p) {
-    return SX ? *(const u32x4*)p : ld_vec(p);
-}
-
-// 16 bytes from global into shared memory without passing through
-// registers (cp.async, sm_80 and later; cached in L1, which the blocks of a
-// multiprocessor share), and the wait for this thread's copies.
-__device__ __forceinline__ void copy16_to_shared(void* dst, const void* src) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    u32 d;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(d) : "l"(dst));
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src) : "memory");
-#else
-    *(f32x4*)dst = *(const f32x4*)src;
-#endif
-}
-__device__ __forceinline__ void copy_wait_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.wait_all;" ::: "memory");
-#endif
-}
-
-// The dynamic shared memory of rmsnorm_gemv*: k f32 of the residual row, then
-// k values of T, the normalised row (the host sizes it: 6 k bytes).
-extern __shared__ __align__(16) unsigned char gemv_shared[];
-
-// x = T(resid / sqrt(mean(resid^2) + eps) * norm), [k], into shared memory,
-// computed by the whole block after the launch wait (resid is the residual
-// stream the kernel before wrote): the row comes in by cp.async, all of it
-// in flight at once, each thread sums the squares of its quads, a block sum,
-// then 8 outputs a thread, each rounded once, as rmsnorm.cu computes them.
-// k % 8 == 0, resid and norm 16-byte aligned (the host checks).
-template <typename T>
-__device__ const T* norm_row(const float* resid, const T* norm, u32 k, float eps) {
-    __shared__ float red[32];
-    float* rs = (float*)gemv_shared;
-    T* xs = (T*)(gemv_shared + (size_t)k * 4);
-    const u32 quads = k / 4;
-    for (u32 i = threadIdx.x; i < quads; i += blockDim.x) copy16_to_shared(rs + (size_t)i * 4, resid + (size_t)i * 4);
-    copy_wait_all();
-    float ss = 0.0f;
-    for (u32 i = threadIdx.x; i < quads; i += blockDim.x) {
-        const f32x4 v = *(const f32x4*)(rs + (size_t)i * 4);
-#pragma unroll
-        for (int j = 0; j < 4; j++) ss += v.v[j] * v.v[j];
-    }
-    ss = block_sum(ss, red);  // its barriers also publish every thread's copies
-    const float inv = 1.0f / sqrtf(ss / (float)k + eps);
-    for (u32 c = threadIdx.x; c < k / 8; c += blockDim.x) {
-        float wf[8], o[8];
-        unpack8<T>(ld_vec(norm + (size_t)c * 8), wf);
-#pragma unroll
-        for (int i = 0; i < 8; i++) o[i] = rs[(size_t)c * 8 + i] * inv * wf[i];
-        *(u32x4*)(xs + (size_t)c * 8) = pack8<T>(o);
-    }
-    __syncthreads();
-    return xs;
-}
-
 // One input row, the loads rolling: each of the GEMV_UNROLL slots of wv (and
 // of x's runs) is loaded again, with the run GEMV_UNROLL ahead, as soon as
 // its products are done, so that every warp keeps its loads in flight all
@@ -182,7 +114,7 @@ __device__ const T* norm_row(const float* resid, const T* norm, u32 k, float eps
 #ifndef GEMV_ROLL
 #define GEMV_ROLL 1
 #endif
-template <typename T, int R, int M, bool SX>
+template <typename T, int R, int M>
 __device__ __forceinline__ void dot_row_rolling(float (&acc)[R][M], u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w,
                                                 const T* x, u32 k, u32 ahead) {
     const u32 lane = threadIdx.x & 31;
@@ -192,7 +124,7 @@ __device__ __forceinline__ void dot_row_rolling(float (&acc)[R][M], u32x4 (&wv)[
 #pragma unroll
     for (int u = 0; u < GEMV_UNROLL; u++) {
         const u32 c = u * 32 + lane;
-        xv[u] = c < chunks ? ld_x<SX>(x + (size_t)c * 8) : zero;
+        xv[u] = c < chunks ? ld_vec(x + (size_t)c * 8) : zero;
     }
     for (u32 c0 = 0; c0 < chunks; c0 += 32 * GEMV_UNROLL) {
         // This round loads the next run of each row; the prefetch stays `ahead` bytes past it.
@@ -213,7 +145,7 @@ __device__ __forceinline__ void dot_row_rolling(float (&acc)[R][M], u32x4 (&wv)[
             const u32 next = c + 32 * GEMV_UNROLL;
 #pragma unroll
             for (int r = 0; r < R; r++) wv[r][u] = (next < chunks && w[r]) ? ld_stream(w[r] + (size_t)next * 8) : zero;
-            xv[u] = next < chunks ? ld_x<SX>(x + (size_t)next * 8) : zero;
+            xv[u] = next < chunks ? ld_vec(x + (size_t)next * 8) : zero;
         }
     }
 #pragma unroll
@@ -222,7 +154,7 @@ __device__ __forceinline__ void dot_row_rolling(float (&acc)[R][M], u32x4 (&wv)[
 
 // acc[r][b] += w_r . x_b over k, this lane's share (w_r null: a row past the
 // end), wv holding the loads of the first runs (first_runs).
-template <typename T, int R, int M, bool SX>
+template <typename T, int R, int M>
 __device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV_UNROLL], const T* const* w,
                                          const T* x, u32 m, u32 k) {
     const u32 lane = threadIdx.x & 31;
@@ -236,7 +168,7 @@ __device__ __forceinline__ void dot_rows(float (&acc)[R][M], u32x4 (&wv)[R][GEMV
 #pragma unroll
             for (int u = 0; u < GEMV_UNROLL; u++) {
                 const u32 c = c0 + u * 32 + lane;
-                if (c < chunks) xv[u] = ld_x<SX>(x + (size_t)c * 8);
+                if (c < chunks) xv[u] = ld_vec(x + (size_t)c * 8);
             }
         }
 #pragma unroll
@@ -277,13 +209,10 @@ __device__ __forceinline__ u32 segment_of(u32 g, u32 n0, u32 n1, u32 n2, u32& ro
 
 // M: the most input rows the body is compiled for (its accumulators are
 // registers): 1, the decode step, or GEMV_MAX_M. R: weight rows per warp.
-// NORM: x is normalised from the residual row `resid` by `norm` first
-// (norm_row; M == 1).
 #define GEMV_MAX_M 8
-template <typename T, int M, int R, bool NORM>
+template <typename T, int M, int R>
 __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u32 n1, void* out2, const T* w2, u32 n2,
-                     const T* x, u32 m, u32 k, u32 epilogue, u32 ahead, const float* resid, const T* norm,
-                     float eps) {
+                     const T* x, u32 m, u32 k, u32 epilogue, u32 ahead) {
     const u32 g0 = (blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5)) * R;
     // Only the rows' addresses live through the loop (the outputs' are
     // found again after it: fewer registers held across the loads).
@@ -303,9 +232,8 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
     }
     u32x4 wv[R][GEMV_UNROLL];
     first_runs<T, R>(wv, w, k / 8, ahead);
-    if (NORM) x = norm_row<T>(resid, norm, k, eps);
-    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, R, M, NORM>(acc, wv, w, x, k, ahead);
-    else dot_rows<T, R, M, NORM>(acc, wv, w, x, m, k);
+    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, R, M>(acc, wv, w, x, k, ahead);
+    else dot_rows<T, R, M>(acc, wv, w, x, m, k);
     if ((threadIdx.x & 31) != 0) return;
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -330,9 +258,8 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
     }
 }
 
-template <typename T, int M, bool NORM>
-__device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x, u32 m, u32 k, const float* resid,
-                          const T* norm, float eps) {
+template <typename T, int M>
+__device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x, u32 m, u32 k) {
     const u32 r = blockIdx.x * GEMV_WARPS + (threadIdx.x >> 5);
     const bool in = r < n;
     const T* w[2] = {in ? gate + (size_t)r * k : nullptr, in ? up + (size_t)r * k : nullptr};
@@ -344,9 +271,8 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
     }
     u32x4 wv[2][GEMV_UNROLL];
     first_runs<T, 2>(wv, w, k / 8, 0);
-    if (NORM) x = norm_row<T>(resid, norm, k, eps);
-    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, 2, M, NORM>(acc, wv, w, x, k, 0);
-    else dot_rows<T, 2, M, NORM>(acc, wv, w, x, m, k);
+    if (M == 1 && GEMV_ROLL) dot_row_rolling<T, 2, M>(acc, wv, w, x, k, 0);
+    else dot_rows<T, 2, M>(acc, wv, w, x, m, k);
     if (!in || (threadIdx.x & 31) != 0) return;
 #pragma unroll
     for (int b = 0; b < M; b++) {
@@ -363,56 +289,24 @@ __device__ void gemv_silu(T* out, const T* gate, const T* up, u32 n, const T* x,
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_f16(
     void* out0, const f16_t* w0, u32 n0, void* out1, const f16_t* w1, u32 n1, void* out2, const f16_t* w2, u32 n2,
     const f16_t* x, u32 m, u32 k, u32 epilogue, u32 rows_per_warp, u32 ahead) {
-    if (m == 1 && rows_per_warp == 1)
-        gemv<f16_t, 1, 1, false>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead, 0, 0, 0.0f);
-    else if (m == 1)
-        gemv<f16_t, 1, 2, false>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead, 0, 0, 0.0f);
-    else
-        gemv<f16_t, GEMV_MAX_M, 2, false>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, 0, 0, 0, 0.0f);
+    if (m == 1 && rows_per_warp == 1) gemv<f16_t, 1, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else if (m == 1) gemv<f16_t, 1, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else gemv<f16_t, GEMV_MAX_M, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, 0);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_bf16(
     void* out0, const bf16_t* w0, u32 n0, void* out1, const bf16_t* w1, u32 n1, void* out2, const bf16_t* w2, u32 n2,
     const bf16_t* x, u32 m, u32 k, u32 epilogue, u32 rows_per_warp, u32 ahead) {
-    if (m == 1 && rows_per_warp == 1)
-        gemv<bf16_t, 1, 1, false>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead, 0, 0, 0.0f);
-    else if (m == 1)
-        gemv<bf16_t, 1, 2, false>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead, 0, 0, 0.0f);
-    else
-        gemv<bf16_t, GEMV_MAX_M, 2, false>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, 0, 0, 0, 0.0f);
+    if (m == 1 && rows_per_warp == 1) gemv<bf16_t, 1, 1>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else if (m == 1) gemv<bf16_t, 1, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, ahead);
+    else gemv<bf16_t, GEMV_MAX_M, 2>(out0, w0, n0, out1, w1, n1, out2, w2, n2, x, m, k, epilogue, 0);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_silu_f16(
     f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const f16_t* x, u32 m, u32 k) {
-    if (m == 1) gemv_silu<f16_t, 1, false>(out, gate, up, n, x, m, k, 0, 0, 0.0f);
-    else gemv_silu<f16_t, GEMV_MAX_M, false>(out, gate, up, n, x, m, k, 0, 0, 0.0f);
+    if (m == 1) gemv_silu<f16_t, 1>(out, gate, up, n, x, m, k);
+    else gemv_silu<f16_t, GEMV_MAX_M>(out, gate, up, n, x, m, k);
 }
 extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) gemv_silu_bf16(
     bf16_t* out, const bf16_t* gate, const bf16_t* up, u32 n, const bf16_t* x, u32 m, u32 k) {
-    if (m == 1) gemv_silu<bf16_t, 1, false>(out, gate, up, n, x, m, k, 0, 0, 0.0f);
-    else gemv_silu<bf16_t, GEMV_MAX_M, false>(out, gate, up, n, x, m, k, 0, 0, 0.0f);
-}
-// One input row (m = 1) normalised first: `resid` the f32 residual row and
-// `norm` the norm's weight, both [k]; 6 k bytes of dynamic shared memory.
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) rmsnorm_gemv_f16(
-    void* out0, const f16_t* w0, u32 n0, void* out1, const f16_t* w1, u32 n1, void* out2, const f16_t* w2, u32 n2,
-    const float* resid, const f16_t* norm, float eps, u32 k, u32 epilogue, u32 rows_per_warp, u32 ahead) {
-    if (rows_per_warp == 1)
-        gemv<f16_t, 1, 1, true>(out0, w0, n0, out1, w1, n1, out2, w2, n2, 0, 1, k, epilogue, ahead, resid, norm, eps);
-    else
-        gemv<f16_t, 1, 2, true>(out0, w0, n0, out1, w1, n1, out2, w2, n2, 0, 1, k, epilogue, ahead, resid, norm, eps);
-}
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) rmsnorm_gemv_bf16(
-    void* out0, const bf16_t* w0, u32 n0, void* out1, const bf16_t* w1, u32 n1, void* out2, const bf16_t* w2, u32 n2,
-    const float* resid, const bf16_t* norm, float eps, u32 k, u32 epilogue, u32 rows_per_warp, u32 ahead) {
-    if (rows_per_warp == 1)
-        gemv<bf16_t, 1, 1, true>(out0, w0, n0, out1, w1, n1, out2, w2, n2, 0, 1, k, epilogue, ahead, resid, norm, eps);
-    else
-        gemv<bf16_t, 1, 2, true>(out0, w0, n0, out1, w1, n1, out2, w2, n2, 0, 1, k, epilogue, ahead, resid, norm, eps);
-}
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) rmsnorm_gemv_silu_f16(
-    f16_t* out, const f16_t* gate, const f16_t* up, u32 n, const float* resid, const f16_t* norm, float eps, u32 k) {
-    gemv_silu<f16_t, 1, true>(out, gate, up, n, 0, 1, k, resid, norm, eps);
-}
-extern "C" __global__ void __launch_bounds__(GEMV_WARPS * 32, GEMV_SM_WARPS / GEMV_WARPS) rmsnorm_gemv_silu_bf16(
-    bf16_t* out, const bf16_t* gate, const bf16_t* up, u32 n, const float* resid, const bf16_t* norm, float eps, u32 k) {
-    gemv_silu<bf16_t, 1, true>(out, gate, up, n, 0, 1, k, resid, norm, eps);
+    if (m == 1) gemv_silu<bf16_t, 1>(out, gate, up, n, x, m, k);
+    else gemv_silu<bf16_t, GEMV_MAX_M>(out, gate, up, n, x, m, k);
 }

@@ -66,10 +66,6 @@ kernels! {
     GemvBf16 = "gemv_bf16",
     GemvSiluF16 = "gemv_silu_f16",
     GemvSiluBf16 = "gemv_silu_bf16",
-    RmsnormGemvF16 = "rmsnorm_gemv_f16",
-    RmsnormGemvBf16 = "rmsnorm_gemv_bf16",
-    RmsnormGemvSiluF16 = "rmsnorm_gemv_silu_f16",
-    RmsnormGemvSiluBf16 = "rmsnorm_gemv_silu_bf16",
     RopeKvStoreF16 = "rope_kv_store_f16",
     RopeKvStoreBf16 = "rope_kv_store_bf16",
     AttnDecodeF16 = "attn_decode_f16",
@@ -103,19 +99,7 @@ pub const SOURCES: &[Source] = &[
     source!("argmax.cu", [ArgmaxF32]),
     source!("sample.cu", [SampleF32]),
     source!("copy.cu", [CopyF32]),
-    source!(
-        "gemv.cu",
-        [
-            GemvF16,
-            GemvBf16,
-            GemvSiluF16,
-            GemvSiluBf16,
-            RmsnormGemvF16,
-            RmsnormGemvBf16,
-            RmsnormGemvSiluF16,
-            RmsnormGemvSiluBf16
-        ]
-    ),
+    source!("gemv.cu", [GemvF16, GemvBf16, GemvSiluF16, GemvSiluBf16]),
     source!("rope_kv_store.cu", [RopeKvStoreF16, RopeKvStoreBf16]),
     source!(
         "attn_decode.cu",

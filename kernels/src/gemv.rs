@@ -11,12 +11,9 @@
 //! is accumulated in f32, rounded to the model dtype where the unfused ops
 //! would store it, then used — so a fused launch and the ops it replaces
 //! (`matmul`, `add`, `silu_mul`) agree to the summation order. A launch with
-//! several matrices is one call of [`gemv`] per matrix. [`rmsnorm_gemv`] and
-//! [`rmsnorm_gemv_silu`] take the f32 residual row and the norm's weight
-//! instead of the normalised input: the launch of the norm folded in.
+//! several matrices is one call of [`gemv`] per matrix.
 
 use crate::elem::Half;
-use crate::elementwise::rmsnorm;
 use crate::matmul::matmul;
 
 /// Where a [`gemv`] result goes.
@@ -52,37 +49,6 @@ pub fn gemv_silu<W: Half>(out: &mut [W], gate: &[W], up: &[W], x: &[W], m: usize
         let g = g.to_f32();
         *o = W::from_f32(g / (1.0 + (-g).exp()) * u.to_f32());
     }
-}
-
-/// [`gemv`] of one input row normalised first (`gemv.cu`'s `rmsnorm_gemv`):
-/// `x = rmsnorm(resid) · norm` rounded to the model dtype, exactly
-/// [`rmsnorm`] of the f32 residual row `resid` `[k]`, then the product. The
-/// kernel computes `x` in each block's shared memory instead of a launch of
-/// its own; only the order of the sum of squares may differ.
-pub fn rmsnorm_gemv<W: Half>(out: GemvOut<'_, W>, w: &[W], resid: &[f32], norm: &[W], eps: f32, n: usize, k: usize) {
-    gemv(out, w, &normed(resid, norm, eps, k), 1, n, k)
-}
-
-/// [`gemv_silu`] of one input row normalised first (`rmsnorm_gemv_silu`), as [`rmsnorm_gemv`].
-#[allow(clippy::too_many_arguments)]
-pub fn rmsnorm_gemv_silu<W: Half>(
-    out: &mut [W],
-    gate: &[W],
-    up: &[W],
-    resid: &[f32],
-    norm: &[W],
-    eps: f32,
-    n: usize,
-    k: usize,
-) {
-    gemv_silu(out, gate, up, &normed(resid, norm, eps, k), 1, n, k)
-}
-
-/// `rmsnorm(resid[..k]) · norm`, one row in the model dtype.
-fn normed<W: Half>(resid: &[f32], norm: &[W], eps: f32, k: usize) -> Vec<W> {
-    let mut x = vec![W::from_f32(0.0); k];
-    rmsnorm(&mut x, resid, norm, 1, k, eps);
-    x
 }
 
 #[cfg(test)]

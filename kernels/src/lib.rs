@@ -42,8 +42,7 @@ macro_rules! twins {
     ($($dtype:ident, $t:ty, $embed:ident, $rmsnorm:ident, $matmul:ident, $matmul32:ident, $rope:ident,
        $kv_store:ident, $attn_softmax:ident, $attention:ident, $silu_mul:ident, $add:ident,
        $gemv:ident, $gemv_silu:ident, $rope_kv_store:ident, $attn_decode:ident, $attn_combine:ident,
-       $add_bias:ident, $head_rmsnorm:ident, $attn_prefill:ident, $rmsnorm_gemv:ident,
-       $rmsnorm_gemv_silu:ident, $attn_decode_rope:ident;)*) => {$(
+       $add_bias:ident, $head_rmsnorm:ident, $attn_prefill:ident, $attn_decode_rope:ident;)*) => {$(
         #[doc = concat!("`x[t, :] = f32(table[tokens[t], :])`, ", stringify!($dtype), " table `[vocab, hidden]`.")]
         pub fn $embed(x: &mut [f32], table: &[$t], tokens: &[u32], hidden: usize) {
             elementwise::embed(x, table, tokens, hidden)
@@ -132,16 +131,6 @@ macro_rules! twins {
                              num_heads: usize, num_kv_heads: usize, head_dim: usize, window: usize) {
             flash::attn_prefill(out, q, k_cache, v_cache, tokens, pos0, num_heads, num_kv_heads, head_dim, window)
         }
-        #[doc = concat!("[`", stringify!($gemv), "`] of `rmsnorm(resid) · norm`, one ", stringify!($dtype), " input row normalised first.")]
-        pub fn $rmsnorm_gemv(out: GemvOut<'_, $t>, w: &[$t], resid: &[f32], norm: &[$t], eps: f32, n: usize, k: usize) {
-            gemv::rmsnorm_gemv(out, w, resid, norm, eps, n, k)
-        }
-        #[doc = concat!("[`", stringify!($gemv_silu), "`] of `rmsnorm(resid) · norm`, one ", stringify!($dtype), " input row normalised first.")]
-        #[allow(clippy::too_many_arguments)]
-        pub fn $rmsnorm_gemv_silu(out: &mut [$t], gate: &[$t], up: &[$t], resid: &[f32], norm: &[$t], eps: f32,
-                                  n: usize, k: usize) {
-            gemv::rmsnorm_gemv_silu(out, gate, up, resid, norm, eps, n, k)
-        }
         #[doc = concat!("Split decode attention over a ", stringify!($dtype), " KV cache with RoPE and the newest row's store folded in.")]
         #[allow(clippy::too_many_arguments)]
         pub fn $attn_decode_rope(partial: &mut [f32], q: &[$t], k: &[$t], v: &[$t], k_cache: &mut [$t],
@@ -157,11 +146,9 @@ twins! {
     f16, f16, embed_f16, rmsnorm_f16, matmul_f16, matmul_f16_f32, rope_f16,
         kv_store_f16, attn_softmax_f16, attention_f16, silu_mul_f16, add_f16,
         gemv_f16, gemv_silu_f16, rope_kv_store_f16, attn_decode_f16, attn_combine_f16,
-        add_bias_f16, head_rmsnorm_f16, attn_prefill_f16, rmsnorm_gemv_f16, rmsnorm_gemv_silu_f16,
-        attn_decode_rope_f16;
+        add_bias_f16, head_rmsnorm_f16, attn_prefill_f16, attn_decode_rope_f16;
     bf16, bf16, embed_bf16, rmsnorm_bf16, matmul_bf16, matmul_bf16_f32, rope_bf16,
         kv_store_bf16, attn_softmax_bf16, attention_bf16, silu_mul_bf16, add_bf16,
         gemv_bf16, gemv_silu_bf16, rope_kv_store_bf16, attn_decode_bf16, attn_combine_bf16,
-        add_bias_bf16, head_rmsnorm_bf16, attn_prefill_bf16, rmsnorm_gemv_bf16, rmsnorm_gemv_silu_bf16,
-        attn_decode_rope_bf16;
+        add_bias_bf16, head_rmsnorm_bf16, attn_prefill_bf16, attn_decode_rope_bf16;
 }

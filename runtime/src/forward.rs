@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! xn = rmsnorm(x) · attn_norm          # normalise, rounded to the model dtype
-//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections         (both: Ops::norm_qkv)
+//! q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ     # projections                  (Ops::qkv)
 //! q, k, v += bq, bk, bv                 # [qkv_bias]                   (Ops::add_bias)
 //! q, k = head_rmsnorm(q, k)             # [qk_norm] per head           (Ops::head_rmsnorm)
 //! q, k = rope(q, k)                     # rotate by position, the model's frequency table
@@ -21,7 +21,7 @@
 //! x += attn·Woᵀ (+ bo)                  # residual add                (Ops::matmul_residual;
 //!                                       #   [o_bias]: matmul, add_bias, add)
 //! xn = rmsnorm(x) · mlp_norm
-//! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #                  (both: Ops::norm_gate_up_silu)
+//! g = silu(xn·Wgateᵀ) * xn·Wupᵀ         #                             (Ops::gate_up_silu)
 //! x += g·Wdownᵀ                         #                             (Ops::matmul_residual)
 //! ```
 //!
@@ -49,7 +49,7 @@ use djinn_core::plan::{Plan, RegionKind};
 use thiserror::Error;
 
 use crate::backend::Pass;
-use crate::ops::{AttnShape, Buf, Normed, Ops, RopeTable, MAX_ROPE_PAIRS};
+use crate::ops::{AttnShape, Buf, Ops, RopeTable, MAX_ROPE_PAIRS};
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ForwardError {
@@ -264,8 +264,8 @@ impl Forward {
             header: Some(a.pass),
         };
         let (k_cache, v_cache) = self.kv_planes(layer);
-        let xn = Normed { x: a.x, w: w.norm, eps: arch.rms_norm_eps, xn: a.xn };
-        ops.norm_qkv([a.q, a.k, a.v], xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
+        ops.rmsnorm(a.xn, a.x, w.norm, n, h, arch.rms_norm_eps)?;
+        ops.qkv([a.q, a.k, a.v], a.xn, [w.q, w.k, w.v], n, [q_dim, kv_dim, kv_dim], h)?;
         if let Some([bq, bk, bv]) = w.qkv_bias {
             ops.add_bias(a.q, bq, n, q_dim)?;
             ops.add_bias(a.k, bk, n, kv_dim)?;
@@ -301,8 +301,8 @@ impl Forward {
         let (a, arch) = (&self.act, &self.arch);
         let (h, inter) = (arch.hidden_size, arch.intermediate_size);
         let w = |role| self.weight(b, role, weights);
-        let xn = Normed { x: a.x, w: w(TensorRole::MlpNorm), eps: arch.rms_norm_eps, xn: a.xn };
-        ops.norm_gate_up_silu(a.gate, a.up, xn, w(TensorRole::Gate), w(TensorRole::Up), n, inter, h)
+        ops.rmsnorm(a.xn, a.x, w(TensorRole::MlpNorm), n, h, arch.rms_norm_eps)?;
+        ops.gate_up_silu(a.gate, a.up, a.xn, w(TensorRole::Gate), w(TensorRole::Up), n, inter, h)
     }
 
     /// The second part of a layer's MLP (all of a `down` block): `x += gate·Wdownᵀ`.

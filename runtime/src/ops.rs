@@ -9,9 +9,8 @@
 //! Besides the elementary ops, the trait names the fusions a decode step
 //! wants on a GPU — the three projections of one input in one launch, the
 //! gate/up products with their SiLU, a projection added straight into the
-//! residual stream, RoPE with the cache store, the norm folded into the
-//! product that reads it, RoPE and the store folded into decode attention —
-//! each with a default that runs
+//! residual stream, RoPE with the cache store, RoPE and the store folded
+//! into decode attention — each with a default that runs
 //! the elementary ops it stands for ([`unfused`]), so a backend overrides
 //! only what it fuses and the forward pass reads the same either way.
 //!
@@ -125,19 +124,6 @@ pub struct AttnShape {
     pub header: Option<Buf>,
 }
 
-/// The input of a product that normalises it first: `rmsnorm(x) · w`
-/// ([`Ops::rmsnorm`] of the f32 residual rows `x` by the `[k]` weight `w`),
-/// which the unfused ops write into `xn` (model dtype, `[m, k]`) and a fused
-/// one may compute where it reads it (`xn`'s contents afterwards are
-/// unspecified).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Normed {
-    pub x: Buf,
-    pub w: Buf,
-    pub eps: f64,
-    pub xn: Buf,
-}
-
 /// The operations of a Llama forward pass. Each call is issued on the
 /// backend's compute lane (CUDA: enqueued on the compute stream; CPU: run now).
 pub trait Ops {
@@ -234,36 +220,6 @@ pub trait Ops {
         unfused::matmul_residual(self, resid, proj, y, w, m, n, k)
     }
 
-    /// [`Ops::qkv`] of the normalised input: `rmsnorm(x.x) · x.w` then the three products.
-    fn norm_qkv(
-        &mut self,
-        out: [Buf; 3],
-        x: Normed,
-        w: [Buf; 3],
-        m: u64,
-        n: [u64; 3],
-        k: u64,
-    ) -> Result<(), Self::Error> {
-        unfused::norm_qkv(self, out, x, w, m, n, k)
-    }
-
-    /// [`Ops::gate_up_silu`] of the normalised input: `rmsnorm(x.x) · x.w`
-    /// then the gate/up products and their SiLU.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_gate_up_silu(
-        &mut self,
-        gate: Buf,
-        up: Buf,
-        x: Normed,
-        w_gate: Buf,
-        w_up: Buf,
-        m: u64,
-        n: u64,
-        k: u64,
-    ) -> Result<(), Self::Error> {
-        unfused::norm_gate_up_silu(self, gate, up, x, w_gate, w_up, m, n, k)
-    }
-
     /// [`Ops::rope_kv_store`] then [`Ops::attention`] of the rotated queries:
     /// this pass's `q`, `k`, `v` (unrotated) in, `out` `[tokens,
     /// num_heads*head_dim]` and the cache rows `pos0..pos0+tokens` written;
@@ -302,7 +258,7 @@ pub trait Ops {
 /// What each fused op of [`Ops`] means, as elementary ops: its default, and
 /// the path a backend falls back to for shapes its fused kernel does not take.
 pub mod unfused {
-    use super::{AttnShape, Buf, Normed, Ops};
+    use super::{AttnShape, Buf, Ops};
 
     pub fn qkv<O: Ops + ?Sized>(
         ops: &mut O,
@@ -362,35 +318,6 @@ pub mod unfused {
     ) -> Result<(), O::Error> {
         ops.rope(q, k, shape)?;
         ops.kv_store(k_cache, v_cache, k, v, shape)
-    }
-
-    pub fn norm_qkv<O: Ops + ?Sized>(
-        ops: &mut O,
-        out: [Buf; 3],
-        x: Normed,
-        w: [Buf; 3],
-        m: u64,
-        n: [u64; 3],
-        k: u64,
-    ) -> Result<(), O::Error> {
-        ops.rmsnorm(x.xn, x.x, x.w, m, k, x.eps)?;
-        ops.qkv(out, x.xn, w, m, n, k)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn norm_gate_up_silu<O: Ops + ?Sized>(
-        ops: &mut O,
-        gate: Buf,
-        up: Buf,
-        x: Normed,
-        w_gate: Buf,
-        w_up: Buf,
-        m: u64,
-        n: u64,
-        k: u64,
-    ) -> Result<(), O::Error> {
-        ops.rmsnorm(x.xn, x.x, x.w, m, k, x.eps)?;
-        ops.gate_up_silu(gate, up, x.xn, w_gate, w_up, m, n, k)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -6,8 +6,8 @@ use djinn_core::activations::FLASH_HEAD_DIMS;
 use djinn_core::Dtype;
 use djinn_kernels::check::close_f32;
 use djinn_kernels::{self as k, bf16, f16, Half, Rng};
-use djinn_runtime::cuda::{CudaOps, NORM_SHARED_MAX};
-use djinn_runtime::ops::{AttnShape, Buf, Normed, Ops, RopeTable};
+use djinn_runtime::cuda::CudaOps;
+use djinn_runtime::ops::{AttnShape, Buf, Ops, RopeTable};
 
 use super::gpu_ops;
 
@@ -97,10 +97,6 @@ trait Twin: Half {
         win: usize,
     );
     #[allow(clippy::too_many_arguments)]
-    fn rmsnorm_gemv(o: k::GemvOut<'_, Self>, w: &[Self], x: &[f32], nw: &[Self], eps: f32, n: usize, k: usize);
-    #[allow(clippy::too_many_arguments)]
-    fn rmsnorm_gemv_silu(o: &mut [Self], g: &[Self], u: &[Self], x: &[f32], nw: &[Self], eps: f32, n: usize, k: usize);
-    #[allow(clippy::too_many_arguments)]
     fn attn_decode_rope(
         part: &mut [f32],
         q: &[Self],
@@ -123,7 +119,7 @@ trait Twin: Half {
 macro_rules! twin {
     ($t:ty, $dt:expr, $ulp:expr, $embed:ident, $rms:ident, $mm:ident, $mm32:ident, $rope:ident, $kvs:ident, $sm:ident, $att:ident, $silu:ident, $add:ident,
      $gemv:ident, $gemv_silu:ident, $rkv:ident, $ad:ident, $ac:ident, $ab:ident, $hn:ident, $ap:ident,
-     $ngemv:ident, $nsilu:ident, $adr:ident) => {
+     $adr:ident) => {
         impl Twin for $t {
             const DT: Dtype = $dt;
             fn bits(self) -> u16 {
@@ -241,29 +237,6 @@ macro_rules! twin {
             ) {
                 k::$ap(o, q, kc, vc, t, p, h, kv, d, win)
             }
-            fn rmsnorm_gemv(
-                o: k::GemvOut<'_, Self>,
-                w: &[Self],
-                x: &[f32],
-                nw: &[Self],
-                eps: f32,
-                n: usize,
-                kk: usize,
-            ) {
-                k::$ngemv(o, w, x, nw, eps, n, kk)
-            }
-            fn rmsnorm_gemv_silu(
-                o: &mut [Self],
-                g: &[Self],
-                u: &[Self],
-                x: &[f32],
-                nw: &[Self],
-                eps: f32,
-                n: usize,
-                kk: usize,
-            ) {
-                k::$nsilu(o, g, u, x, nw, eps, n, kk)
-            }
             fn attn_decode_rope(
                 part: &mut [f32],
                 q: &[Self],
@@ -310,8 +283,6 @@ twin!(
     add_bias_f16,
     head_rmsnorm_f16,
     attn_prefill_f16,
-    rmsnorm_gemv_f16,
-    rmsnorm_gemv_silu_f16,
     attn_decode_rope_f16
 );
 twin!(
@@ -336,8 +307,6 @@ twin!(
     add_bias_bf16,
     head_rmsnorm_bf16,
     attn_prefill_bf16,
-    rmsnorm_gemv_bf16,
-    rmsnorm_gemv_silu_bf16,
     attn_decode_rope_bf16
 );
 
@@ -986,55 +955,6 @@ fn gemv_case<W: Twin>(d: &mut Dev, m: usize, n: usize, kk: usize) {
     let mut want = vec![W::from_f32(0.0); m * n];
     W::gemv_silu(&mut want, &ws[1], &ws[2], &x, m, n, kk);
     check(&format!("gemv_silu {tag}"), &wide(&d.get::<W>(bg)), &wide(&want), atol, 2.0 * W::ulp());
-
-    // The same products of the residual rows normalised first (Ops::norm_qkv,
-    // Ops::norm_gate_up_silu): one row on the normalising kernels, which
-    // leave the xn scratch as it was (poisoned: proof that they ran); more
-    // rows, or a k they do not take, through the norm's own launch.
-    let resid = rng.normals(m * kk, 3.0);
-    let norm: Vec<W> = (0..kk).map(|_| W::from_f32(0.5 + rng.uniform())).collect();
-    let (bres, bnorm, bxn) = (d.put_f32(&resid), d.put(&norm), d.alloc((m * kk) as u64, W::DT));
-    let eps = 1e-5;
-    let normed = Normed { x: bres, w: bnorm, eps, xn: bxn };
-    let mut xn = vec![W::from_f32(0.0); m * kk];
-    W::rmsnorm(&mut xn, &resid, &norm, m, kk, eps as f32);
-    let outs: Vec<Buf> = ns.iter().map(|&r| d.alloc((m * r) as u64, W::DT)).collect();
-    d.ops
-        .norm_qkv([outs[0], outs[1], outs[2]], normed, [bw[0], bw[1], bw[2]], m as u64, ns.map(|r| r as u64), kk as u64)
-        .unwrap();
-    let in_kernel = m == 1 && fused && 6 * kk as u64 <= NORM_SHARED_MAX;
-    let xn_left = d.get::<W>(bxn);
-    if in_kernel {
-        assert!(xn_left.iter().all(|v| v.bits() == 0xFFFF), "{tag}: norm_qkv wrote xn, so its norm was not folded in");
-    } else {
-        check(&format!("norm_qkv's xn {tag}"), &wide(&xn_left), &wide(&xn), 1e-6, W::ulp());
-    }
-    for i in 0..3 {
-        let mut want = vec![W::from_f32(0.0); m * ns[i]];
-        if m == 1 {
-            W::rmsnorm_gemv(k::GemvOut::Store(&mut want), &ws[i][..ns[i] * kk], &resid, &norm, eps as f32, ns[i], kk);
-        } else {
-            W::gemv(k::GemvOut::Store(&mut want), &ws[i][..ns[i] * kk], &xn, m, ns[i], kk);
-        }
-        check(&format!("norm_qkv[{i}] {tag}"), &wide(&d.get::<W>(outs[i])), &wide(&want), atol, 2.0 * W::ulp());
-    }
-    let (bg, bu) = (d.alloc((m * n) as u64, W::DT), d.alloc((m * n) as u64, W::DT));
-    let bxn = d.alloc((m * kk) as u64, W::DT);
-    let normed = Normed { xn: bxn, ..normed };
-    d.ops.norm_gate_up_silu(bg, bu, normed, bw[1], bw[2], m as u64, n as u64, kk as u64).unwrap();
-    let mut want = vec![W::from_f32(0.0); m * n];
-    if m == 1 {
-        W::rmsnorm_gemv_silu(&mut want, &ws[1], &ws[2], &resid, &norm, eps as f32, n, kk);
-    } else {
-        W::gemv_silu(&mut want, &ws[1], &ws[2], &xn, m, n, kk);
-    }
-    check(&format!("norm_gate_up_silu {tag}"), &wide(&d.get::<W>(bg)), &wide(&want), atol, 2.0 * W::ulp());
-    let xn_left = d.get::<W>(bxn);
-    assert_eq!(
-        in_kernel,
-        xn_left.iter().all(|v| v.bits() == 0xFFFF),
-        "{tag}: norm_gate_up_silu's norm folded in ({in_kernel} expected)"
-    );
 }
 
 #[test]
@@ -1058,8 +978,6 @@ fn gemv_matches_its_twin() {
         (1, 333, 768),
         (1, 2048, 11008),
         (1, 3, 28672),
-        (1, 300, 8000), // the longest rows the normalising kernels take
-        (1, 100, 8192), // Llama-2-70B's hidden size: normalised by the norm's own launch
     ] {
         gemv_case::<f16>(&mut d, m, n, kk);
         gemv_case::<bf16>(&mut d, m, n, kk);

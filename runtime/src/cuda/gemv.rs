@@ -1,8 +1,6 @@
 //! The decode products behind [`CudaOps`]: `gemv.cu`'s kernels with their
 //! epilogues (stored, f32 logits, added into the residual stream), the q/k/v
-//! products of one input in one launch, and SiLU·gate/up; each of one
-//! input row either as given or normalised first from the residual stream
-//! (`rmsnorm_gemv*`: the norm's launch folded into the product's).
+//! products of one input in one launch, and SiLU·gate/up.
 //!
 //! Each `try_*` method launches its kernel and returns `Ok(true)` when the
 //! shape is one the kernel takes, and `Ok(false)` — having done nothing —
@@ -17,7 +15,7 @@ use djinn_kernels::cuda::Kernel;
 use super::error::CudaError;
 use super::nvrtc::kernel_constant;
 use super::ops::{kname, u32_of, Arg, CudaOps};
-use crate::ops::{Buf, Normed};
+use crate::ops::Buf;
 
 /// The most input rows a product runs with on the GEMV kernels (each lane
 /// keeps 8 sums per weight row: `gemv.cu`'s GEMV_MAX_M, tested); more go to cuBLAS.
@@ -93,22 +91,6 @@ pub enum Epilogue {
     Residual,
 }
 
-/// What a product reads.
-#[derive(Debug, Clone, Copy)]
-pub enum GemvIn {
-    /// `x` `[m, k]` in the model dtype, as it is.
-    Plain(Buf),
-    /// One row normalised first (`rmsnorm_gemv*`): `rmsnorm(x.x) · x.w`.
-    Normed(Normed),
-}
-
-/// The most dynamic shared memory the normalising kernels take: 6 `k`
-/// bytes (the f32 row and the normalised one) within the 48 KiB a block has
-/// without opting in, less 1 KiB for their static shared memory (the block
-/// sum's), so rows of up to 8021 values (Llama-2-13B's 5120); longer rows
-/// are normalised by the norm's own launch.
-pub const NORM_SHARED_MAX: u64 = (48 << 10) - 1024;
-
 impl CudaOps {
     fn aligned16(&self, b: Buf) -> bool {
         (self.arena.ptr + b.offset).is_multiple_of(16)
@@ -132,65 +114,25 @@ impl CudaOps {
             && ws.iter().all(|&w| w.dtype == x.dtype && self.aligned16(w))
     }
 
-    /// Whether the normalising kernels take one row of `k` normalised by
-    /// `x` into a product by `ws`.
-    fn norm_takes(&self, x: &Normed, ws: &[Buf], m: u64, k: u64) -> bool {
-        m == 1
-            && 6 * k <= NORM_SHARED_MAX
-            && x.x.dtype == Dtype::F32
-            && self.aligned16(x.x)
-            && x.w.dtype != Dtype::F32
-            && self.aligned16(x.w)
-            && self.gemv_takes(Buf { dtype: x.w.dtype, ..x.w }, ws, m, k)
-    }
-
-    /// Whether a product of `m` rows of `input` by `ws` runs on the GEMV
-    /// kernels; the model dtype, the kernel (plain, normalising) and the
-    /// launch's dynamic shared memory where it does.
-    #[allow(clippy::type_complexity)]
-    fn gemv_input(
-        &mut self,
-        op: &'static str,
-        input: GemvIn,
-        ws: &[Buf],
-        m: u64,
-        k: u64,
-        kernels: [Kernel; 4],
-    ) -> Result<Option<(Dtype, Kernel, u32, Vec<Arg>)>, CudaError> {
-        Ok(match input {
-            GemvIn::Plain(x) if self.gemv_takes(x, ws, m, k) => {
-                let px = self.operand(op, "x", x, m * k, None)?;
-                let name = kname(x.dtype, kernels[0], kernels[1], op)?;
-                Some((x.dtype, name, 0, vec![Arg::Ptr(px), Arg::U32(u32_of(op, "m", m)?)]))
-            }
-            GemvIn::Normed(x) if self.norm_takes(&x, ws, m, k) => {
-                let pr = self.operand(op, "x", x.x, k, Some(Dtype::F32))?;
-                let pn = self.operand(op, "norm", x.w, k, None)?;
-                let name = kname(x.w.dtype, kernels[2], kernels[3], op)?;
-                Some((x.w.dtype, name, 6 * k as u32, vec![Arg::Ptr(pr), Arg::Ptr(pn), Arg::F32(x.eps as f32)]))
-            }
-            _ => None,
-        })
-    }
-
     /// `out[i] (+)= x · w[i]ᵀ` for up to three `(out, w, n)` segments sharing `x`
-    /// (`gemv_{dtype}`; `rmsnorm_gemv_{dtype}` for a normalised row), in one launch.
+    /// (`gemv_{dtype}`), in one launch.
     pub(super) fn try_gemv(
         &mut self,
         op: &'static str,
         segments: &[(Buf, Buf, u64)],
-        input: GemvIn,
+        x: Buf,
         m: u64,
         k: u64,
         epilogue: Epilogue,
     ) -> Result<bool, CudaError> {
         assert!((1..=3).contains(&segments.len()), "gemv takes one to three segments");
         let ws: Vec<Buf> = segments.iter().map(|s| s.1).collect();
-        let kernels = [Kernel::GemvF16, Kernel::GemvBf16, Kernel::RmsnormGemvF16, Kernel::RmsnormGemvBf16];
-        let Some((dtype, name, smem, x_args)) = self.gemv_input(op, input, &ws, m, k, kernels)? else {
+        if !self.gemv_takes(x, &ws, m, k) {
             return Ok(false);
-        };
-        let mut args = Vec::with_capacity(16);
+        }
+        let name = kname(x.dtype, Kernel::GemvF16, Kernel::GemvBf16, op)?;
+        let px = self.operand(op, "x", x, m * k, None)?;
+        let mut args = Vec::with_capacity(13);
         let mut rows = 0u64;
         let mut mode = GEMV_STORE;
         for i in 0..3 {
@@ -201,7 +143,7 @@ impl CudaOps {
             let out_dtype = match (epilogue, out.dtype) {
                 (Epilogue::Residual, _) => Dtype::F32,
                 (Epilogue::Store, Dtype::F32) => Dtype::F32,
-                (Epilogue::Store, _) => dtype,
+                (Epilogue::Store, _) => x.dtype,
             };
             mode = match (epilogue, out_dtype) {
                 (Epilogue::Residual, _) => GEMV_RESIDUAL,
@@ -220,46 +162,51 @@ impl CudaOps {
             });
         }
         let layout = gemv_layout(m, rows, k, u64::from(self.gpu().sms) * gemv_sm_warps());
-        // gemv: x, m; rmsnorm_gemv: resid, norm, eps (one row). Then both: k and the layout.
-        args.extend(x_args);
         args.extend([
+            Arg::Ptr(px),
+            Arg::U32(u32_of(op, "m", m)?),
             Arg::U32(u32_of(op, "k", k)?),
             Arg::U32(mode),
             Arg::U32(layout.rows_per_warp as u32),
             Arg::U32(layout.ahead),
         ]);
         let grid = u32_of(op, "row blocks", rows.div_ceil(gemv_warps() * layout.rows_per_warp))?.max(1);
-        self.launch(op, name, grid, 32 * gemv_warps() as u32, smem, &mut args)?;
+        self.launch(op, name, grid, 32 * gemv_warps() as u32, 0, &mut args)?;
         Ok(true)
     }
 
-    /// `out = silu(x · w_gateᵀ) * (x · w_upᵀ)` (`gemv_silu_{dtype}`;
-    /// `rmsnorm_gemv_silu_{dtype}` for a normalised row).
+    /// `out = silu(x · w_gateᵀ) * (x · w_upᵀ)` (`gemv_silu_{dtype}`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn try_gemv_silu(
         &mut self,
         out: Buf,
-        input: GemvIn,
+        x: Buf,
         w_gate: Buf,
         w_up: Buf,
         m: u64,
         n: u64,
         k: u64,
     ) -> Result<bool, CudaError> {
-        let op = if matches!(input, GemvIn::Normed(_)) { "norm_gate_up_silu" } else { "gate_up_silu" };
-        let kernels =
-            [Kernel::GemvSiluF16, Kernel::GemvSiluBf16, Kernel::RmsnormGemvSiluF16, Kernel::RmsnormGemvSiluBf16];
-        let Some((dtype, name, smem, x_args)) = self.gemv_input(op, input, &[w_gate, w_up], m, k, kernels)? else {
+        const OP: &str = "gate_up_silu";
+        if !self.gemv_takes(x, &[w_gate, w_up], m, k) {
             return Ok(false);
-        };
-        let po = self.operand(op, "gate", out, m * n, Some(dtype))?;
-        let pg = self.operand(op, "w_gate", w_gate, n * k, None)?;
-        let pu = self.operand(op, "w_up", w_up, n * k, None)?;
-        let mut a = vec![Arg::Ptr(po), Arg::Ptr(pg), Arg::Ptr(pu), Arg::U32(u32_of(op, "n", n)?)];
-        a.extend(x_args);
-        a.push(Arg::U32(u32_of(op, "k", k)?));
-        let grid = u32_of(op, "row blocks", n.div_ceil(gemv_warps()))?.max(1);
-        self.launch(op, name, grid, 32 * gemv_warps() as u32, smem, &mut a)?;
+        }
+        let name = kname(x.dtype, Kernel::GemvSiluF16, Kernel::GemvSiluBf16, OP)?;
+        let po = self.operand(OP, "gate", out, m * n, Some(x.dtype))?;
+        let pg = self.operand(OP, "w_gate", w_gate, n * k, None)?;
+        let pu = self.operand(OP, "w_up", w_up, n * k, None)?;
+        let px = self.operand(OP, "x", x, m * k, None)?;
+        let mut a = [
+            Arg::Ptr(po),
+            Arg::Ptr(pg),
+            Arg::Ptr(pu),
+            Arg::U32(u32_of(OP, "n", n)?),
+            Arg::Ptr(px),
+            Arg::U32(u32_of(OP, "m", m)?),
+            Arg::U32(u32_of(OP, "k", k)?),
+        ];
+        let grid = u32_of(OP, "row blocks", n.div_ceil(gemv_warps()))?.max(1);
+        self.launch(OP, name, grid, 32 * gemv_warps() as u32, 0, &mut a)?;
         Ok(true)
     }
 }

@@ -37,7 +37,7 @@ mod trace;
 pub use backend::{CudaBackend, CudaOptions};
 pub use context::{check_libraries, Gpu};
 pub use error::CudaError;
-pub use gemv::{GEMV_MAX_M, NORM_SHARED_MAX};
+pub use gemv::GEMV_MAX_M;
 pub use lt::LtCandidate;
 pub use metrics::CudaMetrics;
 pub use nvrtc::{cache_dir as kernel_cache_dir, compile_all as compile_kernels};

@@ -37,9 +37,9 @@ use djinn_kernels::{SampleParams, SAMPLE_MAX_VOCAB};
 use super::blas::{Blas, Strided};
 use super::context::{DeviceBuffer, Gpu, Stream};
 use super::error::{CudaError, DriverContext};
-use super::gemv::{Epilogue, GemvIn};
+use super::gemv::Epilogue;
 use super::nvrtc::{kernel_constant, Kernels};
-use crate::ops::{unfused, AttnShape, Buf, Normed, Ops, MAX_ROPE_PAIRS};
+use crate::ops::{unfused, AttnShape, Buf, Ops, MAX_ROPE_PAIRS};
 
 /// One kernel argument, passed by value.
 pub(super) enum Arg {
@@ -628,7 +628,7 @@ impl Ops for CudaOps {
                 message: format!("output dtype {} with {} weights", out.dtype, w.dtype),
             });
         }
-        if x.dtype == w.dtype && self.try_gemv(OP, &[(out, w, n)], GemvIn::Plain(x), m, k, Epilogue::Store)? {
+        if x.dtype == w.dtype && self.try_gemv(OP, &[(out, w, n)], x, m, k, Epilogue::Store)? {
             return Ok(());
         }
         let po = self.operand(OP, "out", out, m * n, None)?;
@@ -824,39 +824,6 @@ impl Ops for CudaOps {
         self.launch(OP, name, grid_for_vec8(n), THREADS, 0, &mut a)
     }
 
-    fn norm_qkv(
-        &mut self,
-        out: [Buf; 3],
-        x: Normed,
-        w: [Buf; 3],
-        m: u64,
-        n: [u64; 3],
-        k: u64,
-    ) -> Result<(), CudaError> {
-        let segments = [(out[0], w[0], n[0]), (out[1], w[1], n[1]), (out[2], w[2], n[2])];
-        if self.try_gemv("norm_qkv", &segments, GemvIn::Normed(x), m, k, Epilogue::Store)? {
-            return Ok(());
-        }
-        unfused::norm_qkv(self, out, x, w, m, n, k)
-    }
-
-    fn norm_gate_up_silu(
-        &mut self,
-        gate: Buf,
-        up: Buf,
-        x: Normed,
-        w_gate: Buf,
-        w_up: Buf,
-        m: u64,
-        n: u64,
-        k: u64,
-    ) -> Result<(), CudaError> {
-        if self.try_gemv_silu(gate, GemvIn::Normed(x), w_gate, w_up, m, n, k)? {
-            return Ok(());
-        }
-        unfused::norm_gate_up_silu(self, gate, up, x, w_gate, w_up, m, n, k)
-    }
-
     fn rope_attention(
         &mut self,
         out: Buf,
@@ -880,7 +847,7 @@ impl Ops for CudaOps {
 
     fn qkv(&mut self, out: [Buf; 3], x: Buf, w: [Buf; 3], m: u64, n: [u64; 3], k: u64) -> Result<(), CudaError> {
         let segments = [(out[0], w[0], n[0]), (out[1], w[1], n[1]), (out[2], w[2], n[2])];
-        if self.try_gemv("qkv", &segments, GemvIn::Plain(x), m, k, Epilogue::Store)? {
+        if self.try_gemv("qkv", &segments, x, m, k, Epilogue::Store)? {
             return Ok(());
         }
         if n[0] == n[1] && n[1] == n[2] && self.try_batched("qkv", &out, x, &w, m, n[0], k)? {
@@ -900,7 +867,7 @@ impl Ops for CudaOps {
         n: u64,
         k: u64,
     ) -> Result<(), CudaError> {
-        if self.try_gemv_silu(gate, GemvIn::Plain(x), w_gate, w_up, m, n, k)? {
+        if self.try_gemv_silu(gate, x, w_gate, w_up, m, n, k)? {
             return Ok(());
         }
         if self.try_batched("gate_up_silu", &[gate, up], x, &[w_gate, w_up], m, n, k)? {
@@ -919,7 +886,7 @@ impl Ops for CudaOps {
         n: u64,
         k: u64,
     ) -> Result<(), CudaError> {
-        if self.try_gemv("matmul_residual", &[(resid, w, n)], GemvIn::Plain(y), m, k, Epilogue::Residual)? {
+        if self.try_gemv("matmul_residual", &[(resid, w, n)], y, m, k, Epilogue::Residual)? {
             return Ok(());
         }
         unfused::matmul_residual(self, resid, proj, y, w, m, n, k)
