@@ -10,8 +10,8 @@
 //! Each `try_*` method launches its kernel and returns `Ok(true)` when the
 //! shape is one the kernel takes, and `Ok(false)` — having done nothing —
 //! when it is not (too many input rows, a `k` or an address the 16-byte
-//! loads cannot take, a head size the attention kernel does not tile, or
-//! `DJINN_FUSED=0`), so that the [`crate::ops::Ops`] methods in `ops.rs` fall
+//! loads cannot take, a head size the attention kernel does not tile, query
+//! heads that do not group evenly over the kv heads, or `DJINN_FUSED=0`), so that the [`crate::ops::Ops`] methods in `ops.rs` fall
 //! back to cuBLAS and the unfused kernels. Operands are checked like every
 //! other op's: inside the arena, of the right dtype and size.
 //!
@@ -147,7 +147,14 @@ impl CudaOps {
         let rows = if s.header.is_some() { k_cache.elems / (s.num_kv_heads * d).max(1) } else { seq };
         let splits = rows.max(seq).div_ceil(ATTN_CHUNK as u64);
         let partial_elems = s.num_heads * splits * attn_partial_len(d as usize) as u64;
-        if !self.fused || s.tokens != 1 || !ATTN_HEAD_DIMS.contains(&d) || partial_elems > scores.elems {
+        let grouped = s.num_kv_heads > 0 && s.num_heads.is_multiple_of(s.num_kv_heads);
+        if !self.fused
+            || q.dtype == Dtype::F32
+            || !grouped
+            || s.tokens != 1
+            || !ATTN_HEAD_DIMS.contains(&d)
+            || partial_elems > scores.elems
+        {
             return Ok(false);
         }
         let combine = kname(q.dtype, Kernel::AttnCombineF16, Kernel::AttnCombineBf16, op)?;

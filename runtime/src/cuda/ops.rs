@@ -695,10 +695,7 @@ impl Ops for CudaOps {
         if q.dtype == Dtype::F32 {
             return Err(not_half(OP));
         }
-        if s.num_kv_heads > 0
-            && s.num_heads.is_multiple_of(s.num_kv_heads)
-            && self.try_attn_decode(out, q, None, k_cache, v_cache, scores, s)?
-        {
+        if self.try_attn_decode(out, q, None, k_cache, v_cache, scores, s)? {
             return Ok(());
         }
         // Every other path takes the position as launch arguments.
@@ -835,11 +832,7 @@ impl Ops for CudaOps {
         scores: Buf,
         s: AttnShape,
     ) -> Result<(), CudaError> {
-        if q.dtype != Dtype::F32
-            && s.num_kv_heads > 0
-            && s.num_heads.is_multiple_of(s.num_kv_heads)
-            && self.try_attn_decode(out, q, Some((k, v)), k_cache, v_cache, scores, s)?
-        {
+        if self.try_attn_decode(out, q, Some((k, v)), k_cache, v_cache, scores, s)? {
             return Ok(());
         }
         unfused::rope_attention(self, out, q, k, v, k_cache, v_cache, scores, s)
