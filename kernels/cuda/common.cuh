@@ -135,6 +135,22 @@ __device__ __forceinline__ u32x4 ld_vec(const void* p) {
 struct alignas(16) f32x4 { float v[4]; };
 struct alignas(8) u32x2 { u32 x, y; };
 
+// One f32, loaded where it stands in the program: volatile, so that the
+// compiler does not sink it to its use (gemv.cu's residual, read before the
+// products it is added to).
+__device__ __forceinline__ float ld_f32_here(const float* p) {
+    float v;
+    asm volatile("ld.global.f32 %0, [%1];" : "=f"(v) : "l"(p));
+    return v;
+}
+
+// Eight bytes (four 16-bit values) for a load before grid_dependency, as ld_early.
+__device__ __forceinline__ u32x2 ld_early2(const void* p) {
+    u32x2 r;
+    asm volatile("ld.global.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
+    return r;
+}
+
 template <typename T>
 __device__ __forceinline__ void unpack4(const u32x2& v, float* f) {
     T a, b, c, d;
@@ -187,7 +203,7 @@ __device__ __forceinline__ u32x4 pack8(const float* f) {
 // the launch latency between them. When a kernel's blocks start, the
 // kernel before it has passed its own wait, so every kernel before that one
 // has finished: only the one just before may still be writing. Every kernel
-// calls this first, except two that first issue loads of what that kernel
+// calls this first, except three that first issue loads of what that kernel
 // cannot be writing, so that their round trip overlaps it (through
 // ld_early):
 //   gemv.cu, the weights' first runs: no kernel writes a weight (weights
@@ -195,7 +211,8 @@ __device__ __forceinline__ u32x4 pack8(const float* f) {
 //     the copy stream, whose event the compute stream waits on before the
 //     launch, a full dependency);
 //   attn_decode.cu, the cache rows before the newest: the kernel before it
-//     (rope_kv_store) writes the newest row and q, which are read after.
+//     (rope_kv_store) writes the newest row and q, which are read after;
+//   rmsnorm.cu, the norm's weight (a weight, as gemv.cu's).
 // Without the launch attribute both instructions are no-ops.
 __device__ __forceinline__ void grid_dependency() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -6,11 +6,18 @@
 // operands are aligned (x to 16 bytes, w and out to 8), each thread loads
 // its quads of the row once, all at once, keeps them in registers for the
 // output, and reads w and writes out four values at a time; the host sizes
-// the block for it (`rmsnorm_threads` in ops.rs). Otherwise one value a
-// thread, the row read twice. Only the order of the sum of squares differs
+// the block for it (`rmsnorm_threads` in ops.rs). Its quads of w are loaded
+// before the launch wait (a weight: see grid_dependency in common.cuh), so
+// that their round trip to memory overlaps the kernel before instead of
+// following the sum of squares. Otherwise one value a thread, the row read
+// twice, everything after the wait. Only the order of the sum of squares differs
 // between the two (and from the twin's): f32 rounding of one scalar.
 
 #define RMS_HELD 8
+// The most threads a block: holding the row and w's quads takes ~72
+// registers a thread, more than a block of 1024 may have (64), so the
+// host never asks for more than this (`rmsnorm_threads` reads it).
+#define RMS_THREADS 512
 
 template <typename T>
 __device__ void rmsnorm(T* out, const float* x, const T* w, u32 rows, u32 dim, float eps) {
@@ -23,6 +30,13 @@ __device__ void rmsnorm(T* out, const float* x, const T* w, u32 rows, u32 dim, f
     const bool vec = dim % 4 == 0 && quads <= RMS_HELD * blockDim.x && ((size_t)x & 15) == 0 &&
                      (((size_t)out | (size_t)w) & 7) == 0;
     if (vec) {
+        u32x2 wq[RMS_HELD];
+#pragma unroll
+        for (int j = 0; j < RMS_HELD; j++) {
+            const u32 q = threadIdx.x + j * blockDim.x;
+            if (q < quads) wq[j] = ld_early2(w + (size_t)q * 4);
+        }
+        grid_dependency();
         f32x4 held[RMS_HELD];
         float ss = 0.0f;
 #pragma unroll
@@ -45,7 +59,7 @@ __device__ void rmsnorm(T* out, const float* x, const T* w, u32 rows, u32 dim, f
             const u32 q = threadIdx.x + j * blockDim.x;
             if (q < quads) {
                 float wf[4], o[4];
-                unpack4<T>(*(const u32x2*)(w + (size_t)q * 4), wf);
+                unpack4<T>(wq[j], wf);
 #pragma unroll
                 for (int i = 0; i < 4; i++) o[i] = held[j].v[i] * inv * wf[i];
                 *(u32x2*)(dst + (size_t)q * 4) = pack4<T>(o);
@@ -53,6 +67,7 @@ __device__ void rmsnorm(T* out, const float* x, const T* w, u32 rows, u32 dim, f
         }
         return;
     }
+    grid_dependency();
     float ss = 0.0f;
     for (u32 i = threadIdx.x; i < dim; i += blockDim.x) ss += row[i] * row[i];
     ss = block_sum(ss, scratch);
@@ -62,11 +77,11 @@ __device__ void rmsnorm(T* out, const float* x, const T* w, u32 rows, u32 dim, f
     }
 }
 
-extern "C" __global__ void rmsnorm_f16(f16_t* out, const float* x, const f16_t* w, u32 rows, u32 dim, float eps) {
-    grid_dependency();
+// rmsnorm waits for the kernel before itself (grid_dependency), after its
+// loads of w.
+extern "C" __global__ void __launch_bounds__(RMS_THREADS) rmsnorm_f16(f16_t* out, const float* x, const f16_t* w, u32 rows, u32 dim, float eps) {
     rmsnorm(out, x, w, rows, dim, eps);
 }
-extern "C" __global__ void rmsnorm_bf16(bf16_t* out, const float* x, const bf16_t* w, u32 rows, u32 dim, float eps) {
-    grid_dependency();
+extern "C" __global__ void __launch_bounds__(RMS_THREADS) rmsnorm_bf16(bf16_t* out, const float* x, const bf16_t* w, u32 rows, u32 dim, float eps) {
     rmsnorm(out, x, w, rows, dim, eps);
 }

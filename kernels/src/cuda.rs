@@ -142,6 +142,10 @@ mod tests {
         assert_eq!(gemv.define("GEMV_RESIDUAL"), Some(2), "a trailing u is a C literal suffix");
         assert_eq!(gemv.define("NO_SUCH_NAME"), None);
         assert!(Kernel::RmsnormF16.source().define("RMS_HELD").is_some_and(|h| (1..=16).contains(&h)));
+        assert!(Kernel::RmsnormF16
+            .source()
+            .define("RMS_THREADS")
+            .is_some_and(|t| t % 32 == 0 && (32..=1024).contains(&t)));
     }
 
     /// The names of the `extern "C" __global__` functions defined in `text`.

@@ -120,20 +120,25 @@ pub(super) fn rope_arg(op: &'static str, s: &AttnShape) -> Result<Arg, CudaError
 
 /// Threads of an `rmsnorm.cu` block for rows of `dim`: where the row is
 /// whole quads, enough warps that each thread holds at most the kernel's
-/// RMS_HELD of them (its vector path; 160 threads at 5120), read once from
-/// its text or its override; otherwise one value a thread.
+/// RMS_HELD of them (its vector path; 160 threads at 5120); otherwise one
+/// value a thread. Never more than its RMS_THREADS, the bound it is compiled
+/// for. Both constants read once from its text or its override.
 fn rmsnorm_threads(dim: u64) -> u32 {
-    static HELD: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let held = *HELD
-        .get_or_init(|| kernel_constant(Kernel::RmsnormF16, "RMS_HELD").expect("rmsnorm.cu defines RMS_HELD (tested)"));
+    static CONSTS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    let (held, most) = *CONSTS.get_or_init(|| {
+        let get = |name| {
+            kernel_constant(Kernel::RmsnormF16, name).expect("rmsnorm.cu defines RMS_HELD and RMS_THREADS (tested)")
+        };
+        (get("RMS_HELD"), get("RMS_THREADS"))
+    });
     let quads = dim / 4;
-    if dim.is_multiple_of(4) && quads <= held * 1024 {
-        return quads.div_ceil(held).next_multiple_of(32).clamp(32, 1024) as u32;
+    if dim.is_multiple_of(4) && quads <= held * most {
+        return quads.div_ceil(held).next_multiple_of(32).clamp(32, most) as u32;
     }
     if dim >= 4096 {
-        1024
+        most as u32
     } else {
-        THREADS
+        THREADS.min(most as u32)
     }
 }
 
@@ -918,5 +923,23 @@ impl CudaOps {
         }
         let mut a = [Arg::Ptr(pd), Arg::Ptr(src), Arg::U32(u32_of(OP, "n", n)?)];
         self.launch(OP, Kernel::CopyF32, grid_for(n), THREADS, 0, &mut a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rmsnorm_threads;
+
+    /// A block over RMS_THREADS fails to launch (the kernel is compiled for
+    /// at most that many), so no width may ask for one; 13B's rows take the
+    /// vector path at 160 threads.
+    #[test]
+    fn rmsnorm_blocks_stay_within_the_kernels_launch_bound() {
+        let most = super::kernel_constant(super::Kernel::RmsnormF16, "RMS_THREADS").unwrap() as u32;
+        assert_eq!(rmsnorm_threads(5120), 160);
+        for dim in [1, 3, 64, 4095, 4096, 5120, 8192, 16383, 16384, 16388, 32768, 65536, 1 << 20] {
+            let t = rmsnorm_threads(dim);
+            assert!(t % 32 == 0 && (32..=most).contains(&t), "dim {dim}: {t} threads, bound {most}");
+        }
     }
 }
