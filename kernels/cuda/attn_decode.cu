@@ -251,26 +251,77 @@ __device__ __forceinline__ float ld_partial(const float* p) {
     return v;
 }
 
-// out[h, :] from head h's first `splits` partials (of grid_splits a head).
-template <typename T>
+// out[h, :] from head h's first `splits` partials (of grid_splits a head),
+// each thread holding D of its dims: 1 where the block has a thread a dim
+// (attn_combine: the host launches head_dim threads; attn_decode's own
+// combine: ATTN_THREADS, for head_dim <= 128), else 2 (head_dim 256). The
+// partials are read TILE splits at a time, every load of a tile issued
+// before the first is used, so that a head's combine waits for one round
+// trip to L2 per tile (and one more per tile for their max first, where the
+// splits are more than one tile) instead of one per split and term. Each
+// thread sums in split order, as the twin does. combine below picks D.
+template <typename T, int TILE, int D>
 __device__ void combine_head(T* out, const float* partial, u32 h, u32 grid_splits, u32 splits, u32 head_dim) {
     const u32 stride = 2 + head_dim;
     const float* p = partial + (size_t)h * grid_splits * stride;
     float m = NEG_INF;
-    for (u32 s = 0; s < splits; s++) m = fmaxf(m, ld_partial(p + s * stride));
-    float l = 0.0f;
-    for (u32 s = 0; s < splits; s++) l += expf(ld_partial(p + s * stride) - m) * ld_partial(p + s * stride + 1);
-    for (u32 i = threadIdx.x; i < head_dim; i += blockDim.x) {
-        float a = 0.0f;
-        for (u32 s = 0; s < splits; s++) a += expf(ld_partial(p + s * stride) - m) * ld_partial(p + s * stride + 2 + i);
-        out[(size_t)h * head_dim + i] = from_f32<T>(a / l);
+    if (splits > TILE) {
+        for (u32 s0 = 0; s0 < splits; s0 += TILE) {
+            float tm[TILE];
+#pragma unroll
+            for (int u = 0; u < TILE; u++) tm[u] = s0 + u < splits ? ld_partial(p + (s0 + u) * stride) : NEG_INF;
+#pragma unroll
+            for (int u = 0; u < TILE; u++) m = fmaxf(m, tm[u]);
+        }
     }
+    float l = 0.0f, a[D];
+#pragma unroll
+    for (int d = 0; d < D; d++) a[d] = 0.0f;
+    for (u32 s0 = 0; s0 < splits; s0 += TILE) {
+        float tm[TILE], tl[TILE], ta[TILE][D];
+#pragma unroll
+        for (int u = 0; u < TILE; u++) {
+            const bool in = s0 + u < splits;
+            const float* ps = p + (s0 + u) * stride;
+            tm[u] = in ? ld_partial(ps) : NEG_INF;
+            tl[u] = in ? ld_partial(ps + 1) : 0.0f;
+#pragma unroll
+            for (int d = 0; d < D; d++) {
+                const u32 i = threadIdx.x + d * blockDim.x;
+                ta[u][d] = in && i < head_dim ? ld_partial(ps + 2 + i) : 0.0f;
+            }
+        }
+        if (splits <= TILE) {
+#pragma unroll
+            for (int u = 0; u < TILE; u++) m = fmaxf(m, tm[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < TILE; u++) {
+            if (s0 + u >= splits) break;
+            const float e = expf(tm[u] - m);
+            l += e * tl[u];
+#pragma unroll
+            for (int d = 0; d < D; d++) a[d] += e * ta[u][d];
+        }
+    }
+#pragma unroll
+    for (int d = 0; d < D; d++) {
+        const u32 i = threadIdx.x + d * blockDim.x;
+        if (i < head_dim) out[(size_t)h * head_dim + i] = from_f32<T>(a[d] / l);
+    }
+}
+
+// The tile as large as the registers allow: 16 splits at one dim a thread, 8 at two.
+template <typename T>
+__device__ void combine(T* out, const float* partial, u32 h, u32 grid_splits, u32 splits, u32 head_dim) {
+    if (head_dim <= blockDim.x) combine_head<T, 16, 1>(out, partial, h, grid_splits, splits, head_dim);
+    else combine_head<T, 8, 2>(out, partial, h, grid_splits, splits, head_dim);
 }
 
 template <typename T>
 __device__ void attn_combine(T* out, const float* partial, u32 grid_splits, const u32* pass, u32 head_dim) {
     const u32 splits = pass ? live_splits(pass[0] + pass[1]) : grid_splits;
-    combine_head(out, partial, blockIdx.x, grid_splits, splits, head_dim);
+    combine(out, partial, blockIdx.x, grid_splits, splits, head_dim);
 }
 
 // With out (the host passes it with a pass header, for at most
@@ -299,7 +350,7 @@ __device__ void attn_decode(float* partial, T* out, const T* q, T* k_cache, T* v
     __syncthreads();
     if (ticket != live - 1) return;
     __threadfence();
-    combine_head(out, partial, blockIdx.x, gridDim.y, live, head_dim);
+    combine(out, partial, blockIdx.x, gridDim.y, live, head_dim);
     if (threadIdx.x == 0) *done = 0u;
 }
 
