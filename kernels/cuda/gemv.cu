@@ -232,6 +232,18 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
     }
     u32x4 wv[R][GEMV_UNROLL];
     first_runs<T, R>(wv, w, k / 8, ahead);
+    // One input row into the residual stream: lane 0 reads the values it
+    // adds to now, after the wait, so that the warp's last step is a store
+    // instead of a round trip to L2 and a store (each output has one warp).
+    float res[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        u32 row = 0;
+        const u32 s = segment_of(g0 + r, n0, n1, n2, row);
+        void* out = s == 0 ? out0 : s == 1 ? out1 : out2;
+        const bool early = M == 1 && epilogue == GEMV_RESIDUAL && (threadIdx.x & 31) == 0 && s != 3;
+        res[r] = early ? ld_f32_here((const float*)out + row) : 0.0f;
+    }
     if (M == 1 && GEMV_ROLL) dot_row_rolling<T, R, M>(acc, wv, w, x, k, ahead);
     else dot_rows<T, R, M>(acc, wv, w, x, m, k);
     if ((threadIdx.x & 31) != 0) return;
@@ -249,6 +261,8 @@ __device__ void gemv(void* out0, const T* w0, u32 n0, void* out1, const T* w1, u
             const size_t o = (size_t)b * n + row;
             if (epilogue == GEMV_F32) {
                 ((float*)out)[o] = v;
+            } else if (epilogue == GEMV_RESIDUAL && M == 1) {
+                ((float*)out)[o] = res[r] + to_f32(from_f32<T>(v));
             } else if (epilogue == GEMV_RESIDUAL) {
                 ((float*)out)[o] += to_f32(from_f32<T>(v));
             } else {
