@@ -144,7 +144,8 @@ __device__ __forceinline__ float ld_f32_here(const float* p) {
     return v;
 }
 
-// Eight bytes (four 16-bit values) for a load before grid_dependency, as ld_early.
+// Eight bytes (four 16-bit values) for a load before grid_dependency:
+// coherent and volatile for ld_early's reasons, without its L1 hint.
 __device__ __forceinline__ u32x2 ld_early2(const void* p) {
     u32x2 r;
     asm volatile("ld.global.v2.u32 {%0, %1}, [%2];" : "=r"(r.x), "=r"(r.y) : "l"(p));
@@ -205,7 +206,7 @@ __device__ __forceinline__ u32x4 pack8(const float* f) {
 // has finished: only the one just before may still be writing. Every kernel
 // calls this first, except three that first issue loads of what that kernel
 // cannot be writing, so that their round trip overlaps it (through
-// ld_early):
+// ld_early, or ld_early2 for rmsnorm's 8-byte quads):
 //   gemv.cu, the weights' first runs: no kernel writes a weight (weights
 //     reach the device by copies: resident ones at load, streamed ones on
 //     the copy stream, whose event the compute stream waits on before the

@@ -14,7 +14,7 @@
 // between the two (and from the twin's): f32 rounding of one scalar.
 
 #define RMS_HELD 8
-// The most threads a block: holding the row and w's quads takes ~72
+// The most threads a block: holding the row and w's quads takes 72-76
 // registers a thread, more than a block of 1024 may have (64), so the
 // host never asks for more than this (`rmsnorm_threads` reads it).
 #define RMS_THREADS 512
@@ -77,8 +77,8 @@ __device__ void rmsnorm(T* out, const float* x, const T* w, u32 rows, u32 dim, f
     }
 }
 
-// rmsnorm waits for the kernel before itself (grid_dependency), after its
-// loads of w.
+// rmsnorm waits for the kernel before itself (grid_dependency): on its
+// vector path after its loads of w, otherwise first.
 extern "C" __global__ void __launch_bounds__(RMS_THREADS) rmsnorm_f16(f16_t* out, const float* x, const f16_t* w, u32 rows, u32 dim, float eps) {
     rmsnorm(out, x, w, rows, dim, eps);
 }
