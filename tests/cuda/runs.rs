@@ -336,6 +336,45 @@ fn cuda_decode_graph_replays_what_the_ops_compute_one_by_one() {
     }
 }
 
+/// Streamed and host-computing plans cut their decode step into segments
+/// between the plan's events and host computes, each captured once as a CUDA
+/// graph and replayed (`graph.rs`): they compute what the same ops enqueued
+/// one by one compute, bit for bit, on every streamed, partly streamed,
+/// host-computing and split-MLP plan of the two Llama fixtures, each prompt on
+/// one backend (the later ones replaying at other positions the graphs
+/// captured on the first), with the logits brought back and greedy on the device.
+#[test]
+fn cuda_segment_graphs_replay_what_streamed_and_host_plans_compute_one_by_one() {
+    const TEST: &str = "cuda_segment_graphs_replay_what_streamed_and_host_plans_compute_one_by_one";
+    let refs = reference();
+    for model in ["tiny-llama-mha", "tiny-llama-gqa"] {
+        let resident = plan(model, Strategy::Djinn, None).unwrap();
+        let streamed = plans(model).into_iter().filter(|(name, _)| name != "all-resident");
+        for (name, plan) in streamed.chain(fine_plans(model, &resident)) {
+            let weights = Weights::open(&fixture(model), &plan).unwrap();
+            let Some(mut graph) = cuda(TEST, &plan, &weights, &CudaOptions::default()) else { return };
+            let mut direct =
+                cuda(TEST, &plan, &weights, &CudaOptions { graph_off: true, ..CudaOptions::default() }).unwrap();
+            let mut generations = 0;
+            for p in refs[model]["prompts"].as_array().unwrap() {
+                let (prompt, step) = (ids(&p["input_ids"]), p["decode_check_step"].as_u64().unwrap() as usize);
+                let tag = format!("{model} {name} {:?}", p["prompt"].as_str().unwrap());
+                let (g, d) = (run(&plan, &mut graph, &prompt, step), run(&plan, &mut direct, &prompt, step));
+                assert_eq!(g.tokens, d.tokens, "{tag}: the graphs' tokens");
+                assert!(g.first == d.first && g.step == d.step, "{tag}: the graphs' logits differ from op by op");
+                assert_eq!(greedy_tokens(&plan, &mut graph, &prompt), g.tokens, "{tag}: the graphs' device greedy");
+                generations += 2;
+            }
+            let (mg, md) = (graph.metrics().unwrap(), direct.metrics().unwrap());
+            println!("{model} {name}: {} ({} replays)", mg.decode_graph, mg.decode_graph_replays);
+            assert!(mg.decode_graph.contains("CUDA graph"), "{model} {name}: {}", mg.decode_graph);
+            assert!(!mg.decode_graph.contains("not captured"), "{model} {name}: {}", mg.decode_graph);
+            assert_eq!(mg.decode_graph_replays, generations * (NEW_TOKENS - 1) - 1, "{model} {name}");
+            assert!(md.decode_graph.starts_with("enqueued op by op"), "{model} {name}: {}", md.decode_graph);
+        }
+    }
+}
+
 /// Tokens sampled on the device under `sampling` (no logits to the host).
 fn sampled_tokens<B: Backend>(plan: &Plan, backend: &mut B, prompt: &[u32], sampling: Sampling) -> Vec<u32> {
     let replay = Replay::new(plan, ReplayOptions::default()).unwrap();
@@ -402,7 +441,14 @@ fn enforce_budget_and_trace_report_a_streamed_run() {
     let steps =
         |lane: &str, phase: &djinn_core::Phase| phase.steps.iter().filter(|s| format!("{:?}", s.lane) == lane).count();
     let want = |lane| steps(lane, &plan.prefill) + (passes - 1) * steps(lane, &plan.decode);
-    assert_eq!(count(1, 2), want("Compute"), "measured compute spans");
+    // Prefill's compute spans are its steps; decode's, its segments' graphs (`graph.rs`), each
+    // covering its steps: together every compute step of every pass, once.
+    let compute = spans.iter().filter(|e| e["pid"] == 1 && e["tid"] == 2).collect::<Vec<_>>();
+    let covered: u64 = compute.iter().map(|e| e["args"]["graph"]["steps"].as_u64().unwrap_or(1)).sum();
+    assert_eq!(covered as usize, want("Compute"), "compute steps covered by the measured compute spans");
+    let graphs = compute.iter().filter(|e| e["args"]["graph"].is_object()).count();
+    assert!(graphs >= passes - 1, "every decode pass traced as its segments' graphs: {graphs} graph spans");
+    assert!(m.decode_graph.contains("CUDA graph"), "{}", m.decode_graph);
     // Every copy step once, but the warm ones twice (at load and after the request), outside the passes.
     assert_eq!(count(1, 1), want("Copy") + warm, "measured copy spans");
     let warm_spans = spans.iter().filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with("warm copy "))).count();

@@ -7,8 +7,10 @@
 //! Replay: copies go on the copy stream (highest priority), computes run the
 //! shared forward pass on the compute stream, and the plan's records and
 //! waits are CUDA events — the only ordering between the lanes. The host
-//! waits only in `logits()`, on the compute stream. A fully resident plan's
-//! decode step is captured once as a CUDA graph and replayed (`graph.rs`).
+//! waits only in `logits()`, on the compute stream. The decode step's
+//! device work is captured once as CUDA graphs, one per segment of the
+//! compute lane between the plan's events and host computes, and replayed
+//! (`graph.rs`).
 
 use std::path::PathBuf;
 
@@ -59,7 +61,7 @@ pub struct CudaBackend {
     tokens_host: PinnedBuffer,
     /// Recorded after the inputs' upload: the pinned buffer is free again once it completes.
     tokens_done: Event,
-    /// The decode step as a CUDA graph, or why not (`graph.rs`); how the current pass's work is enqueued.
+    /// The decode step's segments as CUDA graphs, or why not (`graph.rs`); how the current pass's work is enqueued.
     graph: DecodeGraph,
     /// `[vocab]` f32 logits read back.
     logits_host: PinnedBuffer,
@@ -121,10 +123,6 @@ impl CudaBackend {
         let step_timing = opts.trace.is_some() || step_timing_forced();
         let why_not = if opts.graph_off {
             Some("graphs off (CudaOptions::graph_off)")
-        } else if host.is_some() {
-            Some("the plan computes blocks on the host")
-        } else if step_timing {
-            Some("compute steps are timed by events (a trace, or DJINN_STEP_TIMING=1)")
         } else if ops.checks_each_op() {
             Some("every op is checked as it is enqueued (DJINN_CUDA_CHECK=1)")
         } else {
@@ -207,10 +205,15 @@ impl CudaBackend {
         let mut m = self.base_metrics.clone();
         m.timings(&self.timer);
         m.decode_graph_replays = self.graph.replays;
-        m.decode_graph = match self.graph.off_reason() {
-            Some(why) => format!("enqueued op by op: {why}"),
-            None if self.graph.nodes() > 0 => format!("one CUDA graph of {} nodes", self.graph.nodes()),
-            None => "one CUDA graph, not captured yet".into(),
+        let nodes = self.graph.nodes();
+        m.decode_graph = match (self.graph.off_reason(), nodes.len()) {
+            (Some(why), _) => format!("enqueued op by op: {why}"),
+            (None, 0) => "CUDA graphs, not captured yet".into(),
+            (None, 1) => format!("one CUDA graph of {} nodes", nodes[0]),
+            (None, n) => format!(
+                "{n} CUDA graphs (segments between the plan's events and host computes) of {} nodes in all",
+                nodes.iter().sum::<usize>()
+            ),
         };
         m.peak_device_bytes = self.memory.peak_bytes;
         if let Some(path) = &self.trace {
@@ -260,13 +263,11 @@ impl CudaBackend {
         self.ops.gpu()
     }
 
-    /// The end of a pass's work: a captured or replayed decode pass's graph is launched.
+    /// The end of a pass's work: a captured or replayed decode pass is
+    /// checked to have issued all its graphs' steps (each segment's graph was
+    /// launched at its last step).
     fn end_graph_pass(&mut self) -> Result<(), CudaError> {
-        if self.graph.mode() == Mode::Direct {
-            return Ok(());
-        }
-        let baked = self.ops.take_positions_baked();
-        let result = self.graph.end_decode(self.ops.stream(), baked);
+        let result = self.graph.end_decode();
         if let Err(e) = &result {
             self.graph.abort(self.ops.stream(), &e.to_string());
         }
@@ -448,7 +449,7 @@ impl Backend for CudaBackend {
     }
 
     fn copy_block(&mut self, block: usize, dst_offset: u64) -> Result<(), CudaError> {
-        self.graph.allows_other("a copy step")?;
+        // The copy lane is never captured: its steps may fall among a segment's.
         self.places.check_copy(block, dst_offset)?;
         let bytes = self.places.bytes[block];
         let dst = self.ops.arena_ptr() + dst_offset;
@@ -474,16 +475,33 @@ impl Backend for CudaBackend {
 
     fn compute_block(&mut self, block: usize, weights_offset: u64, pass: &Pass) -> Result<(), CudaError> {
         self.places.check_compute(block, weights_offset)?;
-        if !self.graph.step(block, weights_offset)? {
-            return Ok(()); // in the replayed graph
+        if self.graph.mode() != Mode::Capture {
+            // What ops bake a position is noted from a segment's first captured op on.
+            self.ops.take_positions_baked();
         }
-        self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
-        if let Some(host) = &mut self.host {
-            host.before_device_compute(&self.forward, block, &mut self.ops)?;
+        let mode = self.graph.step(block, weights_offset, self.ops.stream())?;
+        let uploads = match &mut self.host {
+            Some(host) => host.before_device_compute(&self.forward, block),
+            None => Vec::new(),
+        };
+        if mode == Mode::Direct {
+            // Steps in graphs are timed (when asked) as their segment's launch.
+            self.timer.start_step(Lane::Compute, block, 0, self.ops.stream())?;
         }
-        let done = self.forward.compute_block(&mut self.ops, block, weights_offset, pass);
-        self.in_capture(done)?;
-        self.timer.end_step(self.ops.stream())
+        if mode != Mode::Replay {
+            let done = uploads
+                .iter()
+                .try_for_each(|u| u.enqueue(&mut self.ops))
+                .and_then(|()| self.forward.compute_block(&mut self.ops, block, weights_offset, pass));
+            self.in_capture(done)?;
+        }
+        if mode == Mode::Direct {
+            self.timer.end_step(self.ops.stream())?;
+        }
+        // Noted since the segment's capture began (cleared above only outside one).
+        let baked = mode == Mode::Capture && self.ops.positions_baked;
+        let ended = self.graph.end_step(self.ops.stream(), baked, &mut self.timer);
+        self.in_capture(ended)
     }
 
     fn host_compute_block(&mut self, block: usize, pass: &Pass) -> Result<(), CudaError> {
@@ -500,7 +518,9 @@ impl Backend for CudaBackend {
     }
 
     fn record(&mut self, lane: Lane, event: EventId) -> Result<(), CudaError> {
-        self.graph.allows_other("an event record")?;
+        if lane == Lane::Compute {
+            self.graph.allows_other("a compute-lane event record")?;
+        }
         let e = self.event(event)?.raw;
         // SAFETY: `e` is owned by `self.events`; the stream by `self`.
         unsafe { cudarc::driver::result::event::record(e, self.stream(lane).raw) }.map_err(|source| CudaError::Driver {
@@ -510,7 +530,9 @@ impl Backend for CudaBackend {
     }
 
     fn wait(&mut self, lane: Lane, event: EventId) -> Result<(), CudaError> {
-        self.graph.allows_other("an event wait")?;
+        if lane == Lane::Compute {
+            self.graph.allows_other("a compute-lane event wait")?;
+        }
         self.event(event)?;
         let e = self.events[event.0].as_ref().expect("created above");
         self.stream(lane).wait(e)

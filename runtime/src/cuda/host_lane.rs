@@ -58,6 +58,25 @@ fn rows(forward: &Forward, act: Act, tokens: u64) -> Buf {
     }
 }
 
+/// Rows the host wrote, staged in a pinned buffer, for the device to read
+/// back before a compute ([`HostLane::before_device_compute`]).
+pub struct Upload {
+    /// Where they go: the activation's rows as 4-byte words.
+    words: Buf,
+    /// The pinned buffer's address in the device's address space, and its length.
+    from: u64,
+    from_bytes: u64,
+}
+
+impl Upload {
+    /// Enqueues the kernel that copies the rows in, on `ops`'s stream. The
+    /// pinned buffer is not written again before the stream has passed it
+    /// (the next write follows the next download's event).
+    pub fn enqueue(&self, ops: &mut CudaOps) -> Result<(), CudaError> {
+        ops.copy_from_host(self.words, self.from, self.from_bytes, self.words.elems)
+    }
+}
+
 /// Hand-overs at least this long are copied by the whole team (a prefill's
 /// residual stream is megabytes; decode's one row is not worth waking it for).
 const PARALLEL_COPY_BYTES: usize = 1 << 20;
@@ -178,19 +197,18 @@ impl HostLane {
         Some(&self.mirror[off..off + self.images.bytes[block] as usize])
     }
 
-    /// Before the device computes block `block`: puts back what the block
-    /// reads and the host wrote last (`x` after host-computed blocks, `gate`
-    /// after a host `gate_up`), on the compute stream. A kernel reads it from
-    /// the pinned buffer over the bus ([`CudaOps::copy_from_host`]): an H2D
-    /// copy would queue behind the copy lane's slot copy on the same engine,
-    /// ~1.3 ms a host block on the H200 (BENCHMARKS.md, section 1a).
-    pub fn before_device_compute(
-        &mut self,
-        forward: &Forward,
-        block: usize,
-        ops: &mut CudaOps,
-    ) -> Result<(), CudaError> {
+    /// Before the device computes block `block`: stages what the block reads
+    /// and the host wrote last (`x` after host-computed blocks, `gate` after a
+    /// host `gate_up`) in its pinned buffer, and returns the uploads that put
+    /// it back, for the compute stream. A kernel reads each from the pinned
+    /// buffer over the bus ([`CudaOps::copy_from_host`], [`Upload::enqueue`]):
+    /// an H2D copy would queue behind the copy lane's slot copy on the same
+    /// engine, ~1.3 ms a host block on the H200 (BENCHMARKS.md, section 1a).
+    /// The staging is host work, done on every pass; a decode graph holds the
+    /// uploads' kernels (`graph.rs`), so a replay does not enqueue them again.
+    pub fn before_device_compute(&mut self, forward: &Forward, block: usize) -> Vec<Upload> {
         let tokens = self.tokens;
+        let mut uploads = Vec::new();
         for act in self.handover.before(self.kinds[block], Side::Device) {
             let buf = rows(forward, act, tokens);
             let len = buf.bytes() as usize;
@@ -200,12 +218,10 @@ impl HostLane {
             copy_bytes(&mut pinned.as_mut_slice()[..len], &self.mirror[buf.offset as usize..][..len]);
             // The rows' bits, as 4-byte words (a row of gate holds an even count of 2-byte values).
             let words = Buf { offset: buf.offset, elems: buf.bytes() / 4, dtype: Dtype::F32 };
-            // The buffer is not written again before the stream has passed this kernel (the
-            // next write follows the next download's event).
-            ops.copy_from_host(words, self.pinned_device[act as usize], pinned.len() as u64, words.elems)?;
+            uploads.push(Upload { words, from: self.pinned_device[act as usize], from_bytes: pinned.len() as u64 });
         }
         self.handover.after(self.kinds[block], Side::Device);
-        Ok(())
+        uploads
     }
 
     /// Whether the host's LM head computed the newest logits.

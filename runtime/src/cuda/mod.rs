@@ -10,8 +10,9 @@
 //! Modules, bottom up: `context` (library presence checks, device, RAII
 //! streams / events / memory), `nvrtc` (compile + disk cache), `pinned`,
 //! `blas`, `ops` (with `gemv`, its decode products, `batched`, its batched prefill products, `decode`, its other decode kernels, and `prefill`, its flash prefill attention), `lt` (cuBLASLt's candidate algorithms, timed, for the benchmarks), `budget`, `placement`, `timing`, `metrics`, `trace`,
-//! `host_lane` (the host side of `host_compute`), `graph` (the decode step
-//! captured once as a CUDA graph and replayed), and `backend`, which ties
+//! `host_lane` (the host side of `host_compute`), `graph` (the decode step's
+//! device segments, between the plan's events and host computes, captured
+//! once as CUDA graphs and replayed), and `backend`, which ties
 //! them to the replay engine.
 
 mod backend;

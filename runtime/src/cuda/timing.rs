@@ -7,7 +7,10 @@
 //! `compute_steps`: a trace, or `DJINN_STEP_TIMING=1`): an event recorded
 //! between two kernels of the compute stream ends the programmatic launch
 //! overlap between them (`common.cuh`), so bracketing the ~120 compute steps
-//! of a token would itself slow decode. Times are read only once the
+//! of a token would itself slow decode. Where decode runs as CUDA graphs
+//! (`graph.rs`) a trace brackets each segment's graph launch instead: one
+//! span for the segment's blocks, the graph's kernels untouched, so the
+//! trace measures what an untraced run does. Times are read only once the
 //! events have completed — at `logits()`, which has synchronised the compute
 //! lane anyway, and at the end — so measuring never stalls a lane. Events
 //! are recycled through a pool; all times are ms from the first pass's start.
@@ -33,8 +36,11 @@ pub struct Span {
     /// A warm copy ([`Timer::begin_warm`]): not part of its pass's time.
     pub warm: bool,
     pub lane: Lane,
-    /// Index into the plan's block table.
+    /// Index into the plan's block table: the step's block, or a graph's first.
     pub block: usize,
+    /// A decode segment's graph ([`Timer::time_graph`]): its last block and
+    /// how many compute steps it holds. `None` for one step.
+    pub graph: Option<(usize, usize)>,
     /// Bytes moved (copies), 0 for computes.
     pub bytes: u64,
     pub start_ms: f64,
@@ -58,7 +64,7 @@ pub struct PassTimes {
 enum What {
     PassStart(usize),
     PassEnd(usize),
-    Step { pass: usize, warm: bool, lane: Lane, block: usize, bytes: u64 },
+    Step { pass: usize, warm: bool, lane: Lane, block: usize, bytes: u64, graph: Option<(usize, usize)> },
 }
 
 struct Pending {
@@ -171,7 +177,34 @@ impl Timer {
         let warm = self.warming && lane == Lane::Copy;
         // A warm copy belongs to the pass that will read it: the next one.
         let pass = if warm { self.passes.len() } else { self.passes.len().saturating_sub(1) };
-        self.pending.push(Pending { what: What::Step { pass, warm, lane, block, bytes }, start, end: Some(end) });
+        let what = What::Step { pass, warm, lane, block, bytes, graph: None };
+        self.pending.push(Pending { what, start, end: Some(end) });
+        Ok(())
+    }
+
+    /// Runs `launch` (a decode segment's graph launch on `stream`, the compute
+    /// lane), bracketed by events when compute steps are timed: one span from
+    /// block `first` through block `last`, `steps` compute steps.
+    pub fn time_graph(
+        &mut self,
+        first: usize,
+        last: usize,
+        steps: usize,
+        stream: &Stream,
+        launch: impl FnOnce() -> Result<(), CudaError>,
+    ) -> Result<(), CudaError> {
+        if !self.compute_steps {
+            return launch();
+        }
+        let start = self.event()?;
+        start.record(stream)?;
+        launch()?;
+        let end = self.event()?;
+        end.record(stream)?;
+        let pass = self.passes.len().saturating_sub(1);
+        let what =
+            What::Step { pass, warm: false, lane: Lane::Compute, block: first, bytes: 0, graph: Some((last, steps)) };
+        self.pending.push(Pending { what, start, end: Some(end) });
         Ok(())
     }
 
@@ -196,9 +229,9 @@ impl Timer {
             match p.what {
                 What::PassStart(i) => self.passes[i].start_ms = Some(start_ms),
                 What::PassEnd(i) => self.passes[i].end_ms = Some(start_ms),
-                What::Step { pass, warm, lane, block, bytes } => {
+                What::Step { pass, warm, lane, block, bytes, graph } => {
                     let end_ms = p.end.as_ref().expect("steps have an end event").ms_since(epoch)? as f64;
-                    self.spans.push(Span { pass, warm, lane, block, bytes, start_ms, end_ms });
+                    self.spans.push(Span { pass, warm, lane, block, graph, bytes, start_ms, end_ms });
                 }
             }
             self.pool.push(p.start);

@@ -4,7 +4,10 @@
 //! device ran them, plus one span per pass) and *predicted* (the plan's
 //! steps, each phase's `start_us`/`end_us` placed at the measured start of
 //! the pass that replayed it), so a glance shows where the schedule and the
-//! hardware disagree. Times are µs from the first pass's start.
+//! hardware disagree. Times are µs from the first pass's start. Where decode
+//! runs as CUDA graphs, its measured compute spans are the segments' graphs
+//! (`timing.rs`), named by their first and last blocks; `DJINN_GRAPH=0`
+//! gives one span per block instead.
 
 use std::path::Path;
 
@@ -47,11 +50,18 @@ pub fn to_json(timer: &Timer, blocks: &[String], prefill: &Phase, decode: &Phase
         let name = match s.lane {
             Lane::Copy if s.warm => format!("warm copy {}", blocks[s.block]),
             Lane::Copy => format!("copy {}", blocks[s.block]),
-            Lane::Compute => blocks[s.block].clone(),
+            Lane::Compute => match s.graph {
+                None => blocks[s.block].clone(),
+                Some((last, 1)) if last == s.block => format!("{} (graph)", blocks[s.block]),
+                Some((last, steps)) => format!("{} .. {} (graph of {steps} steps)", blocks[s.block], blocks[last]),
+            },
         };
         let dur_ms = (s.end_ms - s.start_ms).max(0.0);
         // A warm copy is issued while the device is idle, for the pass after it.
         let mut args = if s.warm { json!({"warm_for_pass": s.pass}) } else { json!({"pass": s.pass}) };
+        if let Some((last, steps)) = s.graph {
+            args["graph"] = json!({"first": blocks[s.block], "last": blocks[last], "steps": steps});
+        }
         if s.bytes > 0 {
             args["bytes"] = json!(s.bytes);
             args["GB/s"] = json!(if dur_ms > 0.0 { s.bytes as f64 / (dur_ms * 1e-3) / 1e9 } else { 0.0 });
