@@ -86,33 +86,29 @@ pub(super) struct Segments {
 impl Segments {
     /// The segments of a decode phase's `steps`.
     pub(super) fn of(decode: &[Step]) -> Segments {
-        let (mut starts, mut steps, mut cut, mut first_on_lane) = (Vec::new(), 0, true, true);
-        let mut inputs = false;
-        for s in decode.iter().filter(|s| s.lane == Lane::Compute) {
+        let waits = |s: &Step| !s.wait.is_empty() || !s.wait_prev.is_empty();
+        let lane = || decode.iter().filter(|s| s.lane == Lane::Compute);
+        let (mut starts, mut steps, mut cut) = (Vec::new(), 0, true);
+        for s in lane() {
             if s.op != Op::Compute {
                 cut = true;
-                first_on_lane = false;
                 continue;
             }
-            let waits = !s.wait.is_empty() || !s.wait_prev.is_empty();
-            if cut || waits {
-                if first_on_lane && !waits {
-                    inputs = true;
-                }
+            if cut || waits(s) {
                 starts.push(steps);
             }
-            first_on_lane = false;
             steps += 1;
             cut = s.record.is_some();
         }
+        let inputs = lane().next().is_some_and(|s| s.op == Op::Compute && !waits(s));
         Segments { starts, steps, inputs }
     }
 
-    /// The segment `step` (a compute step's index) belongs to, and whether it is that segment's first and last step.
-    fn locate(&self, step: usize) -> (usize, bool, bool) {
+    /// The segment `step` (a compute step's index) belongs to, and whether it is that segment's last step.
+    fn locate(&self, step: usize) -> (usize, bool) {
         let seg = self.starts.partition_point(|&s| s <= step) - 1;
         let end = self.starts.get(seg + 1).copied().unwrap_or(self.steps);
-        (seg, step == self.starts[seg], step + 1 == end)
+        (seg, step + 1 == end)
     }
 }
 
@@ -245,7 +241,7 @@ impl DecodeGraph {
         if at == 0 {
             return self.segments.inputs;
         }
-        at < self.segments.steps && !self.segments.starts.contains(&at)
+        at < self.segments.steps && self.segments.starts.binary_search(&at).is_err()
     }
 
     /// A compute step of the current decode pass, before its work: begins
@@ -301,18 +297,19 @@ impl DecodeGraph {
             }
             _ => return Ok(()),
         };
-        let (seg, _, last) = self.segments.locate(issued - 1);
+        let (seg, last) = self.segments.locate(issued - 1);
         if !last {
             return Ok(());
         }
         let first = self.segments.starts[seg];
+        // The segment's first and last blocks and its step count, for the timer's span.
+        let (State::Capturing { steps, .. } | State::Ready { steps, .. }) = &self.state else { unreachable!() };
+        let (b0, b1, n) = (steps[first].0, steps[issued - 1].0, issued - first);
         match std::mem::replace(&mut self.state, State::Armed) {
             State::Capturing { mut execs, steps, .. } => {
                 let exec = end_capture(stream, seg);
                 let launched = exec.and_then(|exec| {
-                    timer.time_graph(steps[first].0, steps[issued - 1].0, issued - first, stream, || {
-                        exec.launch(stream)
-                    })?;
+                    timer.time_graph(b0, b1, n, stream, || exec.launch(stream))?;
                     Ok(exec)
                 });
                 match launched {
@@ -338,9 +335,7 @@ impl DecodeGraph {
                 }
             }
             State::Ready { execs, steps, at } => {
-                let exec = &execs[seg];
-                let launched = timer
-                    .time_graph(steps[first].0, steps[issued - 1].0, issued - first, stream, || exec.launch(stream));
+                let launched = timer.time_graph(b0, b1, n, stream, || execs[seg].launch(stream));
                 self.state = State::Ready { execs, steps, at };
                 launched
             }
@@ -462,8 +457,8 @@ mod tests {
         let c = |b| step(Lane::Compute, Op::Compute, b, &[], None);
         let s = segments(vec![c("embed"), c("layer.0"), c("layer.1"), c("norm"), c("lm_head")]);
         assert_eq!(s, Segments { starts: vec![0], steps: 5, inputs: true });
-        assert_eq!(s.locate(0), (0, true, false));
-        assert_eq!(s.locate(4), (0, false, true));
+        assert_eq!(s.locate(0), (0, false));
+        assert_eq!(s.locate(4), (0, true));
     }
 
     #[test]
@@ -487,10 +482,10 @@ mod tests {
         // Compute steps: 0 l0.attn, 1 l0.gate_up | 2 l1.attn, 3 l1.gate_up | 4 l1.down (waits, records)
         // | 5 l2.attn, 6 l2.gate_up (records) | 7 l2.down, 8 norm.
         assert_eq!(s, Segments { starts: vec![0, 2, 4, 5, 7], steps: 9, inputs: false });
-        assert_eq!(s.locate(1), (0, false, true));
-        assert_eq!(s.locate(4), (2, true, true));
-        assert_eq!(s.locate(6), (3, false, true));
-        assert_eq!(s.locate(7), (4, true, false));
+        assert_eq!(s.locate(1), (0, true));
+        assert_eq!(s.locate(4), (2, true));
+        assert_eq!(s.locate(6), (3, true));
+        assert_eq!(s.locate(7), (4, false));
     }
 
     #[test]

@@ -939,7 +939,7 @@ mod tests {
         assert_eq!(rmsnorm_threads(5120), 160);
         for dim in [1, 3, 64, 4095, 4096, 5120, 8192, 16383, 16384, 16388, 32768, 65536, 1 << 20] {
             let t = rmsnorm_threads(dim);
-            assert!(t % 32 == 0 && (32..=most).contains(&t), "dim {dim}: {t} threads, bound {most}");
+            assert!(t.is_multiple_of(32) && (32..=most).contains(&t), "dim {dim}: {t} threads, bound {most}");
         }
     }
 }
